@@ -1,0 +1,160 @@
+//! The error type of the public API.
+//!
+//! Every error says what state it leaves behind. Unless a variant says otherwise, a
+//! failed write left the database exactly as it was: transactions apply fully or not at
+//! all.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::document::DocId;
+
+/// Shorthand for results of BlazeDB operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of name was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    Database,
+    Collection,
+    Field,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Database => "database",
+            NameKind::Collection => "collection",
+            NameKind::Field => "field",
+        })
+    }
+}
+
+/// Where corruption or tampering was detected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionSite {
+    /// The key file (KDF parameters, wrapped data key) failed its checksum or is malformed.
+    KeyFile,
+    /// The key file does not belong to this data file.
+    KeyMismatch,
+    /// The storage engine found a damaged page, checksum or structure.
+    Storage,
+    /// A stored record failed authentication or decoding. `table` names the table.
+    Record { table: &'static str },
+}
+
+impl fmt::Display for CorruptionSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptionSite::KeyFile => f.write_str("key file"),
+            CorruptionSite::KeyMismatch => f.write_str("key file does not match the data file"),
+            CorruptionSite::Storage => f.write_str("storage engine"),
+            CorruptionSite::Record { table } => write!(f, "record in table '{table}'"),
+        }
+    }
+}
+
+/// Everything that can go wrong in BlazeDB.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The password does not unlock this database. Nothing was modified.
+    #[error("wrong password for this database")]
+    WrongPassword,
+
+    /// Another process (or another handle in this process) has the database open.
+    /// Nothing was modified.
+    #[error("database {path} is in use by another process or handle")]
+    AlreadyOpen { path: PathBuf },
+
+    /// No database exists at this path (and the options asked not to create one).
+    #[error("no database at {path}")]
+    DatabaseNotFound { path: PathBuf },
+
+    /// A database already exists at this path (and the options asked to create a new one).
+    #[error("a database already exists at {path}")]
+    DatabaseExists { path: PathBuf },
+
+    /// The document does not exist. Nothing was modified.
+    #[error("document {id} not found in collection '{collection}'")]
+    NotFound { collection: String, id: DocId },
+
+    /// An insert found a document with the same id. Nothing was modified.
+    #[error("document {id} already exists in collection '{collection}'")]
+    AlreadyExists { collection: String, id: DocId },
+
+    /// A database, collection or field name breaks a naming rule. Nothing was modified.
+    #[error("invalid {kind} name '{name}': {reason}")]
+    InvalidName {
+        kind: NameKind,
+        name: String,
+        reason: &'static str,
+    },
+
+    /// A value, option or argument is not acceptable. Nothing was modified.
+    #[error("invalid value: {reason}")]
+    InvalidValue { reason: String },
+
+    /// Something is larger than its limit (see `blazedb_core::limits`). Nothing was modified.
+    #[error("{what} is too large: {size} > {max}")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        max: usize,
+    },
+
+    /// A typed value could not be mapped to or from a document.
+    #[error("cannot map type {type_name}: {reason}")]
+    Mapping {
+        type_name: &'static str,
+        reason: String,
+    },
+
+    /// Stored data failed authentication or is damaged: tampering, disk corruption or a
+    /// bug. The operation returned no data from the damaged part.
+    #[error("corruption detected in {site}: {detail}")]
+    Corruption {
+        site: CorruptionSite,
+        detail: String,
+    },
+
+    /// The file was written by an incompatible format version.
+    #[error("unsupported format version {found} in {what} (this build reads {supported})")]
+    UnsupportedFormat {
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
+
+    /// An earlier I/O failure made the database unusable for writes (a failed fsync leaves
+    /// the file's state unknown). Reopen the database to recover from the last durable
+    /// commit.
+    #[error("database is in a failed state after an earlier error: {reason}")]
+    Failed { reason: String },
+
+    /// An operating-system I/O error. `context` says what was being done.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    #[must_use]
+    pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+
+    /// A record that failed to decrypt or decode.
+    #[must_use]
+    pub fn corrupt_record(table: &'static str, detail: impl Into<String>) -> Error {
+        Error::Corruption {
+            site: CorruptionSite::Record { table },
+            detail: detail.into(),
+        }
+    }
+}

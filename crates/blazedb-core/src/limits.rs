@@ -1,0 +1,16 @@
+//! Every bound the engine enforces. A limit that is hit yields a typed error
+//! ([`crate::Error::TooLarge`] or [`crate::Error::InvalidValue`]), never a panic.
+
+/// Longest database or collection name, in bytes.
+pub const NAME_LEN_MAX: usize = 64;
+/// Longest field name, in bytes.
+pub const FIELD_NAME_LEN_MAX: usize = 256;
+/// Deepest nesting of arrays and maps inside a document (top-level fields are depth 1).
+/// Bounds recursion in encoders and decoders.
+pub const VALUE_DEPTH_MAX: usize = 32;
+/// Largest encoded document, in bytes (before padding and encryption).
+pub const DOCUMENT_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most writes (document changes) a single transaction may hold.
+pub const TXN_WRITES_MAX: usize = 4_000_000;
+/// Most change-log entries returned by one read of the change log.
+pub const CHANGE_BATCH_MAX: usize = 100_000;

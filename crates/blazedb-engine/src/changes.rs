@@ -1,0 +1,108 @@
+//! The change log: every committed local write, in commit order, for the sync layer.
+//!
+//! Invariants:
+//! - An entry is written in the same storage transaction as the write it describes, so
+//!   a commit has all of its entries and a rollback none.
+//! - Sequence numbers are assigned consecutively from 1, in commit order, and never
+//!   reused (the next number is persisted with each commit).
+//! - Writes applied through [`crate::Database::begin_apply`] (remote changes) are not
+//!   captured.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+
+use blazedb_core::limits::CHANGE_BATCH_MAX;
+use blazedb_core::{DocId, Error, Fields, Result};
+use blazedb_storage::Table;
+
+use crate::codec::{ChangeRecord, OpRecord, StoredValue, decode, into_fields};
+use crate::raw::Raw;
+use crate::vault::Vault;
+
+/// What a captured write did to its document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChangeOp {
+    /// The document came into existence with these fields (insert, or put of a new id).
+    Insert { fields: Fields },
+    /// Fields were set and/or removed (patch, or put replacing an existing document).
+    Update { set: Fields, unset: Vec<String> },
+    /// The document was deleted.
+    Delete,
+}
+
+/// One entry of the change log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// Position in the log, from 1, consecutive in commit order.
+    pub seq: u64,
+    /// `seq` of the first change of the same transaction: entries with equal `txn`
+    /// committed together.
+    pub txn: u64,
+    pub collection: String,
+    pub id: DocId,
+    pub op: ChangeOp,
+}
+
+fn decode_change(seq: u64, plain: &[u8]) -> Result<Change> {
+    let rec: ChangeRecord<String, BTreeMap<String, StoredValue>> = decode("changes", plain)?;
+    let op = match rec.op {
+        OpRecord::Insert(f) => ChangeOp::Insert {
+            fields: into_fields(f),
+        },
+        OpRecord::Update { set, unset } => ChangeOp::Update {
+            set: into_fields(set),
+            unset,
+        },
+        OpRecord::Delete => ChangeOp::Delete,
+    };
+    Ok(Change {
+        seq,
+        txn: rec.txn,
+        collection: rec.collection,
+        id: DocId::from_bytes(rec.id),
+        op,
+    })
+}
+
+/// Reads up to `limit` (at most [`CHANGE_BATCH_MAX`]) changes with `seq > after`.
+pub(crate) fn changes_after(
+    raw: &mut impl Raw,
+    vault: &Vault,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Change>> {
+    let limit = limit.min(CHANGE_BATCH_MAX);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let lo = after.saturating_add(1).to_be_bytes();
+    let mut expected = after.saturating_add(1);
+    raw.raw_scan(
+        Table::Changes,
+        Bound::Included(&lo),
+        Bound::Unbounded,
+        &mut |k, v| {
+            let seq =
+                u64::from_be_bytes(k.try_into().map_err(|_| {
+                    Error::corrupt_record("changes", "key is not a sequence number")
+                })?);
+            // Gaps are only legitimate below a pruned horizon, never inside the live log.
+            if !out.is_empty() && seq != expected {
+                return Err(Error::corrupt_record(
+                    "changes",
+                    format!("gap in change log: expected {expected}, found {seq}"),
+                ));
+            }
+            let change = decode_change(seq, &vault.open(Table::Changes, k, v)?)?;
+            expected = seq + 1;
+            out.push(change);
+            Ok(if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        },
+    )?;
+    Ok(out)
+}

@@ -1,0 +1,185 @@
+//! The disk format of records, before sealing (see `docs/format.md`).
+//!
+//! Domain types ([`Value`], [`Document`]) are not serde types. This module maps them to
+//! postcard explicitly: encoding borrows (no copy of the document), decoding builds
+//! owned domain values. Variant indexes are part of the format: append, never reorder.
+
+use std::collections::BTreeMap;
+
+use blazedb_core::{DocId, Error, Fields, Timestamp, Value};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
+
+/// Format version of records written by this build.
+pub(crate) const RECORD_VERSION: u32 = 1;
+
+/// Borrowing serializer for a [`Value`].
+pub(crate) struct ValueRef<'a>(pub &'a Value);
+
+impl Serialize for ValueRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const N: &str = "Value";
+        match self.0 {
+            Value::Null => s.serialize_unit_variant(N, 0, "Null"),
+            Value::Bool(b) => s.serialize_newtype_variant(N, 1, "Bool", b),
+            Value::Int(i) => s.serialize_newtype_variant(N, 2, "Int", i),
+            Value::Float(f) => s.serialize_newtype_variant(N, 3, "Float", f),
+            Value::String(x) => s.serialize_newtype_variant(N, 4, "String", x),
+            Value::Bytes(b) => {
+                s.serialize_newtype_variant(N, 5, "Bytes", serde_bytes::Bytes::new(b))
+            }
+            Value::Timestamp(t) => s.serialize_newtype_variant(N, 6, "Timestamp", &t.0),
+            Value::Uuid(u) => s.serialize_newtype_variant(N, 7, "Uuid", u.as_bytes()),
+            Value::Array(a) => s.serialize_newtype_variant(N, 8, "Array", &SeqRef(a)),
+            Value::Map(m) => s.serialize_newtype_variant(N, 9, "Map", &FieldsRef(m)),
+        }
+    }
+}
+
+struct SeqRef<'a>(&'a [Value]);
+
+impl Serialize for SeqRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for v in self.0 {
+            seq.serialize_element(&ValueRef(v))?;
+        }
+        seq.end()
+    }
+}
+
+/// Borrowing serializer for a field map.
+pub(crate) struct FieldsRef<'a>(pub &'a Fields);
+
+impl Serialize for FieldsRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, &ValueRef(v))?;
+        }
+        map.end()
+    }
+}
+
+/// The owned, decoded mirror of [`ValueRef`]'s encoding. Same variant order.
+#[derive(Deserialize)]
+pub(crate) enum StoredValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Bytes(serde_bytes::ByteBuf),
+    Timestamp(i64),
+    Uuid([u8; 16]),
+    Array(Vec<StoredValue>),
+    Map(BTreeMap<String, StoredValue>),
+}
+
+impl From<StoredValue> for Value {
+    fn from(v: StoredValue) -> Self {
+        match v {
+            StoredValue::Null => Value::Null,
+            StoredValue::Bool(b) => Value::Bool(b),
+            StoredValue::Int(i) => Value::Int(i),
+            StoredValue::Float(f) => Value::Float(f),
+            StoredValue::String(s) => Value::String(s),
+            StoredValue::Bytes(b) => Value::Bytes(b.into_vec()),
+            StoredValue::Timestamp(t) => Value::Timestamp(Timestamp(t)),
+            StoredValue::Uuid(u) => Value::Uuid(Uuid::from_bytes(u)),
+            StoredValue::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
+            StoredValue::Map(m) => Value::Map(into_fields(m)),
+        }
+    }
+}
+
+pub(crate) fn into_fields(m: BTreeMap<String, StoredValue>) -> Fields {
+    m.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
+}
+
+/// A document as stored: its id and fields. `F` is [`FieldsRef`] when encoding and a
+/// map of [`StoredValue`] when decoding.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct DocRecord<F> {
+    pub id: [u8; 16],
+    pub fields: F,
+}
+
+/// What one captured write did.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum OpRecord<F> {
+    /// A document came into existence (insert, or put of an absent id) with these fields.
+    Insert(F),
+    /// Fields of an existing document were set and/or removed (patch, or put replacing).
+    Update { set: F, unset: Vec<String> },
+    /// The document was deleted.
+    Delete,
+}
+
+/// A change-log entry as stored.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChangeRecord<S, F> {
+    /// Sequence number of the first change of the same transaction.
+    pub txn: u64,
+    pub collection: S,
+    pub id: [u8; 16],
+    pub op: OpRecord<F>,
+}
+
+/// A collection's catalog entry.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CatalogRecord {
+    pub name: String,
+}
+
+/// The database's identity record, stored under `meta/format`. Decrypting it proves the
+/// key file belongs to this data file.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FormatRecord {
+    pub version: u32,
+    pub db_id: [u8; 16],
+}
+
+/// Counters kept under `meta/counters`.
+#[derive(Serialize, Deserialize, Default, Clone, Copy)]
+pub(crate) struct CountersRecord {
+    /// The next change-log sequence number to assign.
+    pub next_seq: u64,
+}
+
+/// Encodes a record, enforcing the document size limit.
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, Error> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| Error::InvalidValue {
+        reason: format!("cannot encode {what}: {e}"),
+    })?;
+    // A document is held to the limit exactly; other records (change entries carry a
+    // document plus a collection name and id) get room for their envelope.
+    let max = blazedb_core::limits::DOCUMENT_BYTES_MAX + if what == "document" { 0 } else { 4096 };
+    if bytes.len() > max {
+        return Err(Error::TooLarge {
+            what,
+            size: bytes.len(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes a record read (and authenticated) from `table`.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(
+    table: &'static str,
+    bytes: &'a [u8],
+) -> Result<T, Error> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::corrupt_record(table, format!("undecodable record: {e}")))
+}
+
+/// Decodes a document record into a [`blazedb_core::Document`].
+pub(crate) fn decode_doc(bytes: &[u8]) -> Result<blazedb_core::Document, Error> {
+    let rec: DocRecord<BTreeMap<String, StoredValue>> = decode("docs", bytes)?;
+    Ok(blazedb_core::Document {
+        id: DocId::from_bytes(rec.id),
+        fields: into_fields(rec.fields),
+    })
+}

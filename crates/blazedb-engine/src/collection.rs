@@ -1,0 +1,133 @@
+//! [`Collection`]: a named collection on a database; each call is its own transaction.
+
+use blazedb_core::{DocId, Document, Result};
+
+use crate::database::Database;
+use crate::txn::Patch;
+
+/// A handle on one collection. Every method runs in its own transaction; batch methods
+/// (`*_many`) are atomic: all of the batch or none of it. For several collections in one
+/// transaction use [`Database::begin_write`].
+#[derive(Clone, Debug)]
+pub struct Collection<'db> {
+    db: &'db Database,
+    name: String,
+}
+
+impl Database {
+    /// A handle on collection `name`. The name is checked on use; the collection comes
+    /// into existence with its first write.
+    #[must_use]
+    pub fn collection(&self, name: &str) -> Collection<'_> {
+        Collection {
+            db: self,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Collection<'_> {
+    /// The collection's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut crate::WriteTxn<'_>) -> Result<T>) -> Result<T> {
+        let mut tx = self.db.begin_write()?;
+        let out = f(&mut tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Inserts a new document. See [`crate::WriteTxn::insert`].
+    ///
+    /// # Errors
+    /// As [`crate::WriteTxn::insert`].
+    pub fn insert(&self, doc: Document) -> Result<DocId> {
+        self.write(|tx| tx.insert(&self.name, doc))
+    }
+
+    /// Creates or replaces a document; returns whether it was created.
+    ///
+    /// # Errors
+    /// As [`crate::WriteTxn::put`].
+    pub fn put(&self, doc: Document) -> Result<bool> {
+        self.write(|tx| tx.put(&self.name, doc))
+    }
+
+    /// Patches a document; returns it as patched.
+    ///
+    /// # Errors
+    /// As [`crate::WriteTxn::patch`].
+    pub fn patch(&self, id: DocId, patch: &Patch) -> Result<Document> {
+        self.write(|tx| tx.patch(&self.name, id, patch))
+    }
+
+    /// Deletes a document.
+    ///
+    /// # Errors
+    /// As [`crate::WriteTxn::delete`].
+    pub fn delete(&self, id: DocId) -> Result<()> {
+        self.write(|tx| tx.delete(&self.name, id))
+    }
+
+    /// Reads a document.
+    ///
+    /// # Errors
+    /// As [`crate::ReadTxn::get`].
+    pub fn get(&self, id: DocId) -> Result<Option<Document>> {
+        self.db.begin_read()?.get(&self.name, id)
+    }
+
+    /// Every document, sorted by id.
+    ///
+    /// # Errors
+    /// As [`crate::ReadTxn::all`].
+    pub fn all(&self) -> Result<Vec<Document>> {
+        self.db.begin_read()?.all(&self.name)
+    }
+
+    /// Number of documents.
+    ///
+    /// # Errors
+    /// As [`crate::ReadTxn::count`].
+    pub fn count(&self) -> Result<u64> {
+        self.db.begin_read()?.count(&self.name)
+    }
+
+    /// Inserts every document in one transaction, or none if any fails.
+    ///
+    /// # Errors
+    /// The first error of [`crate::WriteTxn::insert`]; nothing is written then.
+    pub fn insert_many(&self, docs: impl IntoIterator<Item = Document>) -> Result<Vec<DocId>> {
+        self.write(|tx| docs.into_iter().map(|d| tx.insert(&self.name, d)).collect())
+    }
+
+    /// Puts every document in one transaction, or none if any fails.
+    ///
+    /// # Errors
+    /// The first error of [`crate::WriteTxn::put`]; nothing is written then.
+    pub fn put_many(&self, docs: impl IntoIterator<Item = Document>) -> Result<()> {
+        self.write(|tx| {
+            docs.into_iter()
+                .try_for_each(|d| tx.put(&self.name, d).map(drop))
+        })
+    }
+
+    /// Deletes every listed document in one transaction, or none if any is missing.
+    ///
+    /// # Errors
+    /// The first error of [`crate::WriteTxn::delete`]; nothing is deleted then.
+    pub fn delete_many(&self, ids: impl IntoIterator<Item = DocId>) -> Result<()> {
+        self.write(|tx| ids.into_iter().try_for_each(|id| tx.delete(&self.name, id)))
+    }
+
+    /// Deletes the collection and all its documents.
+    ///
+    /// # Errors
+    /// As [`crate::WriteTxn::drop_collection`].
+    pub fn drop_all(&self) -> Result<u64> {
+        self.write(|tx| tx.drop_collection(&self.name))
+    }
+}

@@ -1,0 +1,452 @@
+//! [`Database`]: opening, creating, locking, flushing, backup and password changes.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use blazedb_core::name::check_name;
+use blazedb_core::{CorruptionSite, Error, NameKind, Result};
+use blazedb_crypto::{DataKey, KdfParams};
+use blazedb_storage::{Store, StoreOptions, Table};
+
+use crate::codec::{FormatRecord, RECORD_VERSION, decode, encode};
+use crate::keyfile::{KeyFile, sync_dir};
+use crate::options::{Durability, OpenMode, OpenOptions};
+use crate::raw::storage_err;
+use crate::txn::{ReadTxn, WriteTxn};
+use crate::vault::Vault;
+
+/// File names inside a database directory.
+pub(crate) const KEY_FILE: &str = "blazedb.key";
+pub(crate) const DATA_FILE: &str = "data.redb";
+pub(crate) const LOCK_FILE: &str = "LOCK";
+/// The directory suffix: database `notes` in `dir` lives in `dir/notes.blazedb/`.
+pub const DIR_SUFFIX: &str = ".blazedb";
+pub(crate) const META_FORMAT: &[u8] = b"format";
+
+/// An open, encrypted database. Cheap to clone (a shared handle); `Send + Sync`.
+/// The database closes when the last clone is dropped, flushing pending commits.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) vault: Vault,
+    pub(crate) durability: Durability,
+    path: PathBuf,
+    name: String,
+    data_key: DataKey,
+    keyfile: Mutex<KeyFile>,
+    /// Held (flock) for the handle's life: one owner per database at a time.
+    _lock: File,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The directory holding database `name` in `dir`.
+#[must_use]
+pub fn database_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{DIR_SUFFIX}"))
+}
+
+fn lock(path: &Path) -> Result<File> {
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path.join(LOCK_FILE))
+        .map_err(Error::io("opening the lock file"))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen {
+            path: path.to_owned(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::Io {
+            context: "locking the database",
+            source: e,
+        }),
+    }
+}
+
+impl Database {
+    /// Opens database `name` in directory `dir` with `password`, creating it if absent,
+    /// with default options (see [`OpenOptions`]).
+    ///
+    /// ```
+    /// # fn main() -> blazedb_core::Result<()> {
+    /// use blazedb_engine::{Database, Document};
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::open(dir.path(), "notes", "correct horse")?;
+    /// let id = db.collection("todo").insert(Document::new().with("title", "ship it"))?;
+    /// assert_eq!(db.collection("todo").get(id)?.and_then(|d| d.get("title").cloned()),
+    ///            Some("ship it".into()));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::WrongPassword`]: the password does not unlock it (nothing modified).
+    /// - [`Error::AlreadyOpen`]: another process or handle has it open.
+    /// - [`Error::InvalidName`], [`Error::InvalidValue`] (empty password).
+    /// - [`Error::Corruption`], [`Error::UnsupportedFormat`], [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, name: &str, password: impl AsRef<[u8]>) -> Result<Database> {
+        OpenOptions::new().open(dir, name, password)
+    }
+
+    /// A builder for non-default options.
+    #[must_use]
+    pub fn builder() -> OpenOptions {
+        OpenOptions::new()
+    }
+
+    pub(crate) fn open_with(
+        dir: &Path,
+        name: &str,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Database> {
+        check_name(NameKind::Database, name)?;
+        if password.is_empty() {
+            return Err(Error::InvalidValue {
+                reason: "the password must not be empty".into(),
+            });
+        }
+        let path = database_path(dir, name);
+        let exists = path.join(KEY_FILE).exists();
+        match (exists, opts.mode) {
+            (true, OpenMode::CreateNew) => Err(Error::DatabaseExists { path }),
+            (false, OpenMode::OpenExisting) => Err(Error::DatabaseNotFound { path }),
+            (true, _) => Self::open_existing(path, name, password, opts),
+            (false, _) => match Self::create(dir, &path, name, password, opts) {
+                // Lost a creation race: the other creator's database is there now.
+                Err(Error::DatabaseExists { .. }) if opts.mode == OpenMode::OpenOrCreate => {
+                    Self::open_existing(path, name, password, opts)
+                }
+                other => other,
+            },
+        }
+    }
+
+    fn store_options(opts: &OpenOptions) -> StoreOptions {
+        StoreOptions {
+            verify_on_open: !opts.skip_verify_on_open,
+            ..StoreOptions::default()
+        }
+    }
+
+    fn open_existing(
+        path: PathBuf,
+        name: &str,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Database> {
+        let lock = lock(&path)?;
+        let keyfile = KeyFile::read(&path.join(KEY_FILE))?;
+        let data_key = keyfile.unlock(password)?;
+        let vault = Vault::new(data_key.keyring());
+        let store = Store::open(&path.join(DATA_FILE), &Self::store_options(opts))
+            .map_err(|e| storage_err(e, &path))?;
+        let db = Self::assemble(store, vault, path, name, data_key, keyfile, lock, opts);
+        db.check_format()?;
+        Ok(db)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        store: Store,
+        vault: Vault,
+        path: PathBuf,
+        name: &str,
+        data_key: DataKey,
+        keyfile: KeyFile,
+        lock: File,
+        opts: &OpenOptions,
+    ) -> Database {
+        Database {
+            inner: Arc::new(Inner {
+                store,
+                vault,
+                durability: opts.durability,
+                path,
+                name: name.to_owned(),
+                data_key,
+                keyfile: Mutex::new(keyfile),
+                _lock: lock,
+            }),
+        }
+    }
+
+    /// Verifies the identity record: proves the key file belongs to this data file.
+    fn check_format(&self) -> Result<()> {
+        let tx = self.inner.store.read().map_err(|e| self.storage_err(e))?;
+        let sealed = tx
+            .get(Table::Meta, META_FORMAT)
+            .map_err(|e| self.storage_err(e))?
+            .ok_or_else(|| Error::Corruption {
+                site: CorruptionSite::Record { table: "meta" },
+                detail: "format record missing".into(),
+            })?;
+        let plain = self
+            .inner
+            .vault
+            .open(Table::Meta, META_FORMAT, &sealed)
+            .map_err(|_| Error::Corruption {
+                site: CorruptionSite::KeyMismatch,
+                detail: "the format record does not open with this key file's key".into(),
+            })?;
+        let rec: FormatRecord = decode("meta", &plain)?;
+        if rec.version != RECORD_VERSION {
+            return Err(Error::UnsupportedFormat {
+                what: "data file",
+                found: rec.version,
+                supported: RECORD_VERSION,
+            });
+        }
+        if rec.db_id
+            != self
+                .inner
+                .keyfile
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .db_id
+        {
+            return Err(Error::Corruption {
+                site: CorruptionSite::KeyMismatch,
+                detail: "database ids of key file and data file differ".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the database in a temporary directory, then renames it into place, so a
+    /// crash during creation never leaves a half-made database under the real name.
+    fn create(
+        dir: &Path,
+        path: &Path,
+        name: &str,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Database> {
+        opts.kdf.validate().map_err(|e| Error::InvalidValue {
+            reason: e.to_string(),
+        })?;
+        fs::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
+        let mut suffix = [0u8; 8];
+        blazedb_crypto::random_bytes(&mut suffix).map_err(|e| Error::InvalidValue {
+            reason: e.to_string(),
+        })?;
+        let tmp = dir.join(format!(
+            ".{name}{DIR_SUFFIX}.creating-{}",
+            u64::from_le_bytes(suffix)
+        ));
+        fs::create_dir(&tmp).map_err(Error::io("creating the database directory"))?;
+        let made = Self::create_in(&tmp, name, password, opts);
+        let db = match made {
+            Ok(db) => db,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        if fs::rename(&tmp, path).is_err() {
+            drop(db);
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(Error::DatabaseExists {
+                path: path.to_owned(),
+            });
+        }
+        sync_dir(dir)?;
+        // The lock file moved with the directory: the lock is still held.
+        let mut inner = Arc::try_unwrap(db.inner).map_err(|_| Error::Failed {
+            reason: "database handle shared during creation".into(),
+        })?;
+        inner.path = path.to_owned();
+        Ok(Database {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn create_in(tmp: &Path, name: &str, password: &[u8], opts: &OpenOptions) -> Result<Database> {
+        let lock = lock(tmp)?;
+        let data_key = DataKey::generate().map_err(|e| Error::InvalidValue {
+            reason: e.to_string(),
+        })?;
+        let mut db_id = [0u8; 16];
+        blazedb_crypto::random_bytes(&mut db_id).map_err(|e| Error::InvalidValue {
+            reason: e.to_string(),
+        })?;
+        let keyfile = KeyFile::seal(&data_key, password, opts.kdf, db_id)?;
+        keyfile.write_atomic(&tmp.join(KEY_FILE))?;
+        let store = Store::create(&tmp.join(DATA_FILE), &Self::store_options(opts))
+            .map_err(|e| storage_err(e, tmp))?;
+        let vault = Vault::new(data_key.keyring());
+        let db = Self::assemble(
+            store,
+            vault,
+            tmp.to_owned(),
+            name,
+            data_key,
+            keyfile,
+            lock,
+            opts,
+        );
+        let mut tx = db.inner.store.write().map_err(|e| db.storage_err(e))?;
+        let rec = encode(
+            "format record",
+            &FormatRecord {
+                version: RECORD_VERSION,
+                db_id,
+            },
+        )?;
+        let sealed = db.inner.vault.seal(Table::Meta, META_FORMAT, &rec);
+        tx.insert(Table::Meta, META_FORMAT, &sealed)
+            .map_err(|e| db.storage_err(e))?;
+        tx.commit(true).map_err(|e| db.storage_err(e))?;
+        sync_dir(tmp)?;
+        Ok(db)
+    }
+
+    pub(crate) fn storage_err(&self, e: blazedb_storage::StorageError) -> Error {
+        storage_err(e, &self.inner.path)
+    }
+
+    /// The database's directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The database's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Begins a read transaction: a consistent snapshot that never blocks writers.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn begin_read(&self) -> Result<ReadTxn> {
+        ReadTxn::begin(self)
+    }
+
+    /// Begins the write transaction, waiting for any other writer to finish. Dropping it
+    /// without `commit` rolls it back.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Failed`] after an earlier fatal error.
+    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        WriteTxn::begin(self, true)
+    }
+
+    /// Makes every commit so far durable, including [`Durability::Eventual`] ones.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] if the flush fails (the database then refuses writes).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.store.flush().map_err(|e| self.storage_err(e))
+    }
+
+    /// Writes a consistent online copy of the database as database `name` in `dir`
+    /// (which must not exist). Writers are not blocked. The copy opens with the same
+    /// password (as of the backup).
+    ///
+    /// # Errors
+    /// [`Error::DatabaseExists`] if the target exists; I/O and storage errors.
+    pub fn backup_to(&self, dir: impl AsRef<Path>, name: &str) -> Result<()> {
+        check_name(NameKind::Database, name)?;
+        let dir = dir.as_ref();
+        let dest = database_path(dir, name);
+        if dest.exists() {
+            return Err(Error::DatabaseExists { path: dest });
+        }
+        fs::create_dir_all(dir).map_err(Error::io("creating the backup directory"))?;
+        let tmp = dir.join(format!(".{name}{DIR_SUFFIX}.backup-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp).map_err(Error::io("creating the backup directory"))?;
+        let result = (|| {
+            let keyfile = self
+                .inner
+                .keyfile
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            keyfile.write_atomic(&tmp.join(KEY_FILE))?;
+            self.inner
+                .store
+                .backup_to(&tmp.join(DATA_FILE))
+                .map_err(|e| self.storage_err(e))?;
+            sync_dir(&tmp)?;
+            fs::rename(&tmp, &dest).map_err(|_| Error::DatabaseExists { path: dest.clone() })?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Changes the password: re-wraps the data key under the new password with fresh
+    /// salt, keeping the KDF parameters. No data is rewritten. Atomic: after a crash the
+    /// old or the new password works.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for an empty password; I/O errors.
+    pub fn change_password(&self, new_password: impl AsRef<[u8]>) -> Result<()> {
+        let kdf = self
+            .inner
+            .keyfile
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kdf;
+        self.change_password_with(new_password, kdf)
+    }
+
+    /// Changes the password and the KDF parameters (e.g. to raise the cost).
+    ///
+    /// # Errors
+    /// As [`Database::change_password`]; [`Error::InvalidValue`] for bad parameters.
+    pub fn change_password_with(
+        &self,
+        new_password: impl AsRef<[u8]>,
+        kdf: KdfParams,
+    ) -> Result<()> {
+        let pw = new_password.as_ref();
+        if pw.is_empty() {
+            return Err(Error::InvalidValue {
+                reason: "the password must not be empty".into(),
+            });
+        }
+        kdf.validate().map_err(|e| Error::InvalidValue {
+            reason: e.to_string(),
+        })?;
+        let mut guard = self
+            .inner
+            .keyfile
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = KeyFile::seal(&self.inner.data_key, pw, kdf, guard.db_id)?;
+        next.write_atomic(&self.inner.path.join(KEY_FILE))?;
+        *guard = next;
+        Ok(())
+    }
+
+    /// The KDF parameters currently protecting the database.
+    #[must_use]
+    pub fn kdf_params(&self) -> KdfParams {
+        self.inner
+            .keyfile
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kdf
+    }
+}

@@ -1,0 +1,40 @@
+//! The BlazeDB engine: an embedded, password-encrypted document database.
+//!
+//! Layout:
+//! - [`database`]: [`Database`] — open/create (key file, lock), flush, backup, password.
+//! - [`options`]: [`OpenOptions`], [`Durability`], [`OpenMode`].
+//! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
+//! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
+//! - [`changes`]: the change log read by the sync layer.
+//! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads).
+//!
+//! Architecture invariants:
+//! - Storage only ever receives sealed values and keyed tags: no document id, collection
+//!   name or field value is written in plaintext (see `docs/security.md`).
+//! - Every committed write has its change-log entry in the same storage commit.
+//! - A wrong password never opens the data file, so it cannot modify it.
+
+#![forbid(unsafe_code)]
+
+mod aux;
+pub mod changes;
+mod codec;
+pub mod collection;
+pub mod database;
+mod keyfile;
+pub mod options;
+mod raw;
+pub mod txn;
+pub mod typed;
+mod vault;
+
+pub use blazedb_core::{
+    CorruptionSite, DocId, Document, Error, Fields, NameKind, Result, Timestamp, Value,
+};
+pub use blazedb_crypto::KdfParams;
+pub use changes::{Change, ChangeOp};
+pub use collection::Collection;
+pub use database::{Database, database_path};
+pub use options::{Durability, OpenMode, OpenOptions};
+pub use txn::{Patch, ReadTxn, WriteTxn};
+pub use typed::{TypedCollection, from_document_fields, to_document_fields};

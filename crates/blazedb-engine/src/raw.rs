@@ -1,0 +1,159 @@
+//! Reading sealed records, shared by read and write transactions.
+
+use std::ops::{Bound, ControlFlow};
+use std::path::Path;
+
+use blazedb_core::{CorruptionSite, DocId, Document, Error, Result};
+use blazedb_storage::{ReadTx, StorageError, Table, WriteTx, prefix_upper};
+
+use crate::codec::{CatalogRecord, decode, decode_doc};
+use crate::vault::{CollTag, Vault};
+
+/// Maps a storage error to the public error type.
+pub(crate) fn storage_err(e: StorageError, path: &Path) -> Error {
+    match e {
+        StorageError::AlreadyOpen => Error::AlreadyOpen {
+            path: path.to_owned(),
+        },
+        StorageError::Corrupted(detail) => Error::Corruption {
+            site: CorruptionSite::Storage,
+            detail,
+        },
+        StorageError::ValueTooLarge(size) => Error::TooLarge {
+            what: "stored value",
+            size,
+            max: u32::MAX as usize,
+        },
+        StorageError::Failed(reason) => Error::Failed { reason },
+        StorageError::Io(source) => Error::Io {
+            context: "accessing the data file",
+            source,
+        },
+        other => Error::Failed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Byte-level access to the tables, for either kind of transaction.
+pub(crate) trait Raw {
+    fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    fn raw_scan(
+        &mut self,
+        t: Table,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()>;
+}
+
+/// Lets `Error` carry storage errors out of a scan callback.
+pub(crate) struct ScanErr(pub Error);
+
+impl From<StorageError> for ScanErr {
+    fn from(e: StorageError) -> Self {
+        ScanErr(storage_err(e, Path::new("")))
+    }
+}
+
+impl Raw for &ReadTx {
+    fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(t, key)
+    }
+    fn raw_scan(
+        &mut self,
+        t: Table,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr))
+            .map_err(|e| e.0)
+    }
+}
+
+impl Raw for WriteTx<'_> {
+    fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(t, key)
+    }
+    fn raw_scan(
+        &mut self,
+        t: Table,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr))
+            .map_err(|e| e.0)
+    }
+}
+
+/// Reads and authenticates document `id` of the collection tagged `coll`.
+pub(crate) fn get_doc(
+    raw: &mut impl Raw,
+    vault: &Vault,
+    coll: &CollTag,
+    id: DocId,
+    path: &Path,
+) -> Result<Option<Document>> {
+    let key = vault.doc_key(coll, id);
+    let Some(sealed) = raw
+        .raw_get(Table::Docs, &key)
+        .map_err(|e| storage_err(e, path))?
+    else {
+        return Ok(None);
+    };
+    let doc = decode_doc(&vault.open(Table::Docs, &key, &sealed)?)?;
+    if doc.id != id {
+        return Err(Error::corrupt_record(
+            "docs",
+            "document stored under another id's key",
+        ));
+    }
+    Ok(Some(doc))
+}
+
+/// Visits every document of the collection tagged `coll` (in storage order, which is
+/// unrelated to ids) until `f` breaks.
+pub(crate) fn scan_docs(
+    raw: &mut impl Raw,
+    vault: &Vault,
+    coll: &CollTag,
+    f: &mut dyn FnMut(Document) -> Result<ControlFlow<()>>,
+) -> Result<()> {
+    let upper = prefix_upper(coll);
+    let hi = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    raw.raw_scan(Table::Docs, Bound::Included(coll), hi, &mut |k, v| {
+        let doc = decode_doc(&vault.open(Table::Docs, k, v)?)?;
+        if vault.doc_key(coll, doc.id) != k {
+            return Err(Error::corrupt_record(
+                "docs",
+                "document stored under another id's key",
+            ));
+        }
+        f(doc)
+    })
+}
+
+/// Names of every collection in the catalog, sorted.
+pub(crate) fn collection_names(raw: &mut impl Raw, vault: &Vault) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    raw.raw_scan(
+        Table::Catalog,
+        Bound::Unbounded,
+        Bound::Unbounded,
+        &mut |k, v| {
+            let rec: CatalogRecord = decode("catalog", &vault.open(Table::Catalog, k, v)?)?;
+            if vault.coll_tag(&rec.name) != k {
+                return Err(Error::corrupt_record(
+                    "catalog",
+                    "collection stored under another name's tag",
+                ));
+            }
+            names.push(rec.name);
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
+    names.sort();
+    Ok(names)
+}

@@ -1,0 +1,83 @@
+//! The storage boundary: the only crate that names the storage engine (redb).
+//!
+//! - [`Store`]: one database file, its fixed set of byte→byte [`Table`]s, group commit.
+//! - [`ReadTx`] / [`WriteTx`]: snapshot reads and the single writer.
+//! - [`group`]: group commit (many non-durable commits made durable by one fsync).
+//!
+//! Architecture invariants:
+//! - Keys and values are opaque bytes here; this crate never sees plaintext user data
+//!   (the engine seals everything before it arrives).
+//! - No redb type crosses this crate's public API; errors are [`StorageError`].
+//! - A panic inside the storage engine (possible on a corrupted file) is caught at this
+//!   boundary and reported as [`StorageError::Corrupted`]; after one, the store refuses
+//!   further writes.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod group;
+mod store;
+mod tx;
+
+pub use error::StorageError;
+pub use store::{Store, StoreOptions};
+pub use tx::{Bounds, ReadTx, WriteTx, prefix_upper};
+
+/// The tables of a BlazeDB file. All map bytes to bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Database-wide records: format version, key check, counters.
+    Meta,
+    /// Collection catalog: collection tag → sealed collection record.
+    Catalog,
+    /// Documents: collection tag ‖ id tag → sealed document.
+    Docs,
+    /// Change log: sequence number (u64 big-endian) → sealed change entry.
+    Changes,
+    /// Auxiliary records of higher layers (sync metadata, indexes): namespace tag ‖ key
+    /// tag → sealed record.
+    Aux,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 5] = [
+        Table::Meta,
+        Table::Catalog,
+        Table::Docs,
+        Table::Changes,
+        Table::Aux,
+    ];
+
+    /// The table's name in the file (and in error messages).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Catalog => "catalog",
+            Table::Docs => "docs",
+            Table::Changes => "changes",
+            Table::Aux => "aux",
+        }
+    }
+
+    /// A one-byte code for the table, used to bind sealed values to their table.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        match self {
+            Table::Meta => 1,
+            Table::Catalog => 2,
+            Table::Docs => 3,
+            Table::Changes => 4,
+            Table::Aux => 5,
+        }
+    }
+
+    fn index(self) -> usize {
+        self.code() as usize - 1
+    }
+
+    fn def(self) -> redb::TableDefinition<'static, &'static [u8], &'static [u8]> {
+        redb::TableDefinition::new(self.name())
+    }
+}

@@ -1,0 +1,182 @@
+//! [`Store`]: opening, creating, flushing and backing up a database file.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use redb::ReadableDatabase;
+
+use crate::error::guard;
+use crate::group::{GroupCommit, GroupStats};
+use crate::tx::{ReadTx, WriteTx};
+use crate::{StorageError, Table};
+
+/// Options for opening a store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Verify every page checksum on open (reads the whole file). A file damaged while
+    /// closed is then reported at open instead of at the first read of the damaged page.
+    pub verify_on_open: bool,
+    /// Page cache size in bytes; `None` keeps the engine's default.
+    pub cache_bytes: Option<usize>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            verify_on_open: true,
+            cache_bytes: None,
+        }
+    }
+}
+
+/// One database file.
+pub struct Store {
+    pub(crate) db: redb::Database,
+    pub(crate) group: GroupCommit,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates a new store file at `path` with every [`Table`], durably.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if the file exists or cannot be created.
+    pub fn create(path: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
+        // create_new: never initialise over an existing file.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let store = Self::open_inner(path, opts, true)?;
+        guard(|| {
+            let txn = store.db.begin_write()?;
+            for t in Table::ALL {
+                drop(txn.open_table(t.def())?);
+            }
+            txn.commit()?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Opens an existing store file.
+    ///
+    /// # Errors
+    /// [`StorageError::AlreadyOpen`] if another handle holds it; [`StorageError::Corrupted`]
+    /// if it is damaged or lacks a table.
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
+        let store = Self::open_inner(path, opts, false)?;
+        let tx = store.read()?;
+        for t in Table::ALL {
+            tx.len(t)?;
+        }
+        Ok(store)
+    }
+
+    fn open_inner(path: &Path, opts: &StoreOptions, create: bool) -> Result<Store, StorageError> {
+        let db = guard(|| {
+            let mut b = redb::Database::builder();
+            b.set_check_integrity_on_open(opts.verify_on_open);
+            if let Some(bytes) = opts.cache_bytes {
+                b.set_cache_size(bytes);
+            }
+            Ok(if create {
+                b.create(path)?
+            } else {
+                b.open(path)?
+            })
+        })?;
+        Ok(Store {
+            db,
+            group: GroupCommit::default(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Begins a snapshot read. Never blocks, never blocks the writer.
+    ///
+    /// # Errors
+    /// [`StorageError`] from the engine.
+    pub fn read(&self) -> Result<ReadTx, StorageError> {
+        guard(|| Ok(ReadTx::new(self.db.begin_read()?)))
+    }
+
+    /// Begins the (single) write transaction, waiting for the current one to finish.
+    ///
+    /// # Errors
+    /// [`StorageError::Failed`] after an earlier fatal error; engine errors.
+    pub fn write(&self) -> Result<WriteTx<'_>, StorageError> {
+        self.group.check()?;
+        guard(|| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::None)?;
+            Ok(WriteTx::new(self, txn))
+        })
+    }
+
+    /// Makes every commit made so far durable (one fsync, shared with concurrent callers).
+    ///
+    /// # Errors
+    /// [`StorageError::Failed`] if the flush (fsync) fails; the store is then failed.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let ticket = self.group.committed();
+        self.wait_durable(ticket)
+    }
+
+    pub(crate) fn wait_durable(&self, ticket: u64) -> Result<(), StorageError> {
+        self.group.wait_durable(ticket, || {
+            guard(|| {
+                let mut txn = self.db.begin_write()?;
+                // redb's writer lock is held: every commit that returned is ordered before.
+                let covered = self.group.committed();
+                txn.set_durability(redb::Durability::Immediate)?;
+                txn.commit()?;
+                Ok(covered)
+            })
+        })
+    }
+
+    /// Group-commit counters.
+    #[must_use]
+    pub fn group_stats(&self) -> GroupStats {
+        self.group.stats()
+    }
+
+    /// Writes a consistent copy of the current committed state to a new file at `dest`
+    /// (which must not exist), durably. Concurrent writers are not blocked.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if `dest` exists or cannot be written.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
+        let snapshot = self.read()?;
+        let target = Store::create(dest, &StoreOptions::default())?;
+        let mut w = target.write()?;
+        for t in Table::ALL {
+            let mut rows = Vec::new();
+            snapshot.scan(t, (Bound::Unbounded, Bound::Unbounded), |k, v| {
+                rows.push((k.to_vec(), v.to_vec()));
+                Ok::<_, StorageError>(std::ops::ControlFlow::Continue(()))
+            })?;
+            for (k, v) in rows {
+                w.insert(t, &k, &v)?;
+            }
+        }
+        w.commit(true)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Persist non-durable commits (Durability::Eventual) on a clean close. A failure
+        // here cannot be reported; those commits were never acknowledged as durable.
+        if self.group.check().is_ok() {
+            let _ = self.flush();
+        }
+    }
+}

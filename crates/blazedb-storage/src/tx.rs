@@ -1,0 +1,254 @@
+//! Read and write transactions over the byte tables.
+
+use std::cell::OnceCell;
+use std::ops::{Bound, ControlFlow};
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use crate::error::guard;
+use crate::{StorageError, Store, Table};
+
+/// A key range: lower and upper bound.
+pub type Bounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+type RawTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
+type RoTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Reads `key` from any readable table.
+fn get_in(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StorageError> {
+    Ok(t.get(key)?.map(|g| g.value().to_vec()))
+}
+
+/// Visits `range` of any readable table in key order until `f` breaks.
+fn scan_in<E: From<StorageError>>(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    range: Bounds<'_>,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
+) -> Result<(), E> {
+    let iter = t.range::<&[u8]>(range).map_err(StorageError::from)?;
+    for item in iter {
+        let (k, v) = item.map_err(StorageError::from)?;
+        if f(k.value(), v.value())?.is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn last_in(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    Ok(t.last()?
+        .map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+}
+
+/// A consistent snapshot of the store. Tables open lazily, once each.
+pub struct ReadTx {
+    txn: redb::ReadTransaction,
+    tables: [OnceCell<RoTable>; 5],
+}
+
+impl ReadTx {
+    pub(crate) fn new(txn: redb::ReadTransaction) -> Self {
+        Self {
+            txn,
+            tables: Default::default(),
+        }
+    }
+
+    fn table(&self, t: Table) -> Result<&RoTable, StorageError> {
+        let cell = &self.tables[t.index()];
+        if let Some(table) = cell.get() {
+            return Ok(table);
+        }
+        let opened = self.txn.open_table(t.def()).map_err(|e| match e {
+            redb::TableError::TableDoesNotExist(name) => {
+                StorageError::Corrupted(format!("table '{name}' is missing"))
+            }
+            other => other.into(),
+        })?;
+        Ok(cell.get_or_init(|| opened))
+    }
+
+    /// The value stored under `key`.
+    ///
+    /// # Errors
+    /// [`StorageError`] from the engine (corruption is [`StorageError::Corrupted`]).
+    pub fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        guard(|| get_in(self.table(t)?, key))
+    }
+
+    /// Visits the entries of `range` in key order until `f` returns `Break` or an error.
+    ///
+    /// # Errors
+    /// Engine errors, or the first error `f` returns.
+    pub fn scan<E: From<StorageError>>(
+        &self,
+        t: Table,
+        range: Bounds<'_>,
+        f: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
+        let mut f = f;
+        let mut inner = Ok(());
+        guard(|| {
+            inner = scan_in(self.table(t)?, range, &mut f);
+            Ok(())
+        })?;
+        inner
+    }
+
+    /// The entry with the largest key.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn last(&self, t: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        guard(|| last_in(self.table(t)?))
+    }
+
+    /// Number of entries in a table.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn len(&self, t: Table) -> Result<u64, StorageError> {
+        guard(|| Ok(self.table(t)?.len()?))
+    }
+}
+
+self_cell::self_cell!(
+    /// The redb write transaction together with the tables opened in it.
+    struct WriteCell {
+        owner: redb::WriteTransaction,
+        #[not_covariant]
+        dependent: OpenTables,
+    }
+);
+
+type OpenTables<'a> = [Option<RawTable<'a>>; 5];
+
+/// The single write transaction. Dropping it without [`WriteTx::commit`] rolls back.
+pub struct WriteTx<'s> {
+    store: &'s Store,
+    cell: WriteCell,
+}
+
+impl<'s> WriteTx<'s> {
+    pub(crate) fn new(store: &'s Store, txn: redb::WriteTransaction) -> Self {
+        Self {
+            store,
+            cell: WriteCell::new(txn, |_| Default::default()),
+        }
+    }
+
+    /// Runs `f` on the opened table `t`, opening it on first use.
+    fn with<T>(
+        &mut self,
+        t: Table,
+        f: impl FnOnce(&mut RawTable<'_>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        guard(|| {
+            self.cell.with_dependent_mut(|txn, tables| {
+                let slot = &mut tables[t.index()];
+                if slot.is_none() {
+                    *slot = Some(txn.open_table(t.def())?);
+                }
+                match slot {
+                    Some(table) => f(table),
+                    None => Err(StorageError::Other("table slot empty after open".into())),
+                }
+            })
+        })
+    }
+
+    /// The value stored under `key`, including this transaction's own writes.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.with(t, |table| get_in(table, key))
+    }
+
+    /// Inserts or replaces `key`.
+    ///
+    /// # Errors
+    /// Engine errors ([`StorageError::ValueTooLarge`] beyond the engine's limit).
+    pub fn insert(&mut self, t: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.with(t, |table| {
+            table.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    /// Removes `key`; returns whether it was present.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn remove(&mut self, t: Table, key: &[u8]) -> Result<bool, StorageError> {
+        self.with(t, |table| Ok(table.remove(key)?.is_some()))
+    }
+
+    /// Visits `range` in key order (this transaction's writes included).
+    ///
+    /// # Errors
+    /// Engine errors, or the first error `f` returns.
+    pub fn scan<E: From<StorageError>>(
+        &mut self,
+        t: Table,
+        range: Bounds<'_>,
+        f: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
+        let mut f = f;
+        let mut inner = Ok(());
+        self.with(t, |table| {
+            inner = scan_in(table, range, &mut f);
+            Ok(())
+        })?;
+        inner
+    }
+
+    /// The entry with the largest key.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn last(&mut self, t: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        self.with(t, |table| last_in(table))
+    }
+
+    /// Commits. With `durable`, returns only once the commit is on disk (group commit:
+    /// concurrent committers share one fsync). Without, the commit is visible at once and
+    /// becomes durable with the next durable commit, flush or clean close.
+    ///
+    /// # Errors
+    /// Engine errors; [`StorageError::Failed`] if the durable flush failed (the store is
+    /// then failed; the commit may or may not be on disk).
+    pub fn commit(self, durable: bool) -> Result<(), StorageError> {
+        let store = self.store;
+        let txn = self.cell.into_owner();
+        guard(|| Ok(txn.commit()?)).inspect_err(|e| {
+            if matches!(e, StorageError::Corrupted(_)) {
+                store.group.fail(e.to_string());
+            }
+        })?;
+        let ticket = store.group.note_commit();
+        if durable {
+            store.wait_durable(ticket)?;
+        }
+        Ok(())
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`, or `None` if no such
+/// key exists (the prefix is all `0xFF`). For prefix scans: `prefix..upper`.
+#[must_use]
+pub fn prefix_upper(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xFF {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}

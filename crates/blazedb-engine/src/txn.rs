@@ -506,6 +506,8 @@ impl<'db> WriteTxn<'db> {
             ids.push(d.id);
             Ok(ControlFlow::Continue(()))
         })?;
+        // Deterministic order (by id), so the change log does not depend on tag order.
+        ids.sort();
         for id in &ids {
             self.delete(collection, *id)?;
         }

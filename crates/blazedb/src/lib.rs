@@ -26,3 +26,8 @@
 #![forbid(unsafe_code)]
 
 pub use blazedb_engine::*;
+
+/// The README's examples, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -133,6 +133,12 @@ pub enum Error {
     #[error("database is in a failed state after an earlier error: {reason}")]
     Failed { reason: String },
 
+    /// The calling thread already has a write transaction open on this database (or a
+    /// flush was requested while it does): waiting would deadlock. Commit or drop the
+    /// open transaction first. Nothing was modified.
+    #[error("this thread already has a write transaction open on this database")]
+    TransactionInProgress,
+
     /// An operating-system I/O error. `context` says what was being done.
     #[error("I/O error while {context}: {source}")]
     Io {
@@ -144,7 +150,6 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with what was being done.
-    #[must_use]
     pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
         move |source| Error::Io { context, source }
     }

@@ -25,6 +25,7 @@ pub(crate) fn storage_err(e: StorageError, path: &Path) -> Error {
             max: u32::MAX as usize,
         },
         StorageError::Failed(reason) => Error::Failed { reason },
+        StorageError::NestedWrite => Error::TransactionInProgress,
         StorageError::Io(source) => Error::Io {
             context: "accessing the data file",
             source,
@@ -35,6 +36,9 @@ pub(crate) fn storage_err(e: StorageError, path: &Path) -> Error {
     }
 }
 
+/// A scan visitor over raw `(key, sealed value)` pairs.
+pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>> + 'a;
+
 /// Byte-level access to the tables, for either kind of transaction.
 pub(crate) trait Raw {
     fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
@@ -43,7 +47,7 @@ pub(crate) trait Raw {
         t: Table,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+        f: &mut Visitor<'_>,
     ) -> Result<()>;
 }
 
@@ -65,7 +69,7 @@ impl Raw for &ReadTx {
         t: Table,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+        f: &mut Visitor<'_>,
     ) -> Result<()> {
         self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr))
             .map_err(|e| e.0)
@@ -81,7 +85,7 @@ impl Raw for WriteTx<'_> {
         t: Table,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+        f: &mut Visitor<'_>,
     ) -> Result<()> {
         self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr))
             .map_err(|e| e.0)

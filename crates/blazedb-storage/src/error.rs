@@ -18,6 +18,10 @@ pub enum StorageError {
     /// An earlier failure (failed fsync, caught panic) left the store unusable for writes.
     #[error("store failed earlier: {0}")]
     Failed(String),
+    /// The calling thread already holds this store's write transaction: waiting for a
+    /// second one would deadlock.
+    #[error("this thread already holds the write transaction")]
+    NestedWrite,
     /// Operating-system I/O error.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -21,7 +21,7 @@ mod tx;
 
 pub use error::StorageError;
 pub use store::{Store, StoreOptions};
-pub use tx::{Bounds, ReadTx, WriteTx, prefix_upper};
+pub use tx::{Bounds, Entry, ReadTx, WriteTx, prefix_upper};
 
 /// The tables of a BlazeDB file. All map bytes to bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

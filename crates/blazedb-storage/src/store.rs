@@ -2,6 +2,8 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use redb::ReadableDatabase;
 
@@ -33,6 +35,9 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) db: redb::Database,
     pub(crate) group: GroupCommit,
+    /// The thread holding the write transaction, if any: a second `write()` or a
+    /// `flush()` from that thread would wait for itself forever.
+    pub(crate) writer: Mutex<Option<ThreadId>>,
     path: PathBuf,
 }
 
@@ -89,6 +94,7 @@ impl Store {
         Ok(Store {
             db,
             group: GroupCommit::default(),
+            writer: Mutex::new(None),
             path: path.to_owned(),
         })
     }
@@ -113,6 +119,7 @@ impl Store {
     /// [`StorageError::Failed`] after an earlier fatal error; engine errors.
     pub fn write(&self) -> Result<WriteTx<'_>, StorageError> {
         self.group.check()?;
+        self.check_not_writer()?;
         guard(|| {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(redb::Durability::None)?;
@@ -120,11 +127,20 @@ impl Store {
         })
     }
 
+    fn check_not_writer(&self) -> Result<(), StorageError> {
+        let me = std::thread::current().id();
+        if *self.writer.lock().unwrap_or_else(PoisonError::into_inner) == Some(me) {
+            return Err(StorageError::NestedWrite);
+        }
+        Ok(())
+    }
+
     /// Makes every commit made so far durable (one fsync, shared with concurrent callers).
     ///
     /// # Errors
     /// [`StorageError::Failed`] if the flush (fsync) fails; the store is then failed.
     pub fn flush(&self) -> Result<(), StorageError> {
+        self.check_not_writer()?;
         let ticket = self.group.committed();
         self.wait_durable(ticket)
     }

@@ -2,11 +2,15 @@
 
 use std::cell::OnceCell;
 use std::ops::{Bound, ControlFlow};
+use std::sync::PoisonError;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::error::guard;
 use crate::{StorageError, Store, Table};
+
+/// An owned key-value pair.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// A key range: lower and upper bound.
 pub type Bounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
@@ -40,7 +44,7 @@ fn scan_in<E: From<StorageError>>(
 
 fn last_in(
     t: &impl ReadableTable<&'static [u8], &'static [u8]>,
-) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+) -> Result<Option<Entry>, StorageError> {
     Ok(t.last()?
         .map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
 }
@@ -104,7 +108,7 @@ impl ReadTx {
     ///
     /// # Errors
     /// Engine errors.
-    pub fn last(&self, t: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn last(&self, t: Table) -> Result<Option<Entry>, StorageError> {
         guard(|| last_in(self.table(t)?))
     }
 
@@ -128,10 +132,28 @@ self_cell::self_cell!(
 
 type OpenTables<'a> = [Option<RawTable<'a>>; 5];
 
+/// Records the writer thread for the life of a write transaction.
+struct WriterMark<'s>(&'s Store);
+
+impl<'s> WriterMark<'s> {
+    fn new(store: &'s Store) -> Self {
+        *store.writer.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(std::thread::current().id());
+        Self(store)
+    }
+}
+
+impl Drop for WriterMark<'_> {
+    fn drop(&mut self) {
+        *self.0.writer.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
 /// The single write transaction. Dropping it without [`WriteTx::commit`] rolls back.
 pub struct WriteTx<'s> {
     store: &'s Store,
     cell: WriteCell,
+    mark: WriterMark<'s>,
 }
 
 impl<'s> WriteTx<'s> {
@@ -139,6 +161,7 @@ impl<'s> WriteTx<'s> {
         Self {
             store,
             cell: WriteCell::new(txn, |_| Default::default()),
+            mark: WriterMark::new(store),
         }
     }
 
@@ -212,7 +235,7 @@ impl<'s> WriteTx<'s> {
     ///
     /// # Errors
     /// Engine errors.
-    pub fn last(&mut self, t: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn last(&mut self, t: Table) -> Result<Option<Entry>, StorageError> {
         self.with(t, |table| last_in(table))
     }
 
@@ -224,9 +247,12 @@ impl<'s> WriteTx<'s> {
     /// Engine errors; [`StorageError::Failed`] if the durable flush failed (the store is
     /// then failed; the commit may or may not be on disk).
     pub fn commit(self, durable: bool) -> Result<(), StorageError> {
-        let store = self.store;
-        let txn = self.cell.into_owner();
-        guard(|| Ok(txn.commit()?)).inspect_err(|e| {
+        let WriteTx { store, cell, mark } = self;
+        let txn = cell.into_owner();
+        let committed = guard(|| Ok(txn.commit()?));
+        // The redb transaction is over: this thread may begin another (or lead a flush).
+        drop(mark);
+        committed.inspect_err(|e| {
             if matches!(e, StorageError::Corrupted(_)) {
                 store.group.fail(e.to_string());
             }

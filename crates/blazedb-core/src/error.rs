@@ -84,6 +84,11 @@ pub enum Error {
     #[error("document {id} already exists in collection '{collection}'")]
     AlreadyExists { collection: String, id: DocId },
 
+    /// The write would give two documents equal values in a unique index. Nothing was
+    /// modified.
+    #[error("unique index '{index}' already holds document {existing} with these values")]
+    UniqueViolation { index: String, existing: DocId },
+
     /// A database, collection or field name breaks a naming rule. Nothing was modified.
     #[error("invalid {kind} name '{name}': {reason}")]
     InvalidName {

@@ -161,3 +161,16 @@ pub(crate) fn collection_names(raw: &mut impl Raw, vault: &Vault) -> Result<Vec<
     names.sort();
     Ok(names)
 }
+
+/// Number of stored documents of the collection tagged `coll`, counted by key without
+/// decrypting (for estimates only: keys are not authenticated).
+pub(crate) fn count_doc_keys(raw: &mut impl Raw, coll: &CollTag) -> Result<u64> {
+    let upper = prefix_upper(coll);
+    let hi = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let mut n = 0;
+    raw.raw_scan(Table::Docs, Bound::Included(coll), hi, &mut |_, _| {
+        n += 1;
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(n)
+}

@@ -138,6 +138,63 @@ impl ReadTxn {
         Ok(n)
     }
 
+    /// Runs a query in this snapshot, through an index when one applies.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] / [`Error::InvalidValue`] for a bad query; corruption.
+    pub fn query(&self, q: &crate::query::Query) -> Result<Vec<Document>> {
+        q.validate()?;
+        let vault = &self.db.inner.vault;
+        let dir = crate::index::load_directory(&mut &self.tx, vault)?;
+        match crate::query::plan::choose(q, &dir)? {
+            Some(plan) => {
+                crate::query::plan::run_index(&mut &self.tx, vault, q, &plan, self.db.path())
+            }
+            None => crate::query::run_scan(q, |f| self.scan(&q.collection, f)),
+        }
+    }
+
+    /// Number of documents `query` would return (filter, offset and limit applied).
+    ///
+    /// # Errors
+    /// As [`ReadTxn::query`].
+    pub fn count_query(&self, q: &crate::query::Query) -> Result<u64> {
+        Ok(self.query(q)?.len() as u64)
+    }
+
+    /// The plan [`ReadTxn::query`] would use, with its estimate of documents read.
+    ///
+    /// # Errors
+    /// As [`ReadTxn::query`].
+    pub fn explain(&self, q: &crate::query::Query) -> Result<crate::query::Plan> {
+        q.validate()?;
+        let vault = &self.db.inner.vault;
+        let dir = crate::index::load_directory(&mut &self.tx, vault)?;
+        let plan = crate::query::plan::choose(q, &dir)?;
+        let size = match &plan {
+            Some(_) => 0,
+            None => crate::raw::count_doc_keys(&mut &self.tx, &vault.coll_tag(&q.collection))?,
+        };
+        crate::query::plan::explain(&mut &self.tx, vault, q, plan.as_ref(), size)
+    }
+
+    /// Verifies every secondary index against a rebuild from the documents.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the first index that disagrees.
+    pub fn check_indexes(&self) -> Result<Vec<crate::index::IndexInfo>> {
+        crate::index::check_all(&mut &self.tx, &self.db.inner.vault)
+    }
+
+    /// The database's secondary indexes.
+    ///
+    /// # Errors
+    /// Corruption.
+    pub fn indexes(&self) -> Result<Vec<crate::index::IndexInfo>> {
+        let dir = crate::index::load_directory(&mut &self.tx, &self.db.inner.vault)?;
+        Ok(dir.iter().map(crate::index::IndexRecord::info).collect())
+    }
+
     /// Names of all collections that have ever been written to and not dropped.
     ///
     /// # Errors
@@ -181,15 +238,18 @@ impl ReadTxn {
 
 /// The write transaction. Commit with [`WriteTxn::commit`]; dropping it rolls back.
 pub struct WriteTxn<'db> {
-    db: &'db Database,
-    tx: WriteTx<'db>,
+    pub(crate) db: &'db Database,
+    pub(crate) tx: WriteTx<'db>,
     counters: CountersRecord,
     first_seq: u64,
     capture: bool,
     durability: Durability,
     known_collections: HashSet<CollTag>,
     writes: usize,
-    poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
+    /// The index directory, loaded on first need; written back at commit if dirty.
+    pub(crate) indexes: Option<Vec<crate::index::IndexRecord>>,
+    pub(crate) indexes_dirty: bool,
 }
 
 impl<'db> WriteTxn<'db> {
@@ -215,6 +275,8 @@ impl<'db> WriteTxn<'db> {
             known_collections: HashSet::new(),
             writes: 0,
             poisoned: None,
+            indexes: None,
+            indexes_dirty: false,
         })
     }
 
@@ -246,7 +308,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Runs a storage mutation; a failure poisons the transaction.
-    fn mutate(
+    pub(crate) fn mutate(
         &mut self,
         f: impl FnOnce(&mut WriteTx<'db>) -> Result<(), blazedb_storage::StorageError>,
     ) -> Result<()> {
@@ -303,16 +365,20 @@ impl<'db> WriteTxn<'db> {
         get_doc(&mut self.tx, &self.db.inner.vault, tag, id, self.db.path())
     }
 
-    /// Encodes and seals the document and its change entry, then stores both.
+    /// Encodes and seals the document and its change entry, checks unique indexes, then
+    /// stores the document, the entry and the index changes. `old` is the document before
+    /// the write (needed only when the collection has indexes).
     fn store(
         &mut self,
         collection: &str,
         key: &DocKey,
+        old: Option<&Document>,
         doc: Option<&Document>,
         id: DocId,
         op: OpRecord<FieldsRef<'_>>,
     ) -> Result<()> {
         self.count_write()?;
+        let index_ops = self.index_ops(collection, old, doc)?;
         let vault = &self.db.inner.vault;
         let sealed_doc = match doc {
             Some(d) => {
@@ -356,7 +422,7 @@ impl<'db> WriteTxn<'db> {
         if change.is_some() {
             self.counters.next_seq += 1;
         }
-        Ok(())
+        self.apply_index_ops(index_ops)
     }
 
     /// Inserts a new document (its id is `doc.id`; [`Document::new`] makes a UUIDv7).
@@ -382,6 +448,7 @@ impl<'db> WriteTxn<'db> {
         self.store(
             collection,
             &key,
+            None,
             Some(&doc),
             doc.id,
             OpRecord::Insert(FieldsRef(&doc.fields)),
@@ -403,6 +470,7 @@ impl<'db> WriteTxn<'db> {
                 self.store(
                     collection,
                     &key,
+                    None,
                     Some(&doc),
                     doc.id,
                     OpRecord::Insert(FieldsRef(&doc.fields)),
@@ -419,6 +487,7 @@ impl<'db> WriteTxn<'db> {
                 self.store(
                     collection,
                     &key,
+                    Some(&old),
                     Some(&doc),
                     doc.id,
                     OpRecord::Update {
@@ -445,6 +514,11 @@ impl<'db> WriteTxn<'db> {
             collection: collection.to_owned(),
             id,
         })?;
+        let old = if self.has_indexes(collection)? {
+            Some(doc.clone())
+        } else {
+            None
+        };
         let unset: Vec<String> = patch
             .unset
             .iter()
@@ -461,6 +535,7 @@ impl<'db> WriteTxn<'db> {
         self.store(
             collection,
             &key,
+            old.as_ref(),
             Some(&doc),
             id,
             OpRecord::Update {
@@ -479,18 +554,22 @@ impl<'db> WriteTxn<'db> {
         check_name(NameKind::Collection, collection)?;
         let tag = self.db.inner.vault.coll_tag(collection);
         let key = self.db.inner.vault.doc_key(&tag, id);
-        if self
-            .tx
-            .get(Table::Docs, &key)
-            .map_err(|e| self.db.storage_err(e))?
-            .is_none()
-        {
+        // The old document is needed only to remove its index entries.
+        let old = if self.has_indexes(collection)? {
+            self.read_doc(&tag, id)?.map(Some)
+        } else {
+            self.tx
+                .get(Table::Docs, &key)
+                .map_err(|e| self.db.storage_err(e))?
+                .map(|_| None)
+        };
+        let Some(old) = old else {
             return Err(Error::NotFound {
                 collection: collection.to_owned(),
                 id,
             });
-        }
-        self.store(collection, &key, None, id, OpRecord::Delete)
+        };
+        self.store(collection, &key, old.as_ref(), None, id, OpRecord::Delete)
     }
 
     /// Deletes every document of a collection (each deletion is captured) and removes it
@@ -561,6 +640,11 @@ impl<'db> WriteTxn<'db> {
     pub fn commit(mut self) -> Result<()> {
         if let Some(reason) = self.poisoned.take() {
             return Err(Error::Failed { reason });
+        }
+        if self.indexes_dirty {
+            let dir = self.indexes.take().unwrap_or_default();
+            let sealed = crate::index::seal_directory(&self.db.inner.vault, &dir)?;
+            self.mutate(|tx| tx.insert(Table::Meta, crate::index::META_INDEXES, &sealed))?;
         }
         if self.counters.next_seq != self.first_seq {
             let bytes = encode("counters", &self.counters)?;

@@ -41,6 +41,11 @@ impl Vault {
         key
     }
 
+    /// A name tag over `parts` (for index names and other named objects).
+    pub(crate) fn name_tag(&self, parts: &[&[u8]]) -> [u8; 16] {
+        self.ring.tag16(TagKind::Name, parts)
+    }
+
     /// The tag of an auxiliary namespace.
     pub(crate) fn aux_ns_tag(&self, ns: &str) -> [u8; 16] {
         self.ring.tag16(TagKind::Name, &[b"aux", ns.as_bytes()])

@@ -34,19 +34,22 @@ pub enum Table {
     Docs,
     /// Change log: sequence number (u64 big-endian) → sealed change entry.
     Changes,
-    /// Auxiliary records of higher layers (sync metadata, indexes): namespace tag ‖ key
-    /// tag → sealed record.
+    /// Auxiliary records of higher layers (sync metadata): namespace tag ‖ key tag →
+    /// sealed record.
     Aux,
+    /// Secondary-index nodes: index tag ‖ node id (u64 big-endian) → sealed node.
+    Index,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Meta,
         Table::Catalog,
         Table::Docs,
         Table::Changes,
         Table::Aux,
+        Table::Index,
     ];
 
     /// The table's name in the file (and in error messages).
@@ -58,6 +61,7 @@ impl Table {
             Table::Docs => "docs",
             Table::Changes => "changes",
             Table::Aux => "aux",
+            Table::Index => "index",
         }
     }
 
@@ -70,6 +74,7 @@ impl Table {
             Table::Docs => 3,
             Table::Changes => 4,
             Table::Aux => 5,
+            Table::Index => 6,
         }
     }
 

@@ -52,7 +52,7 @@ fn last_in(
 /// A consistent snapshot of the store. Tables open lazily, once each.
 pub struct ReadTx {
     txn: redb::ReadTransaction,
-    tables: [OnceCell<RoTable>; 5],
+    tables: [OnceCell<RoTable>; 6],
 }
 
 impl ReadTx {
@@ -130,7 +130,7 @@ self_cell::self_cell!(
     }
 );
 
-type OpenTables<'a> = [Option<RawTable<'a>>; 5];
+type OpenTables<'a> = [Option<RawTable<'a>>; 6];
 
 /// Records the writer thread for the life of a write transaction.
 struct WriterMark<'s>(&'s Store);

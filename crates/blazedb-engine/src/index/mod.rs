@@ -1,0 +1,250 @@
+//! Secondary indexes: equality and range, single-field and compound, optionally unique.
+//!
+//! An index is a sealed B+tree ([`btree`]) of keys `enc(v1) ‖ enc(v2) ‖ … ‖ id` where
+//! `enc` is the order-preserving encoding of [`crate::query::keyenc`] and `id` the
+//! document's 16 bytes. Every document of the collection has exactly one entry (a
+//! missing field encodes as "missing"), so an index also yields documents in
+//! `(fields…, id)` order.
+//!
+//! The index directory (definitions and tree metas) is one sealed record, `meta/indexes`,
+//! written in the same commit as the nodes it describes. Index maintenance runs inside
+//! the document write's transaction, so an index never disagrees with the documents of
+//! any committed state. Building an index is one transaction: a crash midway leaves no
+//! index at all.
+
+pub(crate) mod btree;
+mod maintain;
+
+use std::ops::ControlFlow;
+
+use blazedb_core::name::check_name;
+use blazedb_core::{DocId, Document, Error, NameKind, Result};
+use blazedb_storage::Table;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::query::FieldPath;
+use crate::query::keyenc::encode_opt;
+use crate::raw::Raw;
+use crate::vault::Vault;
+use btree::TreeMeta;
+
+pub(crate) const META_INDEXES: &[u8] = b"indexes";
+/// Longest index key (encoded values and id). Longer indexed values are refused with
+/// [`Error::TooLarge`], because a key must fit a node many times over.
+pub const INDEX_KEY_BYTES_MAX: usize = 1024;
+/// Most fields in a compound index.
+pub const INDEX_FIELDS_MAX: usize = 8;
+
+/// What to index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// The index's name, unique in the database (collection-name rules).
+    pub name: String,
+    pub collection: String,
+    /// Field paths, most significant first (`["status", "severity"]` serves
+    /// `status = x` and `status = x AND severity > y`).
+    pub fields: Vec<String>,
+    /// Refuse writes that would give two documents equal values for all fields. As in
+    /// SQL, a document whose indexed fields are not all present and non-null is exempt:
+    /// missing and null values never conflict.
+    pub unique: bool,
+}
+
+impl IndexSpec {
+    /// A non-unique index on `fields` of `collection`.
+    #[must_use]
+    pub fn new(name: &str, collection: &str, fields: &[&str]) -> IndexSpec {
+        IndexSpec {
+            name: name.to_owned(),
+            collection: collection.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            unique: false,
+        }
+    }
+
+    /// The same, unique.
+    #[must_use]
+    pub fn unique(mut self) -> IndexSpec {
+        self.unique = true;
+        self
+    }
+}
+
+/// An index as listed by [`crate::ReadTxn::indexes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub spec: IndexSpec,
+    /// Entries (= documents in the collection).
+    pub entries: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct IndexRecord {
+    pub name: String,
+    pub collection: String,
+    pub fields: Vec<String>,
+    pub unique: bool,
+    pub tree: TreeMeta,
+}
+
+impl IndexRecord {
+    pub(crate) fn paths(&self) -> Result<Vec<FieldPath>> {
+        self.fields.iter().map(|f| FieldPath::parse(f)).collect()
+    }
+
+    pub(crate) fn info(&self) -> IndexInfo {
+        IndexInfo {
+            spec: IndexSpec {
+                name: self.name.clone(),
+                collection: self.collection.clone(),
+                fields: self.fields.clone(),
+                unique: self.unique,
+            },
+            entries: self.tree.len,
+        }
+    }
+}
+
+/// Validates a spec against the existing directory.
+pub(crate) fn check_spec(spec: &IndexSpec, existing: &[IndexRecord]) -> Result<Vec<FieldPath>> {
+    check_name(NameKind::Collection, &spec.name)?;
+    check_name(NameKind::Collection, &spec.collection)?;
+    if spec.fields.is_empty() || spec.fields.len() > INDEX_FIELDS_MAX {
+        return Err(Error::InvalidValue {
+            reason: format!("an index needs 1 to {INDEX_FIELDS_MAX} fields"),
+        });
+    }
+    if existing.iter().any(|r| r.name == spec.name) {
+        return Err(Error::InvalidValue {
+            reason: format!("an index named '{}' already exists", spec.name),
+        });
+    }
+    spec.fields.iter().map(|f| FieldPath::parse(f)).collect()
+}
+
+/// The tag of index `name` (the storage prefix of its nodes).
+pub(crate) fn index_tag(vault: &Vault, name: &str) -> [u8; 16] {
+    vault.name_tag(&[b"index", name.as_bytes()])
+}
+
+/// Reads the index directory.
+pub(crate) fn load_directory(raw: &mut impl Raw, vault: &Vault) -> Result<Vec<IndexRecord>> {
+    match raw
+        .raw_get(Table::Meta, META_INDEXES)
+        .map_err(|e| crate::raw::storage_err(e, std::path::Path::new("")))?
+    {
+        None => Ok(Vec::new()),
+        Some(sealed) => decode("meta", &vault.open(Table::Meta, META_INDEXES, &sealed)?),
+    }
+}
+
+/// The sealed directory record, ready to store.
+pub(crate) fn seal_directory(vault: &Vault, dir: &[IndexRecord]) -> Result<Vec<u8>> {
+    Ok(vault.seal(Table::Meta, META_INDEXES, &encode("index directory", &dir)?))
+}
+
+/// The full index key of `doc`: its encoded field values, then its id.
+pub(crate) fn doc_key(paths: &[FieldPath], doc: &Document) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for p in paths {
+        encode_opt(&mut out, p.lookup(doc));
+    }
+    out.extend_from_slice(doc.id.as_bytes());
+    if out.len() > INDEX_KEY_BYTES_MAX {
+        return Err(Error::TooLarge {
+            what: "indexed value (encoded index key)",
+            size: out.len(),
+            max: INDEX_KEY_BYTES_MAX,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `doc` takes part in uniqueness: every indexed field present and non-null.
+pub(crate) fn constrained(paths: &[FieldPath], doc: &Document) -> bool {
+    paths.iter().all(|p| {
+        p.lookup(doc)
+            .is_some_and(|v| !matches!(v, blazedb_core::Value::Null))
+    })
+}
+
+/// The document id at the end of an index key.
+pub(crate) fn key_id(key: &[u8]) -> Result<DocId> {
+    let tail: [u8; 16] = key
+        .get(key.len().saturating_sub(16)..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(|| Error::corrupt_record("index", "index key shorter than an id"))?;
+    Ok(DocId::from_bytes(tail))
+}
+
+/// Whether a unique index already holds another document with the values of `key`.
+pub(crate) fn unique_conflict(
+    raw: &mut impl Raw,
+    vault: &Vault,
+    rec: &IndexRecord,
+    key: &[u8],
+) -> Result<Option<DocId>> {
+    let prefix = &key[..key.len() - 16];
+    let upper = blazedb_storage::prefix_upper(prefix);
+    let tree = btree::Tree {
+        tag: index_tag(vault, &rec.name),
+        meta: rec.tree,
+        vault,
+    };
+    let own = key_id(key)?;
+    let mut clash = None;
+    let hi = upper
+        .as_deref()
+        .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    tree.scan(raw, std::ops::Bound::Included(prefix), hi, &mut |k| {
+        let id = key_id(k)?;
+        if id != own {
+            clash = Some(id);
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(clash)
+}
+
+/// Checks every index against a rebuild from the documents: same keys, same count.
+pub(crate) fn check_all(raw: &mut impl Raw, vault: &Vault) -> Result<Vec<IndexInfo>> {
+    let dir = load_directory(raw, vault)?;
+    for rec in &dir {
+        let paths = rec.paths()?;
+        let mut want = Vec::new();
+        crate::raw::scan_docs(raw, vault, &vault.coll_tag(&rec.collection), &mut |d| {
+            want.push(doc_key(&paths, &d)?);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        want.sort_unstable();
+        let tree = btree::Tree {
+            tag: index_tag(vault, &rec.name),
+            meta: rec.tree,
+            vault,
+        };
+        let mut got = Vec::new();
+        tree.scan(
+            raw,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            &mut |k| {
+                got.push(k.to_vec());
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
+        if got != want || rec.tree.len != want.len() as u64 {
+            return Err(Error::corrupt_record(
+                "index",
+                format!(
+                    "index '{}' disagrees with its documents ({} entries, {} documents)",
+                    rec.name,
+                    got.len(),
+                    want.len()
+                ),
+            ));
+        }
+    }
+    Ok(dir.iter().map(IndexRecord::info).collect())
+}

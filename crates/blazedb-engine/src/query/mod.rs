@@ -1,0 +1,239 @@
+//! Queries: filters, sort, limit/offset, count and explain, run in a snapshot.
+//!
+//! - [`filter`]: [`FieldPath`], [`Filter`] and their semantics.
+//! - [`order`]: the total order over values.
+//!
+//! Results are deterministic: ordered by the sort keys, then by document id.
+
+pub mod filter;
+pub mod keyenc;
+pub mod order;
+pub(crate) mod plan;
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::ControlFlow;
+
+use blazedb_core::name::check_name;
+use blazedb_core::{Document, NameKind, Result};
+
+pub use filter::{Cmp, FieldPath, Filter};
+
+/// Sort direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// A query on one collection.
+///
+/// ```
+/// # fn main() -> blazedb_core::Result<()> {
+/// use blazedb_engine::query::{Filter, Order, Query};
+/// let q = Query::new("bugs")
+///     .filter(Filter::and([Filter::eq("status", "open")?, Filter::ge("severity", 2i64)?]))
+///     .sort("severity", Order::Desc)?
+///     .limit(10);
+/// # let _ = q; Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query {
+    pub(crate) collection: String,
+    pub(crate) filter: Option<Filter>,
+    pub(crate) sort: Vec<(FieldPath, Order)>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) offset: usize,
+}
+
+impl Query {
+    /// All documents of `collection`.
+    #[must_use]
+    pub fn new(collection: &str) -> Query {
+        Query {
+            collection: collection.to_owned(),
+            filter: None,
+            sort: Vec::new(),
+            limit: None,
+            offset: 0,
+        }
+    }
+
+    /// Keeps only matching documents (replaces an earlier filter).
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Query {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Adds a sort key (earlier keys take precedence).
+    ///
+    /// # Errors
+    /// [`blazedb_core::Error::InvalidName`] for a bad path.
+    pub fn sort(mut self, path: &str, order: Order) -> Result<Query> {
+        self.sort.push((FieldPath::parse(path)?, order));
+        Ok(self)
+    }
+
+    /// Returns at most `n` documents.
+    #[must_use]
+    pub fn limit(mut self, n: usize) -> Query {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` documents of the ordered result.
+    #[must_use]
+    pub fn offset(mut self, n: usize) -> Query {
+        self.offset = n;
+        self
+    }
+
+    /// The collection queried.
+    #[must_use]
+    pub fn collection(&self) -> &str {
+        &self.collection
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_name(NameKind::Collection, &self.collection)?;
+        self.filter.as_ref().map_or(Ok(()), Filter::validate)
+    }
+
+    /// Orders two documents by the sort keys, then by id.
+    pub(crate) fn cmp_docs(&self, a: &Document, b: &Document) -> Ordering {
+        for (path, order) in &self.sort {
+            let o = order::cmp_opt(path.lookup(a), path.lookup(b));
+            let o = if *order == Order::Desc {
+                o.reverse()
+            } else {
+                o
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        a.id.cmp(&b.id)
+    }
+
+    pub(crate) fn matches(&self, doc: &Document) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(doc))
+    }
+
+    /// Orders `docs` and applies offset and limit.
+    pub(crate) fn finish(&self, mut docs: Vec<Document>) -> Vec<Document> {
+        let keep = self.limit.map(|l| self.offset.saturating_add(l));
+        if let Some(k) = keep
+            && k < docs.len()
+        {
+            if k == 0 {
+                return Vec::new();
+            }
+            docs.select_nth_unstable_by(k - 1, |a, b| self.cmp_docs(a, b));
+            docs.truncate(k);
+        }
+        docs.sort_by(|a, b| self.cmp_docs(a, b));
+        docs.drain(..self.offset.min(docs.len()));
+        docs
+    }
+}
+
+/// How a query will be executed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Every document of the collection is read and filtered.
+    FullScan,
+    /// Documents are found through a secondary index; the rest of the filter is checked
+    /// on each.
+    Index { name: String, bounds: String },
+}
+
+/// The chosen plan and its estimate (see [`crate::ReadTxn::explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub collection: String,
+    pub access: Access,
+    /// Documents the access path is expected to read.
+    pub estimated_reads: u64,
+    /// Whether results are sorted after filtering (no index provides the order).
+    pub sort_in_memory: bool,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.access {
+            Access::FullScan => write!(f, "full scan of '{}'", self.collection)?,
+            Access::Index { name, bounds } => {
+                write!(f, "index '{name}' on '{}' {bounds}", self.collection)?
+            }
+        }
+        write!(f, ", ~{} documents read", self.estimated_reads)?;
+        if self.sort_in_memory {
+            f.write_str(", sorted in memory")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `q` as a full scan over `scan`, which visits every document of the collection.
+pub(crate) fn run_scan(
+    q: &Query,
+    scan: impl FnOnce(&mut dyn FnMut(Document) -> Result<ControlFlow<()>>) -> Result<()>,
+) -> Result<Vec<Document>> {
+    let mut hits = Vec::new();
+    scan(&mut |d| {
+        if q.matches(&d) {
+            hits.push(d);
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(q.finish(hits))
+}
+
+impl crate::Database {
+    /// Runs a query in a fresh snapshot. See [`crate::ReadTxn::query`].
+    ///
+    /// # Errors
+    /// As [`crate::ReadTxn::query`].
+    pub fn query(&self, q: &Query) -> Result<Vec<Document>> {
+        self.begin_read()?.query(q)
+    }
+
+    /// Counts what a query returns. See [`crate::ReadTxn::count_query`].
+    ///
+    /// # Errors
+    /// As [`crate::ReadTxn::query`].
+    pub fn count_query(&self, q: &Query) -> Result<u64> {
+        self.begin_read()?.count_query(q)
+    }
+
+    /// The plan of a query. See [`crate::ReadTxn::explain`].
+    ///
+    /// # Errors
+    /// As [`crate::ReadTxn::query`].
+    pub fn explain(&self, q: &Query) -> Result<Plan> {
+        self.begin_read()?.explain(q)
+    }
+
+    /// Creates and fills an index in its own transaction (all or nothing).
+    ///
+    /// # Errors
+    /// As [`crate::WriteTxn::create_index`].
+    pub fn create_index(&self, spec: &crate::IndexSpec) -> Result<crate::IndexInfo> {
+        let mut tx = self.begin_write()?;
+        let info = tx.create_index(spec)?;
+        tx.commit()?;
+        Ok(info)
+    }
+
+    /// Drops an index; returns whether it existed.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn drop_index(&self, name: &str) -> Result<bool> {
+        let mut tx = self.begin_write()?;
+        let existed = tx.drop_index(name)?;
+        tx.commit()?;
+        Ok(existed)
+    }
+}

@@ -89,6 +89,11 @@ pub enum Error {
     #[error("unique index '{index}' already holds document {existing} with these values")]
     UniqueViolation { index: String, existing: DocId },
 
+    /// An import record (line `line`, counting from 1) is malformed or cannot be stored.
+    /// Unless the import was asked to be partial, nothing was imported.
+    #[error("bad record at line {line}: {reason}")]
+    BadRecord { line: u64, reason: String },
+
     /// A database, collection or field name breaks a naming rule. Nothing was modified.
     #[error("invalid {kind} name '{name}': {reason}")]
     InvalidName {

@@ -1,0 +1,190 @@
+//! NDJSON export and import.
+//!
+//! One record per line: `{"collection": "...", "fields": {...}, "id": "<uuid>"}` with the
+//! value mapping of [`crate::json`]. Export is deterministic: collections by name,
+//! documents by id, keys sorted, so two replicas with equal contents export equal bytes.
+//! Memory stays bounded: export holds only the ids of one collection (16 bytes each);
+//! import reads one line at a time (at most [`LINE_BYTES_MAX`]).
+
+use std::io::{BufRead, Read, Write};
+use std::ops::ControlFlow;
+
+use blazedb_core::{DocId, Document, Error, Result};
+use serde_json::{Value as Json, json};
+
+use crate::Database;
+use crate::json::{fields_from_json, fields_to_json};
+
+/// Longest accepted import line: the largest document plus room for its encoding.
+pub const LINE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    pub collections: u64,
+    pub documents: u64,
+    pub bytes: u64,
+}
+
+/// How to import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Replace documents whose id exists (default: such a record is an error).
+    pub replace: bool,
+    /// Import the good records and report the bad ones, instead of importing nothing
+    /// when any record is bad.
+    pub partial: bool,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: u64,
+    /// Bad records skipped (only with [`ImportOptions::partial`]): line and reason.
+    pub skipped: Vec<(u64, String)>,
+}
+
+fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    Error::io(context)
+}
+
+impl Database {
+    /// Writes `collections` (all when `None`) as NDJSON from one consistent snapshot.
+    ///
+    /// # Errors
+    /// Name errors, corruption, and I/O errors of `out`.
+    pub fn export_ndjson(
+        &self,
+        out: &mut dyn Write,
+        collections: Option<&[&str]>,
+    ) -> Result<ExportReport> {
+        let r = self.begin_read()?;
+        let names: Vec<String> = match collections {
+            Some(list) => list.iter().map(|s| (*s).to_owned()).collect(),
+            None => r.collections()?,
+        };
+        let mut report = ExportReport::default();
+        for name in &names {
+            let mut ids: Vec<DocId> = Vec::new();
+            r.scan(name, |d| {
+                ids.push(d.id);
+                Ok(ControlFlow::Continue(()))
+            })?;
+            ids.sort_unstable();
+            for id in ids {
+                let doc = r.get(name, id)?.ok_or_else(|| {
+                    Error::corrupt_record("docs", "document vanished from a snapshot")
+                })?;
+                let line = json!({"collection": name, "id": id.to_string(), "fields": fields_to_json(&doc.fields)});
+                let mut text = serde_json::to_vec(&line).map_err(|e| Error::InvalidValue {
+                    reason: e.to_string(),
+                })?;
+                text.push(b'\n');
+                out.write_all(&text).map_err(io("writing the export"))?;
+                report.documents += 1;
+                report.bytes += text.len() as u64;
+            }
+            report.collections += 1;
+        }
+        out.flush().map_err(io("writing the export"))?;
+        Ok(report)
+    }
+
+    /// Imports NDJSON records in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::BadRecord`] naming the first bad line (nothing imported) unless
+    /// `opts.partial`; I/O errors of `input`; storage errors.
+    pub fn import_ndjson(
+        &self,
+        input: &mut dyn BufRead,
+        opts: ImportOptions,
+    ) -> Result<ImportReport> {
+        let mut tx = self.begin_write()?;
+        let mut report = ImportReport::default();
+        let mut line_no = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = input
+                .take(LINE_BYTES_MAX as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(io("reading the import"))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if buf.len() > LINE_BYTES_MAX {
+                return Err(Error::BadRecord {
+                    line: line_no,
+                    reason: format!("line longer than {LINE_BYTES_MAX} bytes"),
+                });
+            }
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let outcome = parse_record(&buf).and_then(|(collection, doc)| {
+                if opts.replace {
+                    tx.put(&collection, doc).map(drop)
+                } else {
+                    tx.insert(&collection, doc).map(drop)
+                }
+            });
+            match outcome {
+                Ok(()) => report.imported += 1,
+                // A storage failure poisons the transaction: never "skip" those.
+                Err(e @ (Error::Failed { .. } | Error::Io { .. } | Error::Corruption { .. })) => {
+                    return Err(e);
+                }
+                Err(e) if opts.partial => report.skipped.push((line_no, e.to_string())),
+                Err(e) => {
+                    return Err(Error::BadRecord {
+                        line: line_no,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+}
+
+/// Parses one record line into its collection and document.
+fn parse_record(line: &[u8]) -> Result<(String, Document)> {
+    let v: Json = serde_json::from_slice(line).map_err(|e| Error::InvalidValue {
+        reason: format!("not JSON: {e}"),
+    })?;
+    let Json::Object(m) = &v else {
+        return Err(Error::InvalidValue {
+            reason: "a record must be a JSON object".into(),
+        });
+    };
+    if let Some(k) = m
+        .keys()
+        .find(|k| !matches!(k.as_str(), "collection" | "id" | "fields"))
+    {
+        return Err(Error::InvalidValue {
+            reason: format!("unknown record key '{k}'"),
+        });
+    }
+    let collection =
+        m.get("collection")
+            .and_then(Json::as_str)
+            .ok_or_else(|| Error::InvalidValue {
+                reason: "missing \"collection\" string".into(),
+            })?;
+    let id = match m.get("id") {
+        Some(Json::String(s)) => s.parse::<DocId>()?,
+        Some(_) => {
+            return Err(Error::InvalidValue {
+                reason: "\"id\" must be a UUID string".into(),
+            });
+        }
+        None => DocId::new(),
+    };
+    let fields = fields_from_json(m.get("fields").ok_or_else(|| Error::InvalidValue {
+        reason: "missing \"fields\" object".into(),
+    })?)?;
+    Ok((collection.to_owned(), Document { id, fields }))
+}

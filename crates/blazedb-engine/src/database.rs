@@ -36,12 +36,21 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) vault: Vault,
     pub(crate) durability: Durability,
+    /// Live-query subscriptions and their delivery sequencer.
+    pub(crate) hub: Arc<crate::live::Hub>,
     path: PathBuf,
     name: String,
     data_key: DataKey,
     keyfile: Mutex<KeyFile>,
     /// Held (flock) for the handle's life: one owner per database at a time.
     _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Subscribers blocked in recv learn that no more events will come.
+        self.hub.close_all();
+    }
 }
 
 impl fmt::Debug for Database {
@@ -176,6 +185,7 @@ impl Database {
                 store,
                 vault,
                 durability: opts.durability,
+                hub: Arc::default(),
                 path,
                 name: name.to_owned(),
                 data_key,

@@ -250,6 +250,10 @@ pub struct WriteTxn<'db> {
     /// The index directory, loaded on first need; written back at commit if dirty.
     pub(crate) indexes: Option<Vec<crate::index::IndexRecord>>,
     pub(crate) indexes_dirty: bool,
+    /// Whether live subscribers existed when the transaction began: then each write is
+    /// recorded (before/after) for delivery at commit.
+    watch: bool,
+    written: Vec<crate::live::Written>,
 }
 
 impl<'db> WriteTxn<'db> {
@@ -277,6 +281,8 @@ impl<'db> WriteTxn<'db> {
             poisoned: None,
             indexes: None,
             indexes_dirty: false,
+            watch: db.inner.hub.has_subscribers(),
+            written: Vec::new(),
         })
     }
 
@@ -293,6 +299,11 @@ impl<'db> WriteTxn<'db> {
         f: impl FnOnce(&mut WriteTx<'db>) -> Result<(), blazedb_storage::StorageError>,
     ) -> Result<()> {
         self.mutate(f)
+    }
+
+    /// Whether a write to `collection` must read the document's previous state.
+    fn needs_old(&mut self, collection: &str) -> Result<bool> {
+        Ok(self.watch || self.has_indexes(collection)?)
     }
 
     /// Whether this transaction's writes are captured in the change log (false for
@@ -379,6 +390,14 @@ impl<'db> WriteTxn<'db> {
     ) -> Result<()> {
         self.count_write()?;
         let index_ops = self.index_ops(collection, old, doc)?;
+        if self.watch {
+            self.written.push(crate::live::Written {
+                collection: collection.to_owned(),
+                id,
+                old: old.cloned(),
+                new: doc.cloned(),
+            });
+        }
         let vault = &self.db.inner.vault;
         let sealed_doc = match doc {
             Some(d) => {
@@ -514,7 +533,7 @@ impl<'db> WriteTxn<'db> {
             collection: collection.to_owned(),
             id,
         })?;
-        let old = if self.has_indexes(collection)? {
+        let old = if self.needs_old(collection)? {
             Some(doc.clone())
         } else {
             None
@@ -554,8 +573,8 @@ impl<'db> WriteTxn<'db> {
         check_name(NameKind::Collection, collection)?;
         let tag = self.db.inner.vault.coll_tag(collection);
         let key = self.db.inner.vault.doc_key(&tag, id);
-        // The old document is needed only to remove its index entries.
-        let old = if self.has_indexes(collection)? {
+        // The old document is needed only for index entries and subscribers.
+        let old = if self.needs_old(collection)? {
             self.read_doc(&tag, id)?.map(Some)
         } else {
             self.tx
@@ -653,7 +672,23 @@ impl<'db> WriteTxn<'db> {
         }
         let durable = self.durability == Durability::Immediate;
         let db = self.db;
-        self.tx.commit(durable).map_err(|e| db.storage_err(e))
+        if !self.watch {
+            return self.tx.commit(durable).map_err(|e| db.storage_err(e));
+        }
+        // The ticket is taken while this transaction still holds the writer lock, so
+        // ticket order is commit order; it is published whatever the outcome.
+        let hub = &db.inner.hub;
+        let ticket = hub.ticket();
+        let result = self.tx.commit(durable).map_err(|e| db.storage_err(e));
+        hub.publish(
+            ticket,
+            if result.is_ok() {
+                self.written
+            } else {
+                Vec::new()
+            },
+        );
+        result
     }
 
     /// Rolls back (the same as dropping the transaction).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use blazedb_engine::{Database, DocId, Document, Durability, KdfParams};
 
-use crate::median;
+use crate::best;
 
 /// The collection every measurement writes to.
 pub(crate) const COLLECTION: &str = "docs";
@@ -26,8 +26,7 @@ pub(crate) fn open_fast(dir: &Path, name: &str) -> Result<Database> {
 
 /// Time for one writer to commit each document in its own durable transaction
 /// (`Durability::Immediate`, one insert per transaction).
-pub(crate) fn commits_one_writer(dir: &Path, docs: Vec<Document>) -> Result<Duration> {
-    let db = open_fast(dir, "commit1")?;
+pub(crate) fn commits_one_writer(db: &Database, docs: Vec<Document>) -> Result<Duration> {
     let coll = db.collection(COLLECTION);
     let start = Instant::now();
     for doc in docs {
@@ -39,8 +38,10 @@ pub(crate) fn commits_one_writer(dir: &Path, docs: Vec<Document>) -> Result<Dura
 /// Time for `per_thread.len()` threads sharing one database handle (cloned) to each
 /// commit their documents, one durable single-insert transaction per document. The
 /// clock starts when every thread is ready and stops when the last one finishes.
-pub(crate) fn commits_concurrent(dir: &Path, per_thread: Vec<Vec<Document>>) -> Result<Duration> {
-    let db = open_fast(dir, "commit8")?;
+pub(crate) fn commits_concurrent(
+    db: &Database,
+    per_thread: Vec<Vec<Document>>,
+) -> Result<Duration> {
     let barrier = Barrier::new(per_thread.len() + 1);
     std::thread::scope(|s| {
         let handles: Vec<_> = per_thread
@@ -132,7 +133,7 @@ fn check_found(found: usize, wanted: usize) -> Result<()> {
     Ok(())
 }
 
-/// Median times of opening the existing (closed) database `name`: `open` is the time of
+/// Best-of-`repeats` times of opening the existing (closed) database `name`: `open` is the time of
 /// `Database::open` alone (KDF, key unwrap, redb open, page verification when `verify`),
 /// `open_get` the time of open plus the first get of `probe`. Each repetition closes
 /// the database before the next.
@@ -160,19 +161,19 @@ pub(crate) fn open_times(
         drop(db);
     }
     Ok(OpenTimes {
-        open: median(&mut open),
-        open_get: median(&mut open_get),
+        open: best(&open),
+        open_get: best(&open_get),
     })
 }
 
-/// Open-time medians (see [`open_times`]).
+/// Best open times (see [`open_times`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OpenTimes {
     pub open: Duration,
     pub open_get: Duration,
 }
 
-/// Median time of the default KDF alone (Argon2id at `KdfParams::DEFAULT`) on the
+/// Best-of-`repeats` time of the default KDF alone (Argon2id at `KdfParams::DEFAULT`) on the
 /// benchmark password and a fixed salt.
 pub(crate) fn kdf_time(repeats: usize) -> Result<Duration> {
     let salt = [7u8; 16];
@@ -185,7 +186,7 @@ pub(crate) fn kdf_time(repeats: usize) -> Result<Duration> {
         times.push(start.elapsed());
         drop(key);
     }
-    Ok(median(&mut times))
+    Ok(best(&times))
 }
 
 /// Total size in bytes of the files in the database directory of `name` in `dir`.

@@ -10,17 +10,16 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
 const WORDS: [&str; 48] = [
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-    "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
-    "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "ship",
-    "review", "draft", "merge", "deploy", "budget", "meeting", "invoice", "garden",
-    "kitchen", "travel", "report", "summary", "backlog", "feature", "release", "design",
-    "sprint", "call", "email", "notes", "plan",
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+    "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "ship", "review", "draft", "merge",
+    "deploy", "budget", "meeting", "invoice", "garden", "kitchen", "travel", "report", "summary",
+    "backlog", "feature", "release", "design", "sprint", "call", "email", "notes", "plan",
 ];
 
 const TAGS: [&str; 12] = [
-    "work", "home", "urgent", "later", "errand", "idea", "family", "health", "money",
-    "study", "music", "sport",
+    "work", "home", "urgent", "later", "errand", "idea", "family", "health", "money", "study",
+    "music", "sport",
 ];
 
 /// Milliseconds since the epoch of the first generated id (2025-01-01T00:00:00Z).

@@ -75,9 +75,7 @@ impl Row {
 
     /// BlazeDB ÷ SQLite, when both figures exist.
     pub(crate) fn ratio(&self) -> Option<f64> {
-        self.sqlite
-            .filter(|s| *s > 0.0)
-            .map(|s| self.blaze / s)
+        self.sqlite.filter(|s| *s > 0.0).map(|s| self.blaze / s)
     }
 
     /// Whether the goal is met; `None` when there is no goal.
@@ -175,15 +173,21 @@ pub(crate) fn table(rows: &[Row]) -> String {
     }
     let mut out = String::new();
     let line = |out: &mut String, row: &[String]| {
+        let mut text = String::new();
         for (i, (c, w)) in row.iter().zip(widths).enumerate() {
-            let pad = w - c.chars().count();
-            if i == 0 || i >= 4 {
-                let _ = write!(out, "{c}{}", " ".repeat(pad));
-            } else {
-                let _ = write!(out, "{}{c}", " ".repeat(pad));
+            let pad = " ".repeat(w - c.chars().count());
+            if i > 0 {
+                text.push_str(" | ");
             }
-            out.push_str(if i + 1 < row.len() { " | " } else { "\n" });
+            // Text columns left-aligned, numbers right-aligned.
+            let _ = if i == 0 || i >= 4 {
+                write!(text, "{c}{pad}")
+            } else {
+                write!(text, "{pad}{c}")
+            };
         }
+        out.push_str(text.trim_end());
+        out.push('\n');
     };
     line(&mut out, &header.map(str::to_owned));
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, params};
 
-use crate::median;
+use crate::best;
 
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB). Large
 /// enough to hold the whole bulk table, like redb's default 1 GiB cache does.
@@ -57,20 +57,23 @@ fn insert_one(conn: &Connection, row: &Row) -> Result<()> {
 
 /// Time for one connection to commit each row in its own transaction (autocommit
 /// INSERT, `synchronous=FULL`).
-pub(crate) fn commits_one_writer(dir: &Path, rows: &[Row]) -> Result<Duration> {
-    let conn = open(dir, "commit1")?;
+pub(crate) fn commits_one_writer(conn: &Connection, rows: &[Row]) -> Result<Duration> {
     let start = Instant::now();
     for row in rows {
-        insert_one(&conn, row)?;
+        insert_one(conn, row)?;
     }
     Ok(start.elapsed())
 }
 
 /// Time for `per_thread.len()` threads, each with its own connection (busy timeout
-/// 60 s), to commit their rows, one autocommit INSERT per row. The clock starts when
-/// every thread has its connection and stops when the last one finishes.
-pub(crate) fn commits_concurrent(dir: &Path, per_thread: &[Vec<Row>]) -> Result<Duration> {
-    drop(open(dir, "commit8")?); // create the file and table once, before the race
+/// 60 s) to the database `name` (which must exist), to commit their rows, one
+/// autocommit INSERT per row. The clock starts when every thread has its connection
+/// and stops when the last one finishes.
+pub(crate) fn commits_concurrent(
+    dir: &Path,
+    name: &str,
+    per_thread: &[Vec<Row>],
+) -> Result<Duration> {
     let barrier = Barrier::new(per_thread.len() + 1);
     std::thread::scope(|s| {
         let handles: Vec<_> = per_thread
@@ -78,7 +81,7 @@ pub(crate) fn commits_concurrent(dir: &Path, per_thread: &[Vec<Row>]) -> Result<
             .map(|rows| {
                 let barrier = &barrier;
                 s.spawn(move || -> Result<()> {
-                    let conn = open(dir, "commit8");
+                    let conn = open(dir, name);
                     barrier.wait();
                     let conn = conn?;
                     for row in rows {
@@ -170,7 +173,7 @@ fn check_found(found: usize, wanted: usize) -> Result<()> {
     Ok(())
 }
 
-/// Median time of opening the closed database `name` and running the first query (a
+/// Best-of-`repeats` time of opening the closed database `name` and running the first query (a
 /// point get of `probe`, JSON parsed). SQLite has no password step.
 pub(crate) fn open_first_query(
     dir: &Path,
@@ -190,7 +193,7 @@ pub(crate) fn open_first_query(
         }
         conn.close().map_err(|(_, e)| e)?;
     }
-    Ok(median(&mut times))
+    Ok(best(&times))
 }
 
 /// Total size in bytes of the database file and its WAL and shared-memory files.

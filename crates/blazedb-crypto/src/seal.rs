@@ -105,6 +105,36 @@ impl SealKey {
         Ok(plain)
     }
 
+    /// Like [`SealKey::open`], decrypting inside `sealed`'s own buffer (no copy of the
+    /// ciphertext).
+    ///
+    /// # Errors
+    /// As [`SealKey::open`].
+    pub fn open_vec(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(CryptoError::Malformed("shorter than nonce and tag"));
+        }
+        let body_end = sealed.len() - TAG_LEN;
+        let tag =
+            Tag::try_from(&sealed[body_end..]).map_err(|_| CryptoError::Malformed("tag length"))?;
+        let nonce = XNonce::try_from(&sealed[..NONCE_LEN])
+            .map_err(|_| CryptoError::Malformed("nonce length"))?;
+        self.cipher
+            .decrypt_inout_detached(&nonce, aad, (&mut sealed[NONCE_LEN..body_end]).into(), &tag)
+            .map_err(|_| CryptoError::Authentication)?;
+        sealed.truncate(body_end);
+        sealed.drain(..NONCE_LEN);
+        let marker = sealed
+            .iter()
+            .rposition(|&b| b != 0)
+            .ok_or(CryptoError::Malformed("padding marker missing"))?;
+        if sealed[marker] != 0x80 {
+            return Err(CryptoError::Malformed("padding marker missing"));
+        }
+        sealed.truncate(marker);
+        Ok(sealed)
+    }
+
     /// Opens a value sealed by [`SealKey::seal_exact`].
     ///
     /// # Errors
@@ -137,6 +167,14 @@ mod tests {
         assert_eq!(k.open(b"docs/2", &s), Err(CryptoError::Authentication));
         assert_eq!(
             SealKey::new(&[8; 32]).open(b"docs/1", &s),
+            Err(CryptoError::Authentication)
+        );
+        assert_eq!(
+            k.open_vec(b"docs/1", s.clone()).as_deref(),
+            Ok(&b"hello"[..])
+        );
+        assert_eq!(
+            k.open_vec(b"docs/2", s.clone()),
             Err(CryptoError::Authentication)
         );
         let mut flipped = s.clone();

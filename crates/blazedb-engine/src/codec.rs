@@ -141,8 +141,8 @@ pub(crate) struct FormatRecord {
     pub db_id: [u8; 16],
 }
 
-/// Counters kept under `meta/counters`.
-#[derive(Serialize, Deserialize, Default, Clone, Copy)]
+/// A write transaction's counters (in memory; derived from the change log at begin).
+#[derive(Default, Clone, Copy)]
 pub(crate) struct CountersRecord {
     /// The next change-log sequence number to assign.
     pub next_seq: u64,

@@ -107,7 +107,7 @@ pub(crate) fn get_doc(
     else {
         return Ok(None);
     };
-    let doc = decode_doc(&vault.open(Table::Docs, &key, &sealed)?)?;
+    let doc = decode_doc(&vault.open_vec(Table::Docs, &key, sealed)?)?;
     if doc.id != id {
         return Err(Error::corrupt_record(
             "docs",

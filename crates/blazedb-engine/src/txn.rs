@@ -17,14 +17,12 @@ use blazedb_storage::{ReadTx, Table, WriteTx};
 
 use crate::changes::{Change, changes_after};
 use crate::codec::{
-    CatalogRecord, ChangeRecord, CountersRecord, DocRecord, FieldsRef, OpRecord, decode, encode,
+    CatalogRecord, ChangeRecord, CountersRecord, DocRecord, FieldsRef, OpRecord, encode,
 };
 use crate::database::Database;
 use crate::options::Durability;
 use crate::raw::{collection_names, get_doc, scan_docs};
 use crate::vault::{CollTag, DocKey};
-
-const META_COUNTERS: &[u8] = b"counters";
 
 /// Fields to set and fields to remove on an existing document.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -259,16 +257,20 @@ pub struct WriteTxn<'db> {
 impl<'db> WriteTxn<'db> {
     pub(crate) fn begin(db: &'db Database, capture: bool) -> Result<WriteTxn<'db>> {
         let mut tx = db.inner.store.write().map_err(|e| db.storage_err(e))?;
-        let counters = match tx
-            .get(Table::Meta, META_COUNTERS)
-            .map_err(|e| db.storage_err(e))?
-        {
-            Some(sealed) => decode(
-                "meta",
-                &db.inner.vault.open(Table::Meta, META_COUNTERS, &sealed)?,
-            )?,
-            None => CountersRecord { next_seq: 1 },
+        // The next sequence number follows the newest change-log entry. Invariant for
+        // whoever prunes the log (sync GC): the newest entry is never pruned, so numbers
+        // are never reused.
+        let last = tx.last(Table::Changes).map_err(|e| db.storage_err(e))?;
+        let next_seq = match last {
+            None => 1,
+            Some((k, _)) => {
+                let bytes: [u8; 8] = k.as_slice().try_into().map_err(|_| {
+                    Error::corrupt_record("changes", "key is not a sequence number")
+                })?;
+                u64::from_be_bytes(bytes) + 1
+            }
         };
+        let counters = CountersRecord { next_seq };
         Ok(WriteTxn {
             db,
             tx,
@@ -455,9 +457,8 @@ impl<'db> WriteTxn<'db> {
         let key = self.db.inner.vault.doc_key(&tag, doc.id);
         if self
             .tx
-            .get(Table::Docs, &key)
+            .contains(Table::Docs, &key)
             .map_err(|e| self.db.storage_err(e))?
-            .is_some()
         {
             return Err(Error::AlreadyExists {
                 collection: collection.to_owned(),
@@ -578,9 +579,9 @@ impl<'db> WriteTxn<'db> {
             self.read_doc(&tag, id)?.map(Some)
         } else {
             self.tx
-                .get(Table::Docs, &key)
+                .contains(Table::Docs, &key)
                 .map_err(|e| self.db.storage_err(e))?
-                .map(|_| None)
+                .then_some(None)
         };
         let Some(old) = old else {
             return Err(Error::NotFound {
@@ -664,11 +665,6 @@ impl<'db> WriteTxn<'db> {
             let dir = self.indexes.take().unwrap_or_default();
             let sealed = crate::index::seal_directory(&self.db.inner.vault, &dir)?;
             self.mutate(|tx| tx.insert(Table::Meta, crate::index::META_INDEXES, &sealed))?;
-        }
-        if self.counters.next_seq != self.first_seq {
-            let bytes = encode("counters", &self.counters)?;
-            let sealed = self.db.inner.vault.seal(Table::Meta, META_COUNTERS, &bytes);
-            self.mutate(|tx| tx.insert(Table::Meta, META_COUNTERS, &sealed))?;
         }
         let durable = self.durability == Durability::Immediate;
         let db = self.db;

@@ -4,14 +4,19 @@
 //! table and the exact storage key as associated data, so a value moved to another key
 //! or table, or edited, fails [`Vault::open`] with a corruption error naming the table.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use blazedb_core::{DocId, Error};
-use blazedb_crypto::{KeyRing, TagKind};
+use blazedb_crypto::{CryptoError, KeyRing, TagKind};
 use blazedb_storage::Table;
 
 /// Length of a collection tag (the prefix of every document key of the collection).
 pub(crate) const COLL_TAG_LEN: usize = 16;
 /// Length of a document key: collection tag ‖ id tag.
 pub(crate) const DOC_KEY_LEN: usize = 32;
+/// Most collection tags kept in the cache (more collections are tagged on each use).
+const TAG_CACHE_MAX: usize = 4096;
 
 pub(crate) type CollTag = [u8; COLL_TAG_LEN];
 pub(crate) type DocKey = [u8; DOC_KEY_LEN];
@@ -19,17 +24,36 @@ pub(crate) type DocKey = [u8; DOC_KEY_LEN];
 /// The data key's subkeys, put to work.
 pub(crate) struct Vault {
     ring: KeyRing,
+    /// Collection name → tag: saves one HMAC per operation.
+    tags: RwLock<HashMap<String, CollTag>>,
 }
 
 impl Vault {
     pub(crate) fn new(ring: KeyRing) -> Self {
-        Self { ring }
+        Self {
+            ring,
+            tags: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The tag standing for collection `name` on disk.
     pub(crate) fn coll_tag(&self, name: &str) -> CollTag {
-        self.ring
-            .tag16(TagKind::Name, &[b"collection", name.as_bytes()])
+        if let Some(tag) = self
+            .tags
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return *tag;
+        }
+        let tag = self
+            .ring
+            .tag16(TagKind::Name, &[b"collection", name.as_bytes()]);
+        let mut cache = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() < TAG_CACHE_MAX {
+            cache.insert(name.to_owned(), tag);
+        }
+        tag
     }
 
     /// The storage key of document `id` in the collection tagged `coll`. Keyed per
@@ -59,28 +83,48 @@ impl Vault {
         out
     }
 
-    fn aad(table: Table, key: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(1 + key.len());
-        aad.push(table.code());
-        aad.extend_from_slice(key);
-        aad
+    /// Runs `f` with the associated data `table code ‖ key`, on the stack for the short
+    /// keys every table uses.
+    fn with_aad<T>(table: Table, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+        let mut buf = [0u8; 64];
+        if key.len() < buf.len() {
+            buf[0] = table.code();
+            buf[1..=key.len()].copy_from_slice(key);
+            f(&buf[..=key.len()])
+        } else {
+            let mut aad = Vec::with_capacity(1 + key.len());
+            aad.push(table.code());
+            aad.extend_from_slice(key);
+            f(&aad)
+        }
+    }
+
+    fn corrupt(table: Table, e: &CryptoError) -> Error {
+        Error::corrupt_record(
+            table.name(),
+            format!("{e} (value edited, moved or damaged)"),
+        )
     }
 
     /// Seals `plain` for storage under `key` in `table`.
     pub(crate) fn seal(&self, table: Table, key: &[u8], plain: &[u8]) -> Vec<u8> {
-        self.ring.seal_key().seal(&Self::aad(table, key), plain)
+        Self::with_aad(table, key, |aad| self.ring.seal_key().seal(aad, plain))
     }
 
     /// Opens a value read from `key` in `table`.
     pub(crate) fn open(&self, table: Table, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
-        self.ring
-            .seal_key()
-            .open(&Self::aad(table, key), sealed)
-            .map_err(|e| {
-                Error::corrupt_record(
-                    table.name(),
-                    format!("{e} (value edited, moved or damaged)"),
-                )
-            })
+        Self::with_aad(table, key, |aad| self.ring.seal_key().open(aad, sealed))
+            .map_err(|e| Self::corrupt(table, &e))
+    }
+
+    /// Opens an owned value, decrypting in its own buffer (no ciphertext copy).
+    pub(crate) fn open_vec(
+        &self,
+        table: Table,
+        key: &[u8],
+        sealed: Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
+        Self::with_aad(table, key, |aad| self.ring.seal_key().open_vec(aad, sealed))
+            .map_err(|e| Self::corrupt(table, &e))
     }
 }

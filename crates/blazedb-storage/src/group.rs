@@ -1,17 +1,26 @@
 //! Group commit.
 //!
-//! Every write transaction commits to redb with `Durability::None` (ordered, visible,
-//! not yet on disk), takes a ticket, then waits until the durable watermark reaches its
-//! ticket. One waiter at a time becomes the leader: it begins an empty redb transaction
-//! (which waits for redb's writer lock, so every commit that already returned is ordered
-//! before it), reads the commit counter, and commits with `Durability::Immediate`. redb
-//! guarantees that this persists every earlier non-durable commit, so one fsync makes a
-//! whole group durable. Waiters whose ticket is now covered return; others repeat.
+//! A durable commit takes one of two paths:
+//! - **Lone writer**: when no other write transaction is in flight and every earlier
+//!   commit is already durable, the transaction commits to redb with
+//!   `Durability::Immediate` itself: one redb commit, one fsync.
+//! - **Group**: otherwise it commits with `Durability::None` (ordered, visible, not yet
+//!   on disk), takes a ticket, and waits until the durable watermark reaches it. One
+//!   waiter at a time leads a flush: it first lets every write transaction that was in
+//!   flight when it took the lead finish (they join this flush instead of waiting for
+//!   the next), then begins an empty redb transaction (taking redb's writer lock, so every
+//!   commit that returned is ordered before it), reads the commit counter, and commits
+//!   with `Durability::Immediate`. redb persists every earlier non-durable commit with
+//!   it, so one fsync covers the whole group.
 //!
 //! Invariant: `durable <= committed`, and `durable` only moves to a counter value read
-//! after redb's writer lock was held, so it never covers a commit that was not persisted.
+//! while redb's writer lock was held (or, on the lone-writer path, to a commit that was
+//! itself durable with all before it durable), so it never covers an unpersisted commit.
 //! Invariant: after a failed flush the store is failed for writes: the state of the file
 //! after a failed fsync is unknown, and retrying could acknowledge lost data.
+//! Invariant: the leader waits only for writers that started before it took the lead;
+//! each of those finishes (commit or rollback) without waiting for the leader, so the
+//! wait is bounded and later writers cannot starve it.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -24,6 +33,8 @@ struct State {
     flushing: bool,
     failed: Option<String>,
     flushes: u64,
+    writes_started: u64,
+    writes_finished: u64,
 }
 
 /// Group-commit bookkeeping for one store.
@@ -40,7 +51,7 @@ pub struct GroupStats {
     pub commits: u64,
     /// Commits known to be on disk.
     pub durable: u64,
-    /// fsyncing flushes performed.
+    /// fsyncing flushes performed by group leaders (lone-writer commits not included).
     pub flushes: u64,
 }
 
@@ -64,11 +75,40 @@ impl GroupCommit {
         self.cv.notify_all();
     }
 
-    /// Records a finished commit and returns its ticket.
+    /// A write transaction is about to begin (called before waiting for redb's lock).
+    pub(crate) fn write_started(&self) {
+        self.lock().writes_started += 1;
+    }
+
+    /// A write transaction ended (committed, rolled back, or failed to begin).
+    pub(crate) fn write_finished(&self) {
+        let mut s = self.lock();
+        s.writes_finished += 1;
+        self.cv.notify_all();
+    }
+
+    /// Whether the calling writer (holding redb's lock) is alone and nothing is pending:
+    /// then it may commit durably itself.
+    pub(crate) fn lone_writer(&self) -> bool {
+        let s = self.lock();
+        s.writes_started == s.writes_finished + 1 && s.committed == s.durable && !s.flushing
+    }
+
+    /// Records a finished non-durable commit and returns its ticket.
     pub(crate) fn note_commit(&self) -> u64 {
         let mut s = self.lock();
         s.committed += 1;
         s.committed
+    }
+
+    /// Records a commit made durable by the committer itself (lone-writer path).
+    pub(crate) fn note_durable_commit(&self) {
+        let mut s = self.lock();
+        s.committed += 1;
+        if s.durable + 1 == s.committed {
+            s.durable = s.committed;
+        }
+        self.cv.notify_all();
     }
 
     /// The current commit counter (read by a flush leader holding redb's writer lock).
@@ -107,6 +147,11 @@ impl GroupCommit {
                 continue;
             }
             s.flushing = true;
+            // Let the writers already in flight commit first, so they share this fsync.
+            let in_flight = s.writes_started;
+            while s.writes_finished < in_flight && s.failed.is_none() {
+                s = self.cv.wait(s).unwrap_or_else(PoisonError::into_inner);
+            }
             drop(s);
             let result = flush();
             s = self.lock();

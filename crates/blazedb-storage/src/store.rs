@@ -120,11 +120,19 @@ impl Store {
     pub fn write(&self) -> Result<WriteTx<'_>, StorageError> {
         self.group.check()?;
         self.check_not_writer()?;
-        guard(|| {
+        self.group.write_started();
+        let began = guard(|| {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(redb::Durability::None)?;
-            Ok(WriteTx::new(self, txn))
-        })
+            Ok(txn)
+        });
+        match began {
+            Ok(txn) => Ok(WriteTx::new(self, txn)),
+            Err(e) => {
+                self.group.write_finished();
+                Err(e)
+            }
+        }
     }
 
     fn check_not_writer(&self) -> Result<(), StorageError> {

@@ -146,6 +146,7 @@ impl<'s> WriterMark<'s> {
 impl Drop for WriterMark<'_> {
     fn drop(&mut self) {
         *self.0.writer.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.0.group.write_finished();
     }
 }
 
@@ -248,20 +249,41 @@ impl<'s> WriteTx<'s> {
     /// then failed; the commit may or may not be on disk).
     pub fn commit(self, durable: bool) -> Result<(), StorageError> {
         let WriteTx { store, cell, mark } = self;
-        let txn = cell.into_owner();
+        let mut txn = cell.into_owner();
+        // Alone and nothing pending: this commit can be durable by itself (one fsync).
+        let lone = durable && store.group.lone_writer();
+        if lone {
+            guard(|| Ok(txn.set_durability(redb::Durability::Immediate)?))?;
+        }
         let committed = guard(|| Ok(txn.commit()?));
-        // The redb transaction is over: this thread may begin another (or lead a flush).
+        if committed.is_ok() {
+            if lone {
+                store.group.note_durable_commit();
+            } else {
+                let ticket = store.group.note_commit();
+                // The redb transaction is over: this thread may begin another or lead a flush.
+                drop(mark);
+                if durable {
+                    store.wait_durable(ticket)?;
+                }
+                return Ok(());
+            }
+        }
         drop(mark);
         committed.inspect_err(|e| {
-            if matches!(e, StorageError::Corrupted(_)) {
+            if matches!(e, StorageError::Corrupted(_) | StorageError::Io(_)) {
+                // A failed commit may have failed its fsync: the file state is unknown.
                 store.group.fail(e.to_string());
             }
-        })?;
-        let ticket = store.group.note_commit();
-        if durable {
-            store.wait_durable(ticket)?;
-        }
-        Ok(())
+        })
+    }
+
+    /// Whether `key` is present, without copying its value.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn contains(&mut self, t: Table, key: &[u8]) -> Result<bool, StorageError> {
+        self.with(t, |table| Ok(table.get(key)?.is_some()))
     }
 }
 

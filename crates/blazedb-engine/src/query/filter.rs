@@ -228,7 +228,7 @@ impl Filter {
 fn compare(x: Option<&Value>, op: Cmp, v: &Value) -> bool {
     match op {
         Cmp::Eq => x.is_some_and(|x| cmp_values(x, v) == Ordering::Equal),
-        Cmp::Ne => !x.is_some_and(|x| cmp_values(x, v) == Ordering::Equal),
+        Cmp::Ne => x.is_none_or(|x| cmp_values(x, v) != Ordering::Equal),
         _ => {
             let Some(x) = x else { return false };
             if rank(Some(x)) != rank(Some(v)) {

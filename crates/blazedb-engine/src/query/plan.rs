@@ -21,6 +21,11 @@ use crate::index::{IndexRecord, index_tag, key_id};
 use crate::raw::{Raw, get_doc};
 use crate::vault::Vault;
 
+/// One side of a range: the operator and its value.
+type RangeSide<'q> = Option<(Cmp, &'q Value)>;
+/// How good a candidate is: (equality fields, has a range, yields the sort order).
+type Score = (usize, bool, bool);
+
 /// A chosen index access.
 pub(crate) struct IndexPlan {
     rec: IndexRecord,
@@ -50,10 +55,7 @@ fn eq_value<'q>(conj: &[&'q Filter], path: &FieldPath) -> Option<&'q Value> {
     })
 }
 
-fn range_on<'q>(
-    conj: &[&'q Filter],
-    path: &FieldPath,
-) -> (Option<(Cmp, &'q Value)>, Option<(Cmp, &'q Value)>) {
+fn range_on<'q>(conj: &[&'q Filter], path: &FieldPath) -> (RangeSide<'q>, RangeSide<'q>) {
     let mut lower = None;
     let mut upper = None;
     for f in conj {
@@ -70,11 +72,7 @@ fn range_on<'q>(
     (lower, upper)
 }
 
-fn candidate(
-    q: &Query,
-    conj: &[&Filter],
-    rec: &IndexRecord,
-) -> Result<Option<((usize, bool, bool), IndexPlan)>> {
+fn candidate(q: &Query, conj: &[&Filter], rec: &IndexRecord) -> Result<Option<(Score, IndexPlan)>> {
     let paths = rec.paths()?;
     let mut prefix = Vec::new();
     let mut n = 0;
@@ -170,7 +168,7 @@ fn candidate(
 /// The best index for `q`, if any applies.
 pub(crate) fn choose(q: &Query, dir: &[IndexRecord]) -> Result<Option<IndexPlan>> {
     let conj = conjuncts(q);
-    let mut best: Option<((usize, bool, bool), IndexPlan)> = None;
+    let mut best: Option<(Score, IndexPlan)> = None;
     for rec in dir.iter().filter(|r| r.collection == q.collection) {
         if let Some(c) = candidate(q, &conj, rec)?
             && best.as_ref().is_none_or(|b| c.0 > b.0)

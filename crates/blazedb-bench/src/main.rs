@@ -1,0 +1,225 @@
+//! `blazedb-bench`: runs BlazeDB and SQLite on the same documents in one run and prints
+//! each figure with the ratio BlazeDB/SQLite and the goal it is held to.
+//!
+//! ```text
+//! cargo run --release -p blazedb-bench -- engine            # full sizes
+//! cargo run --release -p blazedb-bench -- engine --quick    # smoke check, < 30 s
+//! ```
+
+mod blaze;
+mod docs;
+mod report;
+mod run;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
+
+  engine        BlazeDB against SQLite: durable commits (1 and 8 writers), bulk insert,
+                point gets, cold open. Prints each figure and the ratio BlazeDB/SQLite.
+  --quick       small sizes (a smoke check that finishes in well under 30 s)
+  --dir DIR     where to create the databases (default: a temporary directory under
+                $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
+  --only LIST   comma-separated subset of: commit1, commit8, bulk, gets, open
+                (gets and open also run bulk, which builds their database)";
+
+/// Problem sizes of one run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    /// Single-writer durable commits.
+    pub commits_one: usize,
+    /// Concurrent writer threads.
+    pub threads: usize,
+    /// Durable commits per concurrent writer.
+    pub commits_per_thread: usize,
+    /// Documents in the bulk transaction (and the get/open database).
+    pub bulk: usize,
+    /// Random point gets per variant.
+    pub gets: usize,
+    /// Alternating BlazeDB/SQLite rounds the commit figures are split into.
+    pub rounds: usize,
+    /// Repetitions of each open/KDF timing (the best is reported).
+    pub open_repeats: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                commits_one: 200,
+                threads: 8,
+                commits_per_thread: 25,
+                bulk: 10_000,
+                gets: 20_000,
+                rounds: 2,
+                open_repeats: 3,
+            }
+        } else {
+            Sizes {
+                commits_one: 2_000,
+                threads: 8,
+                commits_per_thread: 250,
+                bulk: 100_000,
+                gets: 200_000,
+                rounds: 4,
+                open_repeats: 7,
+            }
+        }
+    }
+}
+
+/// Which figures to run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Selection {
+    pub commit1: bool,
+    pub commit8: bool,
+    pub bulk: bool,
+    pub gets: bool,
+    pub open: bool,
+}
+
+struct Args {
+    quick: bool,
+    dir: Option<PathBuf>,
+    only: Selection,
+}
+
+fn parse_only(list: &str) -> Result<Selection> {
+    let mut sel = Selection {
+        commit1: false,
+        commit8: false,
+        bulk: false,
+        gets: false,
+        open: false,
+    };
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "commit1" => sel.commit1 = true,
+            "commit8" => sel.commit8 = true,
+            "bulk" => sel.bulk = true,
+            "gets" => sel.gets = true,
+            "open" => sel.open = true,
+            other => bail!("unknown figure '{other}' in --only\n\n{USAGE}"),
+        }
+    }
+    sel.bulk |= sel.gets || sel.open;
+    Ok(sel)
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("engine") => {}
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        Some(other) => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+    let mut out = Args {
+        quick: false,
+        dir: None,
+        only: parse_only("commit1,commit8,bulk,gets,open")?,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => out.quick = true,
+            "--dir" => out.dir = Some(args.next().context("--dir needs a path")?.into()),
+            "--only" => out.only = parse_only(&args.next().context("--only needs a list")?)?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => bail!("unknown argument '{other}'\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The best (smallest) of `times`, zero when empty: the run least disturbed by other
+/// processes, used for the short open/KDF timings.
+pub(crate) fn best(times: &[Duration]) -> Duration {
+    times.iter().min().copied().unwrap_or_default()
+}
+
+/// Total size in bytes of the regular files directly inside `dir`.
+pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
+/// The file-system type holding `dir` (best effort, from `/proc/mounts`).
+fn fs_type(dir: &Path) -> String {
+    let Ok(dir) = dir.canonicalize() else {
+        return "unknown".into();
+    };
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown".into();
+    };
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, mnt, fs) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(mnt).then(|| (mnt.len(), fs.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, fs)| fs)
+}
+
+/// The system load average (1, 5, 15 minutes), as `/proc/loadavg` reports it.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() -> Result<()> {
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
+    let sizes = Sizes::new(args.quick);
+    let tmp = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new()
+                .prefix("blazedb-bench-")
+                .tempdir_in(d)?
+        }
+        None => tempfile::Builder::new()
+            .prefix("blazedb-bench-")
+            .tempdir()?,
+    };
+    let dir = tmp.path();
+    let fs = fs_type(dir);
+    println!(
+        "blazedb-bench engine ({})",
+        if args.quick { "quick" } else { "full" }
+    );
+    println!(
+        "data directory: {} ({fs}); {} CPUs; SQLite {}",
+        dir.display(),
+        std::thread::available_parallelism().map_or(0, usize::from),
+        rusqlite::version()
+    );
+    if fs == "tmpfs" || fs == "ramfs" {
+        println!("WARNING: the data directory is in memory: fsync costs nothing there");
+    }
+    println!("{sizes:?}");
+    println!("load average at start: {}", load_average());
+    println!();
+    run::run(dir, sizes, args.only)?;
+    println!("load average at end: {}", load_average());
+    Ok(())
+}

@@ -162,8 +162,20 @@ impl Database {
         let keyfile = KeyFile::read(&path.join(KEY_FILE))?;
         let data_key = keyfile.unlock(password)?;
         let vault = Vault::new(data_key.keyring());
-        let store = Store::open(&path.join(DATA_FILE), &Self::store_options(opts))
-            .map_err(|e| storage_err(e, &path))?;
+        let data = path.join(DATA_FILE);
+        // Check the pairing through a read-only open first: a read-write open may write
+        // (recovery, integrity check), and a refused open must leave the file untouched.
+        // A file that needs crash recovery cannot be opened read-only; then the
+        // read-write open below recovers it and the check runs after.
+        match Store::peek(&data, Table::Meta, META_FORMAT) {
+            Ok(sealed) => verify_format(&vault, keyfile.db_id, sealed.as_deref())?,
+            Err(blazedb_storage::StorageError::AlreadyOpen) => {
+                return Err(Error::AlreadyOpen { path });
+            }
+            Err(_) => {}
+        }
+        let store =
+            Store::open(&data, &Self::store_options(opts)).map_err(|e| storage_err(e, &path))?;
         let db = Self::assemble(store, vault, path, name, data_key, keyfile, lock, opts);
         db.check_format()?;
         Ok(db)
@@ -200,41 +212,14 @@ impl Database {
         let tx = self.inner.store.read().map_err(|e| self.storage_err(e))?;
         let sealed = tx
             .get(Table::Meta, META_FORMAT)
-            .map_err(|e| self.storage_err(e))?
-            .ok_or_else(|| Error::Corruption {
-                site: CorruptionSite::Record { table: "meta" },
-                detail: "format record missing".into(),
-            })?;
-        let plain = self
+            .map_err(|e| self.storage_err(e))?;
+        let db_id = self
             .inner
-            .vault
-            .open(Table::Meta, META_FORMAT, &sealed)
-            .map_err(|_| Error::Corruption {
-                site: CorruptionSite::KeyMismatch,
-                detail: "the format record does not open with this key file's key".into(),
-            })?;
-        let rec: FormatRecord = decode("meta", &plain)?;
-        if rec.version != RECORD_VERSION {
-            return Err(Error::UnsupportedFormat {
-                what: "data file",
-                found: rec.version,
-                supported: RECORD_VERSION,
-            });
-        }
-        if rec.db_id
-            != self
-                .inner
-                .keyfile
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .db_id
-        {
-            return Err(Error::Corruption {
-                site: CorruptionSite::KeyMismatch,
-                detail: "database ids of key file and data file differ".into(),
-            });
-        }
-        Ok(())
+            .keyfile
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .db_id;
+        verify_format(&self.inner.vault, db_id, sealed.as_deref())
     }
 
     /// Creates the database in a temporary directory, then renames it into place, so a
@@ -459,4 +444,33 @@ impl Database {
             .unwrap_or_else(PoisonError::into_inner)
             .kdf
     }
+}
+
+/// Checks the identity record read from a data file against the key file's database id.
+fn verify_format(vault: &Vault, db_id: [u8; 16], sealed: Option<&[u8]>) -> Result<()> {
+    let sealed = sealed.ok_or_else(|| Error::Corruption {
+        site: CorruptionSite::Record { table: "meta" },
+        detail: "format record missing".into(),
+    })?;
+    let plain = vault
+        .open(Table::Meta, META_FORMAT, sealed)
+        .map_err(|_| Error::Corruption {
+            site: CorruptionSite::KeyMismatch,
+            detail: "the format record does not open with this key file's key".into(),
+        })?;
+    let rec: FormatRecord = decode("meta", &plain)?;
+    if rec.version != RECORD_VERSION {
+        return Err(Error::UnsupportedFormat {
+            what: "data file",
+            found: rec.version,
+            supported: RECORD_VERSION,
+        });
+    }
+    if rec.db_id != db_id {
+        return Err(Error::Corruption {
+            site: CorruptionSite::KeyMismatch,
+            detail: "database ids of key file and data file differ".into(),
+        });
+    }
+    Ok(())
 }

@@ -83,9 +83,14 @@ impl OpenOptions {
         self
     }
 
-    /// Verify every page checksum of the file at open (the default). Turning it off makes
-    /// opening a large database faster; damage is then found when the damaged page is
-    /// read, still as a typed error.
+    /// Verify every page checksum of the file at open (the default). This is what makes
+    /// damage or tampering of a closed file a typed error: the storage engine checks
+    /// checksums only here, and authentication covers only the records a read returns.
+    ///
+    /// Turning it off makes opening a large file much faster (the check reads the whole
+    /// file) but is for trusted storage only: damage then still never yields a panic or
+    /// another document's data, but can make documents silently missing from reads
+    /// (`tests/tamper.rs` measures this).
     #[must_use]
     pub fn verify_on_open(mut self, verify: bool) -> Self {
         self.skip_verify_on_open = !verify;

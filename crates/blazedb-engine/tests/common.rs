@@ -1,9 +1,10 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use blazedb_engine::{Database, KdfParams, OpenOptions, Result};
+use blazedb_engine::{Database, Document, Error, KdfParams, OpenOptions, Result};
 
 pub const PASSWORD: &str = "test password";
 
@@ -59,15 +60,6 @@ pub fn contents(db: &Database, names: &[&str]) -> Result<Contents> {
     })
 }
 
-/// Copies the files of database directory `src` into a new directory `dst`.
-pub fn copy_db_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("create copy dir");
-    for e in std::fs::read_dir(src).expect("read_dir") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy file");
-    }
-}
-
 /// Names of the entries of `dir`, sorted (for "nothing was created" checks).
 pub fn dir_entries(dir: &Path) -> Vec<String> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
@@ -76,4 +68,233 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// A temporary directory for throwaway copies: `BLAZEDB_TEST_TMP` if set, else tmpfs
+/// (`/dev/shm`) where it exists, else the system default. Tests that open hundreds of
+/// damaged copies would otherwise spend their time waiting on fsync.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("BLAZEDB_TEST_TMP")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
+    match base {
+        Some(base) => tempfile::tempdir_in(base).expect("tempdir"),
+        None => tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+/// Opens (or creates) with another password than [`PASSWORD`].
+pub fn open_with_password(dir: &Path, name: &str, password: &str) -> Result<Database> {
+    fast().open(dir, name, password)
+}
+
+/// The data file of database directory `db_dir`, opened directly through the storage
+/// layer (the engine must have it closed), for tests that edit sealed values in place.
+pub fn raw_store(db_dir: &Path) -> blazedb_storage::Store {
+    let opts = blazedb_storage::StoreOptions {
+        verify_on_open: false,
+        ..Default::default()
+    };
+    blazedb_storage::Store::open(&db_dir.join("data.redb"), &opts).expect("raw open")
+}
+
+/// Every storage key of table `t`.
+pub fn raw_keys(db_dir: &Path, t: blazedb_storage::Table) -> std::collections::BTreeSet<Vec<u8>> {
+    let store = raw_store(db_dir);
+    let mut keys = std::collections::BTreeSet::new();
+    let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+    let tx = store.read().expect("raw read");
+    tx.scan(t, all, |k, _| {
+        keys.insert(k.to_vec());
+        Ok::<_, blazedb_storage::StorageError>(std::ops::ControlFlow::Continue(()))
+    })
+    .expect("raw scan");
+    keys
+}
+
+/// The sealed value under `key` in table `t`.
+pub fn raw_get(db_dir: &Path, t: blazedb_storage::Table, key: &[u8]) -> Vec<u8> {
+    let store = raw_store(db_dir);
+    let value = store.read().expect("raw read").get(t, key);
+    value.expect("raw get").expect("value present")
+}
+
+/// Edits the raw tables in one durable storage transaction.
+pub fn raw_edit(
+    db_dir: &Path,
+    f: impl FnOnce(&mut blazedb_storage::WriteTx<'_>) -> Result<(), blazedb_storage::StorageError>,
+) {
+    let store = raw_store(db_dir);
+    let mut tx = store.write().expect("raw write");
+    f(&mut tx).expect("raw edit");
+    tx.commit(true).expect("raw commit");
+}
+
+/// A small seeded generator (SplitMix64), for reproducible test inputs.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+/// Inserts `doc` into database `name` (directory `db_dir`, closed) through the engine and
+/// returns its storage key. Keys are keyed tags, so it is found as the one key added.
+pub fn insert_and_find_key(db_dir: &Path, name: &str, coll: &str, doc: Document) -> Vec<u8> {
+    let before = raw_keys(db_dir, blazedb_storage::Table::Docs);
+    let db = open(db_dir.parent().expect("parent"), name).expect("open");
+    db.collection(coll).insert(doc).expect("insert");
+    drop(db);
+    let after = raw_keys(db_dir, blazedb_storage::Table::Docs);
+    let added: Vec<_> = after.difference(&before).cloned().collect();
+    assert_eq!(added.len(), 1, "one insert adds one key");
+    added.into_iter().next().expect("one key")
+}
+
+/// Whether `r` is `Corruption` of a record in `table`.
+pub fn is_corrupt_record<T>(r: &Result<T>, table: &str) -> bool {
+    matches!(r, Err(blazedb_engine::Error::Corruption {
+        site: blazedb_engine::CorruptionSite::Record { table: t }, ..
+    }) if *t == table)
+}
+
+/// Names of the files of `path` that differ from `before` (a [`snapshot_files`]): changed,
+/// added or removed. Empty when nothing changed; short enough for an assert message.
+pub fn changed_files(path: &Path, before: &[(String, Vec<u8>)]) -> Vec<String> {
+    let now = snapshot_files(path);
+    let mut names: Vec<String> = now
+        .iter()
+        .filter(|f| !before.contains(f))
+        .chain(before.iter().filter(|f| !now.contains(f)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Asserts that no file of `path` changed since `before` (a [`snapshot_files`]).
+#[track_caller]
+pub fn assert_unchanged(path: &Path, before: &[(String, Vec<u8>)], what: &str) {
+    let changed = changed_files(path, before);
+    assert!(changed.is_empty(), "{what}: files changed: {changed:?}");
+}
+
+/// How one attempt to open and read a (possibly damaged) database ended.
+pub enum Verdict {
+    Identical,
+    /// The open failed; `bool`: it left both files byte-identical, as it must.
+    NotOpened(Error, bool),
+    Refused(Error),
+    WrongData(String),
+}
+
+pub fn short(v: &impl std::fmt::Debug) -> String {
+    format!("{v:?}").chars().take(100).collect()
+}
+
+/// `Ok` if `got` is exactly `want`; else the verdict: refused (an error) or wrong data.
+pub fn same<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    got: Result<T>,
+    want: &T,
+) -> Result<(), Verdict> {
+    match got {
+        Ok(v) if v == *want => Ok(()),
+        Ok(v) => Err(Verdict::WrongData(format!(
+            "{what}: {} not {}",
+            short(&v),
+            short(want)
+        ))),
+        Err(e) => Err(Verdict::Refused(e)),
+    }
+}
+
+/// A short label of an error's kind, for counting outcomes.
+pub fn error_label(e: &Error) -> String {
+    match e {
+        Error::Corruption { site, detail } if detail.contains("panicked") => {
+            format!("Corruption({site:?}) from a caught engine panic")
+        }
+        Error::Corruption { site, .. } => format!("Corruption({site:?})"),
+        Error::UnsupportedFormat { what, .. } => format!("UnsupportedFormat({what})"),
+        Error::Io { source, .. } => format!("Io({:?}: {source})", source.kind()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Outcome counts of a series of attempts, and the attempts that broke the rules.
+#[derive(Default)]
+pub struct Tally {
+    pub counts: BTreeMap<String, usize>,
+    pub violations: Vec<String>,
+    /// Count reads that came back incomplete (documents missing, never different ones)
+    /// without failing: the documented cost of `verify_on_open(false)`.
+    pub tolerate_incomplete: bool,
+}
+
+impl Tally {
+    /// Records one attempt; `allowed` judges its error, or `None` for "read back
+    /// exactly" (fine for damage to unused space, never for the key file).
+    pub fn record(
+        &mut self,
+        what: &str,
+        result: Result<Verdict, String>,
+        allowed: impl Fn(Option<&Error>) -> bool,
+    ) {
+        let (kind, detail, violation) = match result {
+            Ok(Verdict::Identical) => ("ok, identical".to_owned(), String::new(), !allowed(None)),
+            Ok(Verdict::NotOpened(e, false)) => {
+                ("FAILED OPEN MODIFIED A FILE".into(), format!("{e:?}"), true)
+            }
+            Ok(Verdict::Refused(e) | Verdict::NotOpened(e, true)) => {
+                (error_label(&e), format!("{e:?}"), !allowed(Some(&e)))
+            }
+            Ok(Verdict::WrongData(d)) if self.tolerate_incomplete => (
+                "incomplete read (tolerated: verify off)".to_owned(),
+                d,
+                false,
+            ),
+            Ok(Verdict::WrongData(d)) => ("WRONG DATA".to_owned(), d, true),
+            Err(msg) => ("PANIC".to_owned(), msg, true),
+        };
+        if violation {
+            self.violations.push(format!("{what}: {kind}: {detail}"));
+        }
+        *self.counts.entry(kind).or_default() += 1;
+    }
+
+    /// Prints the counts; fails listing the violations, if any.
+    pub fn finish(self, title: &str) {
+        let total: usize = self.counts.values().sum();
+        println!("{title}: {total} attempts");
+        for (label, n) in &self.counts {
+            println!("  {n:6}  {label}");
+        }
+        let shown = &self.violations[..self.violations.len().min(40)];
+        let n = self.violations.len();
+        assert!(
+            n == 0,
+            "{title}: {n} of {total} attempts broke the rules:\n{}",
+            shown.join("\n")
+        );
+    }
 }

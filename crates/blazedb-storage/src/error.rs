@@ -35,7 +35,7 @@ impl From<redb::StorageError> for StorageError {
         match e {
             redb::StorageError::Corrupted(m) => StorageError::Corrupted(m),
             redb::StorageError::ValueTooLarge(n) => StorageError::ValueTooLarge(n),
-            redb::StorageError::Io(io) => StorageError::Io(io),
+            redb::StorageError::Io(io) => io_or_corrupt(io),
             other => StorageError::Other(other.to_string()),
         }
     }
@@ -48,7 +48,7 @@ macro_rules! via_storage {
                 match e.into() {
                     redb::Error::Corrupted(m) => StorageError::Corrupted(m),
                     redb::Error::ValueTooLarge(n) => StorageError::ValueTooLarge(n),
-                    redb::Error::Io(io) => StorageError::Io(io),
+                    redb::Error::Io(io) => io_or_corrupt(io),
                     redb::Error::DatabaseAlreadyOpen => StorageError::AlreadyOpen,
                     other => StorageError::Other(other.to_string()),
                 }
@@ -64,6 +64,16 @@ via_storage!(
     redb::CommitError,
     redb::SetDurabilityError
 );
+
+/// A short read or undecodable header is damage to the file, not an OS failure.
+fn io_or_corrupt(io: std::io::Error) -> StorageError {
+    match io.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData => {
+            StorageError::Corrupted(format!("file truncated or malformed: {io}"))
+        }
+        _ => StorageError::Io(io),
+    }
+}
 
 /// Runs `f`, turning a panic of the storage engine into [`StorageError::Corrupted`].
 /// redb documents that a plain open of a damaged file may panic; the engine must never

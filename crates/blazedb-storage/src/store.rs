@@ -15,8 +15,9 @@ use crate::{StorageError, Table};
 /// Options for opening a store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Verify every page checksum on open (reads the whole file). A file damaged while
-    /// closed is then reported at open instead of at the first read of the damaged page.
+    /// Verify every page checksum on open (reads the whole file). redb checks page
+    /// checksums nowhere else: without this, a damaged page may be read as valid
+    /// structure (e.g. a key that no longer matches, so a lookup misses).
     pub verify_on_open: bool,
     /// Page cache size in bytes; `None` keeps the engine's default.
     pub cache_bytes: Option<usize>,
@@ -96,6 +97,23 @@ impl Store {
             group: GroupCommit::default(),
             writer: Mutex::new(None),
             path: path.to_owned(),
+        })
+    }
+
+    /// Reads one value from a closed store file without modifying it (a read-only open).
+    /// Used to check a file before opening it read-write, which may write to it.
+    ///
+    /// # Errors
+    /// [`StorageError::AlreadyOpen`] if a writer holds it; other errors when a read-only
+    /// open is impossible (e.g. the file needs crash recovery, which only a read-write
+    /// open performs) or the file is damaged.
+    pub fn peek(path: &Path, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        guard(|| {
+            let db = redb::ReadOnlyDatabase::open(path)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(t.def())?;
+            let value = redb::ReadableTable::get(&table, key)?.map(|g| g.value().to_vec());
+            Ok(value)
         })
     }
 

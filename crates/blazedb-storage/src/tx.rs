@@ -49,6 +49,24 @@ fn last_in(
         .map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
 }
 
+type PanicPayload = Box<dyn std::any::Any + Send>;
+
+/// Wraps a scan callback so that a panic of the *caller's* code is not mistaken for a
+/// storage-engine panic: it is caught here, the scan stops, and the caller re-raises it
+/// after leaving the engine's panic guard.
+fn shield<'a, E>(
+    f: &'a mut impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
+    slot: &'a mut Option<PanicPayload>,
+) -> impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E> + 'a {
+    move |k, v| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(k, v))) {
+        Ok(r) => r,
+        Err(p) => {
+            *slot = Some(p);
+            Ok(ControlFlow::Break(()))
+        }
+    }
+}
+
 /// A consistent snapshot of the store. Tables open lazily, once each.
 pub struct ReadTx {
     txn: redb::ReadTransaction,
@@ -97,10 +115,14 @@ impl ReadTx {
     ) -> Result<(), E> {
         let mut f = f;
         let mut inner = Ok(());
+        let mut user_panic = None;
         guard(|| {
-            inner = scan_in(self.table(t)?, range, &mut f);
+            inner = scan_in(self.table(t)?, range, shield(&mut f, &mut user_panic));
             Ok(())
         })?;
+        if let Some(p) = user_panic {
+            std::panic::resume_unwind(p);
+        }
         inner
     }
 
@@ -225,10 +247,14 @@ impl<'s> WriteTx<'s> {
     ) -> Result<(), E> {
         let mut f = f;
         let mut inner = Ok(());
+        let mut user_panic = None;
         self.with(t, |table| {
-            inner = scan_in(table, range, &mut f);
+            inner = scan_in(table, range, shield(&mut f, &mut user_panic));
             Ok(())
         })?;
+        if let Some(p) = user_panic {
+            std::panic::resume_unwind(p);
+        }
         inner
     }
 

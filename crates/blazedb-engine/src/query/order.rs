@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(
             cmp_values(
                 &Value::Int(i64::MAX),
-                &Value::Float(9.223_372_036_854_775_807e18)
+                &Value::Float(9_223_372_036_854_775_808.0)
             ),
             Ordering::Less
         );

@@ -27,6 +27,12 @@ impl Database {
 }
 
 impl Collection<'_> {
+    /// The database this handle writes to.
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        self.db
+    }
+
     /// The collection's name.
     #[must_use]
     pub fn name(&self) -> &str {

@@ -182,6 +182,30 @@ impl<T: Serialize + DeserializeOwned> TypedCollection<'_, T> {
         self.inner.delete(id)
     }
 
+    /// The results of a query on this collection as `(id, T)`, in the query's order.
+    /// The query's collection must be this one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for a query on another collection; [`Error::Mapping`];
+    /// as [`crate::ReadTxn::query`].
+    pub fn query(&self, q: &crate::Query) -> Result<Vec<(DocId, T)>> {
+        if q.collection() != self.inner.name() {
+            return Err(Error::InvalidValue {
+                reason: format!(
+                    "query on '{}' run on collection '{}'",
+                    q.collection(),
+                    self.inner.name()
+                ),
+            });
+        }
+        self.inner
+            .database()
+            .query(q)?
+            .into_iter()
+            .map(|d| Ok((d.id, from_document_fields(d.fields)?)))
+            .collect()
+    }
+
     /// Every document as `(id, T)`, sorted by id.
     ///
     /// # Errors

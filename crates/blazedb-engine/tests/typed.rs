@@ -104,3 +104,31 @@ fn values_that_do_not_fit_are_mapping_errors() -> blazedb_engine::Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn typed_queries_return_values_in_query_order() -> blazedb_engine::Result<()> {
+    use blazedb_engine::{Filter, Order, Query};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = common::open(dir.path(), "db")?;
+    let bugs = db.typed::<Bug>("bugs");
+    for sev in [3u8, 1, 2] {
+        bugs.insert(&Bug {
+            severity: sev,
+            ..sample()
+        })?;
+    }
+    let q = Query::new("bugs")
+        .filter(Filter::ge("severity", 2i64)?)
+        .sort("severity", Order::Desc)?;
+    let got: Vec<u8> = bugs
+        .query(&q)?
+        .into_iter()
+        .map(|(_, b)| b.severity)
+        .collect();
+    assert_eq!(got, vec![3, 2]);
+    assert!(matches!(
+        bugs.query(&Query::new("other")),
+        Err(Error::InvalidValue { .. })
+    ));
+    Ok(())
+}

@@ -46,6 +46,8 @@ const DB: &str = "crash";
 const SINGLE: &str = "single";
 const TX_A: &str = "tx_a";
 const TX_B: &str = "tx_b";
+/// Written by the child's concurrent side writer.
+const SIDE: &str = "side";
 const CHILD_TEST: &str = "child_writer_when_spawned_by_the_kill_test";
 /// libtest arguments running only the child test, with its output on stdout.
 const CHILD_ARGS: [&str; 5] = [
@@ -200,7 +202,10 @@ fn child_writer_when_spawned_by_the_kill_test() -> Result<()> {
             db.create_index(&spec)?;
         }
     }
-    let mut out = std::io::stdout().lock();
+    // A second writer commits at the same time, so commits go through group commit
+    // (non-durable commit + shared flush), not only the lone-writer path.
+    let side = db.clone();
+    std::thread::spawn(move || side_writer(&side));
     for i in start.. {
         let op = {
             let r = db.begin_read()?;
@@ -224,10 +229,31 @@ fn child_writer_when_spawned_by_the_kill_test() -> Result<()> {
             Op::Nothing => {}
         }
         // Only now, with `commit` returned (durably: the default), is the op acknowledged.
+        let mut out = std::io::stdout().lock();
         writeln!(out, "ACK {i}").expect("write ACK");
         out.flush().expect("flush ACK");
     }
     Ok(())
+}
+
+/// The concurrent writer: durable inserts into [`SIDE`] through non-capturing
+/// transactions (so the change-log model is unaffected), each acknowledged as
+/// `SIDE <id>` once its commit returned.
+fn side_writer(db: &Database) {
+    loop {
+        let id = DocId::new();
+        let mut tx = db.begin_apply().expect("begin side write");
+        tx.insert(SIDE, Document::with_id(id).with("side", true))
+            .expect("side insert");
+        tx.commit().expect("side commit");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "SIDE {id}").expect("write SIDE");
+        out.flush().expect("flush SIDE");
+    }
+}
+
+fn parse_side(line: &str) -> Option<DocId> {
+    line.trim().strip_prefix("SIDE ")?.parse().ok()
 }
 
 type Docs = BTreeMap<(&'static str, DocId), Document>;
@@ -327,7 +353,7 @@ fn run_child_and_kill(
     start: u64,
     acks: usize,
     delay: Duration,
-) -> (Vec<u64>, Option<Duration>) {
+) -> (Vec<u64>, Option<Duration>, Vec<DocId>) {
     // This very binary, even if a concurrent build has replaced the file since (Linux).
     let proc_exe = Path::new("/proc/self/exe");
     let exe = if proc_exe.exists() {
@@ -347,6 +373,7 @@ fn run_child_and_kill(
         .expect("spawn the child writer");
     let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
     let (mut seen, mut first_ack, mut line) = (Vec::new(), None, String::new());
+    let mut side = Vec::new();
     while seen.len() < acks {
         line.clear();
         // EOF means the child died on its own: reported below from its exit status.
@@ -354,6 +381,7 @@ fn run_child_and_kill(
             break;
         }
         seen.extend(parse_ack(&line));
+        side.extend(parse_side(&line));
         first_ack = first_ack.or((!seen.is_empty()).then(|| spawned.elapsed()));
     }
     spin(delay);
@@ -364,6 +392,7 @@ fn run_child_and_kill(
     out.read_to_string(&mut rest)
         .expect("drain the child's stdout");
     seen.extend(rest.lines().filter_map(parse_ack));
+    side.extend(rest.lines().filter_map(parse_side));
     if status.signal() != Some(9) {
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
@@ -371,7 +400,7 @@ fn run_child_and_kill(
         }
         panic!("the child exited by itself ({status}), not by SIGKILL:\n{rest}\n{err}");
     }
-    (seen, first_ack)
+    (seen, first_ack, side)
 }
 
 /// Copies the database directory byte for byte: exactly what a reopen would find.
@@ -480,6 +509,7 @@ struct Stats {
     acknowledged: u64,
     in_flight_committed: u64,
     in_flight_lost: u64,
+    side_acknowledged: u64,
 }
 
 #[test]
@@ -513,7 +543,7 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
         };
         let on_copy = rng.random_bool(CHECK_ON_COPY);
         let child_started = Instant::now();
-        let (acks, first_ack) = run_child_and_kill(dir.path(), start, want, delay);
+        let (acks, first_ack, side_acks) = run_child_and_kill(dir.path(), start, want, delay);
         stats.in_children += child_started.elapsed();
         startup = first_ack.map_or(startup, |d| startup.mul_f64(0.9).max(d));
         let ctx = format!(
@@ -539,6 +569,14 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
             Ok(db) => db,
             Err(e) => panic!("{ctx}: the database does not open after the kill: {e}"),
         };
+        // Every acknowledged commit of the concurrent writer (group-commit path) is there.
+        for id in &side_acks {
+            assert!(
+                db.collection(SIDE).get(*id)?.is_some(),
+                "{ctx}: acknowledged concurrent commit {id} lost"
+            );
+        }
+        stats.side_acknowledged += side_acks.len() as u64;
         let from = model.seq();
         // This round's ops and the documents they touched, for the cheap check.
         let mut touched = BTreeSet::new();
@@ -592,7 +630,8 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
          {} killed before their first ACK; {} checked on a copy (so the next child repaired \
          the crashed original); {} ops acknowledged; op in flight committed unacknowledged \
          {} times, not committed {} times; now {} live single docs, {} deleted, {} \
-         transactions, {} change-log entries, file {} KiB",
+         transactions, {} change-log entries, {} concurrent (group-commit) writes \
+         acknowledged, file {} KiB",
         started.elapsed(),
         s.in_children,
         s.killed_before_first_ack,
@@ -604,6 +643,7 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
         m.deleted.len(),
         m.txns.len(),
         m.seq(),
+        s.side_acknowledged,
         size / 1024
     );
     Ok(())

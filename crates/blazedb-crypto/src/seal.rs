@@ -93,7 +93,16 @@ impl SealKey {
     /// [`CryptoError::Authentication`] if the key, the value or `aad` differ from sealing;
     /// [`CryptoError::Malformed`] if the value is too short or its padding is invalid.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut plain = self.open_exact(aad, sealed)?;
+        self.open_vec(aad, sealed.to_vec())
+    }
+
+    /// Like [`SealKey::open`], decrypting inside `sealed`'s own buffer (no copy of the
+    /// ciphertext).
+    ///
+    /// # Errors
+    /// As [`SealKey::open`].
+    pub fn open_vec(&self, aad: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        let mut plain = self.decrypt(aad, sealed)?;
         let marker = plain
             .iter()
             .rposition(|&b| b != 0)
@@ -105,12 +114,17 @@ impl SealKey {
         Ok(plain)
     }
 
-    /// Like [`SealKey::open`], decrypting inside `sealed`'s own buffer (no copy of the
-    /// ciphertext).
+    /// Opens a value sealed by [`SealKey::seal_exact`].
     ///
     /// # Errors
     /// As [`SealKey::open`].
-    pub fn open_vec(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+    pub fn open_exact(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.decrypt(aad, sealed.to_vec())
+    }
+
+    /// Authenticates and decrypts `nonce ‖ ciphertext ‖ tag` in its own buffer,
+    /// returning the plaintext (still padded, if it was).
+    fn decrypt(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(CryptoError::Malformed("shorter than nonce and tag"));
         }
@@ -124,34 +138,7 @@ impl SealKey {
             .map_err(|_| CryptoError::Authentication)?;
         sealed.truncate(body_end);
         sealed.drain(..NONCE_LEN);
-        let marker = sealed
-            .iter()
-            .rposition(|&b| b != 0)
-            .ok_or(CryptoError::Malformed("padding marker missing"))?;
-        if sealed[marker] != 0x80 {
-            return Err(CryptoError::Malformed("padding marker missing"));
-        }
-        sealed.truncate(marker);
         Ok(sealed)
-    }
-
-    /// Opens a value sealed by [`SealKey::seal_exact`].
-    ///
-    /// # Errors
-    /// As [`SealKey::open`].
-    pub fn open_exact(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(CryptoError::Malformed("shorter than nonce and tag"));
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Malformed("nonce length"))?;
-        let tag = Tag::try_from(tag).map_err(|_| CryptoError::Malformed("tag length"))?;
-        let mut buf = ct.to_vec();
-        self.cipher
-            .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
-            .map_err(|_| CryptoError::Authentication)?;
-        Ok(buf)
     }
 }
 

@@ -60,37 +60,21 @@ impl From<StorageError> for ScanErr {
     }
 }
 
-impl Raw for &ReadTx {
-    fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(t, key)
-    }
-    fn raw_scan(
-        &mut self,
-        t: Table,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        f: &mut Visitor<'_>,
-    ) -> Result<()> {
-        self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr))
-            .map_err(|e| e.0)
-    }
+/// Both transaction kinds expose the same `get` and `scan`; one implementation serves.
+macro_rules! impl_raw {
+    ($($t:ty),*) => {$(
+        impl Raw for $t {
+            fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+                self.get(t, key)
+            }
+            fn raw_scan(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
+                self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr)).map_err(|e| e.0)
+            }
+        }
+    )*};
 }
 
-impl Raw for WriteTx<'_> {
-    fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(t, key)
-    }
-    fn raw_scan(
-        &mut self,
-        t: Table,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        f: &mut Visitor<'_>,
-    ) -> Result<()> {
-        self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr))
-            .map_err(|e| e.0)
-    }
-}
+impl_raw!(&ReadTx, WriteTx<'_>);
 
 /// Reads and authenticates document `id` of the collection tagged `coll`.
 pub(crate) fn get_doc(

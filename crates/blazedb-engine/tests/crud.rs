@@ -263,3 +263,23 @@ fn data_survives_close_and_reopen() -> blazedb_engine::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_panic_in_a_scan_callback_reaches_the_caller_and_the_database_stays_usable()
+-> blazedb_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), "db")?;
+    db.collection("c").insert(Document::new())?;
+    let r = db.begin_read()?;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.scan("c", |_| panic!("bug in the caller's callback"))
+    }));
+    let payload = caught.expect_err("the caller's panic propagates, not an Error");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"bug in the caller's callback")
+    );
+    db.collection("c").insert(Document::new())?;
+    assert_eq!(db.collection("c").count()?, 2);
+    Ok(())
+}

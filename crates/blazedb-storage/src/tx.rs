@@ -51,20 +51,28 @@ fn last_in(
 
 type PanicPayload = Box<dyn std::any::Any + Send>;
 
-/// Wraps a scan callback so that a panic of the *caller's* code is not mistaken for a
-/// storage-engine panic: it is caught here, the scan stops, and the caller re-raises it
-/// after leaving the engine's panic guard.
-fn shield<'a, E>(
-    f: &'a mut impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
-    slot: &'a mut Option<PanicPayload>,
-) -> impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E> + 'a {
-    move |k, v| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(k, v))) {
-        Ok(r) => r,
-        Err(p) => {
-            *slot = Some(p);
-            Ok(ControlFlow::Break(()))
-        }
+/// Runs a scan with the caller's callback `f` shielded: a panic of the *caller's* code
+/// is not mistaken for a storage-engine panic (which the engine's guard turns into
+/// `Corrupted`). It is caught at the callback, the scan stops, and it is re-raised here,
+/// outside the guard. Storage errors and `f`'s own errors come back as `E`.
+fn shielded<E: From<StorageError>>(
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
+    run: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut user_panic: Option<PanicPayload> = None;
+    let result = run(
+        &mut |k, v| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(k, v))) {
+            Ok(r) => r,
+            Err(p) => {
+                user_panic = Some(p);
+                Ok(ControlFlow::Break(()))
+            }
+        },
+    );
+    if let Some(p) = user_panic {
+        std::panic::resume_unwind(p);
     }
+    result
 }
 
 /// A consistent snapshot of the store. Tables open lazily, once each.
@@ -113,17 +121,9 @@ impl ReadTx {
         range: Bounds<'_>,
         f: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
-        let mut f = f;
-        let mut inner = Ok(());
-        let mut user_panic = None;
-        guard(|| {
-            inner = scan_in(self.table(t)?, range, shield(&mut f, &mut user_panic));
-            Ok(())
-        })?;
-        if let Some(p) = user_panic {
-            std::panic::resume_unwind(p);
-        }
-        inner
+        shielded(f, |visit| {
+            guard(|| Ok(scan_in(self.table(t)?, range, visit))).map_err(E::from)?
+        })
     }
 
     /// The entry with the largest key.
@@ -245,17 +245,10 @@ impl<'s> WriteTx<'s> {
         range: Bounds<'_>,
         f: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
-        let mut f = f;
-        let mut inner = Ok(());
-        let mut user_panic = None;
-        self.with(t, |table| {
-            inner = scan_in(table, range, shield(&mut f, &mut user_panic));
-            Ok(())
-        })?;
-        if let Some(p) = user_panic {
-            std::panic::resume_unwind(p);
-        }
-        inner
+        shielded(f, |visit| {
+            self.with(t, |table| Ok(scan_in(table, range, visit)))
+                .map_err(E::from)?
+        })
     }
 
     /// The entry with the largest key.

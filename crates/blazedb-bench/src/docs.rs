@@ -62,6 +62,21 @@ impl DocSpec {
         })
     }
 
+    /// The document as BlazeDB stores it, with an extra integer field `group` (the
+    /// indexed field of the `query` command).
+    pub(crate) fn to_document_in(&self, group: i64) -> Document {
+        self.to_document().with("group", group)
+    }
+
+    /// The JSON form with the extra integer field `group` (see [`DocSpec::to_document_in`]).
+    pub(crate) fn to_json_in(&self, group: i64) -> serde_json::Value {
+        let mut v = self.to_json();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("group".to_owned(), group.into());
+        }
+        v
+    }
+
     /// The id as SQLite stores it: the hyphenated UUID text.
     pub(crate) fn id_text(&self) -> String {
         self.id.to_string()

@@ -4,13 +4,20 @@
 //! ```text
 //! cargo run --release -p blazedb-bench -- engine            # full sizes
 //! cargo run --release -p blazedb-bench -- engine --quick    # smoke check, < 30 s
+//! cargo run --release -p blazedb-bench -- query             # indexed queries, latency vs size
+//! cargo run --release -p blazedb-bench -- query --quick
 //! ```
 
 mod blaze;
+mod blaze_idx;
 mod docs;
+mod indexed;
+mod query;
 mod report;
 mod run;
+mod scale;
 mod sqlite;
+mod sqlite_idx;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,14 +26,19 @@ use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
 usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
+       blazedb-bench query [--quick] [--dir DIR] [--only LIST]
 
   engine        BlazeDB against SQLite: durable commits (1 and 8 writers), bulk insert,
                 point gets, cold open. Prints each figure and the ratio BlazeDB/SQLite.
+  query         BlazeDB against SQLite: indexed equality queries (~100 docs each), and
+                per-operation latency (get, put, indexed query) at three sizes up to
+                1M documents with its growth.
   --quick       small sizes (a smoke check that finishes in well under 30 s)
   --dir DIR     where to create the databases (default: a temporary directory under
                 $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
-  --only LIST   comma-separated subset of: commit1, commit8, bulk, gets, open
-                (gets and open also run bulk, which builds their database)";
+  --only LIST   engine: comma-separated subset of: commit1, commit8, bulk, gets, open
+                (gets and open also run bulk, which builds their database);
+                query: subset of: indexed, latency";
 
 /// Problem sizes of one run.
 #[derive(Clone, Copy, Debug)]
@@ -83,10 +95,34 @@ pub(crate) struct Selection {
     pub open: bool,
 }
 
+/// The command to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Command {
+    Engine,
+    Query,
+}
+
 struct Args {
+    command: Command,
     quick: bool,
     dir: Option<PathBuf>,
     only: Selection,
+    query_only: query::QuerySelection,
+}
+
+fn parse_query_only(list: &str) -> Result<query::QuerySelection> {
+    let mut sel = query::QuerySelection {
+        indexed: false,
+        latency: false,
+    };
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "indexed" => sel.indexed = true,
+            "latency" => sel.latency = true,
+            other => bail!("unknown query figure '{other}' in --only\n\n{USAGE}"),
+        }
+    }
+    Ok(sel)
 }
 
 fn parse_only(list: &str) -> Result<Selection> {
@@ -113,24 +149,33 @@ fn parse_only(list: &str) -> Result<Selection> {
 
 fn parse_args() -> Result<Option<Args>> {
     let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("engine") => {}
+    let command = match args.next().as_deref() {
+        Some("engine") => Command::Engine,
+        Some("query") => Command::Query,
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return Ok(None);
         }
         Some(other) => bail!("unknown command '{other}'\n\n{USAGE}"),
-    }
+    };
     let mut out = Args {
+        command,
         quick: false,
         dir: None,
         only: parse_only("commit1,commit8,bulk,gets,open")?,
+        query_only: parse_query_only("indexed,latency")?,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => out.quick = true,
             "--dir" => out.dir = Some(args.next().context("--dir needs a path")?.into()),
-            "--only" => out.only = parse_only(&args.next().context("--only needs a list")?)?,
+            "--only" => {
+                let list = args.next().context("--only needs a list")?;
+                match command {
+                    Command::Engine => out.only = parse_only(&list)?,
+                    Command::Query => out.query_only = parse_query_only(&list)?,
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -189,7 +234,6 @@ fn main() -> Result<()> {
     let Some(args) = parse_args()? else {
         return Ok(());
     };
-    let sizes = Sizes::new(args.quick);
     let tmp = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -204,7 +248,11 @@ fn main() -> Result<()> {
     let dir = tmp.path();
     let fs = fs_type(dir);
     println!(
-        "blazedb-bench engine ({})",
+        "blazedb-bench {} ({})",
+        match args.command {
+            Command::Engine => "engine",
+            Command::Query => "query",
+        },
         if args.quick { "quick" } else { "full" }
     );
     println!(
@@ -216,10 +264,22 @@ fn main() -> Result<()> {
     if fs == "tmpfs" || fs == "ramfs" {
         println!("WARNING: the data directory is in memory: fsync costs nothing there");
     }
-    println!("{sizes:?}");
-    println!("load average at start: {}", load_average());
-    println!();
-    run::run(dir, sizes, args.only)?;
+    match args.command {
+        Command::Engine => {
+            let sizes = Sizes::new(args.quick);
+            println!("{sizes:?}");
+            println!("load average at start: {}", load_average());
+            println!();
+            run::run(dir, sizes, args.only)?;
+        }
+        Command::Query => {
+            let sizes = query::QuerySizes::new(args.quick);
+            println!("{sizes:?}");
+            println!("load average at start: {}", load_average());
+            println!();
+            query::run(dir, &sizes, args.query_only)?;
+        }
+    }
     println!("load average at end: {}", load_average());
     Ok(())
 }

@@ -99,6 +99,7 @@ pub(crate) fn per_sec(count: usize, d: Duration) -> f64 {
     if s > 0.0 { count as f64 / s } else { 0.0 }
 }
 
+/// `v` with thousands separators and a precision suited to its size, then `unit`.
 fn num(v: f64, unit: &str) -> String {
     let digits = if unit == "ms" {
         if v < 10.0 { 2 } else { 1 }
@@ -135,7 +136,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         "Goal",
         "Met",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let ratio = r.ratio().map_or("-".to_owned(), |x| format!("{x:.2}x"));
@@ -154,7 +155,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 Some(true) => "yes",
                 Some(false) => "NO",
             };
-            [
+            vec![
                 r.figure.clone(),
                 num(r.blaze, r.unit),
                 r.sqlite.map_or("-".to_owned(), |s| num(s, r.unit)),
@@ -165,8 +166,14 @@ pub(crate) fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+    grid(&header, &cells, &[0, 4, 5, 6])
+}
+
+/// Renders a plain-text grid: the `header` line, a rule, then `cells` row by row. The
+/// columns whose index is in `left` are left-aligned, the others right-aligned.
+pub(crate) fn grid(header: &[&str], cells: &[Vec<String>], left: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -174,13 +181,12 @@ pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let line = |out: &mut String, row: &[String]| {
         let mut text = String::new();
-        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
-            let pad = " ".repeat(w - c.chars().count());
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            let pad = " ".repeat(w.saturating_sub(c.chars().count()));
             if i > 0 {
                 text.push_str(" | ");
             }
-            // Text columns left-aligned, numbers right-aligned.
-            let _ = if i == 0 || i >= 4 {
+            let _ = if left.contains(&i) {
                 write!(text, "{c}{pad}")
             } else {
                 write!(text, "{pad}{c}")
@@ -189,12 +195,47 @@ pub(crate) fn table(rows: &[Row]) -> String {
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(&mut out, &header.map(str::to_owned));
+    let head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    line(&mut out, &head);
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     out.push_str(&rule.join("-+-"));
     out.push('\n');
-    for row in &cells {
+    for row in cells {
         line(&mut out, row);
     }
     out
+}
+
+/// Per-operation latencies of one measured series: mean, median and 99th percentile.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Latency {
+    pub mean: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Latency {
+    /// The statistics of `times` (one entry per operation); zero when empty.
+    pub(crate) fn of(times: &[Duration]) -> Latency {
+        let mut sorted = times.to_vec();
+        sorted.sort_unstable();
+        let at = |q: usize| {
+            sorted
+                .get((sorted.len() * q / 100).min(sorted.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        let total: Duration = sorted.iter().sum();
+        let n = u32::try_from(sorted.len().max(1)).unwrap_or(u32::MAX);
+        Latency {
+            mean: total / n,
+            p50: at(50),
+            p99: at(99),
+        }
+    }
+}
+
+/// Microseconds in a duration, as a float.
+pub(crate) fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }

@@ -111,7 +111,7 @@ fn commits_one(dir: &Path, sizes: Sizes, rows: &mut Vec<Row>) -> Result<()> {
         sizes.commits_one,
         b,
         s,
-        Goal::None,
+        Goal::RatioAtLeast(1.0),
     ));
     Ok(())
 }

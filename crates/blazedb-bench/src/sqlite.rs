@@ -121,7 +121,7 @@ pub(crate) fn bulk_insert(conn: &mut Connection, rows: &[Row]) -> Result<Duratio
 
 /// Looks `id` up with the prepared SELECT and parses the JSON document; returns whether
 /// it was found.
-fn get_one(conn: &Connection, id: &str) -> Result<bool> {
+pub(crate) fn get_one(conn: &Connection, id: &str) -> Result<bool> {
     let mut stmt = conn.prepare_cached(SELECT)?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {

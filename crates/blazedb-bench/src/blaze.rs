@@ -105,7 +105,7 @@ pub(crate) fn gets_each(db: &Database, ids: &[DocId]) -> Result<Duration> {
         }
     }
     let elapsed = start.elapsed();
-    check_found(found, ids.len())?;
+    crate::check_found("BlazeDB", found, ids.len())?;
     Ok(elapsed)
 }
 
@@ -122,15 +122,8 @@ pub(crate) fn gets_one_txn(db: &Database, ids: &[DocId]) -> Result<Duration> {
     }
     drop(tx);
     let elapsed = start.elapsed();
-    check_found(found, ids.len())?;
+    crate::check_found("BlazeDB", found, ids.len())?;
     Ok(elapsed)
-}
-
-fn check_found(found: usize, wanted: usize) -> Result<()> {
-    if found != wanted {
-        bail!("BlazeDB found {found} of {wanted} documents");
-    }
-    Ok(())
 }
 
 /// Best-of-`repeats` times of opening the existing (closed) database `name`: `open` is the time of

@@ -186,6 +186,15 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(out))
 }
 
+/// Fails unless an engine found every document it was asked for (a benchmark that
+/// silently read less would report a false speed).
+pub(crate) fn check_found(engine: &str, found: usize, wanted: usize) -> Result<()> {
+    if found != wanted {
+        bail!("{engine} found {found} of {wanted} documents");
+    }
+    Ok(())
+}
+
 /// The best (smallest) of `times`, zero when empty: the run least disturbed by other
 /// processes, used for the short open/KDF timings.
 pub(crate) fn best(times: &[Duration]) -> Duration {

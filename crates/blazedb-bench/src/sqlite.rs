@@ -145,7 +145,7 @@ pub(crate) fn gets_each(conn: &Connection, ids: &[String]) -> Result<Duration> {
         }
     }
     let elapsed = start.elapsed();
-    check_found(found, ids.len())?;
+    crate::check_found("SQLite", found, ids.len())?;
     Ok(elapsed)
 }
 
@@ -162,15 +162,8 @@ pub(crate) fn gets_one_txn(conn: &Connection, ids: &[String]) -> Result<Duration
     }
     conn.execute_batch("COMMIT")?;
     let elapsed = start.elapsed();
-    check_found(found, ids.len())?;
+    crate::check_found("SQLite", found, ids.len())?;
     Ok(elapsed)
-}
-
-fn check_found(found: usize, wanted: usize) -> Result<()> {
-    if found != wanted {
-        bail!("SQLite found {found} of {wanted} documents");
-    }
-    Ok(())
 }
 
 /// Best-of-`repeats` time of opening the closed database `name` and running the first query (a

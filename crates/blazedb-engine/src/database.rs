@@ -169,10 +169,9 @@ impl Database {
         // read-write open below recovers it and the check runs after.
         match Store::peek(&data, Table::Meta, META_FORMAT) {
             Ok(sealed) => verify_format(&vault, keyfile.db_id, sealed.as_deref())?,
-            Err(blazedb_storage::StorageError::AlreadyOpen) => {
-                return Err(Error::AlreadyOpen { path });
-            }
-            Err(_) => {}
+            // Only recovery justifies opening read-write before the pairing is proven.
+            Err(blazedb_storage::StorageError::NeedsRecovery) => {}
+            Err(e) => return Err(storage_err(e, &path)),
         }
         let store =
             Store::open(&data, &Self::store_options(opts)).map_err(|e| storage_err(e, &path))?;

@@ -26,6 +26,9 @@ pub(crate) fn storage_err(e: StorageError, path: &Path) -> Error {
         },
         StorageError::Failed(reason) => Error::Failed { reason },
         StorageError::NestedWrite => Error::TransactionInProgress,
+        StorageError::NeedsRecovery => Error::Failed {
+            reason: "the data file needs crash recovery".into(),
+        },
         StorageError::Io(source) => Error::Io {
             context: "accessing the data file",
             source,

@@ -18,6 +18,10 @@ pub enum StorageError {
     /// An earlier failure (failed fsync, caught panic) left the store unusable for writes.
     #[error("store failed earlier: {0}")]
     Failed(String),
+    /// The file was not closed cleanly and needs crash recovery, which only a read-write
+    /// open performs (a read-only open refuses it).
+    #[error("the file needs crash recovery")]
+    NeedsRecovery,
     /// The calling thread already holds this store's write transaction: waiting for a
     /// second one would deadlock.
     #[error("this thread already holds the write transaction")]
@@ -50,6 +54,12 @@ macro_rules! via_storage {
                     redb::Error::ValueTooLarge(n) => StorageError::ValueTooLarge(n),
                     redb::Error::Io(io) => io_or_corrupt(io),
                     redb::Error::DatabaseAlreadyOpen => StorageError::AlreadyOpen,
+                    redb::Error::RepairAborted => StorageError::NeedsRecovery,
+                    // Every table of a BlazeDB file has fixed types: a mismatch is damage.
+                    e @ (redb::Error::TableTypeMismatch { .. }
+                    | redb::Error::TypeDefinitionChanged { .. }
+                    | redb::Error::TableIsMultimap(_)
+                    | redb::Error::TableIsNotMultimap(_)) => StorageError::Corrupted(e.to_string()),
                     other => StorageError::Other(other.to_string()),
                 }
             }

@@ -34,7 +34,9 @@ impl Default for StoreOptions {
 
 /// One database file.
 pub struct Store {
-    pub(crate) db: redb::Database,
+    /// `Some` until the store drops; taken then so the engine's own `Drop` (which closes
+    /// the file and can panic on a damaged one) runs under the panic guard.
+    db: Option<redb::Database>,
     pub(crate) group: GroupCommit,
     /// The thread holding the write transaction, if any: a second `write()` or a
     /// `flush()` from that thread would wait for itself forever.
@@ -55,7 +57,7 @@ impl Store {
             .open(path)?;
         let store = Self::open_inner(path, opts, true)?;
         guard(|| {
-            let txn = store.db.begin_write()?;
+            let txn = store.db().begin_write()?;
             for t in Table::ALL {
                 drop(txn.open_table(t.def())?);
             }
@@ -93,7 +95,7 @@ impl Store {
             })
         })?;
         Ok(Store {
-            db,
+            db: Some(db),
             group: GroupCommit::default(),
             writer: Mutex::new(None),
             path: path.to_owned(),
@@ -111,10 +113,23 @@ impl Store {
         guard(|| {
             let db = redb::ReadOnlyDatabase::open(path)?;
             let txn = db.begin_read()?;
+            // The same table checks as `open`, so damage they would find is refused here,
+            // read-only, before a read-write open could write to the file.
+            for each in Table::ALL {
+                redb::ReadableTableMetadata::len(&txn.open_table(each.def())?)?;
+            }
             let table = txn.open_table(t.def())?;
             let value = redb::ReadableTable::get(&table, key)?.map(|g| g.value().to_vec());
             Ok(value)
         })
+    }
+
+    /// The engine handle. Present for the store's whole life (taken only in `Drop`).
+    pub(crate) fn db(&self) -> &redb::Database {
+        match &self.db {
+            Some(db) => db,
+            None => unreachable!("the redb handle is taken only when the store drops"),
+        }
     }
 
     /// The file's path.
@@ -128,7 +143,7 @@ impl Store {
     /// # Errors
     /// [`StorageError`] from the engine.
     pub fn read(&self) -> Result<ReadTx, StorageError> {
-        guard(|| Ok(ReadTx::new(self.db.begin_read()?)))
+        guard(|| Ok(ReadTx::new(self.db().begin_read()?)))
     }
 
     /// Begins the (single) write transaction, waiting for the current one to finish.
@@ -140,7 +155,7 @@ impl Store {
         self.check_not_writer()?;
         self.group.write_started();
         let began = guard(|| {
-            let mut txn = self.db.begin_write()?;
+            let mut txn = self.db().begin_write()?;
             txn.set_durability(redb::Durability::None)?;
             Ok(txn)
         });
@@ -174,7 +189,7 @@ impl Store {
     pub(crate) fn wait_durable(&self, ticket: u64) -> Result<(), StorageError> {
         self.group.wait_durable(ticket, || {
             guard(|| {
-                let mut txn = self.db.begin_write()?;
+                let mut txn = self.db().begin_write()?;
                 // redb's writer lock is held: every commit that returned is ordered before.
                 let covered = self.group.committed();
                 txn.set_durability(redb::Durability::Immediate)?;
@@ -220,5 +235,10 @@ impl Drop for Store {
         if self.group.check().is_ok() {
             let _ = self.flush();
         }
+        let db = self.db.take();
+        let _ = guard(|| {
+            drop(db);
+            Ok(())
+        });
     }
 }

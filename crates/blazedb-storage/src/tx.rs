@@ -77,14 +77,15 @@ fn shielded<E: From<StorageError>>(
 
 /// A consistent snapshot of the store. Tables open lazily, once each.
 pub struct ReadTx {
-    txn: redb::ReadTransaction,
+    /// `Some` until drop (see [`ReadTx`]'s `Drop`).
+    txn: Option<redb::ReadTransaction>,
     tables: [OnceCell<RoTable>; 6],
 }
 
 impl ReadTx {
     pub(crate) fn new(txn: redb::ReadTransaction) -> Self {
         Self {
-            txn,
+            txn: Some(txn),
             tables: Default::default(),
         }
     }
@@ -94,11 +95,14 @@ impl ReadTx {
         if let Some(table) = cell.get() {
             return Ok(table);
         }
-        let opened = self.txn.open_table(t.def()).map_err(|e| match e {
+        let txn = self.txn.as_ref().ok_or(StorageError::Other(
+            "read transaction already closed".into(),
+        ))?;
+        let opened = txn.open_table(t.def()).map_err(|e| match e {
             redb::TableError::TableDoesNotExist(name) => {
                 StorageError::Corrupted(format!("table '{name}' is missing"))
             }
-            other => other.into(),
+            other => StorageError::from(other),
         })?;
         Ok(cell.get_or_init(|| opened))
     }
@@ -143,6 +147,18 @@ impl ReadTx {
     }
 }
 
+impl Drop for ReadTx {
+    fn drop(&mut self) {
+        // redb's handles run engine code when dropped; on a damaged file it may panic.
+        let (tables, txn) = (std::mem::take(&mut self.tables), self.txn.take());
+        let _ = guard(|| {
+            drop(tables);
+            drop(txn);
+            Ok(())
+        });
+    }
+}
+
 self_cell::self_cell!(
     /// The redb write transaction together with the tables opened in it.
     struct WriteCell {
@@ -175,16 +191,29 @@ impl Drop for WriterMark<'_> {
 /// The single write transaction. Dropping it without [`WriteTx::commit`] rolls back.
 pub struct WriteTx<'s> {
     store: &'s Store,
-    cell: WriteCell,
-    mark: WriterMark<'s>,
+    /// `Some` until commit or drop; dropping it aborts the redb transaction, which runs
+    /// engine code, so `Drop` does it under the panic guard.
+    cell: Option<WriteCell>,
+    mark: Option<WriterMark<'s>>,
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        let cell = self.cell.take();
+        let _ = guard(|| {
+            drop(cell);
+            Ok(())
+        });
+        drop(self.mark.take());
+    }
 }
 
 impl<'s> WriteTx<'s> {
     pub(crate) fn new(store: &'s Store, txn: redb::WriteTransaction) -> Self {
         Self {
             store,
-            cell: WriteCell::new(txn, |_| Default::default()),
-            mark: WriterMark::new(store),
+            cell: Some(WriteCell::new(txn, |_| Default::default())),
+            mark: Some(WriterMark::new(store)),
         }
     }
 
@@ -195,7 +224,12 @@ impl<'s> WriteTx<'s> {
         f: impl FnOnce(&mut RawTable<'_>) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         guard(|| {
-            self.cell.with_dependent_mut(|txn, tables| {
+            let Some(cell) = self.cell.as_mut() else {
+                return Err(StorageError::Other(
+                    "write transaction already closed".into(),
+                ));
+            };
+            cell.with_dependent_mut(|txn, tables| {
                 let slot = &mut tables[t.index()];
                 if slot.is_none() {
                     *slot = Some(txn.open_table(t.def())?);
@@ -267,14 +301,25 @@ impl<'s> WriteTx<'s> {
     /// Engine errors; [`StorageError::Failed`] if the durable flush failed (the store is
     /// then failed; the commit may or may not be on disk).
     pub fn commit(self, durable: bool) -> Result<(), StorageError> {
-        let WriteTx { store, cell, mark } = self;
-        let mut txn = cell.into_owner();
+        let mut this = self;
+        let store = this.store;
+        let mark = this.mark.take();
+        let cell = this.cell.take().ok_or(StorageError::Other(
+            "write transaction already closed".into(),
+        ))?;
+        drop(this);
         // Alone and nothing pending: this commit can be durable by itself (one fsync).
         let lone = durable && store.group.lone_writer();
-        if lone {
-            guard(|| Ok(txn.set_durability(redb::Durability::Immediate)?))?;
-        }
-        let committed = guard(|| Ok(txn.commit()?));
+        // Everything that runs redb code (closing the tables, committing, or dropping the
+        // transaction on an error) stays inside the panic guard.
+        let committed = guard(move || {
+            let mut txn = cell.into_owner();
+            if lone {
+                txn.set_durability(redb::Durability::Immediate)?;
+            }
+            txn.commit()?;
+            Ok(())
+        });
         if committed.is_ok() {
             if lone {
                 store.group.note_durable_commit();

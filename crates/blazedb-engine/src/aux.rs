@@ -77,6 +77,70 @@ pub(crate) fn aux_scan(
     Ok(out)
 }
 
+/// The storage key of entry `seq` of auxiliary log `ns`: namespace tag ‖ seq (u64
+/// big-endian). Unlike other auxiliary keys the position is plaintext, like the change
+/// log's, so a range of a log is a range of keys; it reveals only how many entries the
+/// log has had.
+fn log_key(vault: &Vault, ns: &str, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&vault.aux_log_tag(ns));
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Up to `limit` entries of log `ns` with position > `after`, in order.
+pub(crate) fn aux_log_range(
+    raw: &mut impl Raw,
+    vault: &Vault,
+    ns: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>> {
+    check_name(NameKind::Collection, ns)?;
+    let mut out = Vec::new();
+    let Some(from) = after.checked_add(1) else {
+        return Ok(out);
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    let lo = log_key(vault, ns, from);
+    let hi = prefix_upper(&lo[..16]);
+    let hi = hi.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    raw.raw_scan(Table::Aux, Bound::Included(&lo), hi, &mut |k, v| {
+        let seq = k
+            .get(16..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| blazedb_core::Error::corrupt_record("aux", "log key is malformed"))?;
+        out.push((seq, vault.open(Table::Aux, k, v)?));
+        Ok(if out.len() >= limit {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    Ok(out)
+}
+
+/// The position of the newest entry of log `ns`, if any.
+pub(crate) fn aux_log_last(raw: &mut impl Raw, vault: &Vault, ns: &str) -> Result<Option<u64>> {
+    check_name(NameKind::Collection, ns)?;
+    let lo = log_key(vault, ns, 0);
+    let hi = prefix_upper(&lo[..16]);
+    let hi = hi.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let last = raw
+        .raw_last_key(Table::Aux, Bound::Included(&lo), hi)
+        .map_err(|e| crate::raw::storage_err(e, std::path::Path::new("")))?;
+    last.map(|k| {
+        k.get(16..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| blazedb_core::Error::corrupt_record("aux", "log key is malformed"))
+    })
+    .transpose()
+}
+
 impl Database {
     /// For the sync layer: a write transaction whose document writes are **not** captured
     /// in the change log (they are remote changes being applied, and must not echo).
@@ -137,7 +201,83 @@ impl WriteTxn<'_> {
     }
 }
 
+impl WriteTxn<'_> {
+    /// Stores entry `seq` of auxiliary log `ns` (an ordered, sealed sequence of records,
+    /// for the sync layer's logs). Replaces an entry already at `seq`.
+    ///
+    /// # Errors
+    /// [`blazedb_core::Error::InvalidName`] for a bad namespace; storage errors.
+    pub fn aux_log_put(&mut self, ns: &str, seq: u64, value: &[u8]) -> Result<()> {
+        check_name(NameKind::Collection, ns)?;
+        let vault = &self.db().inner.vault;
+        let k = log_key(vault, ns, seq);
+        let sealed = vault.seal(Table::Aux, &k, value);
+        self.mutate_pub(|tx| tx.insert(Table::Aux, &k, &sealed))
+    }
+
+    /// Removes the entries of log `ns` with positions in `from..=upto`; returns how many
+    /// were present. The caller bounds the range: each position is one removal.
+    ///
+    /// # Errors
+    /// As [`WriteTxn::aux_log_put`].
+    pub fn aux_log_remove(&mut self, ns: &str, from: u64, upto: u64) -> Result<u64> {
+        check_name(NameKind::Collection, ns)?;
+        let vault = &self.db().inner.vault;
+        let keys: Vec<[u8; 24]> = (from..=upto).map(|s| log_key(vault, ns, s)).collect();
+        let mut removed = 0;
+        self.mutate_pub(|tx| {
+            for k in &keys {
+                if tx.remove(Table::Aux, k)? {
+                    removed += 1;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    /// Up to `limit` entries of log `ns` after position `after`, as this transaction sees
+    /// them.
+    ///
+    /// # Errors
+    /// As [`WriteTxn::aux_log_put`]; [`blazedb_core::Error::Corruption`].
+    pub fn aux_log_range(
+        &mut self,
+        ns: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let vault = &self.db().inner.vault;
+        aux_log_range(self.raw(), vault, ns, after, limit)
+    }
+
+    /// The newest position of log `ns`, as this transaction sees it.
+    ///
+    /// # Errors
+    /// As [`WriteTxn::aux_log_range`].
+    pub fn aux_log_last(&mut self, ns: &str) -> Result<Option<u64>> {
+        let vault = &self.db().inner.vault;
+        aux_log_last(self.raw(), vault, ns)
+    }
+}
+
 impl ReadTxn {
+    /// Up to `limit` entries of auxiliary log `ns` after position `after`, in order.
+    ///
+    /// # Errors
+    /// As [`WriteTxn::aux_log_range`].
+    pub fn aux_log_range(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        aux_log_range(&mut self.raw(), &self.db().inner.vault, ns, after, limit)
+    }
+
+    /// The newest position of auxiliary log `ns`.
+    ///
+    /// # Errors
+    /// As [`WriteTxn::aux_log_range`].
+    pub fn aux_log_last(&self, ns: &str) -> Result<Option<u64>> {
+        aux_log_last(&mut self.raw(), &self.db().inner.vault, ns)
+    }
+
     /// The value under `key` in auxiliary namespace `ns`.
     ///
     /// # Errors

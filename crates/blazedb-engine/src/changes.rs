@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
 use blazedb_core::limits::CHANGE_BATCH_MAX;
-use blazedb_core::{DocId, Error, Fields, Result};
+use blazedb_core::{DocId, Error, Fields, Result, Timestamp};
 use blazedb_storage::Table;
 
 use crate::codec::{ChangeRecord, OpRecord, StoredValue, decode, into_fields};
@@ -24,8 +24,11 @@ use crate::vault::Vault;
 pub enum ChangeOp {
     /// The document came into existence with these fields (insert, or put of a new id).
     Insert { fields: Fields },
-    /// Fields were set and/or removed (patch, or put replacing an existing document).
+    /// Fields were set and/or removed (patch).
     Update { set: Fields, unset: Vec<String> },
+    /// An existing document was replaced whole (put of an existing id): `fields` is the
+    /// whole new content; fields not in it were removed.
+    Replace { fields: Fields },
     /// The document was deleted.
     Delete,
 }
@@ -41,6 +44,8 @@ pub struct Change {
     pub collection: String,
     pub id: DocId,
     pub op: ChangeOp,
+    /// When the write was made (wall clock of the writing process).
+    pub at: Timestamp,
 }
 
 fn decode_change(seq: u64, plain: &[u8]) -> Result<Change> {
@@ -54,6 +59,9 @@ fn decode_change(seq: u64, plain: &[u8]) -> Result<Change> {
             unset,
         },
         OpRecord::Delete => ChangeOp::Delete,
+        OpRecord::Replace(f) => ChangeOp::Replace {
+            fields: into_fields(f),
+        },
     };
     Ok(Change {
         seq,
@@ -61,6 +69,7 @@ fn decode_change(seq: u64, plain: &[u8]) -> Result<Change> {
         collection: rec.collection,
         id: DocId::from_bytes(rec.id),
         op,
+        at: Timestamp(rec.at),
     })
 }
 

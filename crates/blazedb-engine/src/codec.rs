@@ -115,6 +115,8 @@ pub(crate) enum OpRecord<F> {
     Update { set: F, unset: Vec<String> },
     /// The document was deleted.
     Delete,
+    /// An existing document was replaced whole by `put` with these fields.
+    Replace(F),
 }
 
 /// A change-log entry as stored.
@@ -125,6 +127,9 @@ pub(crate) struct ChangeRecord<S, F> {
     pub collection: S,
     pub id: [u8; 16],
     pub op: OpRecord<F>,
+    /// Wall-clock time of the write, microseconds since the Unix epoch (the sync layer
+    /// stamps the write with it, however late it reads the entry).
+    pub at: i64,
 }
 
 /// A collection's catalog entry.

@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) durability: Durability,
     /// Live-query subscriptions and their delivery sequencer.
     pub(crate) hub: Arc<crate::live::Hub>,
+    /// Commit notifications for the sync layer.
+    pub(crate) hooks: crate::hooks::Hooks,
     path: PathBuf,
     name: String,
     data_key: DataKey,
@@ -197,6 +199,7 @@ impl Database {
                 vault,
                 durability: opts.durability,
                 hub: Arc::default(),
+                hooks: crate::hooks::Hooks::default(),
                 path,
                 name: name.to_owned(),
                 data_key,

@@ -52,6 +52,13 @@ pub(crate) trait Raw {
         hi: Bound<&[u8]>,
         f: &mut Visitor<'_>,
     ) -> Result<()>;
+    /// The largest key inside the range, if any (no value is decrypted).
+    fn raw_last_key(
+        &mut self,
+        t: Table,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, StorageError>;
 }
 
 /// Lets `Error` carry storage errors out of a scan callback.
@@ -72,6 +79,9 @@ macro_rules! impl_raw {
             }
             fn raw_scan(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
                 self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr)).map_err(|e| e.0)
+            }
+            fn raw_last_key(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Option<Vec<u8>>, StorageError> {
+                Ok(self.last_in(t, (lo, hi))?.map(|(k, _)| k))
             }
         }
     )*};

@@ -421,6 +421,7 @@ impl<'db> WriteTxn<'db> {
                 collection,
                 id: *id.as_bytes(),
                 op,
+                at: blazedb_core::Timestamp::now().as_micros(),
             };
             let bytes = encode("change entry", &rec)?;
             let k = seq.to_be_bytes();
@@ -498,22 +499,13 @@ impl<'db> WriteTxn<'db> {
                 Ok(true)
             }
             Some(old) => {
-                let unset = old
-                    .fields
-                    .keys()
-                    .filter(|k| !doc.fields.contains_key(*k))
-                    .cloned()
-                    .collect();
                 self.store(
                     collection,
                     &key,
                     Some(&old),
                     Some(&doc),
                     doc.id,
-                    OpRecord::Update {
-                        set: FieldsRef(&doc.fields),
-                        unset,
-                    },
+                    OpRecord::Replace(FieldsRef(&doc.fields)),
                 )?;
                 Ok(false)
             }
@@ -669,7 +661,9 @@ impl<'db> WriteTxn<'db> {
         let durable = self.durability == Durability::Immediate;
         let db = self.db;
         if !self.watch {
-            return self.tx.commit(durable).map_err(|e| db.storage_err(e));
+            self.tx.commit(durable).map_err(|e| db.storage_err(e))?;
+            db.inner.hooks.fire();
+            return Ok(());
         }
         // The ticket is taken while this transaction still holds the writer lock, so
         // ticket order is commit order; it is published whatever the outcome.
@@ -684,7 +678,64 @@ impl<'db> WriteTxn<'db> {
                 Vec::new()
             },
         );
+        if result.is_ok() {
+            db.inner.hooks.fire();
+        }
         result
+    }
+
+    /// Up to `limit` change-log entries after `after`, as this transaction sees them
+    /// (for the sync layer, which takes local changes over inside its own transaction).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`].
+    pub fn changes_after(&mut self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        changes_after(&mut self.tx, &self.db.inner.vault, after, limit)
+    }
+
+    /// The sequence number of the newest change-log entry this transaction sees (0 when
+    /// none).
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.counters.next_seq.saturating_sub(1)
+    }
+
+    /// For the sync layer: removes change-log entries with sequence numbers up to `upto`
+    /// (entries it has taken over), except the newest entry of the log, which is kept so
+    /// sequence numbers are never reused. Returns how many were removed. Each call is
+    /// bounded by `max` removals.
+    ///
+    /// # Errors
+    /// Storage errors (the transaction is then poisoned).
+    pub fn prune_changes(&mut self, upto: u64, max: usize) -> Result<u64> {
+        let newest = self.counters.next_seq.saturating_sub(1);
+        let upto = upto.min(newest.saturating_sub(1));
+        let mut keys = Vec::new();
+        self.tx
+            .scan(
+                Table::Changes,
+                (
+                    std::ops::Bound::Unbounded,
+                    std::ops::Bound::Included(&upto.to_be_bytes()[..]),
+                ),
+                |k, _| {
+                    keys.push(k.to_vec());
+                    Ok::<_, blazedb_storage::StorageError>(if keys.len() >= max {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    })
+                },
+            )
+            .map_err(|e| self.db.storage_err(e))?;
+        let n = keys.len() as u64;
+        self.mutate(|tx| {
+            for k in &keys {
+                tx.remove(Table::Changes, k)?;
+            }
+            Ok(())
+        })?;
+        Ok(n)
     }
 
     /// Rolls back (the same as dropping the transaction).

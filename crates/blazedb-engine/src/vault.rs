@@ -75,6 +75,11 @@ impl Vault {
         self.ring.tag16(TagKind::Name, &[b"aux", ns.as_bytes()])
     }
 
+    /// The tag of an auxiliary log (a domain apart from namespace tags).
+    pub(crate) fn aux_log_tag(&self, ns: &str) -> [u8; 16] {
+        self.ring.tag16(TagKind::Name, &[b"aux-log", ns.as_bytes()])
+    }
+
     /// The storage key of `key` in auxiliary namespace `ns`.
     pub(crate) fn aux_key(&self, ns_tag: &[u8; 16], key: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];

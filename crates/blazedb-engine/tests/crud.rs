@@ -197,9 +197,8 @@ fn every_write_is_captured_once_in_commit_order_with_what_it_changed() -> blazed
     );
     assert_eq!(
         changes[1].op,
-        ChangeOp::Update {
-            set: Document::new().with("b", 2i64).fields,
-            unset: vec!["a".into()]
+        ChangeOp::Replace {
+            fields: Document::new().with("b", 2i64).fields,
         }
     );
     assert_eq!(

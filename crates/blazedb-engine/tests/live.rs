@@ -62,7 +62,7 @@ fn concurrent_writers_every_subscriber_sees_every_change_once_in_commit_order()
         .map(|c| {
             let kind = match c.op {
                 ChangeOp::Insert { .. } => EventKind::Added,
-                ChangeOp::Update { .. } => EventKind::Changed,
+                ChangeOp::Update { .. } | ChangeOp::Replace { .. } => EventKind::Changed,
                 ChangeOp::Delete => EventKind::Removed,
             };
             (c.id, kind)

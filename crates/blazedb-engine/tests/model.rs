@@ -128,14 +128,7 @@ impl Model {
                 self.collections.insert(c.to_owned());
                 let op = match self.docs.insert(key, f.clone()) {
                     None => ChangeOp::Insert { fields: f.clone() },
-                    Some(old) => ChangeOp::Update {
-                        set: f.clone(),
-                        unset: old
-                            .keys()
-                            .filter(|k| !f.contains_key(*k))
-                            .cloned()
-                            .collect(),
-                    },
+                    Some(_) => ChangeOp::Replace { fields: f.clone() },
                 };
                 self.capture(txn, c, id(*i), op);
             }

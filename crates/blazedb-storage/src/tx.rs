@@ -44,8 +44,11 @@ fn scan_in<E: From<StorageError>>(
 
 fn last_in(
     t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    range: Bounds<'_>,
 ) -> Result<Option<Entry>, StorageError> {
-    Ok(t.last()?
+    Ok(t.range::<&[u8]>(range)?
+        .next_back()
+        .transpose()?
         .map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
 }
 
@@ -135,7 +138,15 @@ impl ReadTx {
     /// # Errors
     /// Engine errors.
     pub fn last(&self, t: Table) -> Result<Option<Entry>, StorageError> {
-        guard(|| last_in(self.table(t)?))
+        self.last_in(t, (Bound::Unbounded, Bound::Unbounded))
+    }
+
+    /// The entry with the largest key inside `range`.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn last_in(&self, t: Table, range: Bounds<'_>) -> Result<Option<Entry>, StorageError> {
+        guard(|| last_in(self.table(t)?, range))
     }
 
     /// Number of entries in a table.
@@ -290,7 +301,15 @@ impl<'s> WriteTx<'s> {
     /// # Errors
     /// Engine errors.
     pub fn last(&mut self, t: Table) -> Result<Option<Entry>, StorageError> {
-        self.with(t, |table| last_in(table))
+        self.last_in(t, (Bound::Unbounded, Bound::Unbounded))
+    }
+
+    /// The entry with the largest key inside `range` (this transaction's writes included).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn last_in(&mut self, t: Table, range: Bounds<'_>) -> Result<Option<Entry>, StorageError> {
+        self.with(t, |table| last_in(table, range))
     }
 
     /// Commits. With `durable`, returns only once the commit is on disk (group commit:

@@ -1,0 +1,382 @@
+//! The conflict rules of SPEC §3.2 as a merge over one document's writes.
+//!
+//! # Semantics
+//!
+//! A document's visible state is a function of the set of writes made to it, with each
+//! write's causal past (its `ctx`). Writes `a`, `b` are *concurrent* when neither's
+//! past contains the other. Then:
+//!
+//! 1. A write overwrites what its past holds: a put overwrites every field write in its
+//!    past, a patch the fields it sets or unsets (causality first: rule 1).
+//! 2. Of concurrent writes to one field, the one with the higher priority
+//!    ([`Stamp::priority_cmp`]: server role, then later stamp, then node id) is the
+//!    value; the others lost (rules 2, 3). Writes to different fields never conflict
+//!    (rule 4).
+//! 3. A delete is *defeated* when some concurrent non-delete write has higher priority:
+//!    it then has no effect at all, and the document survives whole (rule 5). A delete
+//!    that is not defeated is *effective*: every write that does not causally follow it
+//!    is dead, so the document is gone until a write made after seeing the delete
+//!    (a re-creation: a new life, whose put overwrites the old life entirely).
+//! 4. The document exists when some non-delete write follows every effective delete.
+//!
+//! The result depends only on the set of writes, never on the order they arrived in:
+//! that is convergence. `tests/merge_model.rs` checks this module against a direct,
+//! unoptimised transcription of these rules over full histories.
+//!
+//! # What is retained
+//!
+//! A [`DocState`] keeps only the writes that can still matter. Invariants:
+//! - Writes arrive in causal order per document (`apply` refuses a write whose past
+//!   holds a write not yet applied here), so a write's past is known on arrival.
+//! - A field assignment overwritten by a causally later write is dropped: nothing undoes
+//!   a causal overwrite.
+//! - A write with no assignments left is a *ghost*, kept only as a witness that can
+//!   defeat a future concurrent delete; it is dropped once a causally later non-delete
+//!   write of at least its role exists (that write beats every delete the ghost beats:
+//!   same or higher role, later stamp, concurrent with every such delete).
+//! - Deletes are kept while effective (a later concurrent write may still defeat them,
+//!   reviving everything they killed, so what they killed is kept too); a defeated
+//!   delete is dropped at once.
+//! - `vv` covers every write applied to this document here, so re-delivery is a no-op.
+
+use std::collections::BTreeMap;
+
+use blazedb_core::{Fields, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::NodeId;
+use crate::vv::{Dot, Vv};
+use crate::write::{Held, LossReason, Op, Stamp, Write};
+
+/// A retained field assignment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Slot {
+    Set(#[serde(with = "blazedb_engine::serde_fields::value")] Value),
+    Unset,
+}
+
+impl Slot {
+    fn held(&self) -> Held {
+        match self {
+            Slot::Set(v) => Held::Value(v.clone()),
+            Slot::Unset => Held::Unset,
+        }
+    }
+}
+
+/// What a retained write still does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// A put or patch: its assignments not yet overwritten. `ghost` once an overwrite
+    /// left it none.
+    Assign {
+        fields: BTreeMap<String, Slot>,
+        ghost: bool,
+    },
+    /// An effective delete.
+    Delete,
+}
+
+/// A retained write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rec {
+    pub stamp: Stamp,
+    pub ctx: Vv,
+    pub body: Body,
+}
+
+impl Rec {
+    fn dot(&self) -> Dot {
+        self.stamp.dot
+    }
+
+    /// Whether `self` was made after seeing `other`.
+    fn follows(&self, other: &Rec) -> bool {
+        self.ctx.covers(other.dot())
+    }
+
+    fn is_delete(&self) -> bool {
+        matches!(self.body, Body::Delete)
+    }
+}
+
+/// A write that lost a conflict, with the write it lost to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loss {
+    pub loser: Stamp,
+    /// The field that lost; `None` when the whole write lost (a write killed by a
+    /// concurrent delete, or a defeated delete).
+    pub field: Option<String>,
+    pub lost: Held,
+    pub winner: Stamp,
+    pub won: Held,
+    pub reason: LossReason,
+}
+
+/// Why a write could not be merged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// The write's past holds a write of this document not applied here yet: delivery
+    /// was not causal (a protocol bug or a hostile peer). Nothing was changed.
+    #[error("write {write} depends on {missing}, which has not been applied here")]
+    MissingDependency { write: Dot, missing: Dot },
+}
+
+/// What applying one write did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// False when the write had been applied before (nothing changed).
+    pub new: bool,
+    /// Deletes this write defeated (dropped now; recorded by their origin).
+    pub defeated: Vec<Loss>,
+}
+
+/// The retained writes of one document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocState {
+    pub vv: Vv,
+    pub recs: Vec<Rec>,
+}
+
+impl DocState {
+    /// Merges `w` (already checked for clock drift). Idempotent.
+    ///
+    /// # Errors
+    /// [`MergeError::MissingDependency`] if `w`'s past is not all applied here; the
+    /// state is then unchanged.
+    pub fn apply(&mut self, w: &Write) -> Result<Applied, MergeError> {
+        if self.vv.covers(w.stamp.dot) {
+            return Ok(Applied::default());
+        }
+        if let Some((node, counter)) = w.ctx.iter().find(|&(n, c)| self.vv.get(n) < c) {
+            return Err(MergeError::MissingDependency {
+                write: w.stamp.dot,
+                missing: Dot { node, counter },
+            });
+        }
+        let mut applied = Applied {
+            new: true,
+            defeated: Vec::new(),
+        };
+        let incoming = Rec {
+            stamp: w.stamp,
+            ctx: w.ctx.clone(),
+            body: match &w.op {
+                Op::Delete => Body::Delete,
+                Op::Put { fields } => Body::Assign {
+                    fields: fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Slot::Set(v.clone())))
+                        .collect(),
+                    ghost: false,
+                },
+                Op::Patch { set, unset } => Body::Assign {
+                    fields: set
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Slot::Set(v.clone())))
+                        .chain(unset.iter().map(|k| (k.clone(), Slot::Unset)))
+                        .collect(),
+                    ghost: false,
+                },
+            },
+        };
+        if incoming.is_delete() {
+            // Defeated on arrival by a concurrent non-delete write of higher priority?
+            let beaten_by = self
+                .recs
+                .iter()
+                .filter(|r| !r.is_delete() && !incoming.follows(r))
+                .filter(|r| r.stamp.beats(&incoming.stamp))
+                .max_by(|a, b| a.stamp.priority_cmp(&b.stamp));
+            match beaten_by {
+                Some(winner) => applied.defeated.push(Loss {
+                    loser: incoming.stamp,
+                    field: None,
+                    lost: Held::Deleted,
+                    winner: winner.stamp,
+                    won: Held::Updated,
+                    reason: LossReason::between(&winner.stamp, &incoming.stamp),
+                }),
+                None => self.recs.push(incoming),
+            }
+        } else {
+            self.defeat_deletes(&incoming, &mut applied);
+            self.overwrite_past(&incoming, &w.op);
+            self.recs.push(incoming);
+            self.drop_dominated_ghosts();
+        }
+        self.vv.raise(w.stamp.dot);
+        Ok(applied)
+    }
+
+    /// Drops the effective deletes that the non-delete write `w` (concurrent with them)
+    /// beats.
+    fn defeat_deletes(&mut self, w: &Rec, applied: &mut Applied) {
+        self.recs.retain(|d| {
+            let defeated = d.is_delete() && !w.follows(d) && w.stamp.beats(&d.stamp);
+            if defeated {
+                applied.defeated.push(Loss {
+                    loser: d.stamp,
+                    field: None,
+                    lost: Held::Deleted,
+                    winner: w.stamp,
+                    won: Held::Updated,
+                    reason: LossReason::between(&w.stamp, &d.stamp),
+                });
+            }
+            !defeated
+        });
+    }
+
+    /// Drops the assignments that `w` overwrites in its past.
+    fn overwrite_past(&mut self, w: &Rec, op: &Op) {
+        for r in &mut self.recs {
+            if !w.follows(r) {
+                continue;
+            }
+            let Body::Assign { fields, ghost } = &mut r.body else {
+                continue;
+            };
+            match op {
+                Op::Put { .. } => fields.clear(),
+                Op::Patch { set, unset } => {
+                    for f in set.keys().chain(unset.iter()) {
+                        fields.remove(f);
+                    }
+                }
+                Op::Delete => {}
+            }
+            *ghost = fields.is_empty();
+        }
+    }
+
+    /// Drops ghosts a causally later non-delete write of at least their role supersedes.
+    fn drop_dominated_ghosts(&mut self) {
+        let dominated: Vec<bool> = self
+            .recs
+            .iter()
+            .map(|g| {
+                matches!(g.body, Body::Assign { ghost: true, .. })
+                    && self.recs.iter().any(|x| {
+                        !x.is_delete()
+                            && x.dot() != g.dot()
+                            && x.follows(g)
+                            && x.stamp.role >= g.stamp.role
+                    })
+            })
+            .collect();
+        let mut i = 0;
+        self.recs.retain(|_| {
+            i += 1;
+            !dominated[i - 1]
+        });
+    }
+
+    fn deletes(&self) -> impl Iterator<Item = &Rec> {
+        self.recs.iter().filter(|r| r.is_delete())
+    }
+
+    /// Whether non-delete `r` follows every effective delete (otherwise a delete killed it).
+    fn alive(&self, r: &Rec) -> bool {
+        !r.is_delete() && self.deletes().all(|d| r.follows(d))
+    }
+
+    /// The winning assignment of `field` among live writes, with its write.
+    fn winner(&self, field: &str) -> Option<(&Rec, &Slot)> {
+        self.recs
+            .iter()
+            .filter(|r| self.alive(r))
+            .filter_map(|r| match &r.body {
+                Body::Assign { fields, .. } => fields.get(field).map(|s| (r, s)),
+                Body::Delete => None,
+            })
+            .max_by(|a, b| a.0.stamp.priority_cmp(&b.0.stamp))
+    }
+
+    /// The visible document: `None` when it does not exist (never created, or deleted).
+    #[must_use]
+    pub fn eval(&self) -> Option<Fields> {
+        if !self.recs.iter().any(|r| self.alive(r)) {
+            return None;
+        }
+        let mut names: Vec<&String> = self
+            .recs
+            .iter()
+            .filter_map(|r| match &r.body {
+                Body::Assign { fields, .. } => Some(fields.keys()),
+                Body::Delete => None,
+            })
+            .flatten()
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut out = Fields::new();
+        for name in names {
+            if let Some((_, Slot::Set(v))) = self.winner(name) {
+                out.insert(name.clone(), v.clone());
+            }
+        }
+        Some(out)
+    }
+
+    /// The current losses of `me`'s own retained writes: assignments that are not
+    /// their field's value, and writes killed by a concurrent delete. (Defeated
+    /// deletes are reported by [`DocState::apply`], which drops them.)
+    #[must_use]
+    pub fn losses_of(&self, me: NodeId) -> Vec<Loss> {
+        let mut out = Vec::new();
+        for r in self.recs.iter().filter(|r| r.stamp.node() == me) {
+            let Body::Assign { fields, ghost } = &r.body else {
+                continue;
+            };
+            if !*ghost {
+                let killer = self
+                    .deletes()
+                    .filter(|d| !r.follows(d) && !d.follows(r))
+                    .max_by(|a, b| a.stamp.priority_cmp(&b.stamp));
+                if let Some(d) = killer {
+                    out.push(Loss {
+                        loser: r.stamp,
+                        field: None,
+                        lost: Held::Updated,
+                        winner: d.stamp,
+                        won: Held::Deleted,
+                        reason: LossReason::between(&d.stamp, &r.stamp),
+                    });
+                    continue;
+                }
+            }
+            if !self.alive(r) {
+                continue;
+            }
+            for (name, slot) in fields {
+                if let Some((w, won)) = self.winner(name)
+                    && w.dot() != r.dot()
+                {
+                    out.push(Loss {
+                        loser: r.stamp,
+                        field: Some(name.clone()),
+                        lost: slot.held(),
+                        winner: w.stamp,
+                        won: won.held(),
+                        reason: LossReason::between(&w.stamp, &r.stamp),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The stamp of the write that gave `field` its current value, if any (for
+    /// `get --meta`).
+    #[must_use]
+    pub fn field_stamp(&self, field: &str) -> Option<Stamp> {
+        self.winner(field).map(|(r, _)| r.stamp)
+    }
+
+    /// Whether nothing is retained (the document was never written here).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty() && self.vv.is_empty()
+    }
+}

@@ -1,0 +1,535 @@
+//! The merge (`blazedb_sync::merge`) against a reference model of SPEC §3.2.
+//!
+//! The model is a direct transcription of the rules over *full* histories: every write
+//! with the explicit set of writes its origin had seen, no pruning, no version vectors.
+//! Random multi-node histories (writes, patches, deletes, re-creations; deliveries in
+//! random order with duplicates; star and mesh topologies; mixed roles and skewed
+//! clocks) run through the real merge at every node, and after every step:
+//! - each node's visible document equals the model evaluated over the writes that node
+//!   has received (so the result never depends on arrival order);
+//! - re-delivering an already applied write changes nothing;
+//! - a node's own write shows its effect at once (a local write always takes effect);
+//! - each `DocState` survives its postcard encoding.
+//!
+//! After the final exchange: every node holds the same documents (convergence; server
+//! authority in the star), every loss the model predicts is in the conflict record of
+//! the write's origin, and every recorded loss is justified by the rules.
+//!
+//! `PROPTEST_CASES=20000 cargo test -p blazedb-sync --test merge_model` is the long mode.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use blazedb_core::{DocId, Fields, Value};
+use blazedb_sync::clock::Clock;
+use blazedb_sync::merge::{DocState, Loss};
+use blazedb_sync::{Dot, NodeId, Op, Role, Stamp, Write};
+use proptest::prelude::*;
+
+const FIELDS: [&str; 3] = ["a", "b", "c"];
+
+// ---------------------------------------------------------------- the reference model
+
+/// A write with its full causal past (the dots of this document's writes its origin
+/// had received).
+#[derive(Clone, Debug)]
+struct MWrite {
+    stamp: Stamp,
+    past: BTreeSet<Dot>,
+    op: Op,
+}
+
+impl MWrite {
+    fn dot(&self) -> Dot {
+        self.stamp.dot
+    }
+    fn is_delete(&self) -> bool {
+        matches!(self.op, Op::Delete)
+    }
+    fn after(&self, other: &MWrite) -> bool {
+        self.past.contains(&other.dot())
+    }
+    fn concurrent(&self, other: &MWrite) -> bool {
+        !self.after(other) && !other.after(self)
+    }
+    /// What the write assigns: field → Some(value) or None (unset).
+    fn assigns(&self) -> BTreeMap<String, Option<Value>> {
+        match &self.op {
+            Op::Put { fields } => fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+            Op::Patch { set, unset } => set
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .chain(unset.iter().map(|k| (k.clone(), None)))
+                .collect(),
+            Op::Delete => BTreeMap::new(),
+        }
+    }
+}
+
+/// Rules 2 and 3, written out independently of `Stamp::priority_cmp`: a server-role
+/// write beats a client-role one; within a role the later clock reading wins; equal
+/// readings go to the larger node id.
+fn beats(a: &Stamp, b: &Stamp) -> bool {
+    if a.role != b.role {
+        return a.role == Role::Server;
+    }
+    if a.hlc != b.hlc {
+        return a.hlc > b.hlc;
+    }
+    a.dot.node > b.dot.node
+}
+
+/// The rules, evaluated naively over a history of one document.
+struct Model<'a> {
+    h: &'a [MWrite],
+}
+
+impl Model<'_> {
+    /// Rule 5: a delete is defeated by any concurrent non-delete write of higher
+    /// priority.
+    fn defeated(&self, d: &MWrite) -> bool {
+        self.h
+            .iter()
+            .any(|w| !w.is_delete() && w.concurrent(d) && beats(&w.stamp, &d.stamp))
+    }
+    fn effective(&self) -> Vec<&MWrite> {
+        self.h
+            .iter()
+            .filter(|d| d.is_delete() && !self.defeated(d))
+            .collect()
+    }
+    /// Killed: an effective delete saw it, or is concurrent with it.
+    fn killed(&self, r: &MWrite) -> bool {
+        self.effective()
+            .iter()
+            .any(|d| d.after(r) || d.concurrent(r))
+    }
+    fn killed_concurrently(&self, r: &MWrite) -> bool {
+        self.effective().iter().any(|d| d.concurrent(r))
+    }
+    /// Rule 1: a later write overwrites what it saw (a put: everything; a patch: its
+    /// fields).
+    fn overwritten(&self, r: &MWrite, field: &str) -> bool {
+        self.h.iter().any(|x| {
+            !x.is_delete()
+                && x.after(r)
+                && (matches!(x.op, Op::Put { .. }) || x.assigns().contains_key(field))
+        })
+    }
+    fn candidates(&self, field: &str) -> Vec<&MWrite> {
+        self.h
+            .iter()
+            .filter(|r| !r.is_delete() && !self.killed(r))
+            .filter(|r| r.assigns().contains_key(field) && !self.overwritten(r, field))
+            .collect()
+    }
+    /// Rules 2 and 3 among the remaining (mutually concurrent) candidates.
+    fn winner(&self, field: &str) -> Option<&MWrite> {
+        let all = self.candidates(field);
+        all.iter()
+            .find(|w| {
+                all.iter()
+                    .all(|o| o.dot() == w.dot() || beats(&w.stamp, &o.stamp))
+            })
+            .copied()
+    }
+    fn eval(&self) -> Option<Fields> {
+        if !self.h.iter().any(|r| !r.is_delete() && !self.killed(r)) {
+            return None;
+        }
+        let mut out = Fields::new();
+        for f in FIELDS {
+            if let Some(Some(v)) = self.winner(f).and_then(|w| w.assigns().get(f).cloned()) {
+                out.insert(f.to_owned(), v);
+            }
+        }
+        Some(out)
+    }
+    /// A write that was made, then entirely overwritten by writes made after it.
+    fn superseded(&self, r: &MWrite) -> bool {
+        self.h.iter().any(|x| !x.is_delete() && x.after(r))
+            && r.assigns().keys().all(|f| self.overwritten(r, f))
+    }
+    /// Every loss in the final state: (loser, field or None for the whole write).
+    fn losses(&self) -> BTreeSet<(Dot, Option<String>)> {
+        let mut out = BTreeSet::new();
+        for w in self.h {
+            if w.is_delete() {
+                if self.defeated(w) {
+                    out.insert((w.dot(), None));
+                }
+                continue;
+            }
+            if self.killed_concurrently(w) && !self.superseded(w) {
+                out.insert((w.dot(), None));
+            } else if !self.killed(w) {
+                for f in w.assigns().keys() {
+                    if !self.overwritten(w, f) && self.winner(f).map(MWrite::dot) != Some(w.dot()) {
+                        out.insert((w.dot(), Some(f.clone())));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------- the simulated nodes
+
+struct Node {
+    id: NodeId,
+    role: Role,
+    clock: Clock,
+    skew_us: i64,
+    counter: u64,
+    docs: BTreeMap<usize, DocState>,
+    hist: BTreeMap<usize, Vec<MWrite>>,
+    /// Everything applied here, in order (what peers pull).
+    log: Vec<(usize, Write)>,
+    /// Next index into each other node's log.
+    cursor: BTreeMap<usize, usize>,
+    recorded: BTreeMap<(Dot, Option<String>), Loss>,
+}
+
+fn doc_id(doc: usize) -> DocId {
+    DocId::from_bytes([doc as u8 + 1; 16])
+}
+
+impl Node {
+    fn note_losses(&mut self, doc: usize, defeated: Vec<Loss>) {
+        let me = self.id;
+        let state = &self.docs[&doc];
+        for loss in state.losses_of(me).into_iter().chain(defeated) {
+            if loss.loser.node() == me {
+                self.recorded
+                    .entry((loss.loser.dot, loss.field.clone()))
+                    .or_insert(loss);
+            }
+        }
+    }
+
+    fn check_against_model(&self, doc: usize, ctx: &str) -> Result<(), TestCaseError> {
+        let state = self.docs.get(&doc).cloned().unwrap_or_default();
+        let hist = self.hist.get(&doc).cloned().unwrap_or_default();
+        let want = Model { h: &hist }.eval();
+        prop_assert_eq!(state.eval(), want, "{}: node {} doc {}", ctx, self.id, doc);
+        let bytes = postcard::to_allocvec(&state).expect("encode");
+        let back: DocState = postcard::from_bytes(&bytes).expect("decode");
+        prop_assert_eq!(back, state, "postcard round trip");
+        Ok(())
+    }
+
+    /// Applies a write received from a peer (or re-delivered).
+    fn receive(&mut self, doc: usize, w: &Write, m: &MWrite) -> Result<bool, TestCaseError> {
+        self.clock.observe(w.stamp.hlc);
+        let state = self.docs.entry(doc).or_default();
+        let before = state.clone();
+        let applied = state
+            .apply(w)
+            .map_err(|e| TestCaseError::fail(format!("node {}: {e}", self.id)))?;
+        if !applied.new {
+            prop_assert_eq!(&*state, &before, "re-delivery changed the state");
+            return Ok(false);
+        }
+        self.hist.entry(doc).or_default().push(m.clone());
+        self.log.push((doc, w.clone()));
+        self.note_losses(doc, applied.defeated);
+        self.check_against_model(doc, "after receive")?;
+        Ok(true)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    /// Node makes a write to a document: kind picks put / patch / delete.
+    Write {
+        node: usize,
+        doc: usize,
+        kind: u8,
+        vals: [u8; 3],
+        mask: u8,
+        advance_us: u16,
+    },
+    /// One entry of `from`'s log travels to `to`.
+    Deliver { from: usize, to: usize },
+    /// An entry `to` already received from `from` arrives again.
+    Duplicate { from: usize, to: usize, back: u8 },
+}
+
+fn action(nodes: usize, docs: usize) -> impl Strategy<Value = Action> {
+    prop_oneof![
+        4 => (0..nodes, 0..docs, 0u8..3, any::<[u8; 3]>(), any::<u8>(), 0u16..3000).prop_map(
+            |(node, doc, kind, vals, mask, advance_us)| Action::Write { node, doc, kind, vals, mask, advance_us }),
+        5 => (0..nodes, 0..nodes).prop_map(|(from, to)| Action::Deliver { from, to }),
+        1 => (0..nodes, 0..nodes, any::<u8>()).prop_map(|(from, to, back)| Action::Duplicate { from, to, back }),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    star: bool,
+    roles: Vec<Role>,
+    skews_us: Vec<i64>,
+    docs: usize,
+    actions: Vec<Action>,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (2usize..=5, 1usize..=2, any::<bool>()).prop_flat_map(|(n, docs, star)| {
+        (
+            proptest::collection::vec(prop_oneof![Just(Role::Client), Just(Role::Server)], n),
+            proptest::collection::vec(-2_000i64..2_000, n),
+            proptest::collection::vec(action(n, docs), 0..80),
+        )
+            .prop_map(move |(roles, skews_us, actions)| {
+                let roles = if star {
+                    // Hub-and-spoke: node 0 is the server, the rest clients.
+                    (0..roles.len())
+                        .map(|i| if i == 0 { Role::Server } else { Role::Client })
+                        .collect()
+                } else {
+                    roles
+                };
+                Scenario {
+                    star,
+                    roles,
+                    skews_us,
+                    docs,
+                    actions,
+                }
+            })
+    })
+}
+
+fn linked(s: &Scenario, a: usize, b: usize) -> bool {
+    a != b && (!s.star || a == 0 || b == 0)
+}
+
+fn make_write(
+    node: &mut Node,
+    doc: usize,
+    kind: u8,
+    vals: [u8; 3],
+    mask: u8,
+    now_us: u64,
+) -> (Write, MWrite, Option<Fields>) {
+    let state = node.docs.entry(doc).or_default();
+    let visible = state.eval();
+    let pick = |i: usize| Value::Int(i64::from(vals[i] % 4));
+    let op = match (&visible, kind) {
+        (None, _) | (Some(_), 0) => {
+            let fields: Fields = (0..3)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| (FIELDS[i].to_owned(), pick(i)))
+                .collect();
+            Op::Put { fields }
+        }
+        (Some(_), 1) => {
+            let mut set = Fields::new();
+            let mut unset = Vec::new();
+            for (i, name) in FIELDS.iter().enumerate() {
+                match (mask >> (2 * i)) & 3 {
+                    1 => {
+                        set.insert((*name).to_owned(), pick(i));
+                    }
+                    2 => unset.push((*name).to_owned()),
+                    _ => {}
+                }
+            }
+            if set.is_empty() && unset.is_empty() {
+                set.insert("a".to_owned(), pick(0));
+            }
+            Op::Patch { set, unset }
+        }
+        (Some(_), _) => Op::Delete,
+    };
+    let expected = match (&op, visible) {
+        (Op::Put { fields }, _) => Some(fields.clone()),
+        (Op::Patch { set, unset }, Some(mut v)) => {
+            for u in unset {
+                v.remove(u);
+            }
+            v.extend(set.clone());
+            Some(v)
+        }
+        (Op::Patch { .. }, None) => unreachable!("patches are only made on visible documents"),
+        (Op::Delete, _) => None,
+    };
+    node.counter += 1;
+    let stamp = Stamp {
+        dot: Dot {
+            node: node.id,
+            counter: node.counter,
+        },
+        hlc: node.clock.tick(now_us),
+        role: node.role,
+    };
+    let past: BTreeSet<Dot> = node
+        .hist
+        .get(&doc)
+        .map(|h| h.iter().map(MWrite::dot).collect())
+        .unwrap_or_default();
+    let w = Write {
+        collection: "c".into(),
+        id: doc_id(doc),
+        stamp,
+        ctx: state.vv.clone(),
+        op: op.clone(),
+    };
+    (w, MWrite { stamp, past, op }, expected)
+}
+
+fn run(s: &Scenario) -> Result<(), TestCaseError> {
+    let mut nodes: Vec<Node> = (0..s.roles.len())
+        .map(|i| Node {
+            id: NodeId(i as u64 + 1),
+            role: s.roles[i],
+            clock: Clock::default(),
+            skew_us: s.skews_us[i],
+            counter: 0,
+            docs: BTreeMap::new(),
+            hist: BTreeMap::new(),
+            log: Vec::new(),
+            cursor: BTreeMap::new(),
+            recorded: BTreeMap::new(),
+        })
+        .collect();
+    let mut registry: BTreeMap<Dot, MWrite> = BTreeMap::new();
+    let mut now_us: u64 = 1_000_000;
+    for a in &s.actions {
+        match *a {
+            Action::Write {
+                node,
+                doc,
+                kind,
+                vals,
+                mask,
+                advance_us,
+            } => {
+                now_us += u64::from(advance_us);
+                let n = &mut nodes[node];
+                let local_now = now_us.saturating_add_signed(n.skew_us);
+                let (w, m, expected) = make_write(n, doc, kind, vals, mask, local_now);
+                let applied = n
+                    .docs
+                    .get_mut(&doc)
+                    .expect("state")
+                    .apply(&w)
+                    .map_err(|e| TestCaseError::fail(format!("local write: {e}")))?;
+                prop_assert!(applied.new && applied.defeated.is_empty());
+                prop_assert_eq!(n.docs[&doc].eval(), expected, "a local write takes effect");
+                n.hist.entry(doc).or_default().push(m.clone());
+                n.log.push((doc, w));
+                n.note_losses(doc, Vec::new());
+                n.check_against_model(doc, "after local write")?;
+                registry.insert(m.dot(), m);
+            }
+            Action::Deliver { from, to } if linked(s, from, to) => {
+                let at = nodes[to].cursor.get(&from).copied().unwrap_or(0);
+                if let Some((doc, w)) = nodes[from].log.get(at).cloned() {
+                    nodes[to].cursor.insert(from, at + 1);
+                    let m = registry[&w.stamp.dot].clone();
+                    nodes[to].receive(doc, &w, &m)?;
+                }
+            }
+            Action::Duplicate { from, to, back } if linked(s, from, to) => {
+                let at = nodes[to].cursor.get(&from).copied().unwrap_or(0);
+                if at > 0 {
+                    let i = at - 1 - (usize::from(back) % at);
+                    let (doc, w) = nodes[from].log[i].clone();
+                    let m = registry[&w.stamp.dot].clone();
+                    prop_assert!(!nodes[to].receive(doc, &w, &m)?, "a duplicate was applied");
+                }
+            }
+            _ => {}
+        }
+    }
+    // Final exchange until nothing moves.
+    loop {
+        let mut moved = false;
+        for from in 0..nodes.len() {
+            for to in 0..nodes.len() {
+                if !linked(s, from, to) {
+                    continue;
+                }
+                loop {
+                    let at = nodes[to].cursor.get(&from).copied().unwrap_or(0);
+                    let Some((doc, w)) = nodes[from].log.get(at).cloned() else {
+                        break;
+                    };
+                    nodes[to].cursor.insert(from, at + 1);
+                    let m = registry[&w.stamp.dot].clone();
+                    nodes[to].receive(doc, &w, &m)?;
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    for doc in 0..s.docs {
+        let full: Vec<MWrite> = registry
+            .values()
+            .filter(|m| {
+                nodes.iter().any(|n| {
+                    n.hist
+                        .get(&doc)
+                        .is_some_and(|h| h.iter().any(|x| x.dot() == m.dot()))
+                })
+            })
+            .cloned()
+            .collect();
+        let model = Model { h: &full };
+        let want = model.eval();
+        for n in &nodes {
+            let got = n.docs.get(&doc).and_then(DocState::eval);
+            prop_assert_eq!(&got, &want, "convergence: node {} doc {}", n.id, doc);
+        }
+        for (dot, field) in model.losses() {
+            let origin = &nodes[(dot.node.0 - 1) as usize];
+            prop_assert!(
+                origin.recorded.contains_key(&(dot, field.clone())),
+                "loss of {} (field {:?}) not recorded at its origin; recorded: {:?}",
+                dot,
+                field,
+                origin.recorded.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    // Every recorded loss is justified by the rules.
+    for n in &nodes {
+        for ((dot, field), loss) in &n.recorded {
+            let loser = &registry[dot];
+            let winner = &registry[&loss.winner.dot];
+            prop_assert!(
+                loser.concurrent(winner),
+                "recorded loss {} to a write it had seen",
+                dot
+            );
+            prop_assert!(
+                beats(&winner.stamp, &loser.stamp),
+                "recorded loss {} to a lower priority",
+                dot
+            );
+            match field {
+                Some(f) => prop_assert!(
+                    winner.assigns().contains_key(f) && loser.assigns().contains_key(f)
+                ),
+                None => prop_assert!(loser.is_delete() != winner.is_delete()),
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn merge_equals_the_reference_model_and_converges_whatever_the_delivery_order(s in scenario()) {
+        run(&s)?;
+    }
+}

@@ -4,15 +4,27 @@
 //! - [`vv`]: dots and version vectors.
 //! - [`write`]: a write as shipped between nodes; priorities and loss reasons.
 //! - [`merge`]: the conflict rules of SPEC §3.2 over one document's writes.
+//! - [`node`]: [`SyncNode`], a database's persisted sync state: absorbing local writes,
+//!   applying remote batches, the log peers read, cursors, the conflict log.
 
 #![forbid(unsafe_code)]
 
 pub mod clock;
+mod error;
 pub mod merge;
+pub mod node;
+pub mod proto;
+mod record;
+pub mod session;
 pub mod vv;
 pub mod write;
 
 pub use clock::{Hlc, NodeId, Role};
+pub use error::{Result, SyncError};
 pub use merge::{DocState, Loss, MergeError};
+pub use node::{BatchReport, SyncNode, SyncOptions};
+pub use proto::Msg;
+pub use record::{ConflictEntry, LogEntry};
+pub use session::{ConnectionMode, Session, SessionConfig, SessionStats};
 pub use vv::{Dot, Vv};
 pub use write::{Held, LossReason, Op, Stamp, Write};

@@ -1,0 +1,50 @@
+//! The sync layer's error type.
+
+use crate::clock::{ClockSkew, Role};
+use crate::merge::MergeError;
+
+/// Everything that can go wrong in sync. Unless a variant says otherwise, a failed
+/// operation changed nothing stored: applying a batch is one transaction.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The local database failed (I/O, corruption, a unique index refusing a merged
+    /// document, ...).
+    #[error(transparent)]
+    Db(#[from] blazedb_core::Error),
+
+    /// Sync was enabled on this database with another role before; a database keeps
+    /// its role.
+    #[error("this database syncs as {stored}; it cannot be enabled as {requested}")]
+    RoleMismatch { stored: Role, requested: Role },
+
+    /// A peer's writes carry clock readings too far ahead of ours. Nothing of the batch
+    /// was applied; the peer keeps the writes and retries.
+    #[error(transparent)]
+    ClockSkew(#[from] ClockSkew),
+
+    /// A write could not be merged (non-causal delivery).
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+
+    /// A peer broke the protocol or sent a write it may not send. The connection should
+    /// be closed; nothing of the offending batch was applied.
+    #[error("protocol violation by the peer: {0}")]
+    Protocol(String),
+
+    /// A sync record in the local database could not be decoded (damage or a bug).
+    #[error("sync record '{what}' is undecodable: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+
+    /// The peer asked for log entries this node no longer keeps (garbage-collected):
+    /// it must bootstrap from a snapshot.
+    #[error("log entries after {after} are no longer kept (kept from {floor})")]
+    LogPruned { after: u64, floor: u64 },
+
+    /// The sync task or connection has stopped.
+    #[error("sync is stopped: {0}")]
+    Stopped(String),
+}
+
+/// Shorthand for sync results.
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;

@@ -1,0 +1,678 @@
+//! [`SyncNode`]: one database's sync state, persisted inside the database.
+//!
+//! Every operation is one database transaction, so the sync state (merge states, log,
+//! cursors, clock, conflict log) commits atomically with the documents it describes.
+//!
+//! Invariants:
+//! - Local writes are taken over from the engine's change log ("absorbed") in change-log
+//!   order, before any remote write is applied in the same transaction, so each local
+//!   write's causal context is exactly what its writer saw.
+//! - The engine's document always equals the merge state's visible document
+//!   ([`DocState::eval`]); remote writes change documents only through a non-capturing
+//!   transaction, so they are never re-captured as local writes (no echo).
+//! - A write enters the sync log once, when first applied here; re-deliveries change
+//!   nothing and are not logged, so nothing ping-pongs.
+//! - A peer's cursor advances in the transaction that applied what it covers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use blazedb_core::{DocId, Document};
+use blazedb_engine::{ChangeOp, Database, Durability, WriteTxn};
+
+use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};
+use crate::error::{Result, SyncError};
+use crate::merge::{DocState, Loss};
+use crate::record::{
+    self, CONFLICTS, ConflictEntry, LOG, LogEntry, META_KEY, META_VERSION, Meta, NS_DOC,
+    NS_LOSS_KEY, NS_META, NS_PEER, PeerRecord,
+};
+use crate::vv::Dot;
+use crate::write::{Op, Stamp, Write};
+
+/// Change-log entries taken over per read.
+const ABSORB_CHUNK: usize = 1_000;
+/// Most change-log entries pruned in one transaction.
+const PRUNE_MAX: usize = 100_000;
+
+/// A source of wall-clock time in microseconds since the epoch.
+pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Options of a sync node.
+#[derive(Clone)]
+pub struct SyncOptions {
+    /// How far ahead of the local clock a remote stamp may be (SPEC §3.2 clock hygiene).
+    pub drift_max_us: u64,
+    /// The wall clock (the system clock by default; simulations inject their own).
+    pub clock: WallClock,
+    /// Stamp local writes with the time they were made (from the change log) rather
+    /// than the time sync took them over. On by default; simulations with an injected
+    /// clock turn it off.
+    pub stamp_with_write_time: bool,
+    /// Durability of the sync layer's own transactions (applied batches, taken-over
+    /// local writes). Durable by default: a batch is acknowledged only once it is on
+    /// disk, so a peer may forget what it sent.
+    pub durability: Durability,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            drift_max_us: DRIFT_MAX_DEFAULT_US,
+            clock: Arc::new(wall_now_us),
+            stamp_with_write_time: true,
+            durability: Durability::Immediate,
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("drift_max_us", &self.drift_max_us)
+            .field("stamp_with_write_time", &self.stamp_with_write_time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What applying a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Writes new to this node.
+    pub applied: u64,
+    /// Writes it already had.
+    pub duplicates: u64,
+    /// Losses of this node's own writes newly recorded in the conflict log.
+    pub conflicts: u64,
+}
+
+/// The merge states touched by one transaction, written back at its end.
+#[derive(Default)]
+struct States {
+    map: HashMap<Vec<u8>, DocState>,
+    dirty: Vec<Vec<u8>>,
+}
+
+impl States {
+    fn get<'a>(&'a mut self, tx: &mut WriteTxn<'_>, key: &[u8]) -> Result<&'a mut DocState> {
+        if !self.map.contains_key(key) {
+            let state = record::load(tx, "doc state", NS_DOC, key)?.unwrap_or_default();
+            self.map.insert(key.to_vec(), state);
+        }
+        if !self.dirty.iter().any(|k| k == key) {
+            self.dirty.push(key.to_vec());
+        }
+        Ok(self.map.get_mut(key).expect("inserted above"))
+    }
+
+    fn save(self, tx: &mut WriteTxn<'_>) -> Result<()> {
+        for key in &self.dirty {
+            record::save(tx, "doc state", NS_DOC, key, &self.map[key])?;
+        }
+        Ok(())
+    }
+}
+
+/// One database taking part in sync.
+#[derive(Clone)]
+pub struct SyncNode {
+    db: Database,
+    opts: SyncOptions,
+    node: NodeId,
+    role: Role,
+}
+
+impl std::fmt::Debug for SyncNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncNode")
+            .field("node", &self.node)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncNode {
+    /// Enables sync on `db` with `role`. The first time, the database gets a node id,
+    /// keeps `role` for good, and its existing documents become its first writes (so a
+    /// server shares what it held before sync, and a client's offline data uploads).
+    ///
+    /// # Errors
+    /// [`SyncError::RoleMismatch`] if it was enabled with the other role before;
+    /// database errors.
+    pub fn enable(db: &Database, role: Role, opts: SyncOptions) -> Result<SyncNode> {
+        let mut tx = db.begin_apply()?;
+        let meta = match record::load_meta(&mut tx)? {
+            Some(m) if m.role != role => {
+                return Err(SyncError::RoleMismatch {
+                    stored: m.role,
+                    requested: role,
+                });
+            }
+            Some(m) => m,
+            None => {
+                let node = NodeId::random().map_err(|e| {
+                    SyncError::Db(blazedb_core::Error::InvalidValue {
+                        reason: format!("no random source for the node id: {e}"),
+                    })
+                })?;
+                let mut meta = Meta {
+                    version: META_VERSION,
+                    node,
+                    role,
+                    counter: 0,
+                    clock: Clock::default(),
+                    absorbed: tx.last_seq(),
+                    log_last: 0,
+                    log_floor: 0,
+                    conflicts_last: 0,
+                    seen: crate::vv::Vv::new(),
+                };
+                let this = SyncNode {
+                    db: db.clone(),
+                    opts: opts.clone(),
+                    node,
+                    role,
+                };
+                this.adopt_existing(&mut tx, &mut meta)?;
+                record::save(&mut tx, "meta", NS_META, META_KEY, &meta)?;
+                tx.commit()?;
+                return Ok(this);
+            }
+        };
+        drop(tx);
+        Ok(SyncNode {
+            db: db.clone(),
+            opts,
+            node: meta.node,
+            role: meta.role,
+        })
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// This node's role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &SyncOptions {
+        &self.opts
+    }
+
+    fn now_us(&self) -> u64 {
+        (self.opts.clock)()
+    }
+
+    fn begin(&self) -> Result<(WriteTxn<'_>, Meta)> {
+        let mut tx = self.db.begin_apply()?;
+        tx.set_durability(self.opts.durability);
+        let meta = record::load_meta(&mut tx)?.ok_or_else(|| SyncError::Corrupt {
+            what: "meta",
+            detail: "the sync metadata record is missing".into(),
+        })?;
+        Ok((tx, meta))
+    }
+
+    fn finish(&self, mut tx: WriteTxn<'_>, meta: &Meta, states: States) -> Result<()> {
+        states.save(&mut tx)?;
+        record::save(&mut tx, "meta", NS_META, META_KEY, meta)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The documents present before sync was first enabled become this node's writes.
+    fn adopt_existing(&self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
+        let mut states = States::default();
+        let now = self.now_us();
+        for collection in tx.collections()? {
+            for doc in tx.all(&collection)? {
+                let op = Op::Put { fields: doc.fields };
+                self.originate(tx, meta, &mut states, &collection, doc.id, op, now)?;
+            }
+        }
+        states.save(tx)
+    }
+
+    /// Stamps and logs one local write.
+    #[allow(clippy::too_many_arguments)]
+    fn originate(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        meta: &mut Meta,
+        states: &mut States,
+        collection: &str,
+        id: DocId,
+        op: Op,
+        at_us: u64,
+    ) -> Result<()> {
+        let key = record::doc_key(collection, id);
+        let state = states.get(tx, &key)?;
+        meta.counter += 1;
+        let stamp = Stamp {
+            dot: Dot {
+                node: self.node,
+                counter: meta.counter,
+            },
+            hlc: meta.clock.tick(at_us),
+            role: self.role,
+        };
+        let write = Write {
+            collection: collection.to_owned(),
+            id,
+            stamp,
+            ctx: state.vv.clone(),
+            op,
+        };
+        // A local write follows everything this node holds: it always applies.
+        state.apply(&write)?;
+        meta.seen.raise(stamp.dot);
+        self.append_log(tx, meta, None, write)
+    }
+
+    fn append_log(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        meta: &mut Meta,
+        via: Option<NodeId>,
+        write: Write,
+    ) -> Result<()> {
+        meta.log_last += 1;
+        let entry = LogEntry { via, write };
+        tx.aux_log_put(LOG, meta.log_last, &record::encode("log entry", &entry)?)?;
+        Ok(())
+    }
+
+    /// Takes over the local writes committed since the last time.
+    fn absorb_in(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        meta: &mut Meta,
+        states: &mut States,
+    ) -> Result<u64> {
+        let mut n = 0;
+        loop {
+            let changes = tx.changes_after(meta.absorbed, ABSORB_CHUNK)?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                break;
+            };
+            for c in changes {
+                let op = match c.op {
+                    ChangeOp::Insert { fields } | ChangeOp::Replace { fields } => {
+                        Op::Put { fields }
+                    }
+                    ChangeOp::Update { set, unset } => Op::Patch { set, unset },
+                    ChangeOp::Delete => Op::Delete,
+                };
+                let at = if self.opts.stamp_with_write_time {
+                    u64::try_from(c.at.as_micros()).unwrap_or(0)
+                } else {
+                    self.now_us()
+                };
+                self.originate(tx, meta, states, &c.collection, c.id, op, at)?;
+                n += 1;
+            }
+            meta.absorbed = last;
+        }
+        if n > 0 {
+            tx.prune_changes(meta.absorbed, PRUNE_MAX)?;
+        }
+        Ok(n)
+    }
+
+    /// Takes over local writes committed since the last call (they then reach peers).
+    /// Returns how many.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn absorb(&self) -> Result<u64> {
+        if self.db.begin_read()?.last_seq()? <= self.absorbed()? {
+            return Ok(0);
+        }
+        let (mut tx, mut meta) = self.begin()?;
+        let mut states = States::default();
+        let n = self.absorb_in(&mut tx, &mut meta, &mut states)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.finish(tx, &meta, states)?;
+        Ok(n)
+    }
+
+    fn absorbed(&self) -> Result<u64> {
+        let r = self.db.begin_read()?;
+        Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.absorbed))
+    }
+
+    /// Applies writes received from `peer` (its log up to position `upto`), in order,
+    /// in one durable transaction that also advances the peer's cursor.
+    ///
+    /// # Errors
+    /// [`SyncError::ClockSkew`] if a write's stamp is too far ahead of the local clock;
+    /// [`SyncError::Protocol`] for a write the peer may not send (a forged role) or a
+    /// non-causal delivery; database errors. On any error nothing was applied.
+    pub fn apply_batch(
+        &self,
+        peer: NodeId,
+        peer_role: Role,
+        writes: &[Write],
+        upto: u64,
+    ) -> Result<BatchReport> {
+        let now = self.now_us();
+        for w in writes {
+            Clock::check_drift(w.stamp.hlc, now, self.opts.drift_max_us)?;
+            if w.stamp.node() == peer && w.stamp.role != peer_role {
+                return Err(SyncError::Protocol(format!(
+                    "peer {peer} is a {peer_role} but sent its own write {} as a {}",
+                    w.stamp.dot, w.stamp.role
+                )));
+            }
+            if w.stamp.node() == self.node {
+                continue;
+            }
+            blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &w.collection)
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        }
+        let (mut tx, mut meta) = self.begin()?;
+        let mut states = States::default();
+        self.absorb_in(&mut tx, &mut meta, &mut states)?;
+        let mut report = BatchReport::default();
+        for w in writes {
+            if w.stamp.node() == self.node {
+                // Our own write coming back: we have it (a restored backup could make
+                // this untrue; the origin counter check below catches that).
+                if w.stamp.dot.counter > meta.counter {
+                    return Err(SyncError::Protocol(format!(
+                        "peer holds write {} of ours, newer than our counter {}: this \
+                         database was restored from an older copy",
+                        w.stamp.dot, meta.counter
+                    )));
+                }
+                report.duplicates += 1;
+                continue;
+            }
+            let key = record::doc_key(&w.collection, w.id);
+            let state = states.get(&mut tx, &key)?;
+            let before = state.eval();
+            let applied = state
+                .apply(w)
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            if !applied.new {
+                report.duplicates += 1;
+                continue;
+            }
+            meta.clock.observe(w.stamp.hlc);
+            meta.seen.raise(w.stamp.dot);
+            let after = state.eval();
+            let mut losses: Vec<Loss> = state.losses_of(self.node);
+            losses.extend(
+                applied
+                    .defeated
+                    .into_iter()
+                    .filter(|l| l.loser.node() == self.node),
+            );
+            if before != after {
+                write_document(&mut tx, &w.collection, w.id, after)?;
+            }
+            report.conflicts +=
+                self.record_losses(&mut tx, &mut meta, &w.collection, w.id, losses, now)?;
+            self.append_log(&mut tx, &mut meta, Some(peer), w.clone())?;
+            report.applied += 1;
+        }
+        let pkey = record::peer_key(peer);
+        let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
+        p.role = Some(peer_role);
+        p.recv_cursor = p.recv_cursor.max(upto);
+        p.last_seen_us = now;
+        record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
+        self.finish(tx, &meta, states)?;
+        Ok(report)
+    }
+
+    /// Records losses not recorded before; returns how many were new.
+    fn record_losses(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        meta: &mut Meta,
+        collection: &str,
+        id: DocId,
+        losses: Vec<Loss>,
+        now: u64,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for loss in losses {
+            let key = record::encode(
+                "loss key",
+                &(collection, id.as_bytes(), loss.loser.dot, &loss.field),
+            )?;
+            if tx.aux_get(NS_LOSS_KEY, &key)?.is_some() {
+                continue;
+            }
+            meta.conflicts_last += 1;
+            let entry = ConflictEntry {
+                seq: meta.conflicts_last,
+                collection: collection.to_owned(),
+                id,
+                field: loss.field,
+                loser: loss.loser,
+                lost: loss.lost,
+                winner: loss.winner,
+                won: loss.won,
+                reason: loss.reason,
+                detected_us: now,
+            };
+            tracing::info!(
+                collection,
+                %id,
+                field = ?entry.field,
+                loser = %entry.loser.dot,
+                winner = %entry.winner.dot,
+                reason = %entry.reason,
+                "a local write lost a conflict"
+            );
+            tx.aux_log_put(CONFLICTS, entry.seq, &record::encode("conflict", &entry)?)?;
+            tx.aux_put(NS_LOSS_KEY, &key, &entry.seq.to_be_bytes())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Up to `limit` entries of this node's log after position `after`, for `peer`:
+    /// entries that came from the peer, or that it made, are left out (it has them),
+    /// as are collections `keep` refuses. Returns the writes and the position the
+    /// read reached (a cursor past the filtered entries too).
+    ///
+    /// # Errors
+    /// [`SyncError::LogPruned`] if entries after `after` were garbage-collected;
+    /// database errors.
+    pub fn read_log(
+        &self,
+        peer: NodeId,
+        after: u64,
+        limit: usize,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(Vec<Write>, u64)> {
+        let r = self.db.begin_read()?;
+        let meta = record::load_meta(&mut &r)?.ok_or_else(|| SyncError::Corrupt {
+            what: "meta",
+            detail: "missing".into(),
+        })?;
+        if after < meta.log_floor {
+            return Err(SyncError::LogPruned {
+                after,
+                floor: meta.log_floor,
+            });
+        }
+        let mut upto = after;
+        let mut out = Vec::new();
+        for (seq, bytes) in r.aux_log_range(LOG, after, limit)? {
+            upto = seq;
+            let e: LogEntry = record::decode("log entry", &bytes)?;
+            if e.via == Some(peer) || e.write.stamp.node() == peer || !keep(&e.write.collection) {
+                continue;
+            }
+            out.push(e.write);
+        }
+        Ok((out, upto))
+    }
+
+    /// The newest position of this node's log.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn log_last(&self) -> Result<u64> {
+        let r = self.db.begin_read()?;
+        Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.log_last))
+    }
+
+    /// Whether local writes are waiting to be absorbed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn has_unabsorbed(&self) -> Result<bool> {
+        Ok(self.db.begin_read()?.last_seq()? > self.absorbed()?)
+    }
+
+    /// The peer's log position applied here (where to resume receiving).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn recv_cursor(&self, peer: NodeId) -> Result<u64> {
+        Ok(self.peer(peer)?.map_or(0, |p| p.recv_cursor))
+    }
+
+    fn peer(&self, peer: NodeId) -> Result<Option<PeerRecord>> {
+        let r = self.db.begin_read()?;
+        record::load(&mut &r, "peer", NS_PEER, &record::peer_key(peer))
+    }
+
+    /// Records that `peer` has applied this node's log up to `upto`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn note_acked(&self, peer: NodeId, upto: u64) -> Result<()> {
+        if self.peer(peer)?.is_some_and(|p| p.acked >= upto) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_apply()?;
+        let pkey = record::peer_key(peer);
+        let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
+        p.acked = p.acked.max(upto);
+        p.last_seen_us = self.now_us();
+        record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The confirmed position of `peer` in this node's log.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn acked_by(&self, peer: NodeId) -> Result<u64> {
+        Ok(self.peer(peer)?.map_or(0, |p| p.acked))
+    }
+
+    /// How many of this node's own writes after log position `after` exist (writes a
+    /// peer that confirmed `after` has not confirmed yet), counting at most `max`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn own_writes_after(&self, after: u64, max: usize) -> Result<u64> {
+        let r = self.db.begin_read()?;
+        let mut n = 0;
+        let mut at = after;
+        let mut scanned = 0;
+        loop {
+            let page = r.aux_log_range(LOG, at, 1_000)?;
+            let Some(last) = page.last().map(|p| p.0) else {
+                break;
+            };
+            for (_, bytes) in &page {
+                let e: LogEntry = record::decode("log entry", bytes)?;
+                if e.via.is_none() {
+                    n += 1;
+                }
+            }
+            scanned += page.len();
+            at = last;
+            if scanned >= max {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Up to `limit` entries of the conflict log after position `after`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn conflicts(&self, after: u64, limit: usize) -> Result<Vec<ConflictEntry>> {
+        let r = self.db.begin_read()?;
+        r.aux_log_range(CONFLICTS, after, limit)?
+            .into_iter()
+            .map(|(_, b)| record::decode("conflict", &b))
+            .collect()
+    }
+
+    /// The merge state of one document (for `get --meta` and tests).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn doc_state(&self, collection: &str, id: DocId) -> Result<DocState> {
+        let r = self.db.begin_read()?;
+        Ok(record::load(
+            &mut &r,
+            "doc state",
+            NS_DOC,
+            &record::doc_key(collection, id),
+        )?
+        .unwrap_or_default())
+    }
+
+    /// Each field's winning stamp in document `id` (empty if unknown).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn field_stamps(&self, collection: &str, id: DocId) -> Result<BTreeMap<String, Stamp>> {
+        let state = self.doc_state(collection, id)?;
+        let Some(fields) = state.eval() else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(fields
+            .keys()
+            .filter_map(|f| state.field_stamp(f).map(|s| (f.clone(), s)))
+            .collect())
+    }
+}
+
+/// Makes the engine's document equal the merged one.
+fn write_document(
+    tx: &mut WriteTxn<'_>,
+    collection: &str,
+    id: DocId,
+    doc: Option<blazedb_core::Fields>,
+) -> Result<()> {
+    match doc {
+        Some(fields) => {
+            tx.put(collection, Document { id, fields })?;
+        }
+        None => {
+            if tx.get(collection, id)?.is_some() {
+                tx.delete(collection, id)?;
+            }
+        }
+    }
+    Ok(())
+}

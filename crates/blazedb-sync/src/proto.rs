@@ -1,0 +1,91 @@
+//! The sync protocol's messages: the only wire types of the sync layer. Every transport
+//! (in-memory, TCP, TLS, Unix socket) carries these; `docs/protocol.md` specifies them.
+//! Encoded with postcard; append variants and fields, never reorder.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{NodeId, Role};
+use crate::write::Write;
+
+/// Protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Most writes in one batch.
+pub const BATCH_WRITES_MAX: usize = 1_000;
+/// Default batches a sender keeps in flight before it waits for an ack.
+pub const WINDOW_DEFAULT: usize = 4;
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Opens a session (each side sends one).
+    Hello {
+        version: u16,
+        node: NodeId,
+        role: Role,
+        /// Send me your log after this position (what I have applied of it).
+        want_after: u64,
+        /// Whether I accept your log (false: push-only on my side).
+        accept: bool,
+        /// Whether I will send you my log (false: pull-only on my side).
+        send: bool,
+        /// My wall clock, µs since the epoch (for skew reports).
+        now_us: u64,
+        /// Whether I have your `Hello` already (if not, answer with yours: ours may be
+        /// the only one that got through).
+        have_yours: bool,
+    },
+    /// Entries of the sender's log at positions `after + 1 ..= upto` (the writes the
+    /// receiver lacks; filtered positions are covered but carry nothing).
+    Batch {
+        after: u64,
+        upto: u64,
+        writes: Vec<Write>,
+    },
+    /// The receiver has durably applied the sender's log up to `upto`.
+    Ack { upto: u64 },
+    /// The receiver saw a gap: resend the log after `after`.
+    Want { after: u64 },
+    /// Something went wrong; `fatal` closes the session.
+    Error {
+        code: ErrorCode,
+        message: String,
+        fatal: bool,
+    },
+}
+
+/// Typed protocol errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The peer speaks another protocol version.
+    Version,
+    /// Stamps too far ahead of the receiver's clock; the batch was not applied.
+    ClockSkew,
+    /// A message broke the protocol.
+    Protocol,
+    /// The receiver failed to apply (its database refused); retried later.
+    ApplyFailed,
+    /// This side does not accept what was sent (its connection mode).
+    Refused,
+    /// The sender's log no longer holds what was asked for: bootstrap needed.
+    LogPruned,
+}
+
+impl Msg {
+    /// A short name for logs and metrics.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "hello",
+            Msg::Batch { .. } => "batch",
+            Msg::Ack { .. } => "ack",
+            Msg::Want { .. } => "want",
+            Msg::Error { .. } => "error",
+        }
+    }
+
+    /// The encoded size in bytes (what a network transport would carry).
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        postcard::experimental::serialized_size(self).unwrap_or(0)
+    }
+}

@@ -1,0 +1,169 @@
+//! The sync layer's records inside the database (sealed auxiliary records and logs of
+//! the engine; see `docs/format.md`). Encoded with postcard; append fields and variants,
+//! never reorder.
+//!
+//! Invariant: every record here is written in the same transaction as the documents it
+//! describes, so the sync state and the data never disagree after a crash.
+
+use blazedb_core::DocId;
+use blazedb_engine::{ReadTxn, WriteTxn};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, NodeId, Role};
+use crate::error::{Result, SyncError};
+use crate::vv::Vv;
+use crate::write::{Held, LossReason, Stamp, Write};
+
+/// Namespace of the node's metadata record.
+pub(crate) const NS_META: &str = "sync";
+pub(crate) const META_KEY: &[u8] = b"meta";
+/// Namespace of per-document merge states, keyed by collection ‖ 0 ‖ id.
+pub(crate) const NS_DOC: &str = "sync.doc";
+/// Namespace of peer records, keyed by node id (8 bytes, big-endian).
+pub(crate) const NS_PEER: &str = "sync.peer";
+/// Namespace marking losses already recorded, keyed by the loss's identity.
+pub(crate) const NS_LOSS_KEY: &str = "sync.loss-key";
+/// The sync log: every write this node holds, in the order it took them.
+pub(crate) const LOG: &str = "sync.log";
+/// The conflict log: losses of this node's own writes.
+pub(crate) const CONFLICTS: &str = "sync.conflicts";
+
+pub(crate) const META_VERSION: u32 = 1;
+
+/// The node's sync metadata.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub version: u32,
+    pub node: NodeId,
+    pub role: Role,
+    /// Counter of the last write this node originated.
+    pub counter: u64,
+    pub clock: Clock,
+    /// Change-log sequence number taken over into the sync log.
+    pub absorbed: u64,
+    /// Position of the newest sync-log entry (0 when empty).
+    pub log_last: u64,
+    /// Entries at or below this position have been pruned.
+    pub log_floor: u64,
+    /// Position of the newest conflict-log entry.
+    pub conflicts_last: u64,
+    /// For each origin, the highest counter of its writes applied here.
+    pub seen: Vv,
+}
+
+/// One sync-log entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The peer it came from; `None` for this node's own writes.
+    pub via: Option<NodeId>,
+    pub write: Write,
+}
+
+/// What this node knows of a peer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PeerRecord {
+    pub role: Option<Role>,
+    /// The peer's log position applied here.
+    pub recv_cursor: u64,
+    /// This node's log position the peer confirmed applied.
+    pub acked: u64,
+    /// Wall time of the last exchange with it.
+    pub last_seen_us: u64,
+}
+
+/// One recorded loss of one of this node's writes (SPEC §3.2 rule 6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConflictEntry {
+    /// Position in the conflict log, from 1.
+    pub seq: u64,
+    pub collection: String,
+    #[serde(with = "crate::write::doc_id")]
+    pub id: DocId,
+    /// The field that lost, or `None` when the whole write lost (an update killed by a
+    /// concurrent delete, or a delete a concurrent update defeated).
+    pub field: Option<String>,
+    pub loser: Stamp,
+    pub lost: Held,
+    pub winner: Stamp,
+    pub won: Held,
+    pub reason: LossReason,
+    /// Wall time this node learned of the loss (µs since the epoch).
+    pub detected_us: u64,
+}
+
+pub(crate) fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(v).map_err(|e| SyncError::Corrupt {
+        what,
+        detail: format!("cannot encode: {e}"),
+    })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| SyncError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn doc_key(collection: &str, id: DocId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(collection.len() + 17);
+    k.extend_from_slice(collection.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn peer_key(node: NodeId) -> [u8; 8] {
+    node.0.to_be_bytes()
+}
+
+/// Reads either kind of transaction.
+pub(crate) trait Aux {
+    fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>>;
+}
+
+impl Aux for &ReadTxn {
+    fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>> {
+        self.aux_get(ns, key)
+    }
+}
+
+impl Aux for WriteTxn<'_> {
+    fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>> {
+        self.aux_get(ns, key)
+    }
+}
+
+pub(crate) fn load<T: DeserializeOwned>(
+    tx: &mut impl Aux,
+    what: &'static str,
+    ns: &str,
+    key: &[u8],
+) -> Result<Option<T>> {
+    tx.get(ns, key)?.map(|b| decode(what, &b)).transpose()
+}
+
+pub(crate) fn load_meta(tx: &mut impl Aux) -> Result<Option<Meta>> {
+    let meta: Option<Meta> = load(tx, "meta", NS_META, META_KEY)?;
+    if let Some(m) = &meta
+        && m.version != META_VERSION
+    {
+        return Err(SyncError::Corrupt {
+            what: "meta",
+            detail: format!("version {} (this build reads {META_VERSION})", m.version),
+        });
+    }
+    Ok(meta)
+}
+
+pub(crate) fn save<T: Serialize>(
+    tx: &mut WriteTxn<'_>,
+    what: &'static str,
+    ns: &str,
+    key: &[u8],
+    v: &T,
+) -> Result<()> {
+    tx.aux_put(ns, key, &encode(what, v)?)?;
+    Ok(())
+}

@@ -1,0 +1,474 @@
+//! One sync session with one peer, as a state machine without I/O: messages in,
+//! messages out. Every transport and the deterministic simulation drive the same code.
+//!
+//! Each side sends its log to the other (when the modes allow) in batches covering
+//! log positions `(after, upto]`, at most `window` batches unacknowledged. The receiver
+//! applies a batch in one durable transaction that advances its cursor, then acks.
+//!
+//! Invariants:
+//! - A batch is applied only if it starts at or before the receiver's cursor + 1, so
+//!   the receiver takes the sender's log in order (which keeps delivery causal);
+//!   a batch beyond a gap is dropped and the receiver asks for a resend (`Want`).
+//! - Re-delivered batches are acked without effect (writes are idempotent).
+//! - A sender with unacknowledged batches and no progress for `resend_after_us`
+//!   rewinds to the last ack, so a lost message costs a resend, never a write.
+//! - Nothing is applied before the peer's `Hello` (its identity and role).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::clock::{NodeId, Role};
+use crate::error::SyncError;
+use crate::node::SyncNode;
+use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
+
+/// Default wait for an ack before resending: 2 seconds.
+pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
+
+/// Which directions a connection carries, seen from this side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConnectionMode {
+    /// Both ways.
+    #[default]
+    Bidirectional,
+    /// Only receive the peer's writes.
+    PullOnly,
+    /// Only send our writes.
+    PushOnly,
+}
+
+impl ConnectionMode {
+    fn sends(self) -> bool {
+        self != ConnectionMode::PullOnly
+    }
+    fn accepts(self) -> bool {
+        self != ConnectionMode::PushOnly
+    }
+}
+
+/// How one session behaves.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub mode: ConnectionMode,
+    /// Most writes per batch (capped at [`BATCH_WRITES_MAX`]).
+    pub batch_max: usize,
+    /// Batches in flight.
+    pub window: usize,
+    pub resend_after_us: u64,
+    /// Collections that sync on this connection (`None`: all).
+    pub collections: Option<BTreeSet<String>>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            mode: ConnectionMode::Bidirectional,
+            batch_max: 256,
+            window: WINDOW_DEFAULT,
+            resend_after_us: RESEND_AFTER_DEFAULT_US,
+            collections: None,
+        }
+    }
+}
+
+/// The peer, once its `Hello` arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub node: NodeId,
+    pub role: Role,
+    /// Whether we send to it (our mode and its acceptance).
+    pub we_send: bool,
+    /// Whether it sends to us and we accept.
+    pub we_accept: bool,
+}
+
+/// Counters of one session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub writes_sent: u64,
+    pub writes_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub conflicts: u64,
+    /// Wall time of the last batch applied or acknowledged (µs).
+    pub last_sync_us: Option<u64>,
+    /// Peer clock minus ours at its `Hello` (µs; positive: the peer is ahead).
+    pub skew_us: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// One session's state.
+pub struct Session {
+    node: SyncNode,
+    cfg: SessionConfig,
+    peer: Option<PeerInfo>,
+    closed: Option<String>,
+    next_send: u64,
+    acked: u64,
+    in_flight: VecDeque<u64>,
+    last_progress_us: u64,
+    cursor: u64,
+    stats: SessionStats,
+    /// Our `Hello`, resent until the peer's arrives (a lost message must not stall).
+    hello: Option<(Msg, u64)>,
+}
+
+/// A session ended or refused to go on.
+#[derive(Debug, thiserror::Error)]
+#[error("sync session closed: {reason}")]
+pub struct Closed {
+    pub reason: String,
+}
+
+impl Session {
+    /// A session of `node` with a peer yet unknown; send [`Session::hello`] first.
+    #[must_use]
+    pub fn new(node: SyncNode, cfg: SessionConfig) -> Session {
+        Session {
+            node,
+            cfg,
+            peer: None,
+            closed: None,
+            next_send: 1,
+            acked: 0,
+            in_flight: VecDeque::new(),
+            last_progress_us: 0,
+            cursor: 0,
+            stats: SessionStats::default(),
+            hello: None,
+        }
+    }
+
+    /// The peer, once known.
+    #[must_use]
+    pub fn peer(&self) -> Option<PeerInfo> {
+        self.peer
+    }
+
+    /// The counters.
+    #[must_use]
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// The peer's confirmed position in our log.
+    #[must_use]
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Why the session closed, if it did.
+    #[must_use]
+    pub fn closed(&self) -> Option<&str> {
+        self.closed.as_deref()
+    }
+
+    /// Whether everything we have sent is acknowledged and nothing is left to send.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn idle(&self) -> Result<bool, SyncError> {
+        Ok(self.in_flight.is_empty()
+            && (!self.peer.is_some_and(|p| p.we_send) || self.next_send > self.node.log_last()?))
+    }
+
+    /// The opening message. `peer_hint` is the peer's node id if known from an
+    /// earlier session (so we can ask for its log from our cursor).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn hello(&mut self, peer_hint: Option<NodeId>, now_us: u64) -> Result<Msg, SyncError> {
+        let want_after = match peer_hint {
+            Some(p) => self.node.recv_cursor(p)?,
+            None => 0,
+        };
+        self.cursor = want_after;
+        let msg = Msg::Hello {
+            version: PROTOCOL_VERSION,
+            node: self.node.node_id(),
+            role: self.node.role(),
+            want_after,
+            accept: self.cfg.mode.accepts(),
+            send: self.cfg.mode.sends(),
+            now_us,
+            have_yours: false,
+        };
+        self.hello = Some((msg.clone(), now_us));
+        Ok(msg)
+    }
+
+    fn error(&mut self, code: ErrorCode, message: String, fatal: bool) -> Msg {
+        self.stats.last_error = Some(message.clone());
+        if fatal {
+            self.closed = Some(message.clone());
+        }
+        Msg::Error {
+            code,
+            message,
+            fatal,
+        }
+    }
+
+    /// Handles one message from the peer; returns the replies.
+    ///
+    /// # Errors
+    /// [`Closed`] when the session cannot go on (the replies to send first are lost;
+    /// a fatal `Error` message is returned as a reply before closing instead when
+    /// possible).
+    pub fn on_message(&mut self, msg: Msg, now_us: u64) -> Result<Vec<Msg>, Closed> {
+        if let Some(reason) = &self.closed {
+            return Err(Closed {
+                reason: reason.clone(),
+            });
+        }
+        self.stats.bytes_received += msg.encoded_len() as u64;
+        let mut out = Vec::new();
+        match msg {
+            Msg::Hello {
+                version,
+                node,
+                role,
+                want_after,
+                accept,
+                send,
+                now_us: peer_now,
+                have_yours,
+            } => {
+                if version != PROTOCOL_VERSION {
+                    out.push(self.error(
+                        ErrorCode::Version,
+                        format!("protocol version {version} (this node speaks {PROTOCOL_VERSION})"),
+                        true,
+                    ));
+                    return Ok(out);
+                }
+                if node == self.node.node_id() {
+                    out.push(self.error(ErrorCode::Protocol, "connected to itself".into(), true));
+                    return Ok(out);
+                }
+                if let Some(p) = self.peer
+                    && p.node != node
+                {
+                    out.push(self.error(
+                        ErrorCode::Protocol,
+                        "the peer changed identity".into(),
+                        true,
+                    ));
+                    return Ok(out);
+                }
+                let first = self.peer.is_none();
+                self.peer = Some(PeerInfo {
+                    node,
+                    role,
+                    we_send: self.cfg.mode.sends() && accept,
+                    we_accept: self.cfg.mode.accepts() && send,
+                });
+                self.stats.skew_us = Some(
+                    i64::try_from(peer_now).unwrap_or(i64::MAX)
+                        - i64::try_from(now_us).unwrap_or(i64::MAX),
+                );
+                if first {
+                    // Resume from our persisted cursor for this peer (the hint may
+                    // have been missing), and send ours from where it stands.
+                    match self.node.recv_cursor(node) {
+                        Ok(c) => self.cursor = self.cursor.max(c),
+                        Err(e) => {
+                            return Err(Closed {
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                    self.next_send = want_after + 1;
+                    self.acked = want_after;
+                    self.in_flight.clear();
+                    if let Err(e) = self.node.note_acked(node, want_after) {
+                        return Err(Closed {
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+                self.last_progress_us = now_us;
+                if !have_yours
+                    && let Some((
+                        Msg::Hello {
+                            have_yours: h,
+                            now_us: t,
+                            ..
+                        },
+                        _,
+                    )) = &mut self.hello
+                {
+                    *h = true;
+                    *t = now_us;
+                    out.push(self.hello.as_ref().map(|m| m.0.clone()).expect("set above"));
+                }
+                out.extend(self.poll_inner(now_us)?);
+            }
+            Msg::Batch {
+                after,
+                upto,
+                writes,
+            } => {
+                let Some(peer) = self.peer else {
+                    // Arrived before the peer's Hello: it will be resent.
+                    return Ok(out);
+                };
+                if !peer.we_accept {
+                    out.push(self.error(
+                        ErrorCode::Refused,
+                        "this side does not accept writes".into(),
+                        false,
+                    ));
+                    return Ok(out);
+                }
+                if writes.len() > BATCH_WRITES_MAX || upto < after {
+                    out.push(self.error(ErrorCode::Protocol, "malformed batch".into(), true));
+                    return Ok(out);
+                }
+                if upto <= self.cursor {
+                    out.push(Msg::Ack { upto: self.cursor });
+                } else if after > self.cursor {
+                    out.push(Msg::Want { after: self.cursor });
+                } else {
+                    match self.node.apply_batch(peer.node, peer.role, &writes, upto) {
+                        Ok(report) => {
+                            self.cursor = upto;
+                            self.stats.writes_received += report.applied;
+                            self.stats.conflicts += report.conflicts;
+                            self.stats.last_sync_us = Some(now_us);
+                            out.push(Msg::Ack { upto });
+                        }
+                        Err(SyncError::ClockSkew(e)) => {
+                            out.push(self.error(ErrorCode::ClockSkew, e.to_string(), false));
+                        }
+                        Err(SyncError::Protocol(reason)) => {
+                            out.push(self.error(ErrorCode::Protocol, reason, true));
+                        }
+                        Err(e) => {
+                            out.push(self.error(ErrorCode::ApplyFailed, e.to_string(), false));
+                        }
+                    }
+                }
+            }
+            Msg::Ack { upto } => {
+                if let Some(peer) = self.peer
+                    && upto > self.acked
+                {
+                    self.acked = upto;
+                    while self.in_flight.front().is_some_and(|&u| u <= upto) {
+                        self.in_flight.pop_front();
+                    }
+                    self.last_progress_us = now_us;
+                    self.stats.last_sync_us = Some(now_us);
+                    if let Err(e) = self.node.note_acked(peer.node, upto) {
+                        return Err(Closed {
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+                out.extend(self.poll_inner(now_us)?);
+            }
+            Msg::Want { after } => {
+                if self.peer.is_some() {
+                    self.next_send = after.max(self.acked) + 1;
+                    self.in_flight.clear();
+                    self.last_progress_us = now_us;
+                    out.extend(self.poll_inner(now_us)?);
+                }
+            }
+            Msg::Error { message, fatal, .. } => {
+                self.stats.last_error = Some(format!("peer: {message}"));
+                if fatal {
+                    self.closed = Some(format!("peer closed the session: {message}"));
+                    return Err(Closed {
+                        reason: format!("peer closed the session: {message}"),
+                    });
+                }
+            }
+        }
+        for m in &out {
+            self.stats.bytes_sent += m.encoded_len() as u64;
+        }
+        Ok(out)
+    }
+
+    /// Sends what is new (local writes are taken over first) and resends what went
+    /// unacknowledged too long.
+    ///
+    /// # Errors
+    /// [`Closed`] on a database failure.
+    pub fn poll(&mut self, now_us: u64) -> Result<Vec<Msg>, Closed> {
+        let out = self.poll_inner(now_us)?;
+        for m in &out {
+            self.stats.bytes_sent += m.encoded_len() as u64;
+        }
+        Ok(out)
+    }
+
+    fn poll_inner(&mut self, now_us: u64) -> Result<Vec<Msg>, Closed> {
+        let closed = |e: SyncError| Closed {
+            reason: e.to_string(),
+        };
+        let mut out = Vec::new();
+        if self.closed.is_some() {
+            return Ok(out);
+        }
+        if self.peer.is_none() {
+            if let Some((hello, sent_us)) = &mut self.hello
+                && now_us.saturating_sub(*sent_us) > self.cfg.resend_after_us
+            {
+                *sent_us = now_us;
+                out.push(hello.clone());
+            }
+            return Ok(out);
+        }
+        let Some(peer) = self.peer.filter(|p| p.we_send) else {
+            return Ok(out);
+        };
+        self.node.absorb().map_err(closed)?;
+        if !self.in_flight.is_empty()
+            && now_us.saturating_sub(self.last_progress_us) > self.cfg.resend_after_us
+        {
+            self.next_send = self.acked + 1;
+            self.in_flight.clear();
+            self.last_progress_us = now_us;
+        }
+        let keep = |c: &str| {
+            self.cfg
+                .collections
+                .as_ref()
+                .is_none_or(|set| set.contains(c))
+        };
+        let last = self.node.log_last().map_err(closed)?;
+        let limit = self.cfg.batch_max.clamp(1, BATCH_WRITES_MAX);
+        while self.in_flight.len() < self.cfg.window.max(1) && self.next_send <= last {
+            let after = self.next_send - 1;
+            let (writes, upto) = match self.node.read_log(peer.node, after, limit, &keep) {
+                Ok(r) => r,
+                Err(SyncError::LogPruned { .. }) => {
+                    out.push(self.error(
+                        ErrorCode::LogPruned,
+                        "the log no longer holds what the peer needs".into(),
+                        true,
+                    ));
+                    break;
+                }
+                Err(e) => return Err(closed(e)),
+            };
+            if upto <= after {
+                break;
+            }
+            self.stats.writes_sent += writes.len() as u64;
+            out.push(Msg::Batch {
+                after,
+                upto,
+                writes,
+            });
+            self.next_send = upto + 1;
+            self.in_flight.push_back(upto);
+            if self.in_flight.len() == 1 {
+                self.last_progress_us = now_us;
+            }
+        }
+        Ok(out)
+    }
+}

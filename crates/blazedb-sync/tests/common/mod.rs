@@ -1,0 +1,4 @@
+//! Shared by the sync test suites.
+#![allow(dead_code)]
+
+pub mod model;

@@ -1,0 +1,737 @@
+//! Deterministic simulation of sync: real databases and the real session state machine,
+//! with a seeded scheduler standing in for the network and the clocks.
+//!
+//! Each seed builds a topology (1 server + N clients; a mesh of peers; a line A–B–C…;
+//! a ring), then runs random steps: local writes (puts, patches, deletes, re-creations)
+//! in two collections, message deliveries with random delays (so reordering),
+//! duplicated messages, dropped messages, partitions and heals, crashes with reopen from
+//! disk, and skewed clocks (one node's clock may run past the drift bound, so its
+//! writes are refused until real time catches up). Then the network heals and runs
+//! until quiet, and the run checks:
+//! - it goes quiet (no echo, no ping-pong: bounded steps, nothing left in flight);
+//! - convergence: every node holds the same documents, deletes included (in the star:
+//!   every client equals the server);
+//! - those documents are what the reference model of SPEC §3.2 gives for all writes
+//!   made (no acknowledged write lost, every loss explained by the rules);
+//! - every loss the model predicts is in the conflict log of the write's origin;
+//! - each node's sync log holds each write exactly once (applied once, never echoed).
+//!
+//! A failure prints its seed; `BLAZEDB_SIM_SEED=<seed>` replays exactly that run.
+//! Fast mode (CI): 300 seeds. Long mode: `BLAZEDB_SIM_SEEDS=10000 cargo test --release
+//! -p blazedb-sync --test sim -- --nocapture`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use blazedb_core::{DocId, Document, Fields, Value};
+use blazedb_engine::{Database, Durability, KdfParams, Patch};
+use blazedb_sync::{
+    ConnectionMode, Dot, Msg, NodeId, Role, Session, SessionConfig, SyncNode, SyncOptions,
+};
+use common::model::{FIELDS, MWrite, Model};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+const COLLECTIONS: [&str; 2] = ["c", "d"];
+const DOCS: u8 = 3;
+const DRIFT_US: u64 = 50_000;
+const BASE_US: u64 = 1_700_000_000_000_000;
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Star,
+    Mesh,
+    Line,
+    Ring,
+}
+
+struct SimNode {
+    role: Role,
+    dir: PathBuf,
+    clock: Arc<AtomicU64>,
+    skew_us: i64,
+    db: Option<Database>,
+    sync: Option<SyncNode>,
+}
+
+struct Link {
+    a: usize,
+    b: usize,
+    up: bool,
+    epoch: u64,
+    /// Sessions at end a and end b, while the link is up and both ends run.
+    sessions: Option<(Session, Session)>,
+}
+
+struct InFlight {
+    at_us: u64,
+    seq: u64,
+    link: usize,
+    epoch: u64,
+    /// Delivered to end a (true) or end b.
+    to_a: bool,
+    msg: Msg,
+}
+
+struct World {
+    rng: Xoshiro256PlusPlus,
+    _tmp: tempfile::TempDir,
+    nodes: Vec<SimNode>,
+    links: Vec<Link>,
+    flight: Vec<InFlight>,
+    seq: u64,
+    now_us: u64,
+    registry: BTreeMap<Dot, (String, DocId, MWrite)>,
+    drop_pct: u32,
+    dup_pct: u32,
+    stats: Stats,
+}
+
+/// What a run exercised (printed in the long mode, summed over seeds).
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    writes: u64,
+    deliveries: u64,
+    crashes: u64,
+    partitions: u64,
+    skew_refusals: u64,
+    conflicts: u64,
+}
+
+fn doc_id(i: u8) -> DocId {
+    DocId::from_bytes([i + 1; 16])
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let shape = match rng.random_range(0..4) {
+            0 => Shape::Star,
+            1 => Shape::Mesh,
+            2 => Shape::Line,
+            _ => Shape::Ring,
+        };
+        let n = rng.random_range(3..=5usize);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fast_clock = rng.random_bool(0.2).then(|| rng.random_range(0..n));
+        let nodes = (0..n)
+            .map(|i| {
+                let role = match shape {
+                    Shape::Star => {
+                        if i == 0 {
+                            Role::Server
+                        } else {
+                            Role::Client
+                        }
+                    }
+                    _ => {
+                        if rng.random_bool(0.3) {
+                            Role::Server
+                        } else {
+                            Role::Client
+                        }
+                    }
+                };
+                let skew_us = if fast_clock == Some(i) {
+                    4 * DRIFT_US as i64
+                } else {
+                    rng.random_range(-20_000i64..20_000)
+                };
+                SimNode {
+                    role,
+                    dir: tmp.path().join(format!("n{i}")),
+                    clock: Arc::new(AtomicU64::new(0)),
+                    skew_us,
+                    db: None,
+                    sync: None,
+                }
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        match shape {
+            Shape::Star => pairs.extend((1..n).map(|i| (0, i))),
+            Shape::Mesh => {
+                for a in 0..n {
+                    for b in a + 1..n {
+                        if rng.random_bool(0.6) || b == a + 1 {
+                            pairs.push((a, b));
+                        }
+                    }
+                }
+            }
+            Shape::Line => pairs.extend((1..n).map(|i| (i - 1, i))),
+            Shape::Ring => pairs.extend((0..n).map(|i| (i, (i + 1) % n))),
+        }
+        let links = pairs
+            .into_iter()
+            .map(|(a, b)| Link {
+                a,
+                b,
+                up: true,
+                epoch: 0,
+                sessions: None,
+            })
+            .collect();
+        let drop_pct = rng.random_range(0..10);
+        let dup_pct = rng.random_range(0..10);
+        let mut w = World {
+            rng,
+            _tmp: tmp,
+            nodes,
+            links,
+            flight: Vec::new(),
+            seq: 0,
+            now_us: 0,
+            registry: BTreeMap::new(),
+            drop_pct,
+            dup_pct,
+            stats: Stats::default(),
+        };
+        for i in 0..n {
+            w.start_node(i);
+        }
+        for l in 0..w.links.len() {
+            w.connect(l);
+        }
+        w
+    }
+
+    fn set_clocks(&self) {
+        for n in &self.nodes {
+            n.clock.store(
+                BASE_US.saturating_add_signed(self.now_us as i64 + n.skew_us),
+                Ordering::SeqCst,
+            );
+        }
+    }
+
+    fn start_node(&mut self, i: usize) {
+        self.set_clocks();
+        let n = &mut self.nodes[i];
+        let db = Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .durability(Durability::Eventual)
+            .open(&n.dir, "db", "pw")
+            .expect("open");
+        let clock = Arc::clone(&n.clock);
+        let opts = SyncOptions {
+            drift_max_us: DRIFT_US,
+            clock: Arc::new(move || clock.load(Ordering::SeqCst)),
+            stamp_with_write_time: false,
+            durability: Durability::Eventual,
+        };
+        n.sync = Some(SyncNode::enable(&db, n.role, opts).expect("enable"));
+        n.db = Some(db);
+    }
+
+    fn running(&self, i: usize) -> bool {
+        self.nodes[i].sync.is_some()
+    }
+
+    fn node_clock(&self, i: usize) -> u64 {
+        BASE_US.saturating_add_signed(self.now_us as i64 + self.nodes[i].skew_us)
+    }
+
+    fn send(&mut self, link: usize, to_a: bool, msgs: Vec<Msg>) {
+        let epoch = self.links[link].epoch;
+        for msg in msgs {
+            if self.rng.random_range(0..100) < self.drop_pct {
+                continue;
+            }
+            let copies = if self.rng.random_range(0..100) < self.dup_pct {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let delay = self.rng.random_range(100..20_000);
+                self.seq += 1;
+                self.flight.push(InFlight {
+                    at_us: self.now_us + delay,
+                    seq: self.seq,
+                    link,
+                    epoch,
+                    to_a,
+                    msg: msg.clone(),
+                });
+            }
+        }
+    }
+
+    /// Opens sessions on a link whose ends both run.
+    fn connect(&mut self, l: usize) {
+        let (a, b) = (self.links[l].a, self.links[l].b);
+        if !self.links[l].up
+            || !self.running(a)
+            || !self.running(b)
+            || self.links[l].sessions.is_some()
+        {
+            return;
+        }
+        self.links[l].epoch += 1;
+        let mk = |n: &SimNode| {
+            Session::new(
+                n.sync.clone().expect("running"),
+                SessionConfig {
+                    mode: ConnectionMode::Bidirectional,
+                    batch_max: 7,
+                    window: 2,
+                    resend_after_us: 60_000,
+                    collections: None,
+                },
+            )
+        };
+        let (mut sa, mut sb) = (mk(&self.nodes[a]), mk(&self.nodes[b]));
+        let ida = self.nodes[a].sync.as_ref().map(SyncNode::node_id);
+        let idb = self.nodes[b].sync.as_ref().map(SyncNode::node_id);
+        let ha = sa.hello(idb, self.node_clock(a)).expect("hello");
+        let hb = sb.hello(ida, self.node_clock(b)).expect("hello");
+        self.links[l].sessions = Some((sa, sb));
+        self.send(l, false, vec![ha]);
+        self.send(l, true, vec![hb]);
+    }
+
+    fn disconnect(&mut self, l: usize) {
+        self.links[l].sessions = None;
+        self.links[l].epoch += 1;
+    }
+
+    fn crash(&mut self, i: usize) {
+        for l in 0..self.links.len() {
+            if self.links[l].a == i || self.links[l].b == i {
+                self.disconnect(l);
+            }
+        }
+        self.nodes[i].sync = None;
+        self.nodes[i].db = None;
+    }
+
+    fn restart(&mut self, i: usize) {
+        if !self.running(i) {
+            self.start_node(i);
+            for l in 0..self.links.len() {
+                if self.links[l].a == i || self.links[l].b == i {
+                    self.connect(l);
+                }
+            }
+        }
+    }
+
+    /// Polls every session of node `i` (a commit hook or a timer would).
+    fn poll_node(&mut self, i: usize) {
+        self.set_clocks();
+        for l in 0..self.links.len() {
+            let link = &self.links[l];
+            let (a, b) = (link.a, link.b);
+            if a != i && b != i {
+                continue;
+            }
+            let now = self.node_clock(i);
+            let Some((sa, sb)) = self.links[l].sessions.as_mut() else {
+                continue;
+            };
+            let (s, to_a) = if a == i { (sa, false) } else { (sb, true) };
+            match s.poll(now) {
+                Ok(out) => self.send(l, to_a, out),
+                Err(_) => self.disconnect(l),
+            }
+        }
+    }
+
+    fn deliver_next(&mut self) -> bool {
+        let Some(pos) =
+            (0..self.flight.len()).min_by_key(|&k| (self.flight[k].at_us, self.flight[k].seq))
+        else {
+            return false;
+        };
+        let m = self.flight.swap_remove(pos);
+        self.stats.deliveries += 1;
+        self.now_us = self.now_us.max(m.at_us);
+        self.set_clocks();
+        if m.epoch != self.links[m.link].epoch {
+            return true;
+        }
+        let to = if m.to_a {
+            self.links[m.link].a
+        } else {
+            self.links[m.link].b
+        };
+        let now = self.node_clock(to);
+        let Some((sa, sb)) = self.links[m.link].sessions.as_mut() else {
+            return true;
+        };
+        let s = if m.to_a { sa } else { sb };
+        match s.on_message(m.msg, now) {
+            Ok(out) => {
+                let closed = s.closed().is_some();
+                self.stats.skew_refusals += out
+                    .iter()
+                    .filter(|m| {
+                        matches!(
+                            m,
+                            Msg::Error {
+                                code: blazedb_sync::proto::ErrorCode::ClockSkew,
+                                ..
+                            }
+                        )
+                    })
+                    .count() as u64;
+                self.send(m.link, !m.to_a, out);
+                if closed {
+                    self.disconnect(m.link);
+                }
+            }
+            Err(_) => self.disconnect(m.link),
+        }
+        true
+    }
+
+    fn local_write(&mut self, i: usize) {
+        let coll = COLLECTIONS[self.rng.random_range(0..COLLECTIONS.len())];
+        let id = doc_id(self.rng.random_range(0..DOCS));
+        let mut fields = Fields::new();
+        for f in FIELDS {
+            if self.rng.random_bool(0.6) {
+                fields.insert(f.to_owned(), Value::Int(self.rng.random_range(0..4)));
+            }
+        }
+        let kind = self.rng.random_range(0..3);
+        let unset: Vec<&str> = FIELDS
+            .iter()
+            .copied()
+            .filter(|f| !fields.contains_key(*f) && self.rng.random_bool(0.3))
+            .collect();
+        self.set_clocks();
+        let db = self.nodes[i].db.clone().expect("running");
+        let c = db.collection(coll);
+        let exists = c.get(id).expect("get").is_some();
+        let wrote = match (exists, kind) {
+            (false, _) | (true, 0) => c.put(Document { id, fields }).map(|_| ()),
+            (true, 1) => {
+                let mut p = Patch::new();
+                p.set = fields;
+                p.unset = unset.iter().map(|s| (*s).to_owned()).collect();
+                if p.set.is_empty() && p.unset.is_empty() {
+                    p.set.insert("a".into(), Value::Int(9));
+                }
+                c.patch(id, &p).map(|_| ())
+            }
+            (true, _) => c.delete(id),
+        };
+        wrote.expect("local write");
+        let sync = self.nodes[i].sync.clone().expect("running");
+        if sync.absorb().expect("absorb") == 0 {
+            return; // a patch that changed nothing
+        }
+        let last = sync.log_last().expect("log_last");
+        let (ws, _) = sync
+            .read_log(NodeId(0), last - 1, 1, &|_| true)
+            .expect("read_log");
+        let w = ws.into_iter().next().expect("the new write");
+        let past: BTreeSet<Dot> = self
+            .registry
+            .iter()
+            .filter(|(d, (c, id, _))| c == &w.collection && *id == w.id && w.ctx.covers(**d))
+            .map(|(d, _)| *d)
+            .collect();
+        self.registry.insert(
+            w.stamp.dot,
+            (
+                w.collection.clone(),
+                w.id,
+                MWrite {
+                    stamp: w.stamp,
+                    past,
+                    op: w.op.clone(),
+                },
+            ),
+        );
+        self.stats.writes += 1;
+        self.poll_node(i);
+    }
+
+    fn step(&mut self) {
+        let n = self.nodes.len();
+        match self.rng.random_range(0..100) {
+            0..=29 => {
+                let i = self.rng.random_range(0..n);
+                if self.running(i) {
+                    self.local_write(i);
+                }
+            }
+            30..=79 => {
+                if !self.deliver_next() {
+                    self.now_us += 1_000;
+                }
+            }
+            80..=87 => {
+                self.now_us += self.rng.random_range(1_000..80_000);
+                let i = self.rng.random_range(0..n);
+                self.poll_node(i);
+            }
+            88..=91 => {
+                let l = self.rng.random_range(0..self.links.len());
+                if self.links[l].up {
+                    self.stats.partitions += 1;
+                    self.links[l].up = false;
+                    self.disconnect(l);
+                } else {
+                    self.links[l].up = true;
+                    self.connect(l);
+                }
+            }
+            92..=94 => {
+                let i = self.rng.random_range(0..n);
+                if self.running(i) {
+                    self.stats.crashes += 1;
+                    self.crash(i);
+                } else {
+                    self.restart(i);
+                }
+            }
+            _ => {
+                if !self.flight.is_empty() {
+                    let k = self.rng.random_range(0..self.flight.len());
+                    let m = &self.flight[k];
+                    let copy = InFlight {
+                        at_us: self.now_us + 500,
+                        seq: self.seq + 1,
+                        link: m.link,
+                        epoch: m.epoch,
+                        to_a: m.to_a,
+                        msg: m.msg.clone(),
+                    };
+                    self.seq += 1;
+                    self.flight.push(copy);
+                }
+            }
+        }
+    }
+
+    /// Heals everything and runs until nothing moves; returns the steps it took.
+    fn settle(&mut self) -> Result<u64, String> {
+        self.drop_pct = 0;
+        self.dup_pct = 0;
+        // Real time passes: clocks that ran ahead are no longer ahead of it.
+        for n in &mut self.nodes {
+            n.skew_us = n.skew_us.min(DRIFT_US as i64 / 2);
+        }
+        self.now_us += 10 * DRIFT_US;
+        for i in 0..self.nodes.len() {
+            self.restart(i);
+        }
+        for l in 0..self.links.len() {
+            self.links[l].up = true;
+            self.connect(l);
+        }
+        let mut steps = 0u64;
+        let mut rounds = 0u64;
+        loop {
+            rounds += 1;
+            while self.deliver_next() {
+                steps += 1;
+                if steps.is_multiple_of(2_000) && std::env::var("BLAZEDB_SIM_DEBUG").is_ok() {
+                    for f in self.flight.iter().take(6) {
+                        let l = &self.links[f.link];
+                        eprintln!("flight link {}-{} to_a={} {:?}", l.a, l.b, f.to_a, f.msg);
+                    }
+                }
+                if steps > 200_000 {
+                    return Err(
+                        "did not go quiet: messages keep flowing (echo or ping-pong?)".into(),
+                    );
+                }
+            }
+            let quiet = self.links.iter().all(|l| {
+                l.sessions.as_ref().is_some_and(|(a, b)| {
+                    a.peer().is_some()
+                        && b.peer().is_some()
+                        && a.idle().unwrap_or(false)
+                        && b.idle().unwrap_or(false)
+                })
+            });
+            if quiet {
+                return Ok(steps);
+            }
+            self.now_us += 100_000;
+            if rounds.is_multiple_of(200) && std::env::var("BLAZEDB_SIM_DEBUG").is_ok() {
+                for (k, l) in self.links.iter().enumerate() {
+                    match &l.sessions {
+                        None => eprintln!("link {k}: down"),
+                        Some((a, b)) => eprintln!(
+                            "link {k} {}-{}: a peer={:?} idle={:?} err={:?} | b peer={:?} idle={:?} err={:?}",
+                            l.a,
+                            l.b,
+                            a.peer().is_some(),
+                            a.idle(),
+                            a.stats().last_error,
+                            b.peer().is_some(),
+                            b.idle(),
+                            b.stats().last_error
+                        ),
+                    }
+                }
+            }
+            for l in 0..self.links.len() {
+                if self.links[l].sessions.is_none() {
+                    self.connect(l);
+                }
+            }
+            for i in 0..self.nodes.len() {
+                self.poll_node(i);
+            }
+            steps += 1;
+            if steps > 200_000 {
+                return Err("did not go quiet".into());
+            }
+        }
+    }
+
+    fn stats_conflicts_add(&self, recorded: &BTreeSet<(Dot, Option<String>)>) {
+        CONFLICTS_SEEN.fetch_add(recorded.len() as u64, Ordering::Relaxed);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let contents: Vec<BTreeMap<(String, DocId), Fields>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let db = n.db.as_ref().expect("running");
+                let mut m = BTreeMap::new();
+                for c in COLLECTIONS {
+                    for d in db.collection(c).all().expect("all") {
+                        m.insert((c.to_owned(), d.id), d.fields);
+                    }
+                }
+                m
+            })
+            .collect();
+        for (i, c) in contents.iter().enumerate().skip(1) {
+            if c != &contents[0] {
+                return Err(format!(
+                    "node {i} differs from node 0:\n{c:?}\nvs\n{:?}",
+                    contents[0]
+                ));
+            }
+        }
+        // The model over every write made.
+        let mut by_doc: BTreeMap<(String, DocId), Vec<MWrite>> = BTreeMap::new();
+        for (c, id, m) in self.registry.values() {
+            by_doc.entry((c.clone(), *id)).or_default().push(m.clone());
+        }
+        let mut expected_losses = BTreeSet::new();
+        for (key, h) in &by_doc {
+            let model = Model { h };
+            let want = model.eval();
+            let got = contents[0].get(key).cloned();
+            if got != want {
+                return Err(format!(
+                    "{key:?}: nodes hold {got:?}, the model says {want:?}"
+                ));
+            }
+            expected_losses.extend(model.losses());
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let sync = n.sync.as_ref().expect("running");
+            let recorded: BTreeSet<(Dot, Option<String>)> = sync
+                .conflicts(0, usize::MAX)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|c| (c.loser.dot, c.field))
+                .collect();
+            for (dot, field) in expected_losses
+                .iter()
+                .filter(|(d, _)| d.node == sync.node_id())
+            {
+                if !recorded.contains(&(*dot, field.clone())) {
+                    return Err(format!(
+                        "node {i}: loss of {dot} field {field:?} not in its conflict log"
+                    ));
+                }
+            }
+            // Each write exactly once in each node's log.
+            let (log, _) = sync
+                .read_log(NodeId(0), 0, usize::MAX, &|_| true)
+                .map_err(|e| e.to_string())?;
+            let mut seen = BTreeSet::new();
+            for w in &log {
+                if !seen.insert(w.stamp.dot) {
+                    return Err(format!("node {i}: write {} twice in its log", w.stamp.dot));
+                }
+            }
+            self.stats_conflicts_add(&recorded);
+            if seen.len() != self.registry.len() {
+                return Err(format!(
+                    "node {i}: log holds {} writes, {} were made",
+                    seen.len(),
+                    self.registry.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+static CONFLICTS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+fn run_seed(seed: u64) -> Result<Stats, String> {
+    let mut w = World::new(seed);
+    let steps = w.rng.random_range(50..250);
+    for _ in 0..steps {
+        w.step();
+    }
+    w.settle()?;
+    let before = CONFLICTS_SEEN.load(Ordering::Relaxed);
+    w.check()?;
+    w.stats.conflicts = CONFLICTS_SEEN.load(Ordering::Relaxed) - before;
+    Ok(w.stats)
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
+}
+
+#[test]
+fn simulated_networks_converge_to_the_reference_model_under_faults() {
+    if let Some(seed) = env_u64("BLAZEDB_SIM_SEED") {
+        match run_seed(seed) {
+            Ok(s) => eprintln!("seed {seed}: {s:?}"),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+        return;
+    }
+    let seeds = env_u64("BLAZEDB_SIM_SEEDS").unwrap_or(300);
+    let first = env_u64("BLAZEDB_SIM_FIRST").unwrap_or(1);
+    let mut failures = VecDeque::new();
+    let mut total = Stats::default();
+    for seed in first..first + seeds {
+        match run_seed(seed) {
+            Ok(s) => {
+                total.writes += s.writes;
+                total.deliveries += s.deliveries;
+                total.crashes += s.crashes;
+                total.partitions += s.partitions;
+                total.skew_refusals += s.skew_refusals;
+                total.conflicts += s.conflicts;
+            }
+            Err(e) => {
+                eprintln!("seed {seed} FAILED: {e}");
+                failures.push_back(seed);
+                if failures.len() >= 3 {
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!("{seeds} seeds: {total:?}");
+    assert!(
+        failures.is_empty(),
+        "failing seeds (replay with BLAZEDB_SIM_SEED=<seed>): {failures:?}"
+    );
+}

@@ -10,21 +10,31 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+mod conn;
 mod error;
+pub mod handle;
 pub mod merge;
 pub mod node;
 pub mod proto;
 mod record;
+pub mod relay;
+pub mod serve;
 pub mod session;
+pub mod topology;
 pub mod vv;
 pub mod write;
 
 pub use clock::{Hlc, NodeId, Role};
+pub use conn::ConnStatus;
 pub use error::{Result, SyncError};
+pub use handle::{SyncHandle, SyncPolicy, SyncStatus};
 pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, SyncNode, SyncOptions};
 pub use proto::Msg;
 pub use record::{ConflictEntry, LogEntry};
+pub use relay::{Listener, MemoryListener, MemoryRelay, Relay, Wire, memory};
+pub use serve::ServeHandle;
 pub use session::{ConnectionMode, Session, SessionConfig, SessionStats};
+pub use topology::{NodeRef, SyncMode, Topology};
 pub use vv::{Dot, Vv};
 pub use write::{Held, LossReason, Op, Stamp, Write};

@@ -45,6 +45,11 @@ pub enum Msg {
     Ack { upto: u64 },
     /// The receiver saw a gap: resend the log after `after`.
     Want { after: u64 },
+    /// Asks for the sender's log position (heartbeat, and "sync now": once the cursor
+    /// reaches the answer, everything the peer had then is here).
+    Ping { token: u64 },
+    /// Answers a `Ping` with this side's newest log position.
+    Pong { token: u64, log_last: u64 },
     /// Something went wrong; `fatal` closes the session.
     Error {
         code: ErrorCode,
@@ -79,6 +84,8 @@ impl Msg {
             Msg::Batch { .. } => "batch",
             Msg::Ack { .. } => "ack",
             Msg::Want { .. } => "want",
+            Msg::Ping { .. } => "ping",
+            Msg::Pong { .. } => "pong",
             Msg::Error { .. } => "error",
         }
     }

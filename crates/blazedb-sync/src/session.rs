@@ -110,6 +110,8 @@ pub struct Session {
     stats: SessionStats,
     /// Our `Hello`, resent until the peer's arrives (a lost message must not stall).
     hello: Option<(Msg, u64)>,
+    /// The newest answered `Ping`: its token and the peer's log position then.
+    pong: Option<(u64, u64)>,
 }
 
 /// A session ended or refused to go on.
@@ -135,6 +137,30 @@ impl Session {
             cursor: 0,
             stats: SessionStats::default(),
             hello: None,
+            pong: None,
+        }
+    }
+
+    /// The peer's log position applied here.
+    #[must_use]
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The answer to the newest `Ping`: (token, the peer's log position then).
+    #[must_use]
+    pub fn pong(&self) -> Option<(u64, u64)> {
+        self.pong
+    }
+
+    /// Whether everything the peer had when it answered `Ping` number `token` has been
+    /// applied here (or the peer does not send to us).
+    #[must_use]
+    pub fn pulled(&self, token: u64) -> bool {
+        match (self.peer, self.pong) {
+            (Some(p), _) if !p.we_accept => true,
+            (Some(_), Some((t, last))) => t >= token && self.cursor >= last,
+            _ => false,
         }
     }
 
@@ -373,6 +399,20 @@ impl Session {
                     self.in_flight.clear();
                     self.last_progress_us = now_us;
                     out.extend(self.poll_inner(now_us)?);
+                }
+            }
+            Msg::Ping { token } => {
+                let last = self.node.log_last().map_err(|e| Closed {
+                    reason: e.to_string(),
+                })?;
+                out.push(Msg::Pong {
+                    token,
+                    log_last: last,
+                });
+            }
+            Msg::Pong { token, log_last } => {
+                if self.pong.is_none_or(|(t, _)| token >= t) {
+                    self.pong = Some((token, log_last));
                 }
             }
             Msg::Error { message, fatal, .. } => {

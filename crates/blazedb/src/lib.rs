@@ -1,8 +1,8 @@
 //! # BlazeDB
 //!
 //! An embedded, password-encrypted document database. This crate is the one to depend
-//! on; it re-exports the engine (and, behind the `sync` feature, the sync layer when it
-//! lands).
+//! on; it re-exports the engine and, behind the `sync` cargo feature, the sync layer
+//! ([`sync`]).
 //!
 //! ```
 //! # fn main() -> blazedb::Result<()> {
@@ -26,6 +26,32 @@
 #![forbid(unsafe_code)]
 
 pub use blazedb_engine::*;
+
+/// The sync layer (feature `sync`): roles, the conflict rules, relays, topologies.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use blazedb::sync::{ConnectionMode, Role, SyncMode, Topology};
+/// use blazedb::{Database, Document, KdfParams};
+///
+/// let dir = tempfile::tempdir()?;
+/// let open = |name: &str| Database::builder().kdf(KdfParams::INSECURE_FAST).open(dir.path(), name, "pw");
+/// let (server, client) = (open("server")?, open("client")?);
+/// let mut topo = Topology::new();
+/// let s = topo.register(&server, "server", SyncMode::LocalAndRemote, Role::Server)?;
+/// let c = topo.register(&client, "client", SyncMode::LocalAndRemote, Role::Client)?;
+/// topo.connect_local(c, s, ConnectionMode::Bidirectional)?;
+/// let id = client.collection("notes").insert(Document::new().with("text", "hello"))?;
+/// topo.sync_all(std::time::Duration::from_secs(10)).await?;
+/// assert!(server.collection("notes").get(id)?.is_some());
+/// # topo.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "sync")]
+pub mod sync {
+    pub use blazedb_sync::*;
+}
 
 /// The README's examples, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]

@@ -1,0 +1,224 @@
+//! Runs one [`Session`] over one [`Wire`] until it ends; shared by dialing handles and
+//! servers. Database work runs on tokio's blocking pool, never on the async workers.
+//!
+//! Invariants:
+//! - Outgoing messages go through the wire's bounded queue: when the peer does not
+//!   read, this task waits, and so does everything it would have sent.
+//! - The status snapshot is published after every step, so observers (status APIs,
+//!   "sync now") see the session as it is.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use blazedb_engine::{CommitHook, Database};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::NodeId;
+use crate::node::SyncNode;
+use crate::proto::Msg;
+use crate::relay::Wire;
+use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
+
+/// How often a session checks its timers (resends, hello retries).
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// A snapshot of one connection.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnStatus {
+    pub connected: bool,
+    /// The other end's address (from the relay).
+    pub peer_addr: String,
+    pub peer: Option<PeerInfo>,
+    pub stats: SessionStats,
+    /// The peer's log position applied here.
+    pub cursor: u64,
+    /// Our log position the peer confirmed.
+    pub acked: u64,
+    /// Highest "sync now" token whose pull side is complete.
+    pub pulled_token: u64,
+    /// Everything we have is sent and confirmed.
+    pub pushed: bool,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Asked to stop.
+    Stopped,
+    /// The wire closed.
+    Disconnected,
+    /// The session refused to go on.
+    Closed(String),
+}
+
+/// Wakes sessions on every commit of a database (live sync). One hook per database
+/// handle, however many sessions listen.
+pub(crate) struct CommitSignal {
+    rx: watch::Receiver<u64>,
+    _hook: CommitHook,
+}
+
+impl CommitSignal {
+    pub(crate) fn new(db: &Database) -> blazedb_core::Result<CommitSignal> {
+        let (tx, rx) = watch::channel(0u64);
+        let hook = db.on_commit(move || {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        })?;
+        Ok(CommitSignal { rx, _hook: hook })
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.rx.clone()
+    }
+}
+
+/// What a running connection listens to.
+pub(crate) struct Control {
+    pub stop: watch::Receiver<bool>,
+    /// `None`: periodic mode (work only on ticks of `period`).
+    pub commits: Option<watch::Receiver<u64>>,
+    pub period: Duration,
+    pub wake: Arc<Notify>,
+    /// "Sync now" token requested (a `Ping` goes out when it grows).
+    pub ping: Arc<AtomicU64>,
+}
+
+async fn blocking<T: Send + 'static>(
+    session: Session,
+    f: impl FnOnce(&mut Session) -> T + Send + 'static,
+) -> (Option<Session>, Option<T>) {
+    match tokio::task::spawn_blocking(move || {
+        let mut s = session;
+        let r = f(&mut s);
+        (s, r)
+    })
+    .await
+    {
+        Ok((s, r)) => (Some(s), Some(r)),
+        Err(e) => {
+            tracing::error!(error = %e, "sync session task failed");
+            (None, None)
+        }
+    }
+}
+
+fn snapshot(s: &Session, peer_addr: &str, pushed: bool, asked: u64) -> ConnStatus {
+    let pulled_token = if asked > 0 && s.pulled(asked) {
+        asked
+    } else {
+        0
+    };
+    ConnStatus {
+        connected: true,
+        peer_addr: peer_addr.to_owned(),
+        peer: s.peer(),
+        stats: s.stats().clone(),
+        cursor: s.cursor(),
+        acked: s.acked(),
+        pulled_token,
+        pushed,
+    }
+}
+
+/// Runs a session of `node` over `wire` until it ends; returns how, and the peer if
+/// one said hello.
+pub(crate) async fn run(
+    node: SyncNode,
+    cfg: SessionConfig,
+    mut wire: Wire,
+    hint: Option<NodeId>,
+    ctl: &mut Control,
+    status: &watch::Sender<ConnStatus>,
+) -> (End, Option<PeerInfo>, SessionStats) {
+    let now = || (node.options().clock)();
+    let session = Session::new(node.clone(), cfg);
+    let t0 = now();
+    let (session, hello) = blocking(session, move |s| s.hello(hint, t0)).await;
+    let (Some(mut session), Some(Ok(hello))) = (session, hello) else {
+        return (
+            End::Closed("could not start the session".into()),
+            None,
+            SessionStats::default(),
+        );
+    };
+    if wire.tx.send(hello).await.is_err() {
+        return (End::Disconnected, None, session.stats().clone());
+    }
+    let mut tick = tokio::time::interval(ctl.period.min(TICK));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_period = tokio::time::Instant::now();
+    let mut sent_ping = 0u64;
+    let mut commits = ctl.commits.clone();
+    loop {
+        let step: Option<Msg> = tokio::select! {
+            biased;
+            changed = ctl.stop.changed() => {
+                if changed.is_err() || *ctl.stop.borrow() {
+                    return (End::Stopped, session.peer(), session.stats().clone());
+                }
+                continue;
+            }
+            m = wire.rx.recv() => match m {
+                None => return (End::Disconnected, session.peer(), session.stats().clone()),
+                Some(m) => Some(m),
+            },
+            Some(()) = async { match commits.as_mut() { Some(c) => c.changed().await.ok(), None => std::future::pending().await } } => None,
+            () = ctl.wake.notified() => None,
+            _ = tick.tick() => {
+                if commits.is_none() && last_period.elapsed() < ctl.period && ctl.ping.load(Ordering::Acquire) <= sent_ping {
+                    // Periodic mode between periods: timers only, no new data.
+                    continue;
+                }
+                last_period = tokio::time::Instant::now();
+                None
+            }
+        };
+        let t = now();
+        let asked = ctl.ping.load(Ordering::Acquire);
+        let (s, r) = blocking(session, move |s| {
+            let out = match step {
+                Some(m) => s.on_message(m, t),
+                None => s.poll(t),
+            };
+            let pushed = s.idle().unwrap_or(false);
+            (out, pushed)
+        })
+        .await;
+        let (Some(s), Some((out, pushed))) = (s, r) else {
+            return (
+                End::Closed("the session task failed".into()),
+                None,
+                SessionStats::default(),
+            );
+        };
+        session = s;
+        let mut out = match out {
+            Ok(out) => out,
+            Err(Closed { reason }) => {
+                status.send_replace(ConnStatus {
+                    connected: false,
+                    ..snapshot(&session, &wire.peer_addr, pushed, asked)
+                });
+                return (End::Closed(reason), session.peer(), session.stats().clone());
+            }
+        };
+        if asked > sent_ping && session.peer().is_some() {
+            out.push(Msg::Ping { token: asked });
+            sent_ping = asked;
+        }
+        for m in out {
+            if wire.tx.send(m).await.is_err() {
+                return (End::Disconnected, session.peer(), session.stats().clone());
+            }
+        }
+        status.send_replace(snapshot(&session, &wire.peer_addr, pushed, asked));
+        if let Some(reason) = session.closed() {
+            return (
+                End::Closed(reason.to_owned()),
+                session.peer(),
+                session.stats().clone(),
+            );
+        }
+    }
+}

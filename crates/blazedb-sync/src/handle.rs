@@ -1,0 +1,431 @@
+//! [`SyncHandle`]: a database syncing with one peer it dials (a client with its
+//! server, or a peer), reconnecting with backoff; and [`SyncPolicy`].
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use blazedb_core::Timestamp;
+use blazedb_engine::Database;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::{NodeId, Role};
+use crate::conn::{CommitSignal, ConnStatus, Control, End};
+use crate::error::{Result, SyncError};
+use crate::node::{SyncNode, SyncOptions};
+use crate::record::ConflictEntry;
+use crate::relay::Relay;
+use crate::session::{ConnectionMode, PeerInfo, SessionConfig, SessionStats};
+
+/// First reconnect delay.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What a connection syncs, and how.
+#[derive(Clone, Debug)]
+pub struct SyncPolicy {
+    /// Collections that sync (`None`: every collection). Writes to others stay local.
+    pub collections: Option<BTreeSet<String>>,
+    /// Writes per batch (at most [`crate::proto::BATCH_WRITES_MAX`]).
+    pub batch_size: usize,
+    /// Live: changes go out as they commit. Periodic: every `interval`.
+    pub live: bool,
+    pub interval: Duration,
+    pub mode: ConnectionMode,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        Self {
+            collections: None,
+            batch_size: 256,
+            live: true,
+            interval: Duration::from_secs(5),
+            mode: ConnectionMode::Bidirectional,
+        }
+    }
+}
+
+impl SyncPolicy {
+    /// Only these collections sync.
+    #[must_use]
+    pub fn collections<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.collections = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Changes go out every `interval` instead of as they commit.
+    #[must_use]
+    pub fn periodic(mut self, interval: Duration) -> Self {
+        self.live = false;
+        self.interval = interval;
+        self
+    }
+
+    /// The connection's direction, from this side.
+    #[must_use]
+    pub fn mode(mut self, mode: ConnectionMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub(crate) fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            mode: self.mode,
+            batch_max: self.batch_size,
+            collections: self.collections.clone(),
+            ..SessionConfig::default()
+        }
+    }
+}
+
+/// Sync status of one connection (SPEC §3.3 "Status").
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncStatus {
+    pub node: NodeId,
+    pub role: Role,
+    /// What this connection reaches (relay description).
+    pub target: String,
+    pub connected: bool,
+    pub peer: Option<PeerInfo>,
+    /// Local writes the peer has not confirmed yet.
+    pub pending_local_writes: u64,
+    /// When a batch was last applied or confirmed.
+    pub last_sync: Option<Timestamp>,
+    /// The peer's log position applied here (the server cursor, for a client).
+    pub cursor: u64,
+    /// Our log position the peer confirmed.
+    pub acked: u64,
+    pub writes_sent: u64,
+    pub writes_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Losses of this node's writes recorded through this connection.
+    pub conflicts: u64,
+    pub last_error: Option<String>,
+    /// The peer's clock minus ours, measured at the handshake (µs).
+    pub clock_skew_us: Option<i64>,
+}
+
+pub(crate) fn add_stats(total: &mut SessionStats, s: &SessionStats) {
+    total.writes_sent += s.writes_sent;
+    total.writes_received += s.writes_received;
+    total.bytes_sent += s.bytes_sent;
+    total.bytes_received += s.bytes_received;
+    total.conflicts += s.conflicts;
+    if s.last_sync_us.is_some() {
+        total.last_sync_us = s.last_sync_us;
+    }
+    if s.skew_us.is_some() {
+        total.skew_us = s.skew_us;
+    }
+    if s.last_error.is_some() {
+        total.last_error.clone_from(&s.last_error);
+    }
+}
+
+pub(crate) fn status_of(
+    node: &SyncNode,
+    target: String,
+    conn: &ConnStatus,
+    base: &SessionStats,
+) -> SyncStatus {
+    let mut t = base.clone();
+    add_stats(&mut t, &conn.stats);
+    let peer_node = conn.peer.map(|p| p.node);
+    let acked = peer_node
+        .and_then(|p| node.acked_by(p).ok())
+        .unwrap_or(conn.acked);
+    SyncStatus {
+        node: node.node_id(),
+        role: node.role(),
+        target,
+        connected: conn.connected,
+        peer: conn.peer,
+        pending_local_writes: node.own_writes_after(acked, 1_000_000).unwrap_or(0),
+        last_sync: t
+            .last_sync_us
+            .map(|us| Timestamp(i64::try_from(us).unwrap_or(i64::MAX))),
+        cursor: conn.cursor,
+        acked,
+        writes_sent: t.writes_sent,
+        writes_received: t.writes_received,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        conflicts: t.conflicts,
+        last_error: t.last_error,
+        clock_skew_us: t.skew_us,
+    }
+}
+
+struct Inner {
+    node: SyncNode,
+    relay: Arc<dyn Relay>,
+    policy: SyncPolicy,
+    status_tx: watch::Sender<ConnStatus>,
+    status_rx: watch::Receiver<ConnStatus>,
+    /// Counters of sessions that ended.
+    base: Mutex<SessionStats>,
+    last_error: Mutex<Option<String>>,
+    wake: Arc<Notify>,
+    ping: Arc<AtomicU64>,
+    signal: CommitSignal,
+}
+
+/// A database syncing with the peer its relay reaches. Dropping the handle stops it.
+pub struct SyncHandle {
+    inner: Arc<Inner>,
+    stop_tx: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SyncHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHandle")
+            .field("node", &self.inner.node)
+            .field("target", &self.inner.relay.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.stop_tx.send_replace(true);
+    }
+}
+
+/// A small deterministic jitter source (per node), so reconnecting clients spread out.
+fn jitter(d: Duration, seed: &mut u64) -> Duration {
+    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // Between 50 % and 150 % of d.
+    let frac = 0.5 + (z % 1000) as f64 / 1000.0;
+    d.mul_f64(frac)
+}
+
+impl SyncHandle {
+    /// Enables sync on `db` with `role` and starts syncing through `relay`.
+    ///
+    /// # Errors
+    /// [`SyncError::RoleMismatch`]; database errors.
+    pub async fn enable(
+        db: &Database,
+        relay: impl Relay,
+        role: Role,
+        policy: SyncPolicy,
+        opts: SyncOptions,
+    ) -> Result<SyncHandle> {
+        let db2 = db.clone();
+        let node = tokio::task::spawn_blocking(move || SyncNode::enable(&db2, role, opts))
+            .await
+            .map_err(|e| SyncError::Stopped(e.to_string()))??;
+        Self::start_with(node, Arc::new(relay), policy)
+    }
+
+    /// Starts syncing an enabled node through `relay`.
+    ///
+    /// # Errors
+    /// Database errors (registering the commit hook).
+    pub fn start_with(
+        node: SyncNode,
+        relay: Arc<dyn Relay>,
+        policy: SyncPolicy,
+    ) -> Result<SyncHandle> {
+        let (status_tx, status_rx) = watch::channel(ConnStatus::default());
+        let signal = CommitSignal::new(node.database())?;
+        let inner = Arc::new(Inner {
+            node,
+            relay,
+            policy,
+            status_tx,
+            status_rx,
+            base: Mutex::new(SessionStats::default()),
+            last_error: Mutex::new(None),
+            wake: Arc::new(Notify::new()),
+            ping: Arc::new(AtomicU64::new(0)),
+            signal,
+        });
+        let (stop_tx, _) = watch::channel(false);
+        let handle = SyncHandle {
+            inner,
+            stop_tx,
+            task: Mutex::new(None),
+        };
+        handle.start();
+        Ok(handle)
+    }
+
+    /// Starts (again) after [`SyncHandle::stop`]; does nothing if running.
+    pub fn start(&self) {
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        self.stop_tx.send_replace(false);
+        let inner = Arc::clone(&self.inner);
+        let stop = self.stop_tx.subscribe();
+        *task = Some(tokio::spawn(dial_loop(inner, stop)));
+    }
+
+    /// Stops syncing (the connection closes; local writes go on and sync later).
+    pub async fn stop(&self) {
+        self.stop_tx.send_replace(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    /// The node.
+    #[must_use]
+    pub fn node(&self) -> &SyncNode {
+        &self.inner.node
+    }
+
+    /// The connection's status now.
+    #[must_use]
+    pub fn status(&self) -> SyncStatus {
+        let conn = self.inner.status_rx.borrow().clone();
+        let base = self
+            .inner
+            .base
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut s = status_of(&self.inner.node, self.inner.relay.describe(), &conn, &base);
+        if !conn.connected
+            && let Some(e) = self
+                .inner
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        {
+            s.last_error = Some(e);
+        }
+        s
+    }
+
+    /// Syncs now and waits until this side's writes are confirmed and everything the
+    /// peer held when asked has arrived.
+    ///
+    /// # Errors
+    /// [`SyncError::Stopped`] if that does not happen within `timeout` (offline, or
+    /// the peer refuses); the status says why.
+    pub async fn sync_now(&self, timeout: Duration) -> Result<SyncStatus> {
+        let token = self.inner.ping.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inner.wake.notify_one();
+        let mut rx = self.inner.status_rx.clone();
+        let done = tokio::time::timeout(timeout, async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if s.connected && s.pushed && s.pulled_token >= token {
+                        return;
+                    }
+                }
+                // A connection that came up after the request asks again.
+                self.inner.wake.notify_one();
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        match done {
+            Ok(()) => Ok(self.status()),
+            Err(_) => Err(SyncError::Stopped(format!(
+                "sync did not complete within {timeout:?}: {}",
+                self.status()
+                    .last_error
+                    .unwrap_or_else(|| "no connection".into())
+            ))),
+        }
+    }
+
+    /// Up to `limit` entries of the conflict log after position `after`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn conflicts(&self, after: u64, limit: usize) -> Result<Vec<ConflictEntry>> {
+        self.inner.node.conflicts(after, limit)
+    }
+}
+
+async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut seed = inner.node.node_id().0;
+    let mut hint: Option<NodeId> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        match inner.relay.connect().await {
+            Ok(wire) => {
+                let mut ctl = Control {
+                    stop: stop.clone(),
+                    commits: inner.policy.live.then(|| inner.signal.subscribe()),
+                    period: inner.policy.interval,
+                    wake: Arc::clone(&inner.wake),
+                    ping: Arc::clone(&inner.ping),
+                };
+                let (end, peer, stats) = crate::conn::run(
+                    inner.node.clone(),
+                    inner.policy.session_config(),
+                    wire,
+                    hint,
+                    &mut ctl,
+                    &inner.status_tx,
+                )
+                .await;
+                add_stats(
+                    &mut inner.base.lock().unwrap_or_else(PoisonError::into_inner),
+                    &stats,
+                );
+                inner.status_tx.send_modify(|s| {
+                    s.connected = false;
+                    s.stats = SessionStats::default();
+                });
+                if let Some(p) = peer {
+                    hint = Some(p.node);
+                    backoff = BACKOFF_MIN;
+                }
+                let why = match end {
+                    End::Stopped => break,
+                    End::Disconnected => "disconnected".to_owned(),
+                    End::Closed(r) => r,
+                };
+                tracing::info!(target = %inner.relay.describe(), reason = %why, "sync connection ended");
+                *inner
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(why);
+            }
+            Err(e) => {
+                tracing::debug!(target = %inner.relay.describe(), error = %e, "sync connect failed");
+                *inner
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(format!("connect: {e}"));
+            }
+        }
+        let wait = jitter(backoff, &mut seed);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+            () = inner.wake.notified() => {}
+        }
+    }
+    inner.status_tx.send_modify(|s| s.connected = false);
+}

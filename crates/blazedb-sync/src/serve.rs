@@ -1,0 +1,197 @@
+//! Serving: a node accepting connections from many peers (a hub-and-spoke server), one
+//! session per connection, all sharing the node.
+//!
+//! Invariants:
+//! - At most `max_connections` sessions run; further connections are closed at once
+//!   (a semaphore, not a queue, so a flood costs nothing that grows).
+//! - Stopping stops accepting, ends every session and waits for them, so no apply is
+//!   cut off midway (each is one transaction anyway).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::conn::{CommitSignal, ConnStatus, Control};
+use crate::error::Result;
+use crate::handle::{SyncPolicy, SyncStatus, status_of};
+use crate::node::SyncNode;
+use crate::relay::Listener;
+use crate::session::SessionStats;
+
+/// Default connection limit of a server.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+
+struct Registry {
+    next: AtomicU64,
+    conns: Mutex<BTreeMap<u64, (String, watch::Receiver<ConnStatus>)>>,
+}
+
+/// A running server. Dropping it stops it.
+pub struct ServeHandle {
+    node: SyncNode,
+    registry: Arc<Registry>,
+    stop_tx: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    describe: String,
+}
+
+impl Drop for ServeHandle {
+    fn drop(&mut self) {
+        self.stop_tx.send_replace(true);
+    }
+}
+
+impl std::fmt::Debug for ServeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeHandle")
+            .field("listening", &self.describe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeHandle {
+    /// Serves `node` to every peer that connects through `listener`.
+    ///
+    /// # Errors
+    /// Database errors (registering the commit hook).
+    pub fn start(
+        node: SyncNode,
+        listener: impl Listener,
+        policy: SyncPolicy,
+        max_connections: usize,
+    ) -> Result<ServeHandle> {
+        let registry = Arc::new(Registry {
+            next: AtomicU64::new(1),
+            conns: Mutex::new(BTreeMap::new()),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let signal = Arc::new(CommitSignal::new(node.database())?);
+        let describe = listener.describe();
+        let task = tokio::spawn(accept_loop(
+            node.clone(),
+            listener,
+            policy,
+            max_connections.max(1),
+            Arc::clone(&registry),
+            stop_rx,
+            signal,
+        ));
+        Ok(ServeHandle {
+            node,
+            registry,
+            stop_tx,
+            task: Mutex::new(Some(task)),
+            describe,
+        })
+    }
+
+    /// The served node.
+    #[must_use]
+    pub fn node(&self) -> &SyncNode {
+        &self.node
+    }
+
+    /// Where it listens.
+    #[must_use]
+    pub fn listening(&self) -> &str {
+        &self.describe
+    }
+
+    /// The status of every open connection.
+    #[must_use]
+    pub fn connections(&self) -> Vec<SyncStatus> {
+        let conns = self
+            .registry
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        conns
+            .values()
+            .map(|(addr, rx)| {
+                status_of(
+                    &self.node,
+                    addr.clone(),
+                    &rx.borrow(),
+                    &SessionStats::default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops accepting, ends every session and waits for them.
+    pub async fn stop(&self) {
+        self.stop_tx.send_replace(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn accept_loop(
+    node: SyncNode,
+    mut listener: impl Listener,
+    policy: SyncPolicy,
+    max: usize,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+    signal: Arc<CommitSignal>,
+) {
+    let slots = Arc::new(Semaphore::new(max));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let wire = tokio::select! {
+            _ = stop.changed() => break,
+            w = listener.accept() => w,
+        };
+        let wire = match wire {
+            Ok(w) => w,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(peer = %wire.peer_addr, max, "connection refused: at the connection limit");
+            drop(wire);
+            continue;
+        };
+        let id = registry.next.fetch_add(1, Ordering::Relaxed);
+        let (status_tx, status_rx) = watch::channel(ConnStatus::default());
+        registry
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, (wire.peer_addr.clone(), status_rx));
+        let mut ctl = Control {
+            stop: stop.clone(),
+            commits: policy.live.then(|| signal.subscribe()),
+            period: policy.interval,
+            wake: Arc::new(Notify::new()),
+            ping: Arc::new(AtomicU64::new(0)),
+        };
+        let (node, cfg, registry) = (node.clone(), policy.session_config(), Arc::clone(&registry));
+        tasks.spawn(async move {
+            let addr = wire.peer_addr.clone();
+            let (end, _, _) = crate::conn::run(node, cfg, wire, None, &mut ctl, &status_tx).await;
+            tracing::info!(peer = %addr, end = ?end, "sync connection ended");
+            registry
+                .conns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
+}

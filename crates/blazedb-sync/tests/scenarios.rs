@@ -1,0 +1,511 @@
+//! The situations users meet, each pinned by a test named after it (SPEC §3.2, §3.3).
+//! Nodes run in one process, connected through in-memory relays by a `Topology`;
+//! "concurrent" writes are made while the nodes are disconnected.
+
+use std::time::Duration;
+
+use blazedb_core::{DocId, Document, Value};
+use blazedb_engine::{Database, KdfParams, Patch};
+use blazedb_sync::{ConnectionMode, Held, LossReason, NodeRef, Role, SyncMode, Topology};
+
+const T: Duration = Duration::from_secs(20);
+
+struct Net {
+    _dir: tempfile::TempDir,
+    topo: Topology,
+    dbs: Vec<Database>,
+    refs: Vec<NodeRef>,
+}
+
+impl Net {
+    /// Nodes with the given roles; node 0 is the hub when `star`.
+    fn new(roles: &[Role]) -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut topo = Topology::new();
+        let mut dbs = Vec::new();
+        let mut refs = Vec::new();
+        for (i, role) in roles.iter().enumerate() {
+            let name = format!("n{i}");
+            let db = Database::builder()
+                .kdf(KdfParams::INSECURE_FAST)
+                .open(dir.path(), &name, "pw")
+                .expect("open");
+            refs.push(
+                topo.register(&db, &name, SyncMode::LocalAndRemote, *role)
+                    .expect("register"),
+            );
+            dbs.push(db);
+        }
+        Net {
+            _dir: dir,
+            topo,
+            dbs,
+            refs,
+        }
+    }
+
+    fn link(&mut self, a: usize, b: usize) {
+        self.topo
+            .connect_local(self.refs[a], self.refs[b], ConnectionMode::Bidirectional)
+            .expect("connect");
+    }
+
+    async fn unlink(&mut self, a: usize, b: usize) {
+        self.topo
+            .disconnect(self.refs[a], self.refs[b])
+            .await
+            .expect("disconnect");
+    }
+
+    async fn sync(&self) {
+        self.topo.sync_all(T).await.expect("sync");
+    }
+
+    fn get(&self, n: usize, id: DocId) -> Option<Document> {
+        self.dbs[n].collection("docs").get(id).expect("get")
+    }
+
+    fn put(&self, n: usize, doc: Document) {
+        self.dbs[n].collection("docs").put(doc).expect("put");
+    }
+
+    fn patch(&self, n: usize, id: DocId, p: &Patch) {
+        self.dbs[n].collection("docs").patch(id, p).expect("patch");
+    }
+
+    fn delete(&self, n: usize, id: DocId) {
+        self.dbs[n].collection("docs").delete(id).expect("delete");
+    }
+
+    fn conflicts(&self, n: usize) -> Vec<blazedb_sync::ConflictEntry> {
+        self.topo
+            .node(self.refs[n])
+            .expect("node")
+            .conflicts(0, 1000)
+            .expect("conflicts")
+    }
+
+    fn assert_all_equal(&self) {
+        let all = |db: &Database| -> Vec<(String, Vec<Document>)> {
+            db.begin_read()
+                .expect("read")
+                .collections()
+                .expect("collections")
+                .into_iter()
+                .map(|c| {
+                    let docs = db.collection(&c).all().expect("all");
+                    (c, docs)
+                })
+                .filter(|(_, d)| !d.is_empty())
+                .collect()
+        };
+        let first = all(&self.dbs[0]);
+        for (i, db) in self.dbs.iter().enumerate().skip(1) {
+            assert_eq!(all(db), first, "node {i} differs from node 0");
+        }
+    }
+}
+
+fn doc(id: DocId) -> Document {
+    Document::with_id(id).with("title", "first").with("n", 1i64)
+}
+
+/// Two nodes share a document, then each writes `field` while disconnected (`first`
+/// writes before `second`), then they sync.
+async fn concurrent_edit(roles: [Role; 2], first: usize) -> (Net, DocId) {
+    let mut net = Net::new(&roles);
+    net.link(1, 0);
+    let id = DocId::new();
+    net.put(0, doc(id));
+    net.sync().await;
+    net.unlink(1, 0).await;
+    let second = 1 - first;
+    net.patch(
+        first,
+        id,
+        &Patch::new().set("title", format!("by node {first}")),
+    );
+    net.patch(
+        second,
+        id,
+        &Patch::new().set("title", format!("by node {second}")),
+    );
+    net.link(1, 0);
+    net.sync().await;
+    net.assert_all_equal();
+    (net, id)
+}
+
+fn title(net: &Net, n: usize, id: DocId) -> Value {
+    net.get(n, id)
+        .and_then(|d| d.get("title").cloned())
+        .expect("title")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_vs_client_concurrent_edits_the_server_wins_whichever_wrote_last() {
+    for first in [0, 1] {
+        let (net, id) = concurrent_edit([Role::Server, Role::Client], first).await;
+        assert_eq!(
+            title(&net, 1, id),
+            Value::from("by node 0"),
+            "first writer {first}"
+        );
+        let lost = net.conflicts(1);
+        assert_eq!(lost.len(), 1, "the client's loss is on record: {lost:?}");
+        assert_eq!(lost[0].reason, LossReason::ServerPriority);
+        assert_eq!(lost[0].lost, Held::Value(Value::from("by node 1")));
+        assert_eq!(lost[0].won, Held::Value(Value::from("by node 0")));
+        assert!(net.conflicts(0).is_empty(), "the server lost nothing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vs_client_the_later_write_wins() {
+    for first in [0, 1] {
+        let (net, id) = concurrent_edit([Role::Client, Role::Client], first).await;
+        let second = 1 - first;
+        assert_eq!(title(&net, 0, id), Value::from(format!("by node {second}")));
+        let lost = net.conflicts(first);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].reason, LossReason::LaterTimestamp);
+        assert!(net.conflicts(second).is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_vs_server_the_later_write_wins() {
+    for first in [0, 1] {
+        let (net, id) = concurrent_edit([Role::Server, Role::Server], first).await;
+        assert_eq!(
+            title(&net, 1, id),
+            Value::from(format!("by node {}", 1 - first))
+        );
+        assert_eq!(net.conflicts(first)[0].reason, LossReason::LaterTimestamp);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_synced_the_servers_value_overrides_it() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    net.link(1, 0);
+    let id = DocId::new();
+    net.put(0, doc(id));
+    net.patch(0, id, &Patch::new().set("title", "set by the server"));
+    net.sync().await;
+    assert_eq!(title(&net, 1, id), Value::from("set by the server"));
+    net.patch(1, id, &Patch::new().set("title", "edited by the client"));
+    net.sync().await;
+    assert_eq!(title(&net, 0, id), Value::from("edited by the client"));
+    assert!(net.conflicts(1).is_empty() && net.conflicts(0).is_empty());
+    net.unlink(1, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_of_different_fields_are_both_kept() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    net.link(1, 0);
+    let id = DocId::new();
+    net.put(0, doc(id));
+    net.sync().await;
+    net.unlink(1, 0).await;
+    net.patch(0, id, &Patch::new().set("title", "server title"));
+    net.patch(1, id, &Patch::new().set("n", 42i64).unset("missing"));
+    net.link(1, 0);
+    net.sync().await;
+    net.assert_all_equal();
+    let d = net.get(1, id).expect("doc");
+    assert_eq!(d.get("title"), Some(&Value::from("server title")));
+    assert_eq!(d.get("n"), Some(&Value::Int(42)));
+    assert!(net.conflicts(0).is_empty() && net.conflicts(1).is_empty());
+}
+
+/// `deleter` deletes while `updater` patches, disconnected; returns the synced net.
+async fn delete_vs_update(roles: [Role; 2], deleter: usize, delete_first: bool) -> (Net, DocId) {
+    let mut net = Net::new(&roles);
+    net.link(1, 0);
+    let id = DocId::new();
+    net.put(0, doc(id).with("keep", "me"));
+    net.sync().await;
+    net.unlink(1, 0).await;
+    let updater = 1 - deleter;
+    if delete_first {
+        net.delete(deleter, id);
+        net.patch(updater, id, &Patch::new().set("title", "updated"));
+    } else {
+        net.patch(updater, id, &Patch::new().set("title", "updated"));
+        net.delete(deleter, id);
+    }
+    net.link(1, 0);
+    net.sync().await;
+    net.assert_all_equal();
+    (net, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_delete_loses_to_a_concurrent_server_update_and_the_document_survives_whole() {
+    for delete_first in [true, false] {
+        let (net, id) = delete_vs_update([Role::Server, Role::Client], 1, delete_first).await;
+        let d = net.get(1, id).expect("the document survives");
+        assert_eq!(d.get("title"), Some(&Value::from("updated")));
+        assert_eq!(
+            d.get("keep"),
+            Some(&Value::from("me")),
+            "whole: untouched fields too"
+        );
+        let lost = net.conflicts(1);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(
+            (lost[0].lost.clone(), lost[0].reason),
+            (Held::Deleted, LossReason::ServerPriority)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_delete_beats_a_concurrent_client_update_everywhere() {
+    for delete_first in [true, false] {
+        let (net, id) = delete_vs_update([Role::Server, Role::Client], 0, delete_first).await;
+        assert!(net.get(0, id).is_none() && net.get(1, id).is_none());
+        let lost = net.conflicts(1);
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(
+            (lost[0].won.clone(), lost[0].reason),
+            (Held::Deleted, LossReason::ServerPriority)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn between_equal_roles_the_later_of_a_delete_and_an_update_wins() {
+    for roles in [[Role::Client, Role::Client], [Role::Server, Role::Server]] {
+        // The update is later: the document survives.
+        let (net, id) = delete_vs_update(roles, 0, true).await;
+        assert_eq!(
+            net.get(0, id).and_then(|d| d.get("keep").cloned()),
+            Some(Value::from("me"))
+        );
+        assert_eq!(net.conflicts(0)[0].reason, LossReason::LaterTimestamp);
+        // The delete is later: it is gone.
+        let (net, id) = delete_vs_update(roles, 0, false).await;
+        assert!(net.get(1, id).is_none());
+        assert_eq!(net.conflicts(1)[0].won, Held::Deleted);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_recreated_after_a_delete_gets_no_old_field_back() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    net.link(1, 0);
+    let id = DocId::new();
+    net.put(0, doc(id).with("secret", "old"));
+    net.sync().await;
+    net.delete(1, id);
+    net.sync().await;
+    assert!(net.get(0, id).is_none());
+    net.put(0, Document::with_id(id).with("title", "new life"));
+    net.sync().await;
+    net.assert_all_equal();
+    let d = net.get(1, id).expect("re-created");
+    assert_eq!(d.fields.len(), 1, "only the new life's fields: {d:?}");
+    // An old replica coming back cannot resurrect the old life either.
+    net.unlink(1, 0).await;
+    net.link(1, 0);
+    net.sync().await;
+    assert_eq!(net.get(1, id).expect("doc").get("secret"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_client_with_many_writes_converges_on_reconnect() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    let mut ids = Vec::new();
+    for i in 0..500i64 {
+        let id = DocId::new();
+        net.put(1, Document::with_id(id).with("i", i));
+        if i % 3 == 0 {
+            net.patch(1, id, &Patch::new().set("patched", true));
+        }
+        if i % 7 == 0 {
+            net.delete(1, id);
+        } else {
+            ids.push(id);
+        }
+    }
+    net.put(0, Document::new().with("from", "server"));
+    net.link(1, 0);
+    net.sync().await;
+    net.assert_all_equal();
+    assert_eq!(
+        net.dbs[0].collection("docs").count().expect("count"),
+        ids.len() as u64 + 1
+    );
+    let status = &net.topo.connections()[0].3;
+    assert_eq!(status.pending_local_writes, 0, "{status:?}");
+    assert!(status.connected && status.writes_sent >= 500, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_at_one_client_reaches_three_others_through_the_server() {
+    let mut net = Net::new(&[
+        Role::Server,
+        Role::Client,
+        Role::Client,
+        Role::Client,
+        Role::Client,
+    ]);
+    for c in 1..5 {
+        net.link(c, 0);
+    }
+    let id = DocId::new();
+    net.put(2, doc(id));
+    net.sync().await;
+    for c in 0..5 {
+        assert!(net.get(c, id).is_some(), "node {c}");
+    }
+    net.patch(4, id, &Patch::new().set("n", 5i64));
+    net.sync().await;
+    net.assert_all_equal();
+    assert_eq!(
+        net.get(1, id).and_then(|d| d.get("n").cloned()),
+        Some(Value::Int(5))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_receives_the_data_the_server_held_before_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let server = open("server");
+    let mut ids = Vec::new();
+    for i in 0..200i64 {
+        ids.push(
+            server
+                .collection("old")
+                .insert(Document::new().with("i", i))
+                .expect("insert"),
+        );
+    }
+    server
+        .collection("old")
+        .delete(ids.pop().expect("id"))
+        .expect("delete");
+    let client = open("client");
+    let mut topo = Topology::new();
+    let s = topo
+        .register(&server, "server", SyncMode::LocalAndRemote, Role::Server)
+        .expect("register");
+    let c = topo
+        .register(&client, "client", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    topo.connect_local(c, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(
+        client.collection("old").all().expect("all"),
+        server.collection("old").all().expect("all")
+    );
+    assert_eq!(client.collection("old").count().expect("count"), 199);
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_in_a_cycle_of_peers_stop_travelling_once_everyone_has_them() {
+    let mut net = Net::new(&[Role::Client, Role::Client, Role::Client]);
+    net.link(0, 1);
+    net.link(1, 2);
+    net.link(2, 0);
+    let ids: Vec<DocId> = (0..3).map(|_| DocId::new()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        net.put(n, doc(*id));
+    }
+    net.sync().await;
+    net.assert_all_equal();
+    let sent = |net: &Net| {
+        net.topo
+            .connections()
+            .iter()
+            .map(|c| c.3.writes_sent)
+            .sum::<u64>()
+    };
+    let before = sent(&net);
+    net.sync().await;
+    net.sync().await;
+    assert_eq!(sent(&net), before, "no write travels again");
+    for n in 0..3 {
+        let node = net.topo.node(net.refs[n]).expect("node");
+        let (log, _) = node
+            .read_log(blazedb_sync::NodeId(0), 0, 1000, &|_| true)
+            .expect("log");
+        assert_eq!(log.len(), 3, "node {n} logs each write exactly once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_hop_line_of_peers_converges() {
+    let mut net = Net::new(&[Role::Client, Role::Client, Role::Client, Role::Client]);
+    net.link(0, 1);
+    net.link(1, 2);
+    net.link(2, 3);
+    let id = DocId::new();
+    net.put(0, doc(id));
+    net.sync().await;
+    net.patch(3, id, &Patch::new().set("n", 3i64));
+    net.sync().await;
+    net.assert_all_equal();
+    assert_eq!(
+        net.get(0, id).and_then(|d| d.get("n").cloned()),
+        Some(Value::Int(3))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_only_connection_receives_but_never_sends() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    net.topo
+        .connect_local(net.refs[1], net.refs[0], ConnectionMode::PullOnly)
+        .expect("connect");
+    let from_server = DocId::new();
+    let from_client = DocId::new();
+    net.put(0, doc(from_server));
+    net.put(1, doc(from_client));
+    net.sync().await;
+    assert!(net.get(1, from_server).is_some(), "pulled");
+    assert!(net.get(0, from_client).is_none(), "never pushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_limited_to_some_collections_leaves_the_others_local() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    let policy = blazedb_sync::SyncPolicy::default().collections(["shared"]);
+    net.topo
+        .connect_local_with(net.refs[1], net.refs[0], policy)
+        .expect("connect");
+    let a = net.dbs[1]
+        .collection("shared")
+        .insert(Document::new().with("x", 1i64))
+        .expect("insert");
+    let b = net.dbs[1]
+        .collection("private")
+        .insert(Document::new().with("x", 2i64))
+        .expect("insert");
+    net.sync().await;
+    assert!(
+        net.dbs[0]
+            .collection("shared")
+            .get(a)
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        net.dbs[0]
+            .collection("private")
+            .get(b)
+            .expect("get")
+            .is_none()
+    );
+}

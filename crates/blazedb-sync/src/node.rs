@@ -49,6 +49,12 @@ pub struct SyncOptions {
     /// than the time sync took them over. On by default; simulations with an injected
     /// clock turn it off.
     pub stamp_with_write_time: bool,
+    /// Top-level fields that never sync: they stay in this database's documents, are
+    /// never sent, and remote writes leave them alone (a remote delete still removes
+    /// the whole document). Exclusion belongs to the database rather than to one
+    /// connection: a field kept off one connection would still travel over another
+    /// and come back through a third.
+    pub local_fields: std::collections::BTreeSet<String>,
     /// Durability of the sync layer's own transactions (applied batches, taken-over
     /// local writes). Durable by default: a batch is acknowledged only once it is on
     /// disk, so a peer may forget what it sent.
@@ -62,6 +68,7 @@ impl Default for SyncOptions {
             clock: Arc::new(wall_now_us),
             stamp_with_write_time: true,
             durability: Durability::Immediate,
+            local_fields: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -71,6 +78,7 @@ impl std::fmt::Debug for SyncOptions {
         f.debug_struct("SyncOptions")
             .field("drift_max_us", &self.drift_max_us)
             .field("stamp_with_write_time", &self.stamp_with_write_time)
+            .field("local_fields", &self.local_fields)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +254,26 @@ impl SyncNode {
         states.save(tx)
     }
 
+    /// `op` without its local-only fields; `None` if nothing is left to sync.
+    fn strip_local(&self, op: Op) -> Option<Op> {
+        let local = &self.opts.local_fields;
+        if local.is_empty() {
+            return Some(op);
+        }
+        match op {
+            Op::Put { mut fields } => {
+                fields.retain(|k, _| !local.contains(k));
+                Some(Op::Put { fields })
+            }
+            Op::Patch { mut set, mut unset } => {
+                set.retain(|k, _| !local.contains(k));
+                unset.retain(|k| !local.contains(k));
+                (!set.is_empty() || !unset.is_empty()).then_some(Op::Patch { set, unset })
+            }
+            Op::Delete => Some(Op::Delete),
+        }
+    }
+
     /// Stamps and logs one local write.
     #[allow(clippy::too_many_arguments)]
     fn originate(
@@ -258,6 +286,9 @@ impl SyncNode {
         op: Op,
         at_us: u64,
     ) -> Result<()> {
+        let Some(op) = self.strip_local(op) else {
+            return Ok(()); // a change of local-only fields: nothing to sync
+        };
         let key = record::doc_key(collection, id);
         let state = states.get(tx, &key)?;
         meta.counter += 1;
@@ -424,7 +455,7 @@ impl SyncNode {
                     .filter(|l| l.loser.node() == self.node),
             );
             if before != after {
-                write_document(&mut tx, &w.collection, w.id, after)?;
+                write_document(&mut tx, &w.collection, w.id, after, &self.opts.local_fields)?;
             }
             report.conflicts +=
                 self.record_losses(&mut tx, &mut meta, &w.collection, w.id, losses, now)?;
@@ -657,15 +688,21 @@ impl SyncNode {
     }
 }
 
-/// Makes the engine's document equal the merged one.
+/// Makes the engine's document equal the merged one (plus its local-only fields).
 fn write_document(
     tx: &mut WriteTxn<'_>,
     collection: &str,
     id: DocId,
     doc: Option<blazedb_core::Fields>,
+    local: &std::collections::BTreeSet<String>,
 ) -> Result<()> {
     match doc {
-        Some(fields) => {
+        Some(mut fields) => {
+            if !local.is_empty()
+                && let Some(old) = tx.get(collection, id)?
+            {
+                fields.extend(old.fields.into_iter().filter(|(k, _)| local.contains(k)));
+            }
             tx.put(collection, Document { id, fields })?;
         }
         None => {

@@ -509,3 +509,64 @@ async fn a_policy_limited_to_some_collections_leaves_the_others_local() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_only_fields_never_travel_and_survive_remote_replacements() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let (a, b) = (open("a"), open("b"));
+    let opts = blazedb_sync::SyncOptions {
+        local_fields: ["note".to_owned()].into(),
+        ..blazedb_sync::SyncOptions::default()
+    };
+    let mut topo = Topology::with_options(opts);
+    let ra = topo
+        .register(&a, "a", SyncMode::LocalOnly, Role::Server)
+        .expect("register");
+    let rb = topo
+        .register(&b, "b", SyncMode::LocalOnly, Role::Client)
+        .expect("register");
+    topo.connect_local(rb, ra, ConnectionMode::Bidirectional)
+        .expect("connect");
+    let id = DocId::new();
+    b.collection("docs")
+        .put(
+            Document::with_id(id)
+                .with("title", "t")
+                .with("note", "mine"),
+        )
+        .expect("put");
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(
+        a.collection("docs").get(id).expect("get"),
+        Some(Document::with_id(id).with("title", "t"))
+    );
+    a.collection("docs")
+        .put(Document::with_id(id).with("title", "replaced"))
+        .expect("put");
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(
+        b.collection("docs").get(id).expect("get"),
+        Some(
+            Document::with_id(id)
+                .with("title", "replaced")
+                .with("note", "mine")
+        )
+    );
+    let before = topo.node(rb).expect("node").log_last().expect("log");
+    b.collection("docs")
+        .patch(id, &Patch::new().set("note", "still mine"))
+        .expect("patch");
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(
+        topo.node(rb).expect("node").log_last().expect("log"),
+        before,
+        "a local-only change is no sync write"
+    );
+    topo.shutdown().await;
+}

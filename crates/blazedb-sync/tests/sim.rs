@@ -223,6 +223,7 @@ impl World {
             clock: Arc::new(move || clock.load(Ordering::SeqCst)),
             stamp_with_write_time: false,
             durability: Durability::Eventual,
+            local_fields: Default::default(),
         };
         n.sync = Some(SyncNode::enable(&db, n.role, opts).expect("enable"));
         n.db = Some(db);

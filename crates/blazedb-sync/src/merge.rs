@@ -374,6 +374,90 @@ impl DocState {
         self.winner(field).map(|(r, _)| r.stamp)
     }
 
+    /// Merges another replica's state of the same document (state transfer, for
+    /// bootstrap), as if every write either side holds had been applied here.
+    ///
+    /// A write both sides retain keeps the assignments both still have (a side that
+    /// dropped one saw it overwritten). A write only one side retains is kept unless
+    /// the other side's `vv` covers it (then that side dropped it: a dominated ghost, a
+    /// defeated delete, or history collected as stable). Deletes are then checked
+    /// against the concurrent writes of the other side, and ghosts for domination.
+    /// Returns the deletes of this side that the other side's writes defeated.
+    ///
+    /// Contract: `other` comes from a replica that has not seen this side's own writes
+    /// to the document (a bootstrap: a new node's writes are sent only after it has
+    /// taken the snapshot). Otherwise that replica may have pruned the evidence that
+    /// one of them lost, and the loss would go unrecorded here.
+    pub fn join(&mut self, other: &DocState) -> Vec<Loss> {
+        // (record, whether the other side dropped it)
+        let mut recs: Vec<(Rec, bool)> = Vec::with_capacity(self.recs.len() + other.recs.len());
+        for r in &self.recs {
+            match other.recs.iter().find(|o| o.dot() == r.dot()) {
+                Some(o) => {
+                    let mut r = r.clone();
+                    if let (
+                        Body::Assign { fields, ghost },
+                        Body::Assign {
+                            fields: of,
+                            ghost: og,
+                        },
+                    ) = (&mut r.body, &o.body)
+                    {
+                        fields.retain(|k, _| of.contains_key(k));
+                        *ghost = fields.is_empty() && (*ghost || *og);
+                    }
+                    recs.push((r, false));
+                }
+                None => recs.push((r.clone(), other.vv.covers(r.dot()))),
+            }
+        }
+        for o in &other.recs {
+            if !self.recs.iter().any(|r| r.dot() == o.dot()) {
+                recs.push((o.clone(), self.vv.covers(o.dot())));
+            }
+        }
+        self.vv.join(&other.vv);
+        // Deletes against the concurrent writes of the other side. A delete the other
+        // side dropped was defeated there (then a retained write beats it here too) or
+        // collected as stable (then none does).
+        let me_beaten: Vec<Option<Stamp>> = recs
+            .iter()
+            .map(|(d, _)| {
+                if !d.is_delete() {
+                    return None;
+                }
+                recs.iter()
+                    .map(|(r, _)| r)
+                    .filter(|r| {
+                        !r.is_delete() && !d.follows(r) && !r.follows(d) && r.stamp.beats(&d.stamp)
+                    })
+                    .max_by(|a, b| a.stamp.priority_cmp(&b.stamp))
+                    .map(|r| r.stamp)
+            })
+            .collect();
+        let mut defeated = Vec::new();
+        self.recs = recs
+            .into_iter()
+            .zip(me_beaten)
+            .filter_map(|((r, dropped_elsewhere), beaten)| {
+                if let Some(winner) = beaten {
+                    defeated.push(Loss {
+                        loser: r.stamp,
+                        field: None,
+                        lost: Held::Deleted,
+                        winner,
+                        won: Held::Updated,
+                        reason: LossReason::between(&winner, &r.stamp),
+                    });
+                    return None;
+                }
+                (!dropped_elsewhere).then_some(r)
+            })
+            .collect();
+        self.drop_dominated_ghosts();
+        defeated
+    }
+
     /// Whether nothing is retained (the document was never written here).
     #[must_use]
     pub fn is_empty(&self) -> bool {

@@ -110,6 +110,8 @@ enum Action {
     Deliver { from: usize, to: usize },
     /// An entry `to` already received from `from` arrives again.
     Duplicate { from: usize, to: usize, back: u8 },
+    /// `to` takes over `from`'s whole state of a document (bootstrap by state transfer).
+    Join { from: usize, to: usize, doc: usize },
 }
 
 fn action(nodes: usize, docs: usize) -> impl Strategy<Value = Action> {
@@ -118,6 +120,7 @@ fn action(nodes: usize, docs: usize) -> impl Strategy<Value = Action> {
             |(node, doc, kind, vals, mask, advance_us)| Action::Write { node, doc, kind, vals, mask, advance_us }),
         5 => (0..nodes, 0..nodes).prop_map(|(from, to)| Action::Deliver { from, to }),
         1 => (0..nodes, 0..nodes, any::<u8>()).prop_map(|(from, to, back)| Action::Duplicate { from, to, back }),
+        1 => (0..nodes, 0..nodes, 0..docs).prop_map(|(from, to, doc)| Action::Join { from, to, doc }),
     ]
 }
 
@@ -296,6 +299,37 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                     let m = registry[&w.stamp.dot].clone();
                     prop_assert!(!nodes[to].receive(doc, &w, &m)?, "a duplicate was applied");
                 }
+            }
+            // The contract of a join (a bootstrap): the other side has not seen any of
+            // this side's writes to the document, so no evidence of their losses was
+            // pruned there.
+            Action::Join { from, to, doc }
+                if linked(s, from, to)
+                    && !nodes[from]
+                        .hist
+                        .get(&doc)
+                        .is_some_and(|h| h.iter().any(|m| m.dot().node == nodes[to].id)) =>
+            {
+                let theirs = nodes[from].docs.get(&doc).cloned().unwrap_or_default();
+                let their_log: Vec<Write> = nodes[from]
+                    .log
+                    .iter()
+                    .filter(|(d, _)| *d == doc)
+                    .map(|(_, w)| w.clone())
+                    .collect();
+                let n = &mut nodes[to];
+                let state = n.docs.entry(doc).or_default();
+                let defeated = state.join(&theirs);
+                for w in their_log {
+                    let hist = n.hist.entry(doc).or_default();
+                    if !hist.iter().any(|m| m.dot() == w.stamp.dot) {
+                        hist.push(registry[&w.stamp.dot].clone());
+                        n.clock.observe(w.stamp.hlc);
+                        n.log.push((doc, w));
+                    }
+                }
+                n.note_losses(doc, defeated);
+                n.check_against_model(doc, "after join")?;
             }
             _ => {}
         }

@@ -83,6 +83,9 @@ pub struct Rec {
     pub stamp: Stamp,
     pub ctx: Vv,
     pub body: Body,
+    /// Local knowledge, not part of the merge: every peer has this write and every
+    /// write concurrent with it has arrived here (see [`DocState::collect`]).
+    pub stable: bool,
 }
 
 impl Rec {
@@ -108,8 +111,10 @@ pub struct Loss {
     /// concurrent delete, or a defeated delete).
     pub field: Option<String>,
     pub lost: Held,
-    pub winner: Stamp,
-    pub won: Held,
+    /// The write that won; `None` only when a state transfer showed that a delete
+    /// lost but the winning write had already been pruned there.
+    pub winner: Option<Stamp>,
+    pub won: Option<Held>,
     pub reason: LossReason,
 }
 
@@ -131,11 +136,46 @@ pub struct Applied {
     pub defeated: Vec<Loss>,
 }
 
+/// In a join, whether one side had dropped a record the other retains.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    No,
+    /// The other side dropped it (it covers it but does not retain it).
+    There,
+    /// This side dropped it.
+    Here,
+}
+
+/// A delete that a concurrent write defeated, kept (until stable) so that a state
+/// transfer can tell the delete's origin that it lost, and to what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Defeat {
+    pub loser: Stamp,
+    pub winner: Stamp,
+    /// Local knowledge, as [`Rec::stable`].
+    pub stable: bool,
+}
+
+impl Defeat {
+    fn loss(&self) -> Loss {
+        Loss {
+            loser: self.loser,
+            field: None,
+            lost: Held::Deleted,
+            winner: Some(self.winner),
+            won: Some(Held::Updated),
+            reason: LossReason::between(&self.winner, &self.loser),
+        }
+    }
+}
+
 /// The retained writes of one document.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocState {
     pub vv: Vv,
     pub recs: Vec<Rec>,
+    /// Deletes defeated here (their records are gone), until stable.
+    pub defeated: Vec<Defeat>,
 }
 
 impl DocState {
@@ -159,6 +199,7 @@ impl DocState {
             defeated: Vec::new(),
         };
         let incoming = Rec {
+            stable: false,
             stamp: w.stamp,
             ctx: w.ctx.clone(),
             body: match &w.op {
@@ -189,14 +230,15 @@ impl DocState {
                 .filter(|r| r.stamp.beats(&incoming.stamp))
                 .max_by(|a, b| a.stamp.priority_cmp(&b.stamp));
             match beaten_by {
-                Some(winner) => applied.defeated.push(Loss {
-                    loser: incoming.stamp,
-                    field: None,
-                    lost: Held::Deleted,
-                    winner: winner.stamp,
-                    won: Held::Updated,
-                    reason: LossReason::between(&winner.stamp, &incoming.stamp),
-                }),
+                Some(winner) => {
+                    let d = Defeat {
+                        loser: incoming.stamp,
+                        winner: winner.stamp,
+                        stable: false,
+                    };
+                    applied.defeated.push(d.loss());
+                    self.defeated.push(d);
+                }
                 None => self.recs.push(incoming),
             }
         } else {
@@ -212,20 +254,20 @@ impl DocState {
     /// Drops the effective deletes that the non-delete write `w` (concurrent with them)
     /// beats.
     fn defeat_deletes(&mut self, w: &Rec, applied: &mut Applied) {
+        let mut defeats = Vec::new();
         self.recs.retain(|d| {
             let defeated = d.is_delete() && !w.follows(d) && w.stamp.beats(&d.stamp);
             if defeated {
-                applied.defeated.push(Loss {
+                defeats.push(Defeat {
                     loser: d.stamp,
-                    field: None,
-                    lost: Held::Deleted,
                     winner: w.stamp,
-                    won: Held::Updated,
-                    reason: LossReason::between(&w.stamp, &d.stamp),
+                    stable: false,
                 });
             }
             !defeated
         });
+        applied.defeated.extend(defeats.iter().map(Defeat::loss));
+        self.defeated.extend(defeats);
     }
 
     /// Drops the assignments that `w` overwrites in its past.
@@ -339,8 +381,8 @@ impl DocState {
                         loser: r.stamp,
                         field: None,
                         lost: Held::Updated,
-                        winner: d.stamp,
-                        won: Held::Deleted,
+                        winner: Some(d.stamp),
+                        won: Some(Held::Deleted),
                         reason: LossReason::between(&d.stamp, &r.stamp),
                     });
                     continue;
@@ -357,8 +399,8 @@ impl DocState {
                         loser: r.stamp,
                         field: Some(name.clone()),
                         lost: slot.held(),
-                        winner: w.stamp,
-                        won: won.held(),
+                        winner: Some(w.stamp),
+                        won: Some(won.held()),
                         reason: LossReason::between(&w.stamp, &r.stamp),
                     });
                 }
@@ -384,13 +426,19 @@ impl DocState {
     /// against the concurrent writes of the other side, and ghosts for domination.
     /// Returns the deletes of this side that the other side's writes defeated.
     ///
+    /// `me` is this side's node: losses of its writes that the join reveals are
+    /// returned (deletes defeated here or, as the other side's record of defeats
+    /// shows, there).
+    ///
     /// Contract: `other` comes from a replica that has not seen this side's own writes
     /// to the document (a bootstrap: a new node's writes are sent only after it has
     /// taken the snapshot). Otherwise that replica may have pruned the evidence that
-    /// one of them lost, and the loss would go unrecorded here.
-    pub fn join(&mut self, other: &DocState) -> Vec<Loss> {
+    /// one of them lost (a field overwritten after it lost), and only the losses the
+    /// remaining evidence shows are reported.
+    pub fn join(&mut self, other: &DocState, me: NodeId) -> Vec<Loss> {
         // (record, whether the other side dropped it)
-        let mut recs: Vec<(Rec, bool)> = Vec::with_capacity(self.recs.len() + other.recs.len());
+        // (record, which side dropped it, if one did)
+        let mut recs: Vec<(Rec, Dropped)> = Vec::with_capacity(self.recs.len() + other.recs.len());
         for r in &self.recs {
             match other.recs.iter().find(|o| o.dot() == r.dot()) {
                 Some(o) => {
@@ -406,14 +454,22 @@ impl DocState {
                         fields.retain(|k, _| of.contains_key(k));
                         *ghost = fields.is_empty() && (*ghost || *og);
                     }
-                    recs.push((r, false));
+                    recs.push((r, Dropped::No));
                 }
-                None => recs.push((r.clone(), other.vv.covers(r.dot()))),
+                None if other.vv.covers(r.dot()) => recs.push((r.clone(), Dropped::There)),
+                None => recs.push((r.clone(), Dropped::No)),
             }
         }
         for o in &other.recs {
             if !self.recs.iter().any(|r| r.dot() == o.dot()) {
-                recs.push((o.clone(), self.vv.covers(o.dot())));
+                let mut o = o.clone();
+                o.stable = false; // the other side's knowledge, not ours
+                let dropped = if self.vv.covers(o.dot()) {
+                    Dropped::Here
+                } else {
+                    Dropped::No
+                };
+                recs.push((o, dropped));
             }
         }
         self.vv.join(&other.vv);
@@ -435,32 +491,124 @@ impl DocState {
                     .map(|r| r.stamp)
             })
             .collect();
-        let mut defeated = Vec::new();
+        let mut losses = Vec::new();
+        let mut defeats = Vec::new();
         self.recs = recs
             .into_iter()
             .zip(me_beaten)
-            .filter_map(|((r, dropped_elsewhere), beaten)| {
+            .filter_map(|((r, dropped), beaten)| {
                 if let Some(winner) = beaten {
-                    defeated.push(Loss {
+                    let d = Defeat {
                         loser: r.stamp,
-                        field: None,
-                        lost: Held::Deleted,
                         winner,
-                        won: Held::Updated,
-                        reason: LossReason::between(&winner, &r.stamp),
-                    });
+                        stable: false,
+                    };
+                    if r.stamp.node() == me {
+                        losses.push(d.loss());
+                    }
+                    defeats.push(d);
                     return None;
                 }
-                (!dropped_elsewhere).then_some(r)
+                (dropped == Dropped::No).then_some(r)
             })
             .collect();
+        // Defeats the other side saw: ours among them are losses we learn now.
+        for d in &other.defeated {
+            if !self
+                .defeated
+                .iter()
+                .chain(&defeats)
+                .any(|x| x.loser.dot == d.loser.dot)
+            {
+                if d.loser.node() == me {
+                    losses.push(d.loss());
+                }
+                defeats.push(Defeat {
+                    stable: false,
+                    ..d.clone()
+                });
+            }
+        }
+        self.defeated.extend(defeats);
         self.drop_dominated_ghosts();
-        defeated
+        losses
+    }
+
+    /// Marks write `dot` stable (see [`DocState::collect`]); returns whether it is
+    /// retained.
+    pub fn mark_stable(&mut self, dot: Dot) -> bool {
+        for d in self.defeated.iter_mut().filter(|d| d.loser.dot == dot) {
+            d.stable = true;
+        }
+        match self.recs.iter_mut().find(|r| r.dot() == dot) {
+            Some(r) => {
+                r.stable = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets what no future write can bring back, given the writes marked stable:
+    /// every peer has them, and every write concurrent with them has arrived here, so
+    /// any write still to come follows them.
+    /// - A stable effective delete can no longer be defeated: the writes it killed are
+    ///   dead for good and go, and so does the delete (every future write follows it).
+    /// - A stable ghost can defeat no future delete (those all follow it): it goes.
+    /// - A stable losing assignment can never win again (a future write that removes
+    ///   its winner follows it too): it goes.
+    ///
+    /// What stays when everything is collected is `vv` alone: a compact tombstone that
+    /// still refuses re-delivered old writes. Returns whether anything was dropped.
+    pub fn collect(&mut self) -> bool {
+        let before = self.recs.len() + self.defeated.len();
+        self.defeated.retain(|d| !d.stable);
+        let stable_deletes: Vec<Rec> = self
+            .recs
+            .iter()
+            .filter(|d| d.is_delete() && d.stable)
+            .cloned()
+            .collect();
+        self.recs.retain(|r| {
+            if r.is_delete() {
+                return !r.stable;
+            }
+            stable_deletes.iter().all(|d| r.follows(d))
+        });
+        let losing: Vec<(Dot, String)> = self
+            .recs
+            .iter()
+            .filter(|r| r.stable && self.alive(r))
+            .flat_map(|r| match &r.body {
+                Body::Assign { fields, .. } => fields
+                    .keys()
+                    .filter(|f| self.winner(f).is_some_and(|(w, _)| w.dot() != r.dot()))
+                    .map(|f| (r.dot(), f.clone()))
+                    .collect::<Vec<_>>(),
+                Body::Delete => Vec::new(),
+            })
+            .collect();
+        let mut changed = self.recs.len() + self.defeated.len() != before || !losing.is_empty();
+        for (dot, f) in losing {
+            if let Some(Rec {
+                body: Body::Assign { fields, ghost },
+                ..
+            }) = self.recs.iter_mut().find(|r| r.dot() == dot)
+            {
+                fields.remove(&f);
+                *ghost = *ghost || fields.is_empty();
+            }
+        }
+        let n = self.recs.len();
+        self.recs
+            .retain(|r| !(r.stable && matches!(r.body, Body::Assign { ghost: true, .. })));
+        changed |= self.recs.len() != n;
+        changed
     }
 
     /// Whether nothing is retained (the document was never written here).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.recs.is_empty() && self.vv.is_empty()
+        self.recs.is_empty() && self.vv.is_empty() && self.defeated.is_empty()
     }
 }

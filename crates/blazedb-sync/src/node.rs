@@ -23,17 +23,35 @@ use blazedb_engine::{ChangeOp, Database, Durability, WriteTxn};
 use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
+use crate::record::SnapDoc;
 use crate::record::{
-    self, CONFLICTS, ConflictEntry, LOG, LogEntry, META_KEY, META_VERSION, Meta, NS_DOC,
+    self, CONFLICTS, ConflictEntry, INDEX, LOG, LogEntry, META_KEY, META_VERSION, Meta, NS_DOC,
     NS_LOSS_KEY, NS_META, NS_PEER, PeerRecord,
 };
 use crate::vv::Dot;
-use crate::write::{Op, Stamp, Write};
+use crate::write::{Held, LossReason, Op, Stamp, Write};
 
+/// Target size of one snapshot page.
+pub const SNAPSHOT_PAGE_BYTES: usize = 1 << 20;
 /// Change-log entries taken over per read.
 const ABSORB_CHUNK: usize = 1_000;
 /// Most change-log entries pruned in one transaction.
 const PRUNE_MAX: usize = 100_000;
+/// Default retention of silent peers: 30 days.
+pub const RETENTION_DEFAULT_US: u64 = 30 * 24 * 3600 * 1_000_000;
+/// Most sync-log entries collected in one transaction.
+const GC_CHUNK: u64 = 10_000;
+
+/// What one garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Sync-log entries pruned.
+    pub log_pruned: u64,
+    /// Document states that dropped something.
+    pub states_collected: u64,
+    /// Peers forgotten for silence beyond the retention.
+    pub peers_forgotten: u64,
+}
 
 /// A source of wall-clock time in microseconds since the epoch.
 pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -55,6 +73,15 @@ pub struct SyncOptions {
     /// connection: a field kept off one connection would still travel over another
     /// and come back through a third.
     pub local_fields: std::collections::BTreeSet<String>,
+    /// A peer not heard from for this long is forgotten: garbage collection stops
+    /// waiting for it, and if it comes back it must bootstrap again (its unsent writes
+    /// go to its conflict log as expired). Default: 30 days.
+    pub retention_us: u64,
+    /// Collect tombstones and conflict history once stable (see
+    /// [`SyncNode::collect_garbage`]). Safe only on a node that every other node syncs
+    /// with directly — the server of a hub-and-spoke deployment — so off by default;
+    /// the sync log is pruned either way.
+    pub tombstone_gc: bool,
     /// Durability of the sync layer's own transactions (applied batches, taken-over
     /// local writes). Durable by default: a batch is acknowledged only once it is on
     /// disk, so a peer may forget what it sent.
@@ -69,6 +96,8 @@ impl Default for SyncOptions {
             stamp_with_write_time: true,
             durability: Durability::Immediate,
             local_fields: std::collections::BTreeSet::new(),
+            retention_us: RETENTION_DEFAULT_US,
+            tombstone_gc: false,
         }
     }
 }
@@ -97,25 +126,38 @@ pub struct BatchReport {
 /// The merge states touched by one transaction, written back at its end.
 #[derive(Default)]
 struct States {
-    map: HashMap<Vec<u8>, DocState>,
-    dirty: Vec<Vec<u8>>,
+    /// Document key → (state, created in this transaction).
+    map: HashMap<Vec<u8>, (DocState, bool)>,
 }
 
 impl States {
     fn get<'a>(&'a mut self, tx: &mut WriteTxn<'_>, key: &[u8]) -> Result<&'a mut DocState> {
         if !self.map.contains_key(key) {
-            let state = record::load(tx, "doc state", NS_DOC, key)?.unwrap_or_default();
-            self.map.insert(key.to_vec(), state);
+            let loaded: Option<DocState> = record::load(tx, "doc state", NS_DOC, key)?;
+            let created = loaded.is_none();
+            self.map
+                .insert(key.to_vec(), (loaded.unwrap_or_default(), created));
         }
-        if !self.dirty.iter().any(|k| k == key) {
-            self.dirty.push(key.to_vec());
-        }
-        Ok(self.map.get_mut(key).expect("inserted above"))
+        Ok(&mut self.map.get_mut(key).expect("inserted above").0)
     }
 
-    fn save(self, tx: &mut WriteTxn<'_>) -> Result<()> {
-        for key in &self.dirty {
-            record::save(tx, "doc state", NS_DOC, key, &self.map[key])?;
+    /// Writes every state back; new ones get a slot in the document index.
+    fn save(self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
+        let mut created: Vec<&Vec<u8>> = Vec::new();
+        for (key, (state, new)) in &self.map {
+            if *new && state.is_empty() {
+                continue; // looked up, never written
+            }
+            record::save(tx, "doc state", NS_DOC, key, state)?;
+            if *new {
+                created.push(key);
+            }
+        }
+        // Deterministic slot order (the map's is not).
+        created.sort();
+        for key in created {
+            meta.index_last += 1;
+            tx.aux_log_put(INDEX, meta.index_last, key)?;
         }
         Ok(())
     }
@@ -128,6 +170,10 @@ pub struct SyncNode {
     opts: SyncOptions,
     node: NodeId,
     role: Role,
+    /// Peers with a session open now (never forgotten for silence), with counts.
+    connected: Arc<std::sync::Mutex<BTreeMap<NodeId, usize>>>,
+    /// Wall time of the last garbage collection (sessions share the rate limit).
+    last_gc_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for SyncNode {
@@ -174,12 +220,16 @@ impl SyncNode {
                     log_floor: 0,
                     conflicts_last: 0,
                     seen: crate::vv::Vv::new(),
+                    index_last: 0,
+                    barrier: None,
                 };
                 let this = SyncNode {
                     db: db.clone(),
                     opts: opts.clone(),
                     node,
                     role,
+                    connected: Arc::default(),
+                    last_gc_us: Arc::default(),
                 };
                 this.adopt_existing(&mut tx, &mut meta)?;
                 record::save(&mut tx, "meta", NS_META, META_KEY, &meta)?;
@@ -193,6 +243,8 @@ impl SyncNode {
             opts,
             node: meta.node,
             role: meta.role,
+            connected: Arc::default(),
+            last_gc_us: Arc::default(),
         })
     }
 
@@ -234,8 +286,8 @@ impl SyncNode {
         Ok((tx, meta))
     }
 
-    fn finish(&self, mut tx: WriteTxn<'_>, meta: &Meta, states: States) -> Result<()> {
-        states.save(&mut tx)?;
+    fn finish(&self, mut tx: WriteTxn<'_>, meta: &mut Meta, states: States) -> Result<()> {
+        states.save(&mut tx, meta)?;
         record::save(&mut tx, "meta", NS_META, META_KEY, meta)?;
         tx.commit()?;
         Ok(())
@@ -251,7 +303,7 @@ impl SyncNode {
                 self.originate(tx, meta, &mut states, &collection, doc.id, op, now)?;
             }
         }
-        states.save(tx)
+        states.save(tx, meta)
     }
 
     /// `op` without its local-only fields; `None` if nothing is left to sync.
@@ -378,7 +430,7 @@ impl SyncNode {
         if n == 0 {
             return Ok(0);
         }
-        self.finish(tx, &meta, states)?;
+        self.finish(tx, &mut meta, states)?;
         Ok(n)
     }
 
@@ -466,9 +518,11 @@ impl SyncNode {
         let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
         p.role = Some(peer_role);
         p.recv_cursor = p.recv_cursor.max(upto);
+        p.settle();
+        p.forgotten = false;
         p.last_seen_us = now;
         record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
-        self.finish(tx, &meta, states)?;
+        self.finish(tx, &mut meta, states)?;
         Ok(report)
     }
 
@@ -509,7 +563,7 @@ impl SyncNode {
                 %id,
                 field = ?entry.field,
                 loser = %entry.loser.dot,
-                winner = %entry.winner.dot,
+                winner = ?entry.winner.map(|w| w.dot),
                 reason = %entry.reason,
                 "a local write lost a conflict"
             );
@@ -540,12 +594,26 @@ impl SyncNode {
             what: "meta",
             detail: "missing".into(),
         })?;
-        if after < meta.log_floor {
-            return Err(SyncError::LogPruned {
-                after,
-                floor: meta.log_floor,
-            });
+        let source = meta.barrier.map(|b| b.1);
+        if let Some((pos, src)) = meta.barrier
+            && after < pos
+            && src != peer
+        {
+            return Err(SyncError::LogPruned { after, floor: pos });
         }
+        let after = if after < meta.log_floor {
+            // The node we bootstrapped from has what we dropped then (its own data,
+            // and our writes that expired); anyone else has to bootstrap from us.
+            if source != Some(peer) {
+                return Err(SyncError::LogPruned {
+                    after,
+                    floor: meta.log_floor,
+                });
+            }
+            meta.log_floor
+        } else {
+            after
+        };
         let mut upto = after;
         let mut out = Vec::new();
         for (seq, bytes) in r.aux_log_range(LOG, after, limit)? {
@@ -557,6 +625,381 @@ impl SyncNode {
             out.push(e.write);
         }
         Ok((out, upto))
+    }
+
+    /// Collects what every known peer has (SPEC §3.3): the sync log below the lowest
+    /// position every peer holds, and — with [`SyncOptions::tombstone_gc`] — the
+    /// tombstones and history those writes leave in document states.
+    ///
+    /// A log position `p` is *stable for peer P* once P acknowledged it and this node
+    /// has applied P's log up to where P's log stood at that acknowledgment: then P
+    /// has every write up to `p`, and every write P made before it had them is here
+    /// (`PeerRecord::settle`). The log is pruned up to the minimum over known peers.
+    /// Peers silent beyond [`SyncOptions::retention_us`] are forgotten first. With no
+    /// known peer nothing is pruned. Does at most a bounded chunk per call.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn collect_garbage(&self) -> Result<GcReport> {
+        let (mut tx, mut meta) = self.begin()?;
+        let now = self.now_us();
+        let mut report = GcReport::default();
+        let mut floor: Option<u64> = None;
+        for (key, bytes) in tx.aux_scan(NS_PEER)? {
+            let p: PeerRecord = record::decode("peer", &bytes)?;
+            let online = key
+                .as_slice()
+                .try_into()
+                .map(|b: [u8; 8]| self.is_connected(NodeId(u64::from_be_bytes(b))))
+                .unwrap_or(false);
+            if p.forgotten {
+                continue;
+            }
+            if !online && now.saturating_sub(p.last_seen_us) > self.opts.retention_us {
+                let p = PeerRecord {
+                    forgotten: true,
+                    ..p
+                };
+                tx.aux_put(NS_PEER, &key, &record::encode("peer", &p)?)?;
+                report.peers_forgotten += 1;
+                continue;
+            }
+            floor = Some(floor.map_or(p.stable, |f: u64| f.min(p.stable)));
+        }
+        let target = floor.unwrap_or(0).min(meta.log_last);
+        if target > meta.log_floor {
+            let upto = target.min(meta.log_floor + GC_CHUNK);
+            let mut states = States::default();
+            if self.opts.tombstone_gc {
+                let n = usize::try_from(upto - meta.log_floor).unwrap_or(usize::MAX);
+                let mut touched = Vec::new();
+                for (_, bytes) in tx.aux_log_range(LOG, meta.log_floor, n)? {
+                    let e: LogEntry = record::decode("log entry", &bytes)?;
+                    let key = record::doc_key(&e.write.collection, e.write.id);
+                    if states.get(&mut tx, &key)?.mark_stable(e.write.stamp.dot)
+                        && !touched.contains(&key)
+                    {
+                        touched.push(key);
+                    }
+                }
+                for key in touched {
+                    if states.get(&mut tx, &key)?.collect() {
+                        report.states_collected += 1;
+                    }
+                }
+            }
+            report.log_pruned = tx.aux_log_remove(LOG, meta.log_floor + 1, upto)?;
+            meta.log_floor = upto;
+            self.finish(tx, &mut meta, states)?;
+        } else if report.peers_forgotten > 0 {
+            tx.commit()?;
+        }
+        Ok(report)
+    }
+
+    /// Runs [`SyncNode::collect_garbage`] if the last run is older than `every_us`.
+    ///
+    /// # Errors
+    /// As [`SyncNode::collect_garbage`].
+    pub fn maybe_collect_garbage(&self, now_us: u64, every_us: u64) -> Result<Option<GcReport>> {
+        use std::sync::atomic::Ordering;
+        let last = self.last_gc_us.load(Ordering::Acquire);
+        if now_us.saturating_sub(last) < every_us
+            || self
+                .last_gc_us
+                .compare_exchange(last, now_us, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(None);
+        }
+        self.collect_garbage().map(Some)
+    }
+
+    /// Notes a session with `peer` opening (`up`) or closing.
+    pub fn note_connected(&self, peer: NodeId, up: bool) {
+        let mut c = self
+            .connected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = c.entry(peer).or_insert(0);
+        if up {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&peer);
+            }
+        }
+    }
+
+    fn is_connected(&self, peer: NodeId) -> bool {
+        self.connected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&peer)
+    }
+
+    /// Up to `limit` document states after index slot `after_slot` (at most about
+    /// [`SNAPSHOT_PAGE_BYTES`] of them), for a peer bootstrapping from this node, with
+    /// the slot reached and whether it is the last page. Collections `keep` refuses
+    /// are left out.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn snapshot_page(
+        &self,
+        after_slot: u64,
+        limit: usize,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(Vec<SnapDoc>, u64, bool)> {
+        let r = self.db.begin_read()?;
+        let meta = self.meta_in(&r)?;
+        let mut docs = Vec::new();
+        let mut upto = after_slot;
+        let mut bytes = 0usize;
+        for (slot, key) in r.aux_log_range(INDEX, after_slot, limit.max(1))? {
+            upto = slot;
+            let (collection, id) = record::split_doc_key(&key)?;
+            if !keep(&collection) {
+                continue;
+            }
+            let Some(mut state) = record::load::<DocState>(&mut &r, "doc state", NS_DOC, &key)?
+            else {
+                continue; // collected away entirely
+            };
+            for rec in &mut state.recs {
+                rec.stable = false;
+            }
+            for d in &mut state.defeated {
+                d.stable = false;
+            }
+            bytes += postcard::experimental::serialized_size(&state).unwrap_or(0);
+            docs.push(SnapDoc {
+                collection,
+                id,
+                state,
+            });
+            if bytes >= SNAPSHOT_PAGE_BYTES {
+                break;
+            }
+        }
+        Ok((docs, upto, upto >= meta.index_last))
+    }
+
+    fn meta_in(&self, r: &blazedb_engine::ReadTxn) -> Result<Meta> {
+        record::load_meta(&mut &*r)?.ok_or_else(|| SyncError::Corrupt {
+            what: "meta",
+            detail: "missing".into(),
+        })
+    }
+
+    /// Whether this node collects tombstones (snapshots it sends say so).
+    #[must_use]
+    pub fn collects_tombstones(&self) -> bool {
+        self.opts.tombstone_gc
+    }
+
+    /// The snapshot progress received from `peer`: (its log position, slot reached).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn snapshot_progress(&self, peer: NodeId) -> Result<Option<(u64, u64)>> {
+        Ok(self.peer(peer)?.and_then(|p| p.snapshot))
+    }
+
+    /// Applies one snapshot page from `peer` (taken at its log position `at`, covering
+    /// index slots `after_slot+1 ..= upto_slot`), in one transaction with the progress.
+    /// The first page of a snapshot from a peer this node synced with before means this
+    /// node was forgotten (away beyond the peer's retention): it first drops its
+    /// replicated state, recording its unsent writes as expired losses, so nothing the
+    /// peer has collected can come back from here. The last page sets the cursor to
+    /// `at`, from where the peer's log follows.
+    ///
+    /// # Errors
+    /// [`SyncError::Protocol`] for a page that does not continue the progress (the
+    /// error says where it stands); database errors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_snapshot(
+        &self,
+        peer: NodeId,
+        at: u64,
+        after_slot: u64,
+        upto_slot: u64,
+        docs: &[SnapDoc],
+        done: bool,
+        collected: bool,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<BatchReport> {
+        let now = self.now_us();
+        let (mut tx, mut meta) = self.begin()?;
+        let mut states = States::default();
+        self.absorb_in(&mut tx, &mut meta, &mut states)?;
+        let pkey = record::peer_key(peer);
+        let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
+        let mut report = BatchReport::default();
+        if after_slot == 0 && p.snapshot.map(|s| s.0) != Some(at) {
+            // Synced with this peer before, and it collects tombstones: it forgot us,
+            // and what we hold may be what it has collected (it would come back).
+            let synced_before = p.recv_cursor > 0 && collected;
+            if synced_before {
+                report.conflicts += self.wipe(&mut tx, &mut meta, &mut states, &p, keep, now)?;
+                p.recv_cursor = 0;
+            }
+            p.snapshot = Some((at, 0));
+        } else if p.snapshot != Some((at, after_slot)) {
+            return Err(SyncError::Protocol(format!(
+                "snapshot page after slot {after_slot} of {at} does not continue {:?}",
+                p.snapshot
+            )));
+        }
+        for d in docs {
+            blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let key = record::doc_key(&d.collection, d.id);
+            let state = states.get(&mut tx, &key)?;
+            let before = state.eval();
+            let defeated = state.join(&d.state, self.node);
+            for r in &state.recs {
+                meta.clock.observe(r.stamp.hlc);
+            }
+            meta.seen.join(&state.vv);
+            let after = state.eval();
+            let mut losses = state.losses_of(self.node);
+            losses.extend(defeated.into_iter().filter(|l| l.loser.node() == self.node));
+            if before != after {
+                write_document(&mut tx, &d.collection, d.id, after, &self.opts.local_fields)?;
+            }
+            report.conflicts +=
+                self.record_losses(&mut tx, &mut meta, &d.collection, d.id, losses, now)?;
+            report.applied += 1;
+        }
+        p.snapshot = Some((at, upto_slot));
+        if done {
+            p.snapshot = None;
+            p.recv_cursor = p.recv_cursor.max(at);
+            meta.barrier = Some((meta.log_last, peer));
+        }
+        p.last_seen_us = now;
+        record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
+        self.finish(tx, &mut meta, states)?;
+        Ok(report)
+    }
+
+    /// Drops the replicated state of the collections `keep` accepts and this node's
+    /// log, recording every own write the peer had not confirmed as expired. Returns
+    /// how many losses were recorded.
+    fn wipe(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        meta: &mut Meta,
+        states: &mut States,
+        p: &PeerRecord,
+        keep: &dyn Fn(&str) -> bool,
+        now: u64,
+    ) -> Result<u64> {
+        tracing::warn!(node = %self.node, "forgotten by the peer: bootstrapping again");
+        let mut n = 0;
+        let mut at = p.acked.max(meta.log_floor);
+        loop {
+            let page = tx.aux_log_range(LOG, at, 1_000)?;
+            let Some(last) = page.last().map(|e| e.0) else {
+                break;
+            };
+            for (_, bytes) in page {
+                let e: LogEntry = record::decode("log entry", &bytes)?;
+                if e.via.is_some() || !keep(&e.write.collection) {
+                    continue;
+                }
+                meta.conflicts_last += 1;
+                let entry = ConflictEntry {
+                    seq: meta.conflicts_last,
+                    collection: e.write.collection.clone(),
+                    id: e.write.id,
+                    field: None,
+                    loser: e.write.stamp,
+                    lost: match &e.write.op {
+                        Op::Delete => Held::Deleted,
+                        Op::Put { .. } | Op::Patch { .. } => Held::Updated,
+                    },
+                    winner: None,
+                    won: None,
+                    reason: LossReason::RetentionExpired,
+                    detected_us: now,
+                };
+                tx.aux_log_put(CONFLICTS, entry.seq, &record::encode("conflict", &entry)?)?;
+                n += 1;
+            }
+            at = last;
+        }
+        if meta.log_last > meta.log_floor {
+            let mut from = meta.log_floor + 1;
+            while from <= meta.log_last {
+                let to = (from + GC_CHUNK - 1).min(meta.log_last);
+                tx.aux_log_remove(LOG, from, to)?;
+                from = to + 1;
+            }
+            meta.log_floor = meta.log_last;
+        }
+        let mut slot = 0;
+        loop {
+            let page = tx.aux_log_range(INDEX, slot, 1_000)?;
+            let Some(last) = page.last().map(|e| e.0) else {
+                break;
+            };
+            for (s, key) in page {
+                let (collection, id) = record::split_doc_key(&key)?;
+                if !keep(&collection) {
+                    continue;
+                }
+                if tx.get(&collection, id)?.is_some() {
+                    tx.delete(&collection, id)?;
+                }
+                tx.aux_remove(NS_DOC, &key)?;
+                tx.aux_log_remove(INDEX, s, s)?;
+                states.map.remove(&key);
+            }
+            slot = last;
+        }
+        Ok(n)
+    }
+
+    /// The peer this node last bootstrapped from by snapshot, if any.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn bootstrapped_from(&self) -> Result<Option<NodeId>> {
+        let r = self.db.begin_read()?;
+        Ok(self.meta_in(&r)?.barrier.map(|b| b.1))
+    }
+
+    /// The oldest log position still kept, minus one (peers behind it bootstrap).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn log_floor(&self) -> Result<u64> {
+        let r = self.db.begin_read()?;
+        Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.log_floor))
+    }
+
+    /// Every write the log still keeps, in order (introspection and tests).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn log_writes(&self) -> Result<Vec<LogEntry>> {
+        let r = self.db.begin_read()?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let page = r.aux_log_range(LOG, at, 1_000)?;
+            let Some(last) = page.last().map(|e| e.0) else {
+                break;
+            };
+            for (_, bytes) in page {
+                out.push(record::decode("log entry", &bytes)?);
+            }
+            at = last;
+        }
+        Ok(out)
     }
 
     /// The newest position of this node's log.
@@ -589,18 +1032,26 @@ impl SyncNode {
         record::load(&mut &r, "peer", NS_PEER, &record::peer_key(peer))
     }
 
-    /// Records that `peer` has applied this node's log up to `upto`.
+    /// Records that `peer` has applied this node's log up to `upto`, when its own log
+    /// stood at `their_last`.
     ///
     /// # Errors
     /// Database errors.
-    pub fn note_acked(&self, peer: NodeId, upto: u64) -> Result<()> {
-        if self.peer(peer)?.is_some_and(|p| p.acked >= upto) {
+    pub fn note_acked(&self, peer: NodeId, upto: u64, their_last: u64) -> Result<()> {
+        if self
+            .peer(peer)?
+            .is_some_and(|p| p.acked >= upto && p.acks.last().is_some_and(|a| a.0 >= upto))
+        {
             return Ok(());
         }
         let mut tx = self.db.begin_apply()?;
+        // Losing this record in a crash only delays garbage collection: the next hello
+        // re-establishes the peer's position.
+        tx.set_durability(Durability::Eventual);
         let pkey = record::peer_key(peer);
         let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
-        p.acked = p.acked.max(upto);
+        p.note_ack(upto, their_last);
+        p.forgotten = false;
         p.last_seen_us = self.now_us();
         record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
         tx.commit()?;

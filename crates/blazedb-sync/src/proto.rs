@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Role};
+use crate::record::SnapDoc;
 use crate::write::Write;
 
 /// Protocol version spoken by this build.
@@ -33,6 +34,11 @@ pub enum Msg {
         /// Whether I have your `Hello` already (if not, answer with yours: ours may be
         /// the only one that got through).
         have_yours: bool,
+        /// My newest log position (pairs with `want_after` like an `Ack`).
+        log_last: u64,
+        /// A snapshot of yours I was receiving when we were cut off: (your log
+        /// position it is taken at, the index slot I reached), to resume it.
+        resume: Option<(u64, u64)>,
     },
     /// Entries of the sender's log at positions `after + 1 ..= upto` (the writes the
     /// receiver lacks; filtered positions are covered but carry nothing).
@@ -41,10 +47,30 @@ pub enum Msg {
         upto: u64,
         writes: Vec<Write>,
     },
-    /// The receiver has durably applied the sender's log up to `upto`.
-    Ack { upto: u64 },
+    /// The receiver has durably applied the sender's log up to `upto`; `log_last` is
+    /// the receiver's own newest log position at that moment (what the sender must
+    /// have applied before it may treat `upto` as stable, see `SyncNode::collect_garbage`).
+    Ack { upto: u64, log_last: u64 },
     /// The receiver saw a gap: resend the log after `after`.
     Want { after: u64 },
+    /// A page of the sender's document states, for a peer that needs more than the
+    /// sender's log still holds (a new node, or one forgotten after long silence).
+    /// The snapshot is taken at the sender's log position `at`; the page covers its
+    /// document index slots `after_slot + 1 ..= upto_slot`; after the last page
+    /// (`done`) the log follows from `at`.
+    Snapshot {
+        at: u64,
+        after_slot: u64,
+        upto_slot: u64,
+        docs: Vec<SnapDoc>,
+        done: bool,
+        /// The sender collects tombstones: a receiver it has forgotten must drop its
+        /// replicated state instead of merging it (see `SyncNode::apply_snapshot`).
+        collected: bool,
+    },
+    /// The receiver applied the snapshot taken at `at` up to `upto_slot` (or, if less
+    /// than what was sent, stands there and wants the rest from there).
+    SnapshotAck { at: u64, upto_slot: u64 },
     /// Asks for the sender's log position (heartbeat, and "sync now": once the cursor
     /// reaches the answer, everything the peer had then is here).
     Ping { token: u64 },
@@ -73,6 +99,8 @@ pub enum ErrorCode {
     Refused,
     /// The sender's log no longer holds what was asked for: bootstrap needed.
     LogPruned,
+    /// Writes refused until the sender has taken the snapshot it is being sent.
+    Bootstrapping,
 }
 
 impl Msg {
@@ -84,6 +112,8 @@ impl Msg {
             Msg::Batch { .. } => "batch",
             Msg::Ack { .. } => "ack",
             Msg::Want { .. } => "want",
+            Msg::Snapshot { .. } => "snapshot",
+            Msg::SnapshotAck { .. } => "snapshot-ack",
             Msg::Ping { .. } => "ping",
             Msg::Pong { .. } => "pong",
             Msg::Error { .. } => "error",

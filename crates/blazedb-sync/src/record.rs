@@ -28,6 +28,8 @@ pub(crate) const NS_LOSS_KEY: &str = "sync.loss-key";
 pub(crate) const LOG: &str = "sync.log";
 /// The conflict log: losses of this node's own writes.
 pub(crate) const CONFLICTS: &str = "sync.conflicts";
+/// The document index: slot → document key, in creation order (snapshots walk it).
+pub(crate) const INDEX: &str = "sync.index";
 
 pub(crate) const META_VERSION: u32 = 1;
 
@@ -50,6 +52,13 @@ pub(crate) struct Meta {
     pub conflicts_last: u64,
     /// For each origin, the highest counter of its writes applied here.
     pub seen: Vv,
+    /// Newest slot of the document index (each document state gets one when created).
+    pub index_last: u64,
+    /// Set when this node bootstrapped from a snapshot: (its log position when the
+    /// snapshot completed, the node it came from). A peer other than that source whose
+    /// cursor is below the position lacks what the snapshot brought and must bootstrap
+    /// from us in turn.
+    pub barrier: Option<(u64, NodeId)>,
 }
 
 /// One sync-log entry.
@@ -70,6 +79,47 @@ pub(crate) struct PeerRecord {
     pub acked: u64,
     /// Wall time of the last exchange with it.
     pub last_seen_us: u64,
+    /// Acks not yet known stable: (our log position it confirmed, its own newest log
+    /// position then), oldest first, at most [`ACKS_PENDING_MAX`].
+    pub acks: Vec<(u64, u64)>,
+    /// Our log position up to which the peer has everything and we have everything the
+    /// peer had made before it got them (see `SyncNode::collect_garbage`).
+    pub stable: u64,
+    /// A snapshot from this peer being received: (its log position the snapshot is
+    /// taken at, the last index slot applied).
+    pub snapshot: Option<(u64, u64)>,
+    /// Silent beyond the retention: no longer holds back garbage collection. Kept
+    /// (not deleted) so that if it returns, its cursor still says it synced before.
+    pub forgotten: bool,
+}
+
+/// Most acks a peer record keeps while waiting for them to become stable (older ones
+/// are dropped: stability then advances with a later ack, never wrongly).
+pub(crate) const ACKS_PENDING_MAX: usize = 16;
+
+impl PeerRecord {
+    /// Moves `stable` over every ack whose paired position we have applied.
+    pub(crate) fn settle(&mut self) {
+        while let Some(&(acked, their_last)) = self.acks.first() {
+            if their_last > self.recv_cursor {
+                break;
+            }
+            self.stable = self.stable.max(acked);
+            self.acks.remove(0);
+        }
+    }
+
+    /// Notes an ack (our position `acked`, the peer's own position `their_last`).
+    pub(crate) fn note_ack(&mut self, acked: u64, their_last: u64) {
+        self.acked = self.acked.max(acked);
+        if self.acks.last().is_none_or(|&(a, _)| acked > a) {
+            if self.acks.len() >= ACKS_PENDING_MAX {
+                self.acks.remove(0);
+            }
+            self.acks.push((acked, their_last));
+        }
+        self.settle();
+    }
 }
 
 /// One recorded loss of one of this node's writes (SPEC §3.2 rule 6).
@@ -85,11 +135,38 @@ pub struct ConflictEntry {
     pub field: Option<String>,
     pub loser: Stamp,
     pub lost: Held,
-    pub winner: Stamp,
-    pub won: Held,
+    /// The write that won (`None` for [`LossReason::RetentionExpired`]).
+    pub winner: Option<Stamp>,
+    pub won: Option<Held>,
     pub reason: LossReason,
     /// Wall time this node learned of the loss (µs since the epoch).
     pub detected_us: u64,
+}
+
+/// One document's merge state in a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapDoc {
+    pub collection: String,
+    #[serde(with = "crate::write::doc_id")]
+    pub id: DocId,
+    pub state: crate::merge::DocState,
+}
+
+/// Splits a document key back into collection and id.
+pub(crate) fn split_doc_key(key: &[u8]) -> Result<(String, DocId)> {
+    let bad = || SyncError::Corrupt {
+        what: "document index",
+        detail: "malformed document key".into(),
+    };
+    let (name, id) = key
+        .split_at_checked(key.len().checked_sub(16).ok_or_else(bad)?)
+        .ok_or_else(bad)?;
+    let name = name.strip_suffix(&[0]).ok_or_else(bad)?;
+    let id: [u8; 16] = id.try_into().map_err(|_| bad())?;
+    Ok((
+        String::from_utf8(name.to_vec()).map_err(|_| bad())?,
+        DocId::from_bytes(id),
+    ))
 }
 
 pub(crate) fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>> {

@@ -23,6 +23,8 @@ use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DE
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
+/// How often a node collects garbage (at most; sessions share the rate).
+pub const GC_EVERY_US: u64 = 10_000_000;
 
 /// Which directions a connection carries, seen from this side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,6 +114,32 @@ pub struct Session {
     hello: Option<(Msg, u64)>,
     /// The newest answered `Ping`: its token and the peer's log position then.
     pong: Option<(u64, u64)>,
+    /// A snapshot we are sending the peer.
+    snap_send: Option<SnapSend>,
+    /// The peer's resume point for a snapshot of ours (from its `Hello`).
+    peer_resume: Option<(u64, u64)>,
+    /// We are receiving a snapshot: our writes wait until it is complete (the peer
+    /// must not see them before, see `DocState::join`).
+    holding: bool,
+    /// The peer this session registered with the node as connected.
+    registered: Option<NodeId>,
+}
+
+/// A snapshot being sent.
+struct SnapSend {
+    at: u64,
+    /// The next page starts after this slot.
+    next_after: u64,
+    /// The page in flight: (its last slot, whether it is the last page, sent at).
+    in_flight: Option<(u64, bool, u64)>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(p) = self.registered.take() {
+            self.node.note_connected(p, false);
+        }
+    }
 }
 
 /// A session ended or refused to go on.
@@ -138,6 +166,10 @@ impl Session {
             stats: SessionStats::default(),
             hello: None,
             pong: None,
+            snap_send: None,
+            peer_resume: None,
+            holding: false,
+            registered: None,
         }
     }
 
@@ -193,7 +225,9 @@ impl Session {
     /// # Errors
     /// Database errors.
     pub fn idle(&self) -> Result<bool, SyncError> {
-        Ok(self.in_flight.is_empty()
+        Ok(self.snap_send.is_none()
+            && !self.holding
+            && self.in_flight.is_empty()
             && (!self.peer.is_some_and(|p| p.we_send) || self.next_send > self.node.log_last()?))
     }
 
@@ -217,6 +251,11 @@ impl Session {
             send: self.cfg.mode.sends(),
             now_us,
             have_yours: false,
+            log_last: self.node.log_last()?,
+            resume: match peer_hint {
+                Some(p) => self.node.snapshot_progress(p)?,
+                None => None,
+            },
         };
         self.hello = Some((msg.clone(), now_us));
         Ok(msg)
@@ -258,6 +297,8 @@ impl Session {
                 send,
                 now_us: peer_now,
                 have_yours,
+                log_last: peer_last,
+                resume,
             } => {
                 if version != PROTOCOL_VERSION {
                     out.push(self.error(
@@ -293,6 +334,9 @@ impl Session {
                         - i64::try_from(now_us).unwrap_or(i64::MAX),
                 );
                 if first {
+                    self.node.note_connected(node, true);
+                    self.registered = Some(node);
+                    self.peer_resume = resume;
                     // Resume from our persisted cursor for this peer (the hint may
                     // have been missing), and send ours from where it stands.
                     match self.node.recv_cursor(node) {
@@ -306,7 +350,7 @@ impl Session {
                     self.next_send = want_after + 1;
                     self.acked = want_after;
                     self.in_flight.clear();
-                    if let Err(e) = self.node.note_acked(node, want_after) {
+                    if let Err(e) = self.node.note_acked(node, want_after, peer_last) {
                         return Err(Closed {
                             reason: e.to_string(),
                         });
@@ -346,12 +390,28 @@ impl Session {
                     ));
                     return Ok(out);
                 }
+                if self.snap_send.is_some() {
+                    out.push(self.error(
+                        ErrorCode::Bootstrapping,
+                        "writes wait until the snapshot has been taken".into(),
+                        false,
+                    ));
+                    return Ok(out);
+                }
                 if writes.len() > BATCH_WRITES_MAX || upto < after {
                     out.push(self.error(ErrorCode::Protocol, "malformed batch".into(), true));
                     return Ok(out);
                 }
+                let log_last = |s: &Self| {
+                    s.node.log_last().map_err(|e| Closed {
+                        reason: e.to_string(),
+                    })
+                };
                 if upto <= self.cursor {
-                    out.push(Msg::Ack { upto: self.cursor });
+                    out.push(Msg::Ack {
+                        upto: self.cursor,
+                        log_last: log_last(self)?,
+                    });
                 } else if after > self.cursor {
                     out.push(Msg::Want { after: self.cursor });
                 } else {
@@ -361,7 +421,10 @@ impl Session {
                             self.stats.writes_received += report.applied;
                             self.stats.conflicts += report.conflicts;
                             self.stats.last_sync_us = Some(now_us);
-                            out.push(Msg::Ack { upto });
+                            out.push(Msg::Ack {
+                                upto,
+                                log_last: log_last(self)?,
+                            });
                         }
                         Err(SyncError::ClockSkew(e)) => {
                             out.push(self.error(ErrorCode::ClockSkew, e.to_string(), false));
@@ -375,7 +438,7 @@ impl Session {
                     }
                 }
             }
-            Msg::Ack { upto } => {
+            Msg::Ack { upto, log_last } => {
                 if let Some(peer) = self.peer
                     && upto > self.acked
                 {
@@ -385,7 +448,7 @@ impl Session {
                     }
                     self.last_progress_us = now_us;
                     self.stats.last_sync_us = Some(now_us);
-                    if let Err(e) = self.node.note_acked(peer.node, upto) {
+                    if let Err(e) = self.node.note_acked(peer.node, upto, log_last) {
                         return Err(Closed {
                             reason: e.to_string(),
                         });
@@ -397,6 +460,90 @@ impl Session {
                 if self.peer.is_some() {
                     self.next_send = after.max(self.acked) + 1;
                     self.in_flight.clear();
+                    self.last_progress_us = now_us;
+                    out.extend(self.poll_inner(now_us)?);
+                }
+            }
+            Msg::Snapshot {
+                at,
+                after_slot,
+                upto_slot,
+                docs,
+                done,
+                collected,
+            } => {
+                let Some(peer) = self.peer else {
+                    return Ok(out);
+                };
+                if !peer.we_accept {
+                    out.push(self.error(
+                        ErrorCode::Refused,
+                        "this side does not accept writes".into(),
+                        false,
+                    ));
+                    return Ok(out);
+                }
+                if !self.holding {
+                    // Our writes wait; what is in flight is sent again afterwards.
+                    self.holding = true;
+                    self.in_flight.clear();
+                    self.next_send = self.acked + 1;
+                }
+                let keep = self.keep();
+                match self.node.apply_snapshot(
+                    peer.node, at, after_slot, upto_slot, &docs, done, collected, &keep,
+                ) {
+                    Ok(report) => {
+                        self.stats.writes_received += report.applied;
+                        self.stats.conflicts += report.conflicts;
+                        self.stats.last_sync_us = Some(now_us);
+                        out.push(Msg::SnapshotAck { at, upto_slot });
+                        if done {
+                            self.holding = false;
+                            self.cursor = self.cursor.max(at);
+                            out.extend(self.poll_inner(now_us)?);
+                        }
+                    }
+                    Err(SyncError::Protocol(_)) => {
+                        // Not the page that continues our progress: say where we are.
+                        let slot = match self.node.snapshot_progress(peer.node) {
+                            Ok(Some((a, s))) if a == at => s,
+                            Ok(_) => 0,
+                            Err(e) => {
+                                return Err(Closed {
+                                    reason: e.to_string(),
+                                });
+                            }
+                        };
+                        out.push(Msg::SnapshotAck {
+                            at,
+                            upto_slot: slot,
+                        });
+                    }
+                    Err(e) => out.push(self.error(ErrorCode::ApplyFailed, e.to_string(), false)),
+                }
+            }
+            Msg::SnapshotAck { at, upto_slot } => {
+                if let Some(snap) = &mut self.snap_send
+                    && snap.at == at
+                {
+                    match snap.in_flight {
+                        Some((upto, done, _)) if upto_slot >= upto => {
+                            snap.next_after = upto;
+                            snap.in_flight = None;
+                            if done {
+                                // The log follows from the snapshot's position.
+                                self.snap_send = None;
+                                self.next_send = at + 1;
+                                self.acked = self.acked.max(at);
+                                self.in_flight.clear();
+                            }
+                        }
+                        _ => {
+                            snap.next_after = upto_slot;
+                            snap.in_flight = None;
+                        }
+                    }
                     self.last_progress_us = now_us;
                     out.extend(self.poll_inner(now_us)?);
                 }
@@ -444,6 +591,39 @@ impl Session {
         Ok(out)
     }
 
+    fn keep(&self) -> impl Fn(&str) -> bool + use<> {
+        let set = self.cfg.collections.clone();
+        move |c: &str| set.as_ref().is_none_or(|s| s.contains(c))
+    }
+
+    /// Sends the next snapshot page when none is in flight (or the one in flight has
+    /// gone unanswered too long).
+    fn send_snapshot(&mut self, now_us: u64) -> Result<Vec<Msg>, SyncError> {
+        let keep = self.keep();
+        let limit = self.cfg.batch_max.clamp(1, BATCH_WRITES_MAX);
+        let resend_after = self.cfg.resend_after_us;
+        let Some(snap) = &mut self.snap_send else {
+            return Ok(Vec::new());
+        };
+        if let Some((_, _, sent)) = snap.in_flight {
+            if now_us.saturating_sub(sent) <= resend_after {
+                return Ok(Vec::new());
+            }
+            snap.in_flight = None;
+        }
+        let (docs, upto_slot, done) = self.node.snapshot_page(snap.next_after, limit, &keep)?;
+        snap.in_flight = Some((upto_slot, done, now_us));
+        self.stats.writes_sent += docs.len() as u64;
+        Ok(vec![Msg::Snapshot {
+            at: snap.at,
+            after_slot: snap.next_after,
+            upto_slot,
+            docs,
+            done,
+            collected: self.node.collects_tombstones(),
+        }])
+    }
+
     fn poll_inner(&mut self, now_us: u64) -> Result<Vec<Msg>, Closed> {
         let closed = |e: SyncError| Closed {
             reason: e.to_string(),
@@ -464,6 +644,15 @@ impl Session {
         let Some(peer) = self.peer.filter(|p| p.we_send) else {
             return Ok(out);
         };
+        if let Err(e) = self.node.maybe_collect_garbage(now_us, GC_EVERY_US) {
+            tracing::warn!(error = %e, "garbage collection failed");
+        }
+        if self.holding {
+            return Ok(out);
+        }
+        if self.snap_send.is_some() {
+            return self.send_snapshot(now_us).map_err(closed);
+        }
         self.node.absorb().map_err(closed)?;
         if !self.in_flight.is_empty()
             && now_us.saturating_sub(self.last_progress_us) > self.cfg.resend_after_us
@@ -472,12 +661,7 @@ impl Session {
             self.in_flight.clear();
             self.last_progress_us = now_us;
         }
-        let keep = |c: &str| {
-            self.cfg
-                .collections
-                .as_ref()
-                .is_none_or(|set| set.contains(c))
-        };
+        let keep = self.keep();
         let last = self.node.log_last().map_err(closed)?;
         let limit = self.cfg.batch_max.clamp(1, BATCH_WRITES_MAX);
         while self.in_flight.len() < self.cfg.window.max(1) && self.next_send <= last {
@@ -485,11 +669,21 @@ impl Session {
             let (writes, upto) = match self.node.read_log(peer.node, after, limit, &keep) {
                 Ok(r) => r,
                 Err(SyncError::LogPruned { .. }) => {
-                    out.push(self.error(
-                        ErrorCode::LogPruned,
-                        "the log no longer holds what the peer needs".into(),
-                        true,
-                    ));
+                    // The peer needs more than the log holds: it bootstraps from a
+                    // snapshot (resuming one it had started if that is still valid).
+                    let at = self.node.log_last().map_err(closed)?;
+                    let floor = self.node.log_floor().map_err(closed)?;
+                    let (at, next_after) = match self.peer_resume.take() {
+                        Some((a, slot)) if a >= floor && a <= at => (a, slot),
+                        _ => (at, 0),
+                    };
+                    self.in_flight.clear();
+                    self.snap_send = Some(SnapSend {
+                        at,
+                        next_after,
+                        in_flight: None,
+                    });
+                    out.extend(self.send_snapshot(now_us).map_err(closed)?);
                     break;
                 }
                 Err(e) => return Err(closed(e)),

@@ -99,12 +99,28 @@ impl Topology {
         mode: SyncMode,
         role: Role,
     ) -> Result<NodeRef> {
+        let opts = self.opts.clone();
+        self.register_with(db, name, mode, role, opts)
+    }
+
+    /// As [`Topology::register`], with this node's own options.
+    ///
+    /// # Errors
+    /// As [`Topology::register`].
+    pub fn register_with(
+        &mut self,
+        db: &Database,
+        name: &str,
+        mode: SyncMode,
+        role: Role,
+        opts: SyncOptions,
+    ) -> Result<NodeRef> {
         if self.nodes.iter().any(|n| n.name == name) {
             return Err(SyncError::Protocol(format!(
                 "a node named '{name}' is registered already"
             )));
         }
-        let node = SyncNode::enable(db, role, self.opts.clone())?;
+        let node = SyncNode::enable(db, role, opts)?;
         self.nodes.push(Registered {
             name: name.to_owned(),
             mode,

@@ -88,6 +88,9 @@ pub enum LossReason {
     ServerPriority,
     /// Same role: the concurrent write with the later stamp won (ties: node id).
     LaterTimestamp,
+    /// The write was never sent: this node was away longer than its peer's retention
+    /// and had to bootstrap again (the write could no longer be judged by the rules).
+    RetentionExpired,
 }
 
 impl LossReason {
@@ -107,6 +110,7 @@ impl std::fmt::Display for LossReason {
         f.write_str(match self {
             LossReason::ServerPriority => "server priority",
             LossReason::LaterTimestamp => "later timestamp",
+            LossReason::RetentionExpired => "retention expired",
         })
     }
 }

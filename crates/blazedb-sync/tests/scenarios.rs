@@ -155,7 +155,7 @@ async fn server_vs_client_concurrent_edits_the_server_wins_whichever_wrote_last(
         assert_eq!(lost.len(), 1, "the client's loss is on record: {lost:?}");
         assert_eq!(lost[0].reason, LossReason::ServerPriority);
         assert_eq!(lost[0].lost, Held::Value(Value::from("by node 1")));
-        assert_eq!(lost[0].won, Held::Value(Value::from("by node 0")));
+        assert_eq!(lost[0].won, Some(Held::Value(Value::from("by node 0"))));
         assert!(net.conflicts(0).is_empty(), "the server lost nothing");
     }
 }
@@ -271,7 +271,7 @@ async fn a_server_delete_beats_a_concurrent_client_update_everywhere() {
         assert_eq!(lost.len(), 1, "{lost:?}");
         assert_eq!(
             (lost[0].won.clone(), lost[0].reason),
-            (Held::Deleted, LossReason::ServerPriority)
+            (Some(Held::Deleted), LossReason::ServerPriority)
         );
     }
 }
@@ -289,7 +289,7 @@ async fn between_equal_roles_the_later_of_a_delete_and_an_update_wins() {
         // The delete is later: it is gone.
         let (net, id) = delete_vs_update(roles, 0, false).await;
         assert!(net.get(1, id).is_none());
-        assert_eq!(net.conflicts(1)[0].won, Held::Deleted);
+        assert_eq!(net.conflicts(1)[0].won, Some(Held::Deleted));
     }
 }
 

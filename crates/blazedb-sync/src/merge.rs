@@ -152,8 +152,10 @@ enum Dropped {
 pub struct Defeat {
     pub loser: Stamp,
     pub winner: Stamp,
-    /// Local knowledge, as [`Rec::stable`].
-    pub stable: bool,
+    /// Local knowledge, as [`Rec::stable`], for the loser and for the winner. The
+    /// record goes only when both are stable: then every peer, the loser's origin
+    /// included, has the winner and so has learned of the loss.
+    pub stable: (bool, bool),
 }
 
 impl Defeat {
@@ -234,7 +236,7 @@ impl DocState {
                     let d = Defeat {
                         loser: incoming.stamp,
                         winner: winner.stamp,
-                        stable: false,
+                        stable: (false, false),
                     };
                     applied.defeated.push(d.loss());
                     self.defeated.push(d);
@@ -261,7 +263,7 @@ impl DocState {
                 defeats.push(Defeat {
                     loser: d.stamp,
                     winner: w.stamp,
-                    stable: false,
+                    stable: (false, false),
                 });
             }
             !defeated
@@ -501,7 +503,7 @@ impl DocState {
                     let d = Defeat {
                         loser: r.stamp,
                         winner,
-                        stable: false,
+                        stable: (false, false),
                     };
                     if r.stamp.node() == me {
                         losses.push(d.loss());
@@ -524,7 +526,7 @@ impl DocState {
                     losses.push(d.loss());
                 }
                 defeats.push(Defeat {
-                    stable: false,
+                    stable: (false, false),
                     ..d.clone()
                 });
             }
@@ -537,8 +539,13 @@ impl DocState {
     /// Marks write `dot` stable (see [`DocState::collect`]); returns whether it is
     /// retained.
     pub fn mark_stable(&mut self, dot: Dot) -> bool {
-        for d in self.defeated.iter_mut().filter(|d| d.loser.dot == dot) {
-            d.stable = true;
+        for d in &mut self.defeated {
+            if d.loser.dot == dot {
+                d.stable.0 = true;
+            }
+            if d.winner.dot == dot {
+                d.stable.1 = true;
+            }
         }
         match self.recs.iter_mut().find(|r| r.dot() == dot) {
             Some(r) => {
@@ -562,7 +569,7 @@ impl DocState {
     /// still refuses re-delivered old writes. Returns whether anything was dropped.
     pub fn collect(&mut self) -> bool {
         let before = self.recs.len() + self.defeated.len();
-        self.defeated.retain(|d| !d.stable);
+        self.defeated.retain(|d| d.stable != (true, true));
         let stable_deletes: Vec<Rec> = self
             .recs
             .iter()

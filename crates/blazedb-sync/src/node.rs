@@ -771,7 +771,7 @@ impl SyncNode {
                 rec.stable = false;
             }
             for d in &mut state.defeated {
-                d.stable = false;
+                d.stable = (false, false);
             }
             bytes += postcard::experimental::serialized_size(&state).unwrap_or(0);
             docs.push(SnapDoc {

@@ -570,3 +570,187 @@ async fn local_only_fields_never_travel_and_survive_remote_replacements() {
     );
     topo.shutdown().await;
 }
+
+fn hub_options(retention_us: u64) -> blazedb_sync::SyncOptions {
+    blazedb_sync::SyncOptions {
+        tombstone_gc: true,
+        retention_us,
+        ..blazedb_sync::SyncOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_bootstraps_from_a_snapshot_once_the_servers_log_is_collected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let (server, c1, c2) = (open("server"), open("c1"), open("c2"));
+    let mut topo = Topology::new();
+    let s = topo
+        .register_with(
+            &server,
+            "server",
+            SyncMode::LocalAndRemote,
+            Role::Server,
+            hub_options(u64::MAX),
+        )
+        .expect("register");
+    let r1 = topo
+        .register(&c1, "c1", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    let r2 = topo
+        .register(&c2, "c2", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    topo.connect_local(r1, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    let mut gone = Vec::new();
+    for i in 0..300i64 {
+        let id = c1
+            .collection("docs")
+            .insert(Document::new().with("i", i))
+            .expect("insert");
+        if i % 10 == 0 {
+            c1.collection("docs").delete(id).expect("delete");
+            gone.push(id);
+        }
+    }
+    topo.sync_all(T).await.expect("sync");
+    let node = topo.node(s).expect("node").clone();
+    let report = node.collect_garbage().expect("gc");
+    assert!(
+        report.log_pruned > 0 && node.log_floor().expect("floor") > 0,
+        "{report:?}"
+    );
+    // The deleted documents' history is gone from the server: only their version
+    // vectors remain, to refuse old writes delivered again.
+    let state = node.doc_state("docs", gone[0]).expect("state");
+    assert!(state.recs.is_empty() && !state.vv.is_empty(), "{state:?}");
+    topo.connect_local(r2, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(
+        c2.collection("docs").all().expect("all"),
+        server.collection("docs").all().expect("all")
+    );
+    assert_eq!(c2.collection("docs").count().expect("count"), 270);
+    assert_eq!(
+        topo.node(r2)
+            .expect("node")
+            .bootstrapped_from()
+            .expect("meta"),
+        Some(node.node_id())
+    );
+    // And it goes on syncing from the log.
+    let id = c2
+        .collection("docs")
+        .insert(Document::new().with("late", true))
+        .expect("insert");
+    topo.sync_all(T).await.expect("sync");
+    assert!(c1.collection("docs").get(id).expect("get").is_some());
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_forgotten_past_the_retention_bootstraps_again_without_resurrecting_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let (server, stale, other) = (open("server"), open("stale"), open("other"));
+    let mut topo = Topology::new();
+    // Retention zero: a disconnected client is forgotten at the next collection.
+    let s = topo
+        .register_with(
+            &server,
+            "server",
+            SyncMode::LocalAndRemote,
+            Role::Server,
+            hub_options(0),
+        )
+        .expect("register");
+    let rs = topo
+        .register(&stale, "stale", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    let ro = topo
+        .register(&other, "other", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    topo.connect_local(rs, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    topo.connect_local(ro, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    let d = DocId::new();
+    other
+        .collection("docs")
+        .put(
+            Document::with_id(d)
+                .with("title", "doomed")
+                .with("secret", "x"),
+        )
+        .expect("put");
+    topo.sync_all(T).await.expect("sync");
+    assert!(stale.collection("docs").get(d).expect("get").is_some());
+    topo.disconnect(rs, s).await.expect("disconnect");
+    // Offline, the stale client edits the document and creates another.
+    stale
+        .collection("docs")
+        .patch(d, &Patch::new().set("title", "edited offline"))
+        .expect("patch");
+    let e = stale
+        .collection("docs")
+        .insert(Document::new().with("offline", true))
+        .expect("insert");
+    // Meanwhile the document is deleted, and the server collects.
+    other.collection("docs").delete(d).expect("delete");
+    topo.sync_all(T).await.expect("sync");
+    let report = topo.node(s).expect("node").collect_garbage().expect("gc");
+    assert_eq!(report.peers_forgotten, 1, "{report:?}");
+    assert!(
+        topo.node(s)
+            .expect("node")
+            .doc_state("docs", d)
+            .expect("state")
+            .recs
+            .is_empty()
+    );
+    // The stale client returns: it must bootstrap again, and the deleted document
+    // must not come back from it.
+    topo.connect_local(rs, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    topo.sync_all(T).await.expect("sync");
+    for db in [&server, &stale, &other] {
+        assert!(
+            db.collection("docs").get(d).expect("get").is_none(),
+            "no resurrection"
+        );
+        assert!(db.collection("docs").get(e).expect("get").is_none());
+    }
+    let lost = topo
+        .node(rs)
+        .expect("node")
+        .conflicts(0, 100)
+        .expect("conflicts");
+    let expired: Vec<_> = lost
+        .iter()
+        .filter(|c| c.reason == LossReason::RetentionExpired)
+        .collect();
+    assert_eq!(
+        expired.len(),
+        2,
+        "both unsent writes are on record: {lost:?}"
+    );
+    // It syncs normally afterwards.
+    let f = stale
+        .collection("docs")
+        .insert(Document::new().with("after", true))
+        .expect("insert");
+    topo.sync_all(T).await.expect("sync");
+    assert!(other.collection("docs").get(f).expect("get").is_some());
+    topo.shutdown().await;
+}

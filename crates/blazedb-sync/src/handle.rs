@@ -145,7 +145,8 @@ pub(crate) fn status_of(
         target,
         connected: conn.connected,
         peer: conn.peer,
-        pending_local_writes: node.own_writes_after(acked, 1_000_000).unwrap_or(0),
+        pending_local_writes: node.own_writes_after(acked, 1_000_000).unwrap_or(0)
+            + node.unabsorbed().unwrap_or(0),
         last_sync: t
             .last_sync_us
             .map(|us| Timestamp(i64::try_from(us).unwrap_or(i64::MAX))),

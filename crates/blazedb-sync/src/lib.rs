@@ -12,6 +12,7 @@
 pub mod clock;
 mod conn;
 mod error;
+mod ext;
 pub mod handle;
 pub mod merge;
 pub mod node;
@@ -27,6 +28,7 @@ pub mod write;
 pub use clock::{Hlc, NodeId, Role};
 pub use conn::ConnStatus;
 pub use error::{Result, SyncError};
+pub use ext::EnableSync;
 pub use handle::{SyncHandle, SyncPolicy, SyncStatus};
 pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SyncNode, SyncOptions};

@@ -1011,6 +1011,18 @@ impl SyncNode {
         Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.log_last))
     }
 
+    /// How many local writes are committed but not yet taken over by sync.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn unabsorbed(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .begin_read()?
+            .last_seq()?
+            .saturating_sub(self.absorbed()?))
+    }
+
     /// Whether local writes are waiting to be absorbed.
     ///
     /// # Errors

@@ -1,0 +1,111 @@
+//! The user-facing handles: `db.enable_sync(relay, role)` against a serving node, its
+//! status through offline periods, stop and start, and clock hygiene.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use blazedb_core::Document;
+use blazedb_engine::{Database, KdfParams};
+use blazedb_sync::clock::wall_now_us;
+use blazedb_sync::{EnableSync, Role, ServeHandle, SyncNode, SyncOptions, SyncPolicy, memory};
+
+const T: Duration = Duration::from_secs(20);
+
+fn open(dir: &std::path::Path, name: &str) -> Database {
+    Database::builder()
+        .kdf(KdfParams::INSECURE_FAST)
+        .open(dir, name, "pw")
+        .expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_sync_reports_status_through_offline_periods_and_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
+    let node = SyncNode::enable(&server, Role::Server, SyncOptions::default()).expect("enable");
+    let (relay, listener) = memory("server");
+    let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 16).expect("serve");
+    let sync = client
+        .enable_sync(relay, Role::Client)
+        .await
+        .expect("enable_sync");
+    let id = client
+        .collection("notes")
+        .insert(Document::new().with("n", 1i64))
+        .expect("insert");
+    let status = sync.sync_now(T).await.expect("sync now");
+    assert!(
+        status.connected && status.pending_local_writes == 0,
+        "{status:?}"
+    );
+    assert!(
+        status.writes_sent >= 1 && status.bytes_sent > 0 && status.last_sync.is_some(),
+        "{status:?}"
+    );
+    assert!(server.collection("notes").get(id).expect("get").is_some());
+    assert_eq!(serve.connections().len(), 1);
+
+    sync.stop().await;
+    for i in 0..5i64 {
+        client
+            .collection("notes")
+            .insert(Document::new().with("offline", i))
+            .expect("insert");
+    }
+    let offline = sync.status();
+    assert!(!offline.connected, "{offline:?}");
+    assert_eq!(offline.pending_local_writes, 5, "{offline:?}");
+
+    sync.start();
+    let back = sync.sync_now(T).await.expect("sync now");
+    assert_eq!(back.pending_local_writes, 0, "{back:?}");
+    assert_eq!(server.collection("notes").count().expect("count"), 6);
+    sync.stop().await;
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_far_ahead_is_refused_and_the_skew_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
+    let node = SyncNode::enable(&server, Role::Server, SyncOptions::default()).expect("enable");
+    let (relay, listener) = memory("server");
+    let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 16).expect("serve");
+    let ahead_us: u64 = 10 * 60 * 1_000_000; // beyond the 5-minute default bound
+    let fast = SyncOptions {
+        clock: Arc::new(move || wall_now_us() + ahead_us),
+        stamp_with_write_time: false,
+        ..SyncOptions::default()
+    };
+    let sync = client
+        .enable_sync_with(relay, Role::Client, SyncPolicy::default(), fast)
+        .await
+        .expect("enable_sync");
+    let id = client
+        .collection("notes")
+        .insert(Document::new().with("n", 1i64))
+        .expect("insert");
+    let refused = sync.sync_now(Duration::from_secs(3)).await;
+    assert!(
+        refused.is_err(),
+        "a write stamped 10 minutes ahead must not be accepted"
+    );
+    assert!(server.collection("notes").get(id).expect("get").is_none());
+    let status = sync.status();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ahead")),
+        "{status:?}"
+    );
+    let skew = status.clock_skew_us.expect("skew measured");
+    assert!(
+        skew < -(9 * 60 * 1_000_000),
+        "the server's clock is ~10 minutes behind ours: {skew}"
+    );
+    let seen_by_server = serve.connections()[0].clock_skew_us.expect("skew measured");
+    assert!(seen_by_server > 9 * 60 * 1_000_000, "{seen_by_server}");
+    sync.stop().await;
+    serve.stop().await;
+}

@@ -18,6 +18,7 @@ mod run;
 mod scale;
 mod sqlite;
 mod sqlite_idx;
+mod sync_bench;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,12 +28,16 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "\
 usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
        blazedb-bench query [--quick] [--dir DIR] [--only LIST]
+       blazedb-bench sync [--quick] [--dir DIR]
 
   engine        BlazeDB against SQLite: durable commits (1 and 8 writers), bulk insert,
                 point gets, cold open. Prints each figure and the ratio BlazeDB/SQLite.
   query         BlazeDB against SQLite: indexed equality queries (~100 docs each), and
                 per-operation latency (get, put, indexed query) at three sizes up to
                 1M documents with its growth.
+  sync          What sync costs: local writes with sync compiled in but disabled vs a
+                build without the feature (same run), local writes taken over into
+                the sync log, and the rate of applying remote writes.
   --quick       small sizes (a smoke check that finishes in well under 30 s)
   --dir DIR     where to create the databases (default: a temporary directory under
                 $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
@@ -100,6 +105,7 @@ pub(crate) struct Selection {
 enum Command {
     Engine,
     Query,
+    Sync,
 }
 
 struct Args {
@@ -152,6 +158,15 @@ fn parse_args() -> Result<Option<Args>> {
     let command = match args.next().as_deref() {
         Some("engine") => Command::Engine,
         Some("query") => Command::Query,
+        Some("sync") => Command::Sync,
+        Some("local-writes") => {
+            // Child of `sync`: the same loop in a build without the sync feature.
+            let n: usize = args.next().context("local-writes N DIR SEED")?.parse()?;
+            let dir: PathBuf = args.next().context("local-writes N DIR SEED")?.into();
+            let seed: u64 = args.next().context("local-writes N DIR SEED")?.parse()?;
+            sync_bench::child(n, &dir, seed)?;
+            return Ok(None);
+        }
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return Ok(None);
@@ -174,6 +189,7 @@ fn parse_args() -> Result<Option<Args>> {
                 match command {
                     Command::Engine => out.only = parse_only(&list)?,
                     Command::Query => out.query_only = parse_query_only(&list)?,
+                    Command::Sync => bail!("sync has no --only"),
                 }
             }
             "-h" | "--help" => {
@@ -261,6 +277,7 @@ fn main() -> Result<()> {
         match args.command {
             Command::Engine => "engine",
             Command::Query => "query",
+            Command::Sync => "sync",
         },
         if args.quick { "quick" } else { "full" }
     );
@@ -287,6 +304,13 @@ fn main() -> Result<()> {
             println!("load average at start: {}", load_average());
             println!();
             query::run(dir, &sizes, args.query_only)?;
+        }
+        Command::Sync => {
+            let sizes = sync_bench::SyncSizes::new(args.quick);
+            println!("{sizes:?}");
+            println!("load average at start: {}", load_average());
+            println!();
+            sync_bench::run(dir, sizes)?;
         }
     }
     println!("load average at end: {}", load_average());

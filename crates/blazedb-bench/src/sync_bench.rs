@@ -224,6 +224,12 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
 }
 
 #[cfg(not(feature = "sync"))]
-pub(crate) fn run(_dir: &Path, _sizes: SyncSizes) -> Result<()> {
-    bail!("this build has no sync layer: run it with the default features")
+pub(crate) fn run(_dir: &Path, sizes: SyncSizes) -> Result<()> {
+    bail!(
+        "this build has no sync layer (asked for {} writes x {} rounds, {} applied in batches of {}): run it with the default features",
+        sizes.writes,
+        sizes.rounds,
+        sizes.apply,
+        sizes.batch
+    )
 }

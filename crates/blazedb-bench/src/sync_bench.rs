@@ -79,6 +79,7 @@ pub(crate) fn child(n: usize, dir: &Path, seed: u64) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "sync")]
 fn run_child(n: usize, dir: &Path, seed: u64) -> Result<Duration> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -113,6 +114,7 @@ fn run_child(n: usize, dir: &Path, seed: u64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+#[cfg(feature = "sync")]
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }

@@ -8,6 +8,9 @@
 //! 3. Applying remote writes: a node takes another node's log in batches, one durable
 //!    transaction per batch (the receiving side of a sync).
 
+// Without the `sync` feature only the child side (`local-writes`) is used.
+#![cfg_attr(not(feature = "sync"), allow(unused_imports, dead_code))]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -54,6 +54,6 @@ pub mod sync {
 }
 
 /// The README's examples, compiled and run as doctests so the README stays true.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sync"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

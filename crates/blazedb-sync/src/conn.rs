@@ -73,6 +73,21 @@ impl CommitSignal {
     }
 }
 
+/// Signals `stop` and waits for the task in `task` (taken out) to end.
+pub(crate) async fn stop_task(
+    stop: &watch::Sender<bool>,
+    task: &std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+) {
+    stop.send_replace(true);
+    let task = task
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(t) = task {
+        let _ = t.await;
+    }
+}
+
 /// What a running connection listens to.
 pub(crate) struct Control {
     pub stop: watch::Receiver<bool>,

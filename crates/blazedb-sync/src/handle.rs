@@ -276,15 +276,7 @@ impl SyncHandle {
 
     /// Stops syncing (the connection closes; local writes go on and sync later).
     pub async fn stop(&self) {
-        self.stop_tx.send_replace(true);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        crate::conn::stop_task(&self.stop_tx, &self.task).await;
     }
 
     /// The node.

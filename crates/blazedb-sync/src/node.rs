@@ -910,13 +910,9 @@ impl SyncNode {
                 if e.via.is_some() || !keep(&e.write.collection) {
                     continue;
                 }
-                meta.conflicts_last += 1;
-                let entry = ConflictEntry {
-                    seq: meta.conflicts_last,
-                    collection: e.write.collection.clone(),
-                    id: e.write.id,
-                    field: None,
+                let loss = Loss {
                     loser: e.write.stamp,
+                    field: None,
                     lost: match &e.write.op {
                         Op::Delete => Held::Deleted,
                         Op::Put { .. } | Op::Patch { .. } => Held::Updated,
@@ -924,10 +920,9 @@ impl SyncNode {
                     winner: None,
                     won: None,
                     reason: LossReason::RetentionExpired,
-                    detected_us: now,
                 };
-                tx.aux_log_put(CONFLICTS, entry.seq, &record::encode("conflict", &entry)?)?;
-                n += 1;
+                n +=
+                    self.record_losses(tx, meta, &e.write.collection, e.write.id, vec![loss], now)?;
             }
             at = last;
         }

@@ -123,15 +123,7 @@ impl ServeHandle {
 
     /// Stops accepting, ends every session and waits for them.
     pub async fn stop(&self) {
-        self.stop_tx.send_replace(true);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        crate::conn::stop_task(&self.stop_tx, &self.task).await;
     }
 }
 

@@ -378,18 +378,9 @@ impl Session {
                 upto,
                 writes,
             } => {
-                let Some(peer) = self.peer else {
-                    // Arrived before the peer's Hello: it will be resent.
+                let Some(peer) = self.accepting_peer(&mut out) else {
                     return Ok(out);
                 };
-                if !peer.we_accept {
-                    out.push(self.error(
-                        ErrorCode::Refused,
-                        "this side does not accept writes".into(),
-                        false,
-                    ));
-                    return Ok(out);
-                }
                 if self.snap_send.is_some() {
                     out.push(self.error(
                         ErrorCode::Bootstrapping,
@@ -472,17 +463,9 @@ impl Session {
                 done,
                 collected,
             } => {
-                let Some(peer) = self.peer else {
+                let Some(peer) = self.accepting_peer(&mut out) else {
                     return Ok(out);
                 };
-                if !peer.we_accept {
-                    out.push(self.error(
-                        ErrorCode::Refused,
-                        "this side does not accept writes".into(),
-                        false,
-                    ));
-                    return Ok(out);
-                }
                 if !self.holding {
                     // Our writes wait; what is in flight is sent again afterwards.
                     self.holding = true;
@@ -589,6 +572,21 @@ impl Session {
             self.stats.bytes_sent += m.encoded_len() as u64;
         }
         Ok(out)
+    }
+
+    /// The peer, if we take its writes: `None` before its `Hello` (what it sent will
+    /// be resent) or, with a refusal queued in `out`, when this side does not accept.
+    fn accepting_peer(&mut self, out: &mut Vec<Msg>) -> Option<PeerInfo> {
+        let peer = self.peer?;
+        if !peer.we_accept {
+            out.push(self.error(
+                ErrorCode::Refused,
+                "this side does not accept writes".into(),
+                false,
+            ));
+            return None;
+        }
+        Some(peer)
     }
 
     fn keep(&self) -> impl Fn(&str) -> bool + use<> {

@@ -55,8 +55,10 @@ macro_rules! via_storage {
                     redb::Error::Io(io) => io_or_corrupt(io),
                     redb::Error::DatabaseAlreadyOpen => StorageError::AlreadyOpen,
                     redb::Error::RepairAborted => StorageError::NeedsRecovery,
-                    // Every table of a BlazeDB file has fixed types: a mismatch is damage.
+                    // Every table of a BlazeDB file exists from its creation on, with fixed
+                    // types: a missing table or a mismatch is damage.
                     e @ (redb::Error::TableTypeMismatch { .. }
+                    | redb::Error::TableDoesNotExist(_)
                     | redb::Error::TypeDefinitionChanged { .. }
                     | redb::Error::TableIsMultimap(_)
                     | redb::Error::TableIsNotMultimap(_)) => StorageError::Corrupted(e.to_string()),

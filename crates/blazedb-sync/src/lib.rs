@@ -33,7 +33,7 @@ pub use handle::{SyncHandle, SyncPolicy, SyncStatus};
 pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SyncNode, SyncOptions};
 pub use proto::Msg;
-pub use record::{ConflictEntry, LogEntry, SnapDoc};
+pub use record::{ConflictEntry, Item, LogEntry, SnapDoc};
 pub use relay::{Listener, MemoryListener, MemoryRelay, Relay, Wire, memory};
 pub use serve::ServeHandle;
 pub use session::{ConnectionMode, Session, SessionConfig, SessionStats};

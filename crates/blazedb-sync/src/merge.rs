@@ -500,15 +500,20 @@ impl DocState {
             .zip(me_beaten)
             .filter_map(|((r, dropped), beaten)| {
                 if let Some(winner) = beaten {
-                    let d = Defeat {
-                        loser: r.stamp,
-                        winner,
-                        stable: (false, false),
-                    };
-                    if r.stamp.node() == me {
-                        losses.push(d.loss());
+                    // A delete this side dropped already was judged here before.
+                    if dropped != Dropped::Here
+                        && !self.defeated.iter().any(|x| x.loser.dot == r.stamp.dot)
+                    {
+                        let d = Defeat {
+                            loser: r.stamp,
+                            winner,
+                            stable: (false, false),
+                        };
+                        if r.stamp.node() == me {
+                            losses.push(d.loss());
+                        }
+                        defeats.push(d);
                     }
-                    defeats.push(d);
                     return None;
                 }
                 (dropped == Dropped::No).then_some(r)

@@ -23,14 +23,16 @@ use blazedb_engine::{ChangeOp, Database, Durability, WriteTxn};
 use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
-use crate::record::SnapDoc;
 use crate::record::{
     self, CONFLICTS, ConflictEntry, INDEX, LOG, LogEntry, META_KEY, META_VERSION, Meta, NS_DOC,
     NS_LOSS_KEY, NS_META, NS_PEER, PeerRecord,
 };
+use crate::record::{Item, SnapDoc};
 use crate::vv::Dot;
 use crate::write::{Held, LossReason, Op, Stamp, Write};
 
+/// Target size of one batch of log entries.
+pub const BATCH_BYTES_MAX: usize = 1 << 20;
 /// Target size of one snapshot page.
 pub const SNAPSHOT_PAGE_BYTES: usize = 1 << 20;
 /// Change-log entries taken over per read.
@@ -82,6 +84,8 @@ pub struct SyncOptions {
     /// with directly — the server of a hub-and-spoke deployment — so off by default;
     /// the sync log is pruned either way.
     pub tombstone_gc: bool,
+    /// How often sessions run garbage collection (at most; they share the rate).
+    pub gc_every_us: u64,
     /// Durability of the sync layer's own transactions (applied batches, taken-over
     /// local writes). Durable by default: a batch is acknowledged only once it is on
     /// disk, so a peer may forget what it sent.
@@ -98,6 +102,7 @@ impl Default for SyncOptions {
             local_fields: std::collections::BTreeSet::new(),
             retention_us: RETENTION_DEFAULT_US,
             tombstone_gc: false,
+            gc_every_us: 10_000_000,
         }
     }
 }
@@ -221,7 +226,7 @@ impl SyncNode {
                     conflicts_last: 0,
                     seen: crate::vv::Vv::new(),
                     index_last: 0,
-                    barrier: None,
+                    bootstrapped: None,
                 };
                 let this = SyncNode {
                     db: db.clone(),
@@ -362,7 +367,7 @@ impl SyncNode {
         // A local write follows everything this node holds: it always applies.
         state.apply(&write)?;
         meta.seen.raise(stamp.dot);
-        self.append_log(tx, meta, None, write)
+        self.append_log(tx, meta, None, Item::Write(write))
     }
 
     fn append_log(
@@ -370,10 +375,10 @@ impl SyncNode {
         tx: &mut WriteTxn<'_>,
         meta: &mut Meta,
         via: Option<NodeId>,
-        write: Write,
+        item: Item,
     ) -> Result<()> {
         meta.log_last += 1;
-        let entry = LogEntry { via, write };
+        let entry = LogEntry { via, item };
         tx.aux_log_put(LOG, meta.log_last, &record::encode("log entry", &entry)?)?;
         Ok(())
     }
@@ -439,8 +444,9 @@ impl SyncNode {
         Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.absorbed))
     }
 
-    /// Applies writes received from `peer` (its log up to position `upto`), in order,
-    /// in one durable transaction that also advances the peer's cursor.
+    /// Applies items received from `peer` (its log up to position `upto`), in order,
+    /// in one durable transaction that also advances the peer's cursor: writes are
+    /// merged, merge states (from a snapshot the peer took) are joined.
     ///
     /// # Errors
     /// [`SyncError::ClockSkew`] if a write's stamp is too far ahead of the local clock;
@@ -450,11 +456,22 @@ impl SyncNode {
         &self,
         peer: NodeId,
         peer_role: Role,
-        writes: &[Write],
+        items: &[Item],
         upto: u64,
     ) -> Result<BatchReport> {
         let now = self.now_us();
-        for w in writes {
+        for item in items {
+            let w = match item {
+                Item::Write(w) => w,
+                Item::State(d) => {
+                    blazedb_core::name::check_name(
+                        blazedb_core::NameKind::Collection,
+                        &d.collection,
+                    )
+                    .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                    continue;
+                }
+            };
             Clock::check_drift(w.stamp.hlc, now, self.opts.drift_max_us)?;
             if w.stamp.node() == peer && w.stamp.role != peer_role {
                 return Err(SyncError::Protocol(format!(
@@ -472,7 +489,16 @@ impl SyncNode {
         let mut states = States::default();
         self.absorb_in(&mut tx, &mut meta, &mut states)?;
         let mut report = BatchReport::default();
-        for w in writes {
+        for item in items {
+            let w = match item {
+                Item::Write(w) => w,
+                Item::State(d) => {
+                    if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
+                        self.append_log(&mut tx, &mut meta, Some(peer), item.clone())?;
+                    }
+                    continue;
+                }
+            };
             if w.stamp.node() == self.node {
                 // Our own write coming back: we have it (a restored backup could make
                 // this untrue; the origin counter check below catches that).
@@ -511,7 +537,7 @@ impl SyncNode {
             }
             report.conflicts +=
                 self.record_losses(&mut tx, &mut meta, &w.collection, w.id, losses, now)?;
-            self.append_log(&mut tx, &mut meta, Some(peer), w.clone())?;
+            self.append_log(&mut tx, &mut meta, Some(peer), Item::Write(w.clone()))?;
             report.applied += 1;
         }
         let pkey = record::peer_key(peer);
@@ -524,6 +550,41 @@ impl SyncNode {
         record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
         self.finish(tx, &mut meta, states)?;
         Ok(report)
+    }
+
+    /// Joins a merge state received from a peer into ours; writes the document if its
+    /// visible content changed and records our losses. Returns whether our state
+    /// changed (only then is it news for our own peers).
+    fn join_doc(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        meta: &mut Meta,
+        states: &mut States,
+        d: &SnapDoc,
+        now: u64,
+        report: &mut BatchReport,
+    ) -> Result<bool> {
+        let key = record::doc_key(&d.collection, d.id);
+        let state = states.get(tx, &key)?;
+        let old = state.clone();
+        let defeated = state.join(&d.state, self.node);
+        if *state == old {
+            report.duplicates += 1;
+            return Ok(false);
+        }
+        for r in &state.recs {
+            meta.clock.observe(r.stamp.hlc);
+        }
+        meta.seen.join(&state.vv);
+        let (before, after) = (old.eval(), state.eval());
+        let mut losses = state.losses_of(self.node);
+        losses.extend(defeated.into_iter().filter(|l| l.loser.node() == self.node));
+        if before != after {
+            write_document(tx, &d.collection, d.id, after, &self.opts.local_fields)?;
+        }
+        report.conflicts += self.record_losses(tx, meta, &d.collection, d.id, losses, now)?;
+        report.applied += 1;
+        Ok(true)
     }
 
     /// Records losses not recorded before; returns how many were new.
@@ -574,7 +635,8 @@ impl SyncNode {
         Ok(n)
     }
 
-    /// Up to `limit` entries of this node's log after position `after`, for `peer`:
+    /// Up to `limit` entries (and about [`BATCH_BYTES_MAX`]) of this node's log after
+    /// position `after`, for `peer`:
     /// entries that came from the peer, or that it made, are left out (it has them),
     /// as are collections `keep` refuses. Returns the writes and the position the
     /// read reached (a cursor past the filtered entries too).
@@ -588,19 +650,13 @@ impl SyncNode {
         after: u64,
         limit: usize,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<(Vec<Write>, u64)> {
+    ) -> Result<(Vec<Item>, u64)> {
         let r = self.db.begin_read()?;
         let meta = record::load_meta(&mut &r)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
             detail: "missing".into(),
         })?;
-        let source = meta.barrier.map(|b| b.1);
-        if let Some((pos, src)) = meta.barrier
-            && after < pos
-            && src != peer
-        {
-            return Err(SyncError::LogPruned { after, floor: pos });
-        }
+        let source = meta.bootstrapped;
         let after = if after < meta.log_floor {
             // The node we bootstrapped from has what we dropped then (its own data,
             // and our writes that expired); anyone else has to bootstrap from us.
@@ -616,13 +672,22 @@ impl SyncNode {
         };
         let mut upto = after;
         let mut out = Vec::new();
+        let mut bytes_out = 0usize;
         for (seq, bytes) in r.aux_log_range(LOG, after, limit)? {
             upto = seq;
             let e: LogEntry = record::decode("log entry", &bytes)?;
-            if e.via == Some(peer) || e.write.stamp.node() == peer || !keep(&e.write.collection) {
+            let theirs = match &e.item {
+                Item::Write(w) => w.stamp.node() == peer,
+                Item::State(_) => false,
+            };
+            if e.via == Some(peer) || theirs || !keep(e.item.collection()) {
                 continue;
             }
-            out.push(e.write);
+            bytes_out += bytes.len();
+            out.push(e.item);
+            if bytes_out >= BATCH_BYTES_MAX {
+                break;
+            }
         }
         Ok((out, upto))
     }
@@ -675,10 +740,29 @@ impl SyncNode {
                 let mut touched = Vec::new();
                 for (_, bytes) in tx.aux_log_range(LOG, meta.log_floor, n)? {
                     let e: LogEntry = record::decode("log entry", &bytes)?;
-                    let key = record::doc_key(&e.write.collection, e.write.id);
-                    if states.get(&mut tx, &key)?.mark_stable(e.write.stamp.dot)
-                        && !touched.contains(&key)
-                    {
+                    let (key, dots) = match &e.item {
+                        Item::Write(w) => (record::doc_key(&w.collection, w.id), vec![w.stamp.dot]),
+                        Item::State(d) => (
+                            record::doc_key(&d.collection, d.id),
+                            d.state
+                                .recs
+                                .iter()
+                                .map(|r| r.stamp.dot)
+                                .chain(
+                                    d.state
+                                        .defeated
+                                        .iter()
+                                        .flat_map(|x| [x.loser.dot, x.winner.dot]),
+                                )
+                                .collect(),
+                        ),
+                    };
+                    let state = states.get(&mut tx, &key)?;
+                    let mut retained = false;
+                    for dot in dots {
+                        retained |= state.mark_stable(dot);
+                    }
+                    if retained && !touched.contains(&key) {
                         touched.push(key);
                     }
                 }
@@ -855,29 +939,15 @@ impl SyncNode {
         for d in docs {
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
-            let key = record::doc_key(&d.collection, d.id);
-            let state = states.get(&mut tx, &key)?;
-            let before = state.eval();
-            let defeated = state.join(&d.state, self.node);
-            for r in &state.recs {
-                meta.clock.observe(r.stamp.hlc);
+            if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
+                self.append_log(&mut tx, &mut meta, Some(peer), Item::State(d.clone()))?;
             }
-            meta.seen.join(&state.vv);
-            let after = state.eval();
-            let mut losses = state.losses_of(self.node);
-            losses.extend(defeated.into_iter().filter(|l| l.loser.node() == self.node));
-            if before != after {
-                write_document(&mut tx, &d.collection, d.id, after, &self.opts.local_fields)?;
-            }
-            report.conflicts +=
-                self.record_losses(&mut tx, &mut meta, &d.collection, d.id, losses, now)?;
-            report.applied += 1;
         }
         p.snapshot = Some((at, upto_slot));
         if done {
             p.snapshot = None;
             p.recv_cursor = p.recv_cursor.max(at);
-            meta.barrier = Some((meta.log_last, peer));
+            meta.bootstrapped = Some(peer);
         }
         p.last_seen_us = now;
         record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
@@ -907,13 +977,14 @@ impl SyncNode {
             };
             for (_, bytes) in page {
                 let e: LogEntry = record::decode("log entry", &bytes)?;
-                if e.via.is_some() || !keep(&e.write.collection) {
+                let Item::Write(w) = &e.item else { continue };
+                if e.via.is_some() || !keep(&w.collection) {
                     continue;
                 }
                 let loss = Loss {
-                    loser: e.write.stamp,
+                    loser: w.stamp,
                     field: None,
-                    lost: match &e.write.op {
+                    lost: match &w.op {
                         Op::Delete => Held::Deleted,
                         Op::Put { .. } | Op::Patch { .. } => Held::Updated,
                     },
@@ -921,8 +992,7 @@ impl SyncNode {
                     won: None,
                     reason: LossReason::RetentionExpired,
                 };
-                n +=
-                    self.record_losses(tx, meta, &e.write.collection, e.write.id, vec![loss], now)?;
+                n += self.record_losses(tx, meta, &w.collection, w.id, vec![loss], now)?;
             }
             at = last;
         }
@@ -964,7 +1034,7 @@ impl SyncNode {
     /// Database errors.
     pub fn bootstrapped_from(&self) -> Result<Option<NodeId>> {
         let r = self.db.begin_read()?;
-        Ok(self.meta_in(&r)?.barrier.map(|b| b.1))
+        Ok(self.meta_in(&r)?.bootstrapped)
     }
 
     /// The oldest log position still kept, minus one (peers behind it bootstrap).

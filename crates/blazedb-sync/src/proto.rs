@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Role};
-use crate::record::SnapDoc;
-use crate::write::Write;
+use crate::record::{Item, SnapDoc};
 
 /// Protocol version spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -45,7 +44,7 @@ pub enum Msg {
     Batch {
         after: u64,
         upto: u64,
-        writes: Vec<Write>,
+        items: Vec<Item>,
     },
     /// The receiver has durably applied the sender's log up to `upto`; `log_last` is
     /// the receiver's own newest log position at that moment (what the sender must

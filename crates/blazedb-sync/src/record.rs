@@ -54,11 +54,30 @@ pub(crate) struct Meta {
     pub seen: Vv,
     /// Newest slot of the document index (each document state gets one when created).
     pub index_last: u64,
-    /// Set when this node bootstrapped from a snapshot: (its log position when the
-    /// snapshot completed, the node it came from). A peer other than that source whose
-    /// cursor is below the position lacks what the snapshot brought and must bootstrap
-    /// from us in turn.
-    pub barrier: Option<(u64, NodeId)>,
+    /// The node this node last bootstrapped from by snapshot.
+    pub bootstrapped: Option<NodeId>,
+}
+
+/// What a sync-log entry (and a batch) carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Item {
+    /// One write, to be merged in causal order.
+    Write(Write),
+    /// A document's merge state taken over from a snapshot, to be joined (state
+    /// transfer). Logging it lets this node's peers receive what the snapshot brought
+    /// like anything else it holds.
+    State(SnapDoc),
+}
+
+impl Item {
+    /// The collection of the document it concerns.
+    #[must_use]
+    pub fn collection(&self) -> &str {
+        match self {
+            Item::Write(w) => &w.collection,
+            Item::State(d) => &d.collection,
+        }
+    }
 }
 
 /// One sync-log entry.
@@ -66,7 +85,7 @@ pub(crate) struct Meta {
 pub struct LogEntry {
     /// The peer it came from; `None` for this node's own writes.
     pub via: Option<NodeId>,
-    pub write: Write,
+    pub item: Item,
 }
 
 /// What this node knows of a peer.

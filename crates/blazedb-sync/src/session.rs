@@ -23,8 +23,6 @@ use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DE
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
-/// How often a node collects garbage (at most; sessions share the rate).
-pub const GC_EVERY_US: u64 = 10_000_000;
 
 /// Which directions a connection carries, seen from this side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -171,6 +169,30 @@ impl Session {
             holding: false,
             registered: None,
         }
+    }
+
+    /// A one-line description of the session's progress (for logs and debugging).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let peer = self.peer.map(|p| p.node).unwrap_or(NodeId(0));
+        let probe = self
+            .node
+            .read_log(peer, self.next_send.saturating_sub(1), 4, &|_| true);
+        format!(
+            "closed {:?} log ({:?}..{:?}] probe {:?} next_send {} acked {} in_flight {:?} cursor {} holding {} snapshot {:?}",
+            self.closed,
+            self.node.log_floor().ok(),
+            self.node.log_last().ok(),
+            probe.map(|(i, u)| (i.len(), u)),
+            self.next_send,
+            self.acked,
+            self.in_flight,
+            self.cursor,
+            self.holding,
+            self.snap_send
+                .as_ref()
+                .map(|s| (s.at, s.next_after, s.in_flight))
+        )
     }
 
     /// The peer's log position applied here.
@@ -373,11 +395,7 @@ impl Session {
                 }
                 out.extend(self.poll_inner(now_us)?);
             }
-            Msg::Batch {
-                after,
-                upto,
-                writes,
-            } => {
+            Msg::Batch { after, upto, items } => {
                 let Some(peer) = self.accepting_peer(&mut out) else {
                     return Ok(out);
                 };
@@ -389,7 +407,7 @@ impl Session {
                     ));
                     return Ok(out);
                 }
-                if writes.len() > BATCH_WRITES_MAX || upto < after {
+                if items.len() > BATCH_WRITES_MAX || upto < after {
                     out.push(self.error(ErrorCode::Protocol, "malformed batch".into(), true));
                     return Ok(out);
                 }
@@ -406,7 +424,7 @@ impl Session {
                 } else if after > self.cursor {
                     out.push(Msg::Want { after: self.cursor });
                 } else {
-                    match self.node.apply_batch(peer.node, peer.role, &writes, upto) {
+                    match self.node.apply_batch(peer.node, peer.role, &items, upto) {
                         Ok(report) => {
                             self.cursor = upto;
                             self.stats.writes_received += report.applied;
@@ -466,6 +484,11 @@ impl Session {
                 let Some(peer) = self.accepting_peer(&mut out) else {
                     return Ok(out);
                 };
+                if self.cursor >= at && !self.holding {
+                    // A late copy of a snapshot we have finished taking.
+                    out.push(Msg::SnapshotAck { at, upto_slot });
+                    return Ok(out);
+                }
                 if !self.holding {
                     // Our writes wait; what is in flight is sent again afterwards.
                     self.holding = true;
@@ -642,14 +665,19 @@ impl Session {
         let Some(peer) = self.peer.filter(|p| p.we_send) else {
             return Ok(out);
         };
-        if let Err(e) = self.node.maybe_collect_garbage(now_us, GC_EVERY_US) {
+        if let Err(e) = self
+            .node
+            .maybe_collect_garbage(now_us, self.node.options().gc_every_us)
+        {
             tracing::warn!(error = %e, "garbage collection failed");
+        }
+        // A snapshot we send goes on even while we receive one (two nodes may
+        // bootstrap from each other); only our batches wait while we are receiving.
+        if self.snap_send.is_some() {
+            return self.send_snapshot(now_us).map_err(closed);
         }
         if self.holding {
             return Ok(out);
-        }
-        if self.snap_send.is_some() {
-            return self.send_snapshot(now_us).map_err(closed);
         }
         self.node.absorb().map_err(closed)?;
         if !self.in_flight.is_empty()
@@ -664,7 +692,7 @@ impl Session {
         let limit = self.cfg.batch_max.clamp(1, BATCH_WRITES_MAX);
         while self.in_flight.len() < self.cfg.window.max(1) && self.next_send <= last {
             let after = self.next_send - 1;
-            let (writes, upto) = match self.node.read_log(peer.node, after, limit, &keep) {
+            let (items, upto) = match self.node.read_log(peer.node, after, limit, &keep) {
                 Ok(r) => r,
                 Err(SyncError::LogPruned { .. }) => {
                     // The peer needs more than the log holds: it bootstraps from a
@@ -689,12 +717,8 @@ impl Session {
             if upto <= after {
                 break;
             }
-            self.stats.writes_sent += writes.len() as u64;
-            out.push(Msg::Batch {
-                after,
-                upto,
-                writes,
-            });
+            self.stats.writes_sent += items.len() as u64;
+            out.push(Msg::Batch { after, upto, items });
             self.next_send = upto + 1;
             self.in_flight.push_back(upto);
             if self.in_flight.len() == 1 {

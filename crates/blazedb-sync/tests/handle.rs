@@ -109,3 +109,44 @@ async fn a_clock_far_ahead_is_refused_and_the_skew_is_reported() {
     sync.stop().await;
     serve.stop().await;
 }
+
+/// Waits (blocking pool) for the next event of `sub`, up to `T`.
+async fn next_event(
+    sub: blazedb_engine::Subscription,
+) -> (blazedb_engine::Subscription, blazedb_engine::Event) {
+    tokio::task::spawn_blocking(move || {
+        let e = sub.recv_timeout(T).expect("an event arrives");
+        (sub, e)
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_periodic_policies_both_deliver_without_being_asked() {
+    for policy in [
+        SyncPolicy::default(),
+        SyncPolicy::default().periodic(Duration::from_millis(300)),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
+        let node = SyncNode::enable(&server, Role::Server, SyncOptions::default()).expect("enable");
+        let (relay, listener) = memory("server");
+        let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 16).expect("serve");
+        let sync = client
+            .enable_sync_with(relay, Role::Client, policy.clone(), SyncOptions::default())
+            .await
+            .expect("enable_sync");
+        // Subscribed on the server: the applied remote write is delivered like a local one.
+        let sub = server.subscribe("notes", 16).expect("subscribe");
+        let id = client
+            .collection("notes")
+            .insert(Document::new().with("n", 1i64))
+            .expect("insert");
+        let (_sub, event) = next_event(sub).await;
+        assert_eq!(event.id, id, "policy {policy:?}");
+        assert_eq!(event.kind, blazedb_engine::EventKind::Added);
+        sync.stop().await;
+        serve.stop().await;
+    }
+}

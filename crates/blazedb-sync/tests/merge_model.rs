@@ -317,6 +317,14 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                 let n = &mut nodes[to];
                 let state = n.docs.entry(doc).or_default();
                 let defeated = state.join(&theirs, n.id);
+                let once = state.clone();
+                let again = state.join(&theirs, n.id);
+                prop_assert_eq!(
+                    &*state,
+                    &once,
+                    "joining the same state twice changes nothing"
+                );
+                prop_assert!(again.is_empty());
                 for w in their_log {
                     let hist = n.hist.entry(doc).or_default();
                     if !hist.iter().any(|m| m.dot() == w.stamp.dot) {

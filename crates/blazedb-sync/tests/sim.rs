@@ -91,6 +91,9 @@ struct World {
     drop_pct: u32,
     dup_pct: u32,
     stats: Stats,
+    /// A node that joins halfway through (it then bootstraps, often by snapshot);
+    /// until released it is not started.
+    late: Option<usize>,
 }
 
 /// What a run exercised (printed in the long mode, summed over seeds).
@@ -102,6 +105,9 @@ struct Stats {
     partitions: u64,
     skew_refusals: u64,
     conflicts: u64,
+    /// Snapshot pages delivered (bootstraps), and hellos resuming a snapshot.
+    snapshot_pages: u64,
+    snapshot_resumes: u64,
 }
 
 fn doc_id(i: u8) -> DocId {
@@ -193,9 +199,16 @@ impl World {
             drop_pct,
             dup_pct,
             stats: Stats::default(),
+            late: None,
         };
+        if w.rng.random_bool(0.4) {
+            // Never the hub: a late client, or any peer of a mesh.
+            w.late = Some(w.rng.random_range(1..n));
+        }
         for i in 0..n {
-            w.start_node(i);
+            if w.late != Some(i) {
+                w.start_node(i);
+            }
         }
         for l in 0..w.links.len() {
             w.connect(l);
@@ -228,6 +241,7 @@ impl World {
             durability: Durability::Eventual,
             local_fields: Default::default(),
             tombstone_gc: n.hub && std::env::var("BLAZEDB_SIM_NO_TGC").is_err(),
+            gc_every_us: 200_000,
             ..SyncOptions::default()
         };
         n.sync = Some(SyncNode::enable(&db, n.role, opts).expect("enable"));
@@ -284,7 +298,7 @@ impl World {
                 n.sync.clone().expect("running"),
                 SessionConfig {
                     mode: ConnectionMode::Bidirectional,
-                    batch_max: 7,
+                    batch_max: 2,
                     window: 2,
                     resend_after_us: 60_000,
                     collections: None,
@@ -317,7 +331,7 @@ impl World {
     }
 
     fn restart(&mut self, i: usize) {
-        if !self.running(i) {
+        if !self.running(i) && self.late != Some(i) {
             self.start_node(i);
             for l in 0..self.links.len() {
                 if self.links[l].a == i || self.links[l].b == i {
@@ -356,6 +370,13 @@ impl World {
         };
         let m = self.flight.swap_remove(pos);
         self.stats.deliveries += 1;
+        match &m.msg {
+            Msg::Snapshot { .. } => self.stats.snapshot_pages += 1,
+            Msg::Hello {
+                resume: Some(_), ..
+            } => self.stats.snapshot_resumes += 1,
+            _ => {}
+        }
         self.now_us = self.now_us.max(m.at_us);
         self.set_clocks();
         if m.epoch != self.links[m.link].epoch {
@@ -437,7 +458,9 @@ impl World {
         let (ws, _) = sync
             .read_log(NodeId(0), last - 1, 1, &|_| true)
             .expect("read_log");
-        let w = ws.into_iter().next().expect("the new write");
+        let Some(blazedb_sync::Item::Write(w)) = ws.into_iter().next() else {
+            panic!("the new write is the last log entry");
+        };
         let past: BTreeSet<Dot> = self
             .registry
             .iter()
@@ -569,14 +592,14 @@ impl World {
                     match &l.sessions {
                         None => eprintln!("link {k}: down"),
                         Some((a, b)) => eprintln!(
-                            "link {k} {}-{}: a peer={:?} idle={:?} err={:?} | b peer={:?} idle={:?} err={:?}",
+                            "link {k} {}-{}: a idle={:?} {} err={:?} | b idle={:?} {} err={:?}",
                             l.a,
                             l.b,
-                            a.peer().is_some(),
                             a.idle(),
+                            a.describe(),
                             a.stats().last_error,
-                            b.peer().is_some(),
                             b.idle(),
+                            b.describe(),
                             b.stats().last_error
                         ),
                     }
@@ -664,11 +687,11 @@ impl World {
             let log = sync.log_writes().map_err(|e| e.to_string())?;
             let mut seen = BTreeSet::new();
             for e in &log {
-                if !seen.insert(e.write.stamp.dot) {
-                    return Err(format!(
-                        "node {i}: write {} twice in its log",
-                        e.write.stamp.dot
-                    ));
+                let blazedb_sync::Item::Write(w) = &e.item else {
+                    continue;
+                };
+                if !seen.insert(w.stamp.dot) {
+                    return Err(format!("node {i}: write {} twice in its log", w.stamp.dot));
                 }
             }
             self.stats_conflicts_add(&recorded);
@@ -676,7 +699,10 @@ impl World {
                 || sync
                     .bootstrapped_from()
                     .map_err(|e| e.to_string())?
-                    .is_some();
+                    .is_some()
+                || log
+                    .iter()
+                    .any(|e| matches!(e.item, blazedb_sync::Item::State(_)));
             if !collected && seen.len() != self.registry.len() {
                 return Err(format!(
                     "node {i}: log holds {} writes, {} were made",
@@ -699,8 +725,16 @@ fn run_seed(seed: u64) -> Result<Stats, String> {
         eprintln!("seed {seed}: roles {roles:?} links {links:?}");
     }
     let steps = w.rng.random_range(50..250);
-    for _ in 0..steps {
+    for k in 0..steps {
+        if k == steps / 2
+            && let Some(i) = w.late.take()
+        {
+            w.restart(i);
+        }
         w.step();
+    }
+    if let Some(i) = w.late.take() {
+        w.restart(i);
     }
     w.settle()?;
     let before = CONFLICTS_SEEN.load(Ordering::Relaxed);
@@ -737,6 +771,8 @@ fn simulated_networks_converge_to_the_reference_model_under_faults() {
                 total.partitions += s.partitions;
                 total.skew_refusals += s.skew_refusals;
                 total.conflicts += s.conflicts;
+                total.snapshot_pages += s.snapshot_pages;
+                total.snapshot_resumes += s.snapshot_resumes;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}");

@@ -55,6 +55,11 @@ macro_rules! via_storage {
                     redb::Error::Io(io) => io_or_corrupt(io),
                     redb::Error::DatabaseAlreadyOpen => StorageError::AlreadyOpen,
                     redb::Error::RepairAborted => StorageError::NeedsRecovery,
+                    // The redb version is pinned: every file BlazeDB writes carries that
+                    // release's format version, so another version byte is damage.
+                    redb::Error::UpgradeRequired(v) => {
+                        StorageError::Corrupted(format!("unknown storage format version {v}"))
+                    }
                     // Every table of a BlazeDB file exists from its creation on, with fixed
                     // types: a missing table or a mismatch is damage.
                     e @ (redb::Error::TableTypeMismatch { .. }

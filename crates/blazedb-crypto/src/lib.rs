@@ -5,6 +5,8 @@
 //! - [`keys`]: the random data key, its wrapping under the password key, and the
 //!   HKDF subkeys derived from it ([`KeyRing`]).
 //! - [`seal`]: XChaCha20-Poly1305 sealing with associated data, and size padding.
+//! - [`auth`]: proofs of sync credentials (auth token, per-database shared secret),
+//!   bound to one connection.
 //!
 //! Architecture invariants:
 //! - Key material lives only in types that zeroize on drop.
@@ -14,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod kdf;
 pub mod keys;
 pub mod seal;

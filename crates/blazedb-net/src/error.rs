@@ -1,0 +1,59 @@
+//! Network errors. Relays hand them to the sync layer inside [`std::io::Error`]
+//! (`io::Error::other`), so callers can downcast to [`NetError`] for the typed reason.
+
+use crate::frame::RefuseCode;
+
+/// What went wrong on a sync connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// Operating-system I/O.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS handshake failed (including a certificate that does not match the pin).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The other side refused the connection or closed it for a typed reason.
+    #[error("refused by the peer ({}): {message}", code.as_str())]
+    Refused { code: RefuseCode, message: String },
+    /// The other side broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The other side sent nothing for too long.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// Authentication failed on this side: missing credentials, or a server that could
+    /// not prove it knows the shared secret.
+    #[error("authentication: {0}")]
+    Auth(String),
+    /// Bad configuration (addresses, certificates, credentials).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl NetError {
+    /// The refusal code, if the peer refused.
+    #[must_use]
+    pub fn refused(&self) -> Option<RefuseCode> {
+        match self {
+            NetError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Finds a `NetError` inside an I/O error a relay returned.
+    #[must_use]
+    pub fn from_io(e: &std::io::Error) -> Option<&NetError> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<NetError>())
+    }
+}
+
+impl From<NetError> for std::io::Error {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Io(io) => io,
+            other => std::io::Error::other(other),
+        }
+    }
+}

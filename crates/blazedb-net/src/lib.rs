@@ -1,0 +1,32 @@
+//! BlazeDB's network transports for sync.
+//!
+//! - [`frame`]: the length-delimited, postcard-encoded frames and their limits.
+//! - [`handshake`]: version and capability negotiation, and authentication by proofs
+//!   of an auth token and/or a per-database shared secret, bound to the TLS session.
+//! - [`tls`]: TLS 1.3 identities (self-signed and kept, or supplied) and client trust
+//!   (pinned fingerprint or CA roots).
+//! - [`pump`]: an authenticated connection turned into the sync layer's bounded
+//!   [`blazedb_sync::Wire`], with heartbeats and an idle timeout.
+//! - [`relay`]: TCP (TLS, or plain by explicit opt-in) and Unix-socket relays and the
+//!   listener that accepts them.
+//!
+//! Invariant: this crate moves sync messages and checks who may send them; it never
+//! interprets them. The sync engine behaves the same over every transport.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod frame;
+pub mod handshake;
+pub mod pump;
+pub mod relay;
+pub mod tls;
+
+pub use error::NetError;
+pub use frame::{Frame, RefuseCode};
+pub use handshake::Credentials;
+pub use pump::Liveness;
+#[cfg(unix)]
+pub use relay::UnixRelay;
+pub use relay::{DialOptions, ListenOptions, ListenerStats, NetListener, Security, TcpRelay};
+pub use tls::{Fingerprint, ServerIdentity, ServerTrust};

@@ -38,6 +38,15 @@
 //!   reviving everything they killed, so what they killed is kept too); a defeated
 //!   delete is dropped at once.
 //! - `vv` covers every write applied to this document here, so re-delivery is a no-op.
+//! - `horizon` covers the deletes and ghosts [`DocState::collect`] dropped. Collection
+//!   assumes that every write still to come follows them, which holds for every peer
+//!   the collecting node knows; a write that does not follow the horizon comes from
+//!   beyond it (a peer that was unknown, or wrote before it ever synced) and cannot be
+//!   judged against history that is gone. Such a write *expires*: it is not merged, on
+//!   the collecting node nor on its origin (which sees the horizon in the snapshot it
+//!   must take first), and its origin records the loss as
+//!   [`LossReason::RetentionExpired`]. Both sides decide it from the same `horizon`
+//!   and the same `ctx`, so they agree.
 
 use std::collections::BTreeMap;
 
@@ -134,6 +143,9 @@ pub struct Applied {
     pub new: bool,
     /// Deletes this write defeated (dropped now; recorded by their origin).
     pub defeated: Vec<Loss>,
+    /// The write came from beyond the horizon and was not merged (see the module
+    /// docs); only `vv` records it, so a re-delivery is a duplicate.
+    pub expired: Option<Loss>,
 }
 
 /// In a join, whether one side had dropped a record the other retains.
@@ -178,6 +190,20 @@ pub struct DocState {
     pub recs: Vec<Rec>,
     /// Deletes defeated here (their records are gone), until stable.
     pub defeated: Vec<Defeat>,
+    /// Per node, the latest write collected here (see the module docs).
+    pub horizon: Vv,
+}
+
+/// The loss of a write that expired beyond the horizon.
+fn expiry(stamp: Stamp, delete: bool) -> Loss {
+    Loss {
+        loser: stamp,
+        field: None,
+        lost: if delete { Held::Deleted } else { Held::Updated },
+        winner: None,
+        won: None,
+        reason: LossReason::RetentionExpired,
+    }
 }
 
 impl DocState {
@@ -198,8 +224,13 @@ impl DocState {
         }
         let mut applied = Applied {
             new: true,
-            defeated: Vec::new(),
+            ..Applied::default()
         };
+        if !self.horizon.le(&w.ctx) {
+            applied.expired = Some(expiry(w.stamp, matches!(w.op, Op::Delete)));
+            self.vv.raise(w.stamp.dot);
+            return Ok(applied);
+        }
         let incoming = Rec {
             stable: false,
             stamp: w.stamp,
@@ -438,6 +469,19 @@ impl DocState {
     /// one of them lost (a field overwritten after it lost), and only the losses the
     /// remaining evidence shows are reported.
     pub fn join(&mut self, other: &DocState, me: NodeId) -> Vec<Loss> {
+        // Writes one side holds that come from beyond the other's horizon expire.
+        let mut losses = Vec::new();
+        let beyond =
+            |r: &Rec, there: &DocState| !there.vv.covers(r.dot()) && !there.horizon.le(&r.ctx);
+        self.recs.retain(|r| {
+            let expired = beyond(r, other);
+            if expired && r.stamp.node() == me {
+                losses.push(expiry(r.stamp, r.is_delete()));
+            }
+            !expired
+        });
+        let fresh: Vec<&Rec> = other.recs.iter().filter(|o| !beyond(o, self)).collect();
+        self.horizon.join(&other.horizon);
         // (record, whether the other side dropped it)
         // (record, which side dropped it, if one did)
         let mut recs: Vec<(Rec, Dropped)> = Vec::with_capacity(self.recs.len() + other.recs.len());
@@ -462,7 +506,7 @@ impl DocState {
                 None => recs.push((r.clone(), Dropped::No)),
             }
         }
-        for o in &other.recs {
+        for o in fresh {
             if !self.recs.iter().any(|r| r.dot() == o.dot()) {
                 let mut o = o.clone();
                 o.stable = false; // the other side's knowledge, not ours
@@ -493,7 +537,6 @@ impl DocState {
                     .map(|r| r.stamp)
             })
             .collect();
-        let mut losses = Vec::new();
         let mut defeats = Vec::new();
         self.recs = recs
             .into_iter()
@@ -571,7 +614,13 @@ impl DocState {
     ///   its winner follows it too): it goes.
     ///
     /// What stays when everything is collected is `vv` alone: a compact tombstone that
-    /// still refuses re-delivered old writes. Returns whether anything was dropped.
+    /// still refuses re-delivered old writes, and `horizon` covering the dropped
+    /// deletes and ghosts: every write still to come from a known peer follows those,
+    /// and one that does not is from beyond the horizon (it expires instead of being
+    /// misjudged). The writes a stable delete killed need no horizon (a write that
+    /// follows the delete finds them dead anyway, and one that does not already fails
+    /// the delete's), nor do losing assignments (their winner stays and beats
+    /// everything they would). Returns whether anything was dropped.
     pub fn collect(&mut self) -> bool {
         let before = self.recs.len() + self.defeated.len();
         self.defeated.retain(|d| d.stable != (true, true));
@@ -587,6 +636,9 @@ impl DocState {
             }
             stable_deletes.iter().all(|d| r.follows(d))
         });
+        for d in &stable_deletes {
+            self.horizon.raise(d.dot());
+        }
         let losing: Vec<(Dot, String)> = self
             .recs
             .iter()
@@ -612,8 +664,17 @@ impl DocState {
             }
         }
         let n = self.recs.len();
-        self.recs
-            .retain(|r| !(r.stable && matches!(r.body, Body::Assign { ghost: true, .. })));
+        let mut ghosts = Vec::new();
+        self.recs.retain(|r| {
+            let drop = r.stable && matches!(r.body, Body::Assign { ghost: true, .. });
+            if drop {
+                ghosts.push(r.dot());
+            }
+            !drop
+        });
+        for dot in ghosts {
+            self.horizon.raise(dot);
+        }
         changed |= self.recs.len() != n;
         changed
     }

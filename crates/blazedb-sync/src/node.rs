@@ -124,8 +124,12 @@ pub struct BatchReport {
     pub applied: u64,
     /// Writes it already had.
     pub duplicates: u64,
-    /// Losses of this node's own writes newly recorded in the conflict log.
+    /// Losses newly recorded in the conflict log (of this node's own writes, and of
+    /// writes that expired here).
     pub conflicts: u64,
+    /// Writes from beyond this node's retention horizon, discarded (see
+    /// `merge`'s module docs).
+    pub expired: u64,
 }
 
 /// The merge states touched by one transaction, written back at its end.
@@ -524,6 +528,21 @@ impl SyncNode {
             }
             meta.clock.observe(w.stamp.hlc);
             meta.seen.raise(w.stamp.dot);
+            if let Some(loss) = applied.expired {
+                // From beyond our horizon: not merged and not passed on. Its origin
+                // expires it too (from the horizon in the snapshot it took first); we
+                // record it as well, for whoever runs this node.
+                tracing::warn!(
+                    collection = %w.collection,
+                    id = %w.id,
+                    write = %w.stamp.dot,
+                    "a write from beyond the retention horizon expired"
+                );
+                report.conflicts +=
+                    self.record_losses(&mut tx, &mut meta, &w.collection, w.id, vec![loss], now)?;
+                report.expired += 1;
+                continue;
+            }
             let after = state.eval();
             let mut losses: Vec<Loss> = state.losses_of(self.node);
             losses.extend(
@@ -626,7 +645,7 @@ impl SyncNode {
                 loser = %entry.loser.dot,
                 winner = ?entry.winner.map(|w| w.dot),
                 reason = %entry.reason,
-                "a local write lost a conflict"
+                "a write lost a conflict"
             );
             tx.aux_log_put(CONFLICTS, entry.seq, &record::encode("conflict", &entry)?)?;
             tx.aux_put(NS_LOSS_KEY, &key, &entry.seq.to_be_bytes())?;

@@ -754,3 +754,89 @@ async fn a_client_forgotten_past_the_retention_bootstraps_again_without_resurrec
     assert!(other.collection("docs").get(f).expect("get").is_some());
     topo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_clients_offline_edit_of_a_document_whose_history_the_server_collected_expires_and_is_logged()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let (server, c1, late) = (open("server"), open("c1"), open("late"));
+    let mut topo = Topology::new();
+    let s = topo
+        .register_with(
+            &server,
+            "server",
+            SyncMode::LocalAndRemote,
+            Role::Server,
+            hub_options(u64::MAX),
+        )
+        .expect("register");
+    let r1 = topo
+        .register(&c1, "c1", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    let rl = topo
+        .register(&late, "late", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    topo.connect_local(r1, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    let shared = DocId::from_bytes([7; 16]);
+    let fresh = DocId::from_bytes([8; 16]);
+    server
+        .collection("docs")
+        .put(Document {
+            id: shared,
+            fields: Document::new().with("v", 1i64).fields,
+        })
+        .expect("put");
+    server.collection("docs").delete(shared).expect("delete");
+    topo.sync_all(T).await.expect("sync");
+    let node = topo.node(s).expect("node").clone();
+    node.collect_garbage().expect("gc");
+    assert!(
+        node.doc_state("docs", shared)
+            .expect("state")
+            .recs
+            .is_empty()
+    );
+
+    // A client that has never synced writes the same id (concurrent with the delete
+    // the server no longer holds) and a document of its own.
+    late.collection("docs")
+        .put(Document {
+            id: shared,
+            fields: Document::new().with("v", 2i64).fields,
+        })
+        .expect("put");
+    late.collection("docs")
+        .put(Document {
+            id: fresh,
+            fields: Document::new().with("mine", true).fields,
+        })
+        .expect("put");
+    topo.connect_local(rl, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    topo.sync_all(T).await.expect("sync");
+
+    // Nobody holds the expired write; the unrelated document synced everywhere.
+    for db in [&server, &c1, &late] {
+        assert!(db.collection("docs").get(shared).expect("get").is_none());
+        assert!(db.collection("docs").get(fresh).expect("get").is_some());
+    }
+    let log = topo
+        .node(rl)
+        .expect("node")
+        .conflicts(0, 100)
+        .expect("conflicts");
+    assert!(
+        log.iter().any(|c| c.id == shared
+            && c.reason == LossReason::RetentionExpired
+            && c.winner.is_none()),
+        "{log:?}"
+    );
+    topo.shutdown().await;
+}

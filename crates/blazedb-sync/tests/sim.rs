@@ -108,6 +108,60 @@ struct Stats {
     /// Snapshot pages delivered (bootstraps), and hellos resuming a snapshot.
     snapshot_pages: u64,
     snapshot_resumes: u64,
+    /// Writes expired beyond a hub's retention horizon.
+    expired: u64,
+}
+
+/// `BLAZEDB_SIM_TRACE=1` prints every event of a run (use with `BLAZEDB_SIM_SEED`).
+fn tracing_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BLAZEDB_SIM_TRACE").is_ok())
+}
+
+macro_rules! trace {
+    ($($t:tt)*) => {
+        if tracing_on() {
+            eprintln!($($t)*);
+        }
+    };
+}
+
+/// A message in one line, without document contents.
+fn brief(m: &Msg) -> String {
+    match m {
+        Msg::Batch { after, upto, items } => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    blazedb_sync::Item::Write(w) => format!("W{}", w.stamp.dot),
+                    blazedb_sync::Item::State(s) => format!("S{}/{}", s.collection, s.id),
+                })
+                .collect();
+            format!("batch {after}..{upto} {items:?}")
+        }
+        Msg::Snapshot {
+            at,
+            after_slot,
+            upto_slot,
+            docs,
+            done,
+            collected,
+        } => format!(
+            "snapshot at {at} slots {after_slot}..{upto_slot} docs {} done {done} collected {collected}",
+            docs.len()
+        ),
+        Msg::Hello {
+            node,
+            want_after,
+            log_last,
+            resume,
+            have_yours,
+            ..
+        } => format!(
+            "hello {node} want_after {want_after} log_last {log_last} resume {resume:?} have_yours {have_yours}"
+        ),
+        other => format!("{other:?}"),
+    }
 }
 
 fn doc_id(i: u8) -> DocId {
@@ -311,16 +365,22 @@ impl World {
         let ha = sa.hello(idb, self.node_clock(a)).expect("hello");
         let hb = sb.hello(ida, self.node_clock(b)).expect("hello");
         self.links[l].sessions = Some((sa, sb));
+        trace!(
+            "t={} connect link {l} ({a}-{b}) epoch {}",
+            self.now_us, self.links[l].epoch
+        );
         self.send(l, false, vec![ha]);
         self.send(l, true, vec![hb]);
     }
 
     fn disconnect(&mut self, l: usize) {
+        trace!("t={} disconnect link {l}", self.now_us);
         self.links[l].sessions = None;
         self.links[l].epoch += 1;
     }
 
     fn crash(&mut self, i: usize) {
+        trace!("t={} crash node {i}", self.now_us);
         for l in 0..self.links.len() {
             if self.links[l].a == i || self.links[l].b == i {
                 self.disconnect(l);
@@ -332,6 +392,7 @@ impl World {
 
     fn restart(&mut self, i: usize) {
         if !self.running(i) && self.late != Some(i) {
+            trace!("t={} start node {i}", self.now_us);
             self.start_node(i);
             for l in 0..self.links.len() {
                 if self.links[l].a == i || self.links[l].b == i {
@@ -392,8 +453,29 @@ impl World {
             return true;
         };
         let s = if m.to_a { sa } else { sb };
+        trace!(
+            "t={} deliver link {} to {to}: {}",
+            self.now_us,
+            m.link,
+            brief(&m.msg)
+        );
         match s.on_message(m.msg, now) {
             Ok(out) => {
+                if tracing_on() {
+                    let node = self.nodes[to].sync.as_ref().expect("running");
+                    let out: Vec<String> = out.iter().map(brief).collect();
+                    eprintln!(
+                        "    floor {} last {} -> {out:?}",
+                        node.log_floor().unwrap_or(0),
+                        node.log_last().unwrap_or(0)
+                    );
+                    if let Ok(watch) = std::env::var("BLAZEDB_SIM_WATCH")
+                        && let Some((c, d)) = watch.split_once('/')
+                        && let Ok(d) = d.parse::<u8>()
+                    {
+                        eprintln!("    watch: {:?}", node.doc_state(c, doc_id(d)));
+                    }
+                }
                 let closed = s.closed().is_some();
                 self.stats.skew_refusals += out
                     .iter()
@@ -480,6 +562,10 @@ impl World {
             ),
         );
         self.stats.writes += 1;
+        trace!(
+            "t={} node {i} writes {} {coll}/{} ctx {:?}: {:?}",
+            self.now_us, w.stamp.dot, id, w.ctx, w.op
+        );
         self.poll_node(i);
     }
 
@@ -620,6 +706,10 @@ impl World {
         }
     }
 
+    fn stats_expired(&self, n: usize) {
+        EXPIRED_SEEN.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     fn stats_conflicts_add(&self, recorded: &BTreeSet<(Dot, Option<String>)>) {
         CONFLICTS_SEEN.fetch_add(recorded.len() as u64, Ordering::Relaxed);
     }
@@ -640,6 +730,16 @@ impl World {
             })
             .collect();
         for (i, c) in contents.iter().enumerate().skip(1) {
+            if c != &contents[0] && tracing_on() {
+                for key in c.keys().chain(contents[0].keys()) {
+                    if c.get(key) != contents[0].get(key) {
+                        for (k, n) in self.nodes.iter().enumerate() {
+                            let st = n.sync.as_ref().expect("running").doc_state(&key.0, key.1);
+                            eprintln!("node {k} state of {key:?}: {st:?}");
+                        }
+                    }
+                }
+            }
             if c != &contents[0] {
                 return Err(format!(
                     "node {i} differs from node 0:\n{c:?}\nvs\n{:?}",
@@ -647,10 +747,50 @@ impl World {
                 ));
             }
         }
-        // The model over every write made.
+        // Writes that came from beyond a hub's retention horizon (a node that wrote
+        // before it ever synced, against history the hub had collected) expire; each
+        // is in a conflict log. The model runs over every other write made.
+        let mut expired = BTreeSet::new();
+        for n in &self.nodes {
+            let sync = n.sync.as_ref().expect("running");
+            for c in sync.conflicts(0, usize::MAX).map_err(|e| e.to_string())? {
+                if c.reason == blazedb_sync::LossReason::RetentionExpired {
+                    expired.insert(c.loser.dot);
+                }
+            }
+        }
+        self.stats_expired(expired.len());
+        // Each expiry is in the origin's own log too, unless the origin had overwritten
+        // that write itself with a later one that expired (then that one is logged).
+        for dot in &expired {
+            let (c, id, _) = &self.registry[dot];
+            let origin = self
+                .nodes
+                .iter()
+                .find_map(|n| n.sync.as_ref().filter(|s| s.node_id() == dot.node));
+            let Some(origin) = origin else { continue };
+            let logged: BTreeSet<Dot> = origin
+                .conflicts(0, usize::MAX)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|e| {
+                    e.reason == blazedb_sync::LossReason::RetentionExpired
+                        && &e.collection == c
+                        && e.id == *id
+                })
+                .map(|e| e.loser.dot)
+                .collect();
+            if !logged.iter().any(|d| d.counter >= dot.counter) {
+                return Err(format!(
+                    "expired write {dot} is not in its origin's conflict log"
+                ));
+            }
+        }
         let mut by_doc: BTreeMap<(String, DocId), Vec<MWrite>> = BTreeMap::new();
-        for (c, id, m) in self.registry.values() {
-            by_doc.entry((c.clone(), *id)).or_default().push(m.clone());
+        for (dot, (c, id, m)) in &self.registry {
+            if !expired.contains(dot) {
+                by_doc.entry((c.clone(), *id)).or_default().push(m.clone());
+            }
         }
         let mut expected_losses = BTreeSet::new();
         for (key, h) in &by_doc {
@@ -716,6 +856,7 @@ impl World {
 }
 
 static CONFLICTS_SEEN: AtomicU64 = AtomicU64::new(0);
+static EXPIRED_SEEN: AtomicU64 = AtomicU64::new(0);
 
 fn run_seed(seed: u64) -> Result<Stats, String> {
     let mut w = World::new(seed);
@@ -738,8 +879,10 @@ fn run_seed(seed: u64) -> Result<Stats, String> {
     }
     w.settle()?;
     let before = CONFLICTS_SEEN.load(Ordering::Relaxed);
+    let expired_before = EXPIRED_SEEN.load(Ordering::Relaxed);
     w.check()?;
     w.stats.conflicts = CONFLICTS_SEEN.load(Ordering::Relaxed) - before;
+    w.stats.expired = EXPIRED_SEEN.load(Ordering::Relaxed) - expired_before;
     Ok(w.stats)
 }
 
@@ -773,6 +916,7 @@ fn simulated_networks_converge_to_the_reference_model_under_faults() {
                 total.conflicts += s.conflicts;
                 total.snapshot_pages += s.snapshot_pages;
                 total.snapshot_resumes += s.snapshot_resumes;
+                total.expired += s.expired;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}");

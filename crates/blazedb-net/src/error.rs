@@ -29,6 +29,15 @@ pub enum NetError {
     /// Bad configuration (addresses, certificates, credentials).
     #[error("configuration: {0}")]
     Config(String),
+    /// The sync layer or the database refused (a server starting up, for instance).
+    #[error(transparent)]
+    Sync(#[from] blazedb_sync::SyncError),
+}
+
+impl From<blazedb_core::Error> for NetError {
+    fn from(e: blazedb_core::Error) -> Self {
+        NetError::Sync(blazedb_sync::SyncError::Db(e))
+    }
 }
 
 impl NetError {

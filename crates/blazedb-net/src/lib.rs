@@ -9,6 +9,8 @@
 //!   [`blazedb_sync::Wire`], with heartbeats and an idle timeout.
 //! - [`relay`]: TCP (TLS, or plain by explicit opt-in) and Unix-socket relays and the
 //!   listener that accepts them.
+//! - [`server`]: [`Server`], [`ServerConfig`] / [`start`], [`RemoteNode`] and
+//!   [`ConnectRemote`] for topologies.
 //!
 //! Invariant: this crate moves sync messages and checks who may send them; it never
 //! interprets them. The sync engine behaves the same over every transport.
@@ -20,6 +22,7 @@ pub mod frame;
 pub mod handshake;
 pub mod pump;
 pub mod relay;
+pub mod server;
 pub mod tls;
 
 pub use error::NetError;
@@ -29,4 +32,5 @@ pub use pump::Liveness;
 #[cfg(unix)]
 pub use relay::UnixRelay;
 pub use relay::{DialOptions, ListenOptions, ListenerStats, NetListener, Security, TcpRelay};
+pub use server::{ConnectRemote, RemoteNode, Server, ServerConfig, TlsSetup, start};
 pub use tls::{Fingerprint, ServerIdentity, ServerTrust};

@@ -78,7 +78,10 @@ where
             let next = tokio::time::timeout(live.idle_timeout, reader.next()).await;
             let body = match next {
                 Err(_) => {
-                    break Stop::Refuse(RefuseCode::Timeout, "nothing received for too long".into());
+                    break Stop::Refuse(
+                        RefuseCode::Timeout,
+                        "nothing received for too long".into(),
+                    );
                 }
                 Ok(None) => break Stop::Quiet,
                 Ok(Some(Err(e))) => match frame_error(e) {

@@ -413,9 +413,7 @@ impl NetListener {
         })
     }
 
-    fn shared(
-        opts: &ListenOptions,
-    ) -> Result<Parts, NetError> {
+    fn shared(opts: &ListenOptions) -> Result<Parts, NetError> {
         if opts.auth_token.is_none() && opts.shared_secret.is_none() {
             return Err(NetError::Config(
                 "a sync server needs an auth token or a shared secret (or both)".into(),

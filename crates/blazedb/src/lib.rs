@@ -53,6 +53,13 @@ pub mod sync {
     pub use blazedb_sync::*;
 }
 
+/// Sync over the network (feature `net`): TLS and Unix-socket relays, [`net::Server`],
+/// [`net::RemoteNode`] and [`net::ConnectRemote`] for topologies.
+#[cfg(feature = "net")]
+pub mod net {
+    pub use blazedb_net::*;
+}
+
 /// The README's examples, compiled and run as doctests so the README stays true.
 #[cfg(all(doctest, feature = "sync"))]
 #[doc = include_str!("../../../README.md")]

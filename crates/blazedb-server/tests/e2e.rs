@@ -39,7 +39,10 @@ async fn spawn_server(data: &Path, port: u16) -> Proc {
         ])
         .env("BLAZEDB_PASSWORD", "server-pw")
         .env("BLAZEDB_AUTH_TOKEN", "tok")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BLAZEDB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -273,4 +276,99 @@ async fn concurrent_client_edits_over_the_network_keep_the_later_write() {
             .any(|c| c.id == id && c.field.as_deref() == Some("v")),
         "{lost:?}"
     );
+}
+
+/// The client process of the test below: writes while syncing live until killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_client_when_spawned_by_the_kill_test() {
+    let Ok(spec) = std::env::var("BLAZEDB_E2E_CHILD") else {
+        return; // run directly: nothing to do
+    };
+    let mut parts = spec.split(',');
+    let (dir, port, fp) = (
+        parts.next().expect("dir"),
+        parts.next().expect("port").parse::<u16>().expect("port"),
+        Fingerprint::parse(parts.next().expect("fingerprint")).expect("fingerprint"),
+    );
+    let db = open(Path::new(dir), "victim");
+    let remote = RemoteNode::pinned(
+        "localhost",
+        port,
+        "main",
+        fp,
+        Credentials::none().token("tok"),
+    );
+    let _sync = db
+        .enable_sync(remote.relay(), Role::Client)
+        .await
+        .expect("enable");
+    for i in 0..1_000_000i64 {
+        db.collection("pushed")
+            .insert(Document::new().with("i", i))
+            .expect("insert");
+        if i % 200 == 0 {
+            println!("wrote {i}");
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_push_has_each_write_applied_exactly_once_after_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = spawn_server(&dir.path().join("server"), 0).await;
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_client_when_spawned_by_the_kill_test",
+            "--nocapture",
+        ])
+        .env(
+            "BLAZEDB_E2E_CHILD",
+            format!("{},{},{}", dir.path().display(), p.port, p.fingerprint),
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the client");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Let it write (and push, live) a few thousand documents, then kill it mid-stream.
+    loop {
+        let line = tokio::time::timeout(T, lines.next_line())
+            .await
+            .expect("the child writes")
+            .expect("read")
+            .expect("the child keeps writing");
+        if line == "wrote 3000" {
+            break;
+        }
+    }
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("wait");
+
+    // Back again: the same database resumes from its persisted cursors.
+    let victim = open(dir.path(), "victim");
+    let written = victim.collection("pushed").count().expect("count");
+    assert!(written > 3_000, "{written}");
+    let h = client(&victim, &p).await;
+    let st = h.sync_now(T).await.expect("sync");
+    assert_eq!(st.pending_local_writes, 0, "{st:?}");
+    // It resumed from its cursors: only what the server lacked went out again.
+    assert!(st.writes_sent < 1_000, "resent {} writes", st.writes_sent);
+    // An observer sees exactly what the victim committed, each document once.
+    let observer = open(dir.path(), "observer");
+    let ho = client(&observer, &p).await;
+    ho.sync_now(T).await.expect("sync");
+    assert_eq!(
+        observer.collection("pushed").count().expect("count"),
+        written
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for d in observer.collection("pushed").all().expect("all") {
+        assert!(
+            seen.insert(d.fields.get("i").cloned().map(|v| format!("{v:?}"))),
+            "a write applied twice"
+        );
+    }
+    assert!(ho.conflicts(0, 10).expect("conflicts").is_empty());
 }

@@ -88,6 +88,18 @@ pub(crate) async fn stop_task(
     }
 }
 
+/// Resolves once `stop` says stop (or its sender is gone).
+async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// What a running connection listens to.
 pub(crate) struct Control {
     pub stop: watch::Receiver<bool>,
@@ -97,6 +109,10 @@ pub(crate) struct Control {
     pub wake: Arc<Notify>,
     /// "Sync now" token requested (a `Ping` goes out when it grows).
     pub ping: Arc<AtomicU64>,
+    /// A dialer's relay description: the peer is remembered under it as soon as it
+    /// says hello (see `SyncNode::peer_at`), so a process killed mid-session still
+    /// resumes from its cursors after a restart.
+    pub remember_as: Option<String>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -137,16 +153,38 @@ fn snapshot(s: &Session, peer_addr: &str, pushed: bool, asked: u64) -> ConnStatu
 }
 
 /// Runs a session of `node` over `wire` until it ends; returns how, and the peer if
-/// one said hello.
+/// one said hello. The accepting side (`hint: None`, `accepting`) waits for the
+/// dialer's hello before sending its own, so its hello names its cursor for that peer
+/// (sent blind, it would ask for everything and the dialer would resend it).
 pub(crate) async fn run(
     node: SyncNode,
     cfg: SessionConfig,
     mut wire: Wire,
     hint: Option<NodeId>,
+    accepting: bool,
     ctl: &mut Control,
     status: &watch::Sender<ConnStatus>,
 ) -> (End, Option<PeerInfo>, SessionStats) {
     let now = || (node.options().clock)();
+    let mut first: Option<Msg> = None;
+    let hint = if accepting && hint.is_none() {
+        let m = tokio::select! {
+            biased;
+            _ = wait_stop(&mut ctl.stop) => return (End::Stopped, None, SessionStats::default()),
+            m = wire.rx.recv() => m,
+        };
+        let Some(m) = m else {
+            return (End::Disconnected, None, SessionStats::default());
+        };
+        let peer = match &m {
+            Msg::Hello { node, .. } => Some(*node),
+            _ => None,
+        };
+        first = Some(m);
+        peer
+    } else {
+        hint
+    };
     let session = Session::new(node.clone(), cfg);
     let t0 = now();
     let (session, hello) = blocking(session, move |s| s.hello(hint, t0)).await;
@@ -166,27 +204,31 @@ pub(crate) async fn run(
     let mut sent_ping = 0u64;
     let mut commits = ctl.commits.clone();
     loop {
-        let step: Option<Msg> = tokio::select! {
-            biased;
-            changed = ctl.stop.changed() => {
-                if changed.is_err() || *ctl.stop.borrow() {
-                    return (End::Stopped, session.peer(), session.stats().clone());
-                }
-                continue;
-            }
-            m = wire.rx.recv() => match m {
-                None => return (End::Disconnected, session.peer(), session.stats().clone()),
-                Some(m) => Some(m),
-            },
-            Some(()) = async { match commits.as_mut() { Some(c) => c.changed().await.ok(), None => std::future::pending().await } } => None,
-            () = ctl.wake.notified() => None,
-            _ = tick.tick() => {
-                if commits.is_none() && last_period.elapsed() < ctl.period && ctl.ping.load(Ordering::Acquire) <= sent_ping {
-                    // Periodic mode between periods: timers only, no new data.
+        let step: Option<Msg> = if let Some(m) = first.take() {
+            Some(m)
+        } else {
+            tokio::select! {
+                biased;
+                changed = ctl.stop.changed() => {
+                    if changed.is_err() || *ctl.stop.borrow() {
+                        return (End::Stopped, session.peer(), session.stats().clone());
+                    }
                     continue;
                 }
-                last_period = tokio::time::Instant::now();
-                None
+                m = wire.rx.recv() => match m {
+                    None => return (End::Disconnected, session.peer(), session.stats().clone()),
+                    Some(m) => Some(m),
+                },
+                Some(()) = async { match commits.as_mut() { Some(c) => c.changed().await.ok(), None => std::future::pending().await } } => None,
+                () = ctl.wake.notified() => None,
+                _ = tick.tick() => {
+                    if commits.is_none() && last_period.elapsed() < ctl.period && ctl.ping.load(Ordering::Acquire) <= sent_ping {
+                        // Periodic mode between periods: timers only, no new data.
+                        continue;
+                    }
+                    last_period = tokio::time::Instant::now();
+                    None
+                }
             }
         };
         let t = now();
@@ -226,6 +268,13 @@ pub(crate) async fn run(
             if wire.tx.send(m).await.is_err() {
                 return (End::Disconnected, session.peer(), session.stats().clone());
             }
+        }
+        if let Some(p) = session.peer()
+            && let Some(target) = ctl.remember_as.take()
+        {
+            let node = node.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || node.remember_peer_at(&target, p.node)).await;
         }
         status.send_replace(snapshot(&session, &wire.peer_addr, pushed, asked));
         if let Some(reason) = session.closed() {

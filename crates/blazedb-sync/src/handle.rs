@@ -358,7 +358,14 @@ impl SyncHandle {
 async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_MIN;
     let mut seed = inner.node.node_id().0;
-    let mut hint: Option<NodeId> = None;
+    let target = inner.relay.describe();
+    let mut hint: Option<NodeId> = {
+        let (node, target) = (inner.node.clone(), target.clone());
+        tokio::task::spawn_blocking(move || node.peer_at(&target).ok().flatten())
+            .await
+            .ok()
+            .flatten()
+    };
     loop {
         if *stop.borrow() {
             break;
@@ -371,12 +378,14 @@ async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                     period: inner.policy.interval,
                     wake: Arc::clone(&inner.wake),
                     ping: Arc::clone(&inner.ping),
+                    remember_as: Some(target.clone()),
                 };
                 let (end, peer, stats) = crate::conn::run(
                     inner.node.clone(),
                     inner.policy.session_config(),
                     wire,
                     hint,
+                    false,
                     &mut ctl,
                     &inner.status_tx,
                 )

@@ -529,9 +529,17 @@ impl SyncNode {
             meta.clock.observe(w.stamp.hlc);
             meta.seen.raise(w.stamp.dot);
             if let Some(loss) = applied.expired {
-                // From beyond our horizon: not merged and not passed on. Its origin
-                // expires it too (from the horizon in the snapshot it took first); we
-                // record it as well, for whoever runs this node.
+                // From beyond our horizon: not merged, and not passed on as a write. Its
+                // origin expires it too (from the horizon in the snapshot it took
+                // first); we record it as well, for whoever runs this node. Our other
+                // peers get the document's state instead: its version vector now covers
+                // the expired write, so the origin's later writes, which depend on it,
+                // still arrive causally there.
+                let snap = SnapDoc {
+                    collection: w.collection.clone(),
+                    id: w.id,
+                    state: state.clone(),
+                };
                 tracing::warn!(
                     collection = %w.collection,
                     id = %w.id,
@@ -540,6 +548,7 @@ impl SyncNode {
                 );
                 report.conflicts +=
                     self.record_losses(&mut tx, &mut meta, &w.collection, w.id, vec![loss], now)?;
+                self.append_log(&mut tx, &mut meta, Some(peer), Item::State(snap))?;
                 report.expired += 1;
                 continue;
             }
@@ -1113,6 +1122,33 @@ impl SyncNode {
     /// Database errors.
     pub fn has_unabsorbed(&self) -> Result<bool> {
         Ok(self.db.begin_read()?.last_seq()? > self.absorbed()?)
+    }
+
+    /// The peer last reached through the relay described as `target`: a dialer that
+    /// restarts names it in its hello, so the peer resumes from our cursor instead of
+    /// sending its log (or a snapshot) from the start.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn peer_at(&self, target: &str) -> Result<Option<NodeId>> {
+        let r = self.db.begin_read()?;
+        Ok(r.aux_get(record::NS_TARGET, target.as_bytes())?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(|b| NodeId(u64::from_be_bytes(b))))
+    }
+
+    /// Records that `target` reached `peer` (see [`SyncNode::peer_at`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn remember_peer_at(&self, target: &str, peer: NodeId) -> Result<()> {
+        if self.peer_at(target)? == Some(peer) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_apply()?;
+        tx.aux_put(record::NS_TARGET, target.as_bytes(), &peer.0.to_be_bytes())?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The peer's log position applied here (where to resume receiving).

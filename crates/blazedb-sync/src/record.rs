@@ -22,6 +22,9 @@ pub(crate) const META_KEY: &[u8] = b"meta";
 pub(crate) const NS_DOC: &str = "sync.doc";
 /// Namespace of peer records, keyed by node id (8 bytes, big-endian).
 pub(crate) const NS_PEER: &str = "sync.peer";
+/// Namespace of the peer last reached through each relay, keyed by the relay's
+/// description; the value is the node id (8 bytes, big-endian).
+pub(crate) const NS_TARGET: &str = "sync.target";
 /// Namespace marking losses already recorded, keyed by the loss's identity.
 pub(crate) const NS_LOSS_KEY: &str = "sync.loss-key";
 /// The sync log: every write this node holds, in the order it took them.

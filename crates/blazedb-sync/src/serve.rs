@@ -169,11 +169,13 @@ async fn accept_loop(
             period: policy.interval,
             wake: Arc::new(Notify::new()),
             ping: Arc::new(AtomicU64::new(0)),
+            remember_as: None,
         };
         let (node, cfg, registry) = (node.clone(), policy.session_config(), Arc::clone(&registry));
         tasks.spawn(async move {
             let addr = wire.peer_addr.clone();
-            let (end, _, _) = crate::conn::run(node, cfg, wire, None, &mut ctl, &status_tx).await;
+            let (end, _, _) =
+                crate::conn::run(node, cfg, wire, None, true, &mut ctl, &status_tx).await;
             tracing::info!(peer = %addr, end = ?end, "sync connection ended");
             registry
                 .conns

@@ -247,10 +247,14 @@ impl Session {
     /// # Errors
     /// Database errors.
     pub fn idle(&self) -> Result<bool, SyncError> {
+        // Local writes not yet taken over into the log count as unsent (a database
+        // reopened after a crash has some until the next poll absorbs them).
+        let sends = self.peer.is_some_and(|p| p.we_send);
         Ok(self.snap_send.is_none()
             && !self.holding
             && self.in_flight.is_empty()
-            && (!self.peer.is_some_and(|p| p.we_send) || self.next_send > self.node.log_last()?))
+            && (!sends
+                || (self.next_send > self.node.log_last()? && !self.node.has_unabsorbed()?)))
     }
 
     /// The opening message. `peer_hint` is the peer's node id if known from an
@@ -361,6 +365,7 @@ impl Session {
                     self.peer_resume = resume;
                     // Resume from our persisted cursor for this peer (the hint may
                     // have been missing), and send ours from where it stands.
+                    let announced = self.cursor;
                     match self.node.recv_cursor(node) {
                         Ok(c) => self.cursor = self.cursor.max(c),
                         Err(e) => {
@@ -375,6 +380,17 @@ impl Session {
                     if let Err(e) = self.node.note_acked(node, want_after, peer_last) {
                         return Err(Closed {
                             reason: e.to_string(),
+                        });
+                    }
+                    if self.cursor > announced && self.cfg.mode.accepts() {
+                        // Our hello went out before we knew the peer (a server does
+                        // not know who dials): tell it what we already have, so it
+                        // does not send that again.
+                        out.push(Msg::Ack {
+                            upto: self.cursor,
+                            log_last: self.node.log_last().map_err(|e| Closed {
+                                reason: e.to_string(),
+                            })?,
                         });
                     }
                 }
@@ -452,6 +468,12 @@ impl Session {
                     && upto > self.acked
                 {
                     self.acked = upto;
+                    self.next_send = self.next_send.max(upto + 1);
+                    if self.snap_send.as_ref().is_some_and(|s| upto >= s.at) {
+                        // The peer has our log up to the snapshot's position already
+                        // (it told us once it knew who we are): no snapshot needed.
+                        self.snap_send = None;
+                    }
                     while self.in_flight.front().is_some_and(|&u| u <= upto) {
                         self.in_flight.pop_front();
                     }
@@ -703,6 +725,7 @@ impl Session {
                         Some((a, slot)) if a >= floor && a <= at => (a, slot),
                         _ => (at, 0),
                     };
+                    tracing::info!(peer = %peer.node, after, floor, at, "the peer needs more than the log holds: sending a snapshot");
                     self.in_flight.clear();
                     self.snap_send = Some(SnapSend {
                         at,

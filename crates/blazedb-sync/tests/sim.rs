@@ -494,7 +494,10 @@ impl World {
                     self.disconnect(m.link);
                 }
             }
-            Err(_) => self.disconnect(m.link),
+            Err(e) => {
+                trace!("    closed: {e:?}");
+                self.disconnect(m.link);
+            }
         }
         true
     }

@@ -232,3 +232,89 @@ impl Settings {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::parse_from(std::iter::once("blazedb-server").chain(list.iter().copied()))
+    }
+
+    #[test]
+    fn a_toml_file_sets_everything_and_flags_override_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("server.toml");
+        std::fs::write(
+            &cfg,
+            r#"
+data_dir = "/srv/blazedb"
+database = "inventory"
+listen = "0.0.0.0:9000"
+auth_token = "from-file"
+metrics = "127.0.0.1:9100"
+max_connections = 50
+handshake_timeout_ms = 2000
+idle_timeout_ms = 9000
+"#,
+        )
+        .expect("write");
+        let s = Settings::resolve(args(&[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--database",
+            "flag-wins",
+        ]))
+        .expect("resolves");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/blazedb"));
+        assert_eq!(s.database, "flag-wins");
+        assert_eq!(s.listen, "0.0.0.0:9000".parse().expect("addr"));
+        assert_eq!(s.auth_token.as_deref(), Some("from-file"));
+        assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().expect("addr")));
+        assert_eq!(
+            (s.max_connections, s.handshake_timeout_ms, s.idle_timeout_ms),
+            (50, 2000, 9000)
+        );
+        assert!(matches!(s.tls, Tls::SelfSigned));
+    }
+
+    #[test]
+    fn bad_settings_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, "data_dir = \"/x\"\nauth_tokn = \"typo\"\n").expect("write");
+        let e = Settings::resolve(args(&["--config", cfg.to_str().expect("utf-8")]))
+            .expect_err("unknown key");
+        assert!(format!("{e:#}").contains("auth_tokn"), "{e:#}");
+        let e = Settings::resolve(args(&[
+            "--data-dir",
+            "/x",
+            "--shared-secret",
+            "s",
+            "--tls-cert",
+            "c.pem",
+        ]))
+        .expect_err("cert without key");
+        assert!(e.to_string().contains("--tls-key"), "{e}");
+        let e = Settings::resolve(args(&[
+            "--data-dir",
+            "/x",
+            "--auth-token",
+            "t",
+            "--auth-token-file",
+            "f",
+        ]))
+        .expect_err("both");
+        assert!(e.to_string().contains("not both"), "{e}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let e = Settings::resolve(args(&[
+            "--data-dir",
+            "/x",
+            "--auth-token-file",
+            empty.to_str().expect("utf-8"),
+        ]))
+        .expect_err("empty secret file");
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
+}

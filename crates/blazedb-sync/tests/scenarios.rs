@@ -579,16 +579,25 @@ fn hub_options(retention_us: u64) -> blazedb_sync::SyncOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_client_bootstraps_from_a_snapshot_once_the_servers_log_is_collected() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A tombstone-collecting server, a client connected to it, and a second client
+/// registered but not yet connected.
+struct Hub {
+    topo: Topology,
+    server: Database,
+    s: NodeRef,
+    c1: Database,
+    c2: Database,
+    r2: NodeRef,
+}
+
+fn hub_and_two_clients(dir: &std::path::Path, second: &str) -> Hub {
     let open = |n: &str| {
         Database::builder()
             .kdf(KdfParams::INSECURE_FAST)
-            .open(dir.path(), n, "pw")
+            .open(dir, n, "pw")
             .expect("open")
     };
-    let (server, c1, c2) = (open("server"), open("c1"), open("c2"));
+    let (server, c1, c2) = (open("server"), open("c1"), open(second));
     let mut topo = Topology::new();
     let s = topo
         .register_with(
@@ -603,10 +612,31 @@ async fn a_new_client_bootstraps_from_a_snapshot_once_the_servers_log_is_collect
         .register(&c1, "c1", SyncMode::LocalAndRemote, Role::Client)
         .expect("register");
     let r2 = topo
-        .register(&c2, "c2", SyncMode::LocalAndRemote, Role::Client)
+        .register(&c2, second, SyncMode::LocalAndRemote, Role::Client)
         .expect("register");
     topo.connect_local(r1, s, ConnectionMode::Bidirectional)
         .expect("connect");
+    Hub {
+        topo,
+        server,
+        s,
+        c1,
+        c2,
+        r2,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_bootstraps_from_a_snapshot_once_the_servers_log_is_collected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Hub {
+        mut topo,
+        server,
+        s,
+        c1,
+        c2,
+        r2,
+    } = hub_and_two_clients(dir.path(), "c2");
     let mut gone = Vec::new();
     for i in 0..300i64 {
         let id = c1
@@ -759,31 +789,14 @@ async fn a_client_forgotten_past_the_retention_bootstraps_again_without_resurrec
 async fn a_new_clients_offline_edit_of_a_document_whose_history_the_server_collected_expires_and_is_logged()
  {
     let dir = tempfile::tempdir().expect("tempdir");
-    let open = |n: &str| {
-        Database::builder()
-            .kdf(KdfParams::INSECURE_FAST)
-            .open(dir.path(), n, "pw")
-            .expect("open")
-    };
-    let (server, c1, late) = (open("server"), open("c1"), open("late"));
-    let mut topo = Topology::new();
-    let s = topo
-        .register_with(
-            &server,
-            "server",
-            SyncMode::LocalAndRemote,
-            Role::Server,
-            hub_options(u64::MAX),
-        )
-        .expect("register");
-    let r1 = topo
-        .register(&c1, "c1", SyncMode::LocalAndRemote, Role::Client)
-        .expect("register");
-    let rl = topo
-        .register(&late, "late", SyncMode::LocalAndRemote, Role::Client)
-        .expect("register");
-    topo.connect_local(r1, s, ConnectionMode::Bidirectional)
-        .expect("connect");
+    let Hub {
+        mut topo,
+        server,
+        s,
+        c1,
+        c2: late,
+        r2: rl,
+    } = hub_and_two_clients(dir.path(), "late");
     let shared = DocId::from_bytes([7; 16]);
     let fresh = DocId::from_bytes([8; 16]);
     server

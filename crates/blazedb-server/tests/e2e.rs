@@ -372,3 +372,54 @@ async fn a_client_killed_mid_push_has_each_write_applied_exactly_once_after_it_r
     }
     assert!(ho.conflicts(0, 10).expect("conflicts").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_client_bootstraps_a_hundred_thousand_documents_over_tls() {
+    let n: i64 = std::env::var("BLAZEDB_E2E_BOOTSTRAP_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000); // CI; the long mode (README) runs 100,000
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    {
+        let db = Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(&data, "main", "server-pw")
+            .expect("create the server's database");
+        let mut tx = db.begin_write().expect("txn");
+        for i in 0..n {
+            tx.insert(
+                "items",
+                Document::new()
+                    .with("i", i)
+                    .with("name", format!("item {i}")),
+            )
+            .expect("insert");
+        }
+        tx.commit().expect("commit");
+    }
+    let p = spawn_server(&data, 0).await;
+    let fresh = open(dir.path(), "fresh");
+    let started = std::time::Instant::now();
+    let h = client(&fresh, &p).await;
+    let st = h
+        .sync_now(Duration::from_secs(600))
+        .await
+        .expect("bootstrap");
+    eprintln!(
+        "bootstrap of {n} documents over TLS: {:?}, {} bytes received",
+        started.elapsed(),
+        st.bytes_received
+    );
+    assert_eq!(
+        fresh.collection("items").count().expect("count"),
+        u64::try_from(n).expect("n")
+    );
+    // And it goes on from the log: its own new write is pushed as a write.
+    fresh
+        .collection("items")
+        .insert(Document::new().with("late", true))
+        .expect("insert");
+    let st = h.sync_now(T).await.expect("push");
+    assert_eq!(st.pending_local_writes, 0, "{st:?}");
+}

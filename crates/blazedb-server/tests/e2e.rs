@@ -374,7 +374,7 @@ async fn a_client_killed_mid_push_has_each_write_applied_exactly_once_after_it_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_client_bootstraps_a_hundred_thousand_documents_over_tls() {
+async fn a_fresh_client_bootstraps_a_large_database_over_tls() {
     let n: i64 = std::env::var("BLAZEDB_E2E_BOOTSTRAP_DOCS")
         .ok()
         .and_then(|v| v.parse().ok())

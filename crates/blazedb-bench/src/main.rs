@@ -12,6 +12,7 @@ mod blaze;
 mod blaze_idx;
 mod docs;
 mod indexed;
+mod net_bench;
 mod query;
 mod report;
 mod run;
@@ -29,6 +30,7 @@ const USAGE: &str = "\
 usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
        blazedb-bench query [--quick] [--dir DIR] [--only LIST]
        blazedb-bench sync [--quick] [--dir DIR]
+       blazedb-bench net [--quick] [--dir DIR]
 
   engine        BlazeDB against SQLite: durable commits (1 and 8 writers), bulk insert,
                 point gets, cold open. Prints each figure and the ratio BlazeDB/SQLite.
@@ -38,6 +40,9 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
   sync          What sync costs: local writes with sync compiled in but disabled vs a
                 build without the feature (same run), local writes taken over into
                 the sync log, and the rate of applying remote writes.
+  net           Sync over TLS on loopback: initial sync vs local bulk load (same run),
+                change latency A -> server -> B (p50, p99), resync after 10 changes
+                (bytes, time), 10 clients writing at once.
   --quick       small sizes (a smoke check that finishes in well under 30 s)
   --dir DIR     where to create the databases (default: a temporary directory under
                 $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
@@ -106,6 +111,7 @@ enum Command {
     Engine,
     Query,
     Sync,
+    Net,
 }
 
 struct Args {
@@ -159,6 +165,7 @@ fn parse_args() -> Result<Option<Args>> {
         Some("engine") => Command::Engine,
         Some("query") => Command::Query,
         Some("sync") => Command::Sync,
+        Some("net") => Command::Net,
         Some("local-writes") => {
             // Child of `sync`: the same loop in a build without the sync feature.
             let n: usize = args.next().context("local-writes N DIR SEED")?.parse()?;
@@ -190,6 +197,7 @@ fn parse_args() -> Result<Option<Args>> {
                     Command::Engine => out.only = parse_only(&list)?,
                     Command::Query => out.query_only = parse_query_only(&list)?,
                     Command::Sync => bail!("sync has no --only"),
+                    Command::Net => bail!("net has no --only"),
                 }
             }
             "-h" | "--help" => {
@@ -278,6 +286,7 @@ fn main() -> Result<()> {
             Command::Engine => "engine",
             Command::Query => "query",
             Command::Sync => "sync",
+            Command::Net => "net",
         },
         if args.quick { "quick" } else { "full" }
     );
@@ -311,6 +320,13 @@ fn main() -> Result<()> {
             println!("load average at start: {}", load_average());
             println!();
             sync_bench::run(dir, sizes)?;
+        }
+        Command::Net => {
+            let sizes = net_bench::NetSizes::new(args.quick);
+            println!("{sizes:?}");
+            println!("load average at start: {}", load_average());
+            println!();
+            net_bench::run(dir, sizes)?;
         }
     }
     println!("load average at end: {}", load_average());

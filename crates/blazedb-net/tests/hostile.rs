@@ -72,15 +72,18 @@ async fn until_closed(s: &mut TcpStream) -> Option<Frame> {
         .and_then(|v| v.into_iter().next())
 }
 
-async fn honest_client_works(s: &Served) {
-    let relay = TcpRelay::new(
+fn honest_relay(s: &Served) -> TcpRelay {
+    TcpRelay::new(
         "127.0.0.1",
         s.addr.port(),
         "main",
         Security::PlainTcpInsecure,
         Credentials::none().token("tok"),
-    );
-    relay
+    )
+}
+
+async fn honest_client_works(s: &Served) {
+    honest_relay(s)
         .connect()
         .await
         .expect("an honest client still gets in");
@@ -281,14 +284,7 @@ async fn a_thousand_silent_connections_are_bounded_and_the_rest_refused_busy() {
     drop(held);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let relay = TcpRelay::new(
-            "127.0.0.1",
-            s.addr.port(),
-            "main",
-            Security::PlainTcpInsecure,
-            Credentials::none().token("tok"),
-        );
-        match relay.connect().await {
+        match honest_relay(&s).connect().await {
             Ok(_) => break,
             Err(e) => assert!(std::time::Instant::now() < deadline, "never got in: {e}"),
         }

@@ -212,6 +212,23 @@ pub enum ServerTrust {
 }
 
 impl ServerTrust {
+    /// Trust in the CA roots of a PEM file (one or more certificates).
+    ///
+    /// # Errors
+    /// [`NetError::Config`] naming the file when it is missing, malformed or empty.
+    pub fn roots_from_pem_file(path: &Path) -> Result<ServerTrust, NetError> {
+        let roots = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| NetError::Config(format!("CA roots {}: {e}", path.display())))?;
+        if roots.is_empty() {
+            return Err(NetError::Config(format!(
+                "CA roots {}: no certificate in the file",
+                path.display()
+            )));
+        }
+        Ok(ServerTrust::Roots(roots))
+    }
+
     pub(crate) fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, NetError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])

@@ -257,6 +257,35 @@ impl SyncNode {
         })
     }
 
+    /// The role `db` keeps for sync, if sync was ever enabled on it (a read; nothing is
+    /// written). Tools use it to open a database with its own role.
+    ///
+    /// # Errors
+    /// Database errors; [`SyncError::Corrupt`] for unreadable sync metadata.
+    pub fn stored_role(db: &Database) -> Result<Option<Role>> {
+        let r = db.begin_read()?;
+        Ok(record::load_meta(&mut &r)?.map(|m| m.role))
+    }
+
+    /// Every relay target this node has dialled, with the peer it reached there (see
+    /// [`SyncNode::peer_at`]), sorted by target.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn known_targets(&self) -> Result<Vec<(String, NodeId)>> {
+        let r = self.db.begin_read()?;
+        Ok(r.aux_scan(record::NS_TARGET)?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let id = <[u8; 8]>::try_from(v.as_slice()).ok()?;
+                Some((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    NodeId(u64::from_be_bytes(id)),
+                ))
+            })
+            .collect())
+    }
+
     /// This node's id.
     #[must_use]
     pub fn node_id(&self) -> NodeId {

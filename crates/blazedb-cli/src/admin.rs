@@ -1,0 +1,235 @@
+//! Database-wide commands: info, collections, indexes, export, import, backup, passwd.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::Path;
+
+use blazedb::sync::SyncNode;
+use blazedb::{ImportOptions, IndexInfo, IndexSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value as Json, json};
+
+use crate::args::IndexCmd;
+use crate::ctx::Ctx;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::open::{secret_from, split_db_path};
+
+fn index_json(i: &IndexInfo) -> Json {
+    json!({
+        "name": i.spec.name,
+        "collection": i.spec.collection,
+        "fields": i.spec.fields,
+        "unique": i.spec.unique,
+        "entries": i.entries,
+    })
+}
+
+fn collection_rows(ctx: &Ctx<'_>) -> CliResult<Vec<Json>> {
+    let r = ctx.db.begin_read()?;
+    r.collections()?
+        .into_iter()
+        .map(|c| {
+            let n = r.count(&c)?;
+            Ok(json!({"collection": c, "documents": n}))
+        })
+        .collect()
+}
+
+pub fn info(ctx: &mut Ctx<'_>) -> CliResult {
+    ctx.outside_tx("info")?;
+    let (role, node) = match SyncNode::stored_role(ctx.db)? {
+        Some(role) => {
+            let n = SyncNode::enable(ctx.db, role, blazedb::sync::SyncOptions::default())?;
+            (json!(role.to_string()), json!(n.node_id().to_string()))
+        }
+        None => (Json::Null, Json::Null),
+    };
+    let indexes: Vec<Json> = ctx
+        .db
+        .begin_read()?
+        .indexes()?
+        .iter()
+        .map(index_json)
+        .collect();
+    let collections: serde_json::Map<String, Json> = collection_rows(ctx)?
+        .into_iter()
+        .filter_map(|r| Some((r["collection"].as_str()?.to_owned(), r["documents"].clone())))
+        .collect();
+    ctx.out.value(&json!({
+        "path": ctx.db.path().display().to_string(),
+        "name": ctx.db.name(),
+        "role": role,
+        "node": node,
+        "collections": collections,
+        "indexes": indexes,
+    }))
+}
+
+pub fn collections(ctx: &mut Ctx<'_>) -> CliResult {
+    ctx.outside_tx("collections")?;
+    let rows = collection_rows(ctx)?;
+    ctx.out.rows(&rows)
+}
+
+pub fn index(ctx: &mut Ctx<'_>, cmd: IndexCmd) -> CliResult {
+    ctx.outside_tx("index")?;
+    match cmd {
+        IndexCmd::Create {
+            name,
+            collection,
+            fields,
+            unique,
+        } => {
+            let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+            let mut spec = IndexSpec::new(&name, &collection, &refs);
+            if unique {
+                spec = spec.unique();
+            }
+            let info = ctx.db.create_index(&spec)?;
+            ctx.out.value(&index_json(&info))
+        }
+        IndexCmd::Drop { name } => {
+            if !ctx.db.drop_index(&name)? {
+                return Err(CliError::new(Exit::NotFound, format!("no index '{name}'"))
+                    .hint("`blazedb index list` shows the indexes"));
+            }
+            ctx.out.value(&json!({"dropped": name}))
+        }
+        IndexCmd::List => {
+            let rows: Vec<Json> = ctx
+                .db
+                .begin_read()?
+                .indexes()?
+                .iter()
+                .map(index_json)
+                .collect();
+            ctx.out.rows(&rows)
+        }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise (scripts and
+/// pipes never see progress output).
+fn progress(total: Option<u64>, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(t) => (
+            ProgressBar::new(t),
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} {msg} {bytes} ({bytes_per_sec})",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+pub fn export(ctx: &mut Ctx<'_>, collections: &[String], out: Option<&Path>) -> CliResult {
+    ctx.outside_tx("export")?;
+    let names: Vec<&str> = collections.iter().map(String::as_str).collect();
+    let which = (!names.is_empty()).then_some(names.as_slice());
+    let bar = progress(None, "exporting");
+    let report = match out {
+        Some(path) => {
+            let f = File::create_new(path).map_err(|e| {
+                CliError::from(e).hint(format!("{} must not exist yet", path.display()))
+            })?;
+            let durable = f.try_clone()?;
+            let mut w = bar.wrap_write(BufWriter::new(f));
+            let r = ctx.db.export_ndjson(&mut w, which)?;
+            w.flush()?;
+            durable.sync_all()?;
+            r
+        }
+        None => {
+            let mut w = bar.wrap_write(BufWriter::new(std::io::stdout().lock()));
+            let r = ctx.db.export_ndjson(&mut w, which)?;
+            w.flush()?;
+            r
+        }
+    };
+    bar.finish_and_clear();
+    let summary = json!({
+        "collections": report.collections,
+        "documents": report.documents,
+        "bytes": report.bytes,
+    });
+    if out.is_some() {
+        ctx.out.value(&summary)
+    } else {
+        // stdout holds the export itself: the summary goes to stderr, for people.
+        eprintln!("{summary}");
+        Ok(())
+    }
+}
+
+pub fn import(ctx: &mut Ctx<'_>, file: Option<&Path>, replace: bool, partial: bool) -> CliResult {
+    ctx.outside_tx("import")?;
+    let opts = ImportOptions { replace, partial };
+    let report = match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            let f = File::open(path)?;
+            let len = f.metadata().ok().map(|m| m.len());
+            let bar = progress(len, "importing");
+            let mut r = BufReader::new(bar.wrap_read(f));
+            let rep = ctx.db.import_ndjson(&mut r, opts)?;
+            bar.finish_and_clear();
+            rep
+        }
+        None => {
+            let bar = progress(None, "importing");
+            let mut r = BufReader::new(bar.wrap_read(std::io::stdin().lock()));
+            let rep = ctx.db.import_ndjson(&mut r, opts)?;
+            bar.finish_and_clear();
+            rep
+        }
+    };
+    let skipped: Vec<Json> = report
+        .skipped
+        .iter()
+        .map(|(line, reason)| json!({"line": line, "reason": reason}))
+        .collect();
+    ctx.out
+        .value(&json!({"imported": report.imported, "skipped": skipped}))
+}
+
+pub fn backup(ctx: &mut Ctx<'_>, dest: &Path) -> CliResult {
+    ctx.outside_tx("backup")?;
+    let (dir, name) = split_db_path(dest)?;
+    std::fs::create_dir_all(&dir)?;
+    ctx.db.backup_to(&dir, &name)?;
+    ctx.out
+        .value(&json!({"backup": dest.display().to_string()}))
+}
+
+pub fn passwd(ctx: &mut Ctx<'_>, new_file: Option<&Path>) -> CliResult {
+    ctx.outside_tx("passwd")?;
+    let new = secret_from(
+        new_file,
+        "BLAZEDB_NEW_PASSWORD",
+        "new password: ",
+        "new password",
+        "--new-password-file",
+    )?;
+    if new_file.is_none()
+        && std::env::var_os("BLAZEDB_NEW_PASSWORD").is_none()
+        && std::io::stdin().is_terminal()
+    {
+        let again = rpassword::prompt_password("new password again: ")
+            .map_err(|e| CliError::new(Exit::Failure, format!("reading the password: {e}")))?;
+        if again.as_str() != new.as_str() {
+            return Err(CliError::bad_input(
+                "the two new passwords differ; nothing changed",
+            ));
+        }
+    }
+    ctx.db.change_password(new.as_bytes())?;
+    ctx.out.value(&json!({"password": "changed"}))
+}

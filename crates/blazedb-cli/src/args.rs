@@ -1,0 +1,250 @@
+//! The command line (clap). The REPL parses its lines with the same [`Cmd`], so both
+//! speak one language.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+/// BlazeDB: an embedded, password-encrypted document database with sync.
+///
+/// Run without a command (`blazedb --db PATH`) to open the interactive REPL.
+/// Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 wrong password or refused
+/// credentials, 5 database in use, 6 conflict (id exists, unique index, sync role),
+/// 7 bad input, 8 sync failed, 9 damaged data.
+#[derive(Debug, Parser)]
+#[command(name = "blazedb", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Option<TopCmd>,
+}
+
+/// Options every command takes.
+#[derive(Clone, Debug, ClapArgs)]
+pub struct Global {
+    /// The database: a directory and a name, `DIR/NAME` (the server's `--data-dir DIR
+    /// --database NAME` is `--db DIR/NAME`).
+    #[arg(long, short = 'd', env = "BLAZEDB_DB", global = true)]
+    pub db: Option<PathBuf>,
+    /// Read the password from this file (first line). Otherwise BLAZEDB_PASSWORD,
+    /// otherwise a prompt on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Output: JSON (NDJSON for lists), human tables, or tables only on a terminal.
+    #[arg(long, value_enum, default_value_t = Format::Auto, global = true)]
+    pub format: Format,
+    /// Use a fast, weak key derivation for a NEW database (tests and demos only: the
+    /// password is then easy to brute-force).
+    #[arg(long, global = true, hide = true)]
+    pub insecure_fast_kdf: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Auto,
+    Json,
+    Table,
+}
+
+/// The commands of the command line: the database commands plus those that only make
+/// sense outside the REPL.
+#[derive(Debug, Subcommand)]
+pub enum TopCmd {
+    #[command(flatten)]
+    Db(Cmd),
+    /// Open the interactive REPL on the database (the default without a command).
+    Repl,
+    /// Start a real sync server and clients in a temporary directory, play the conflict
+    /// situations, and print who holds what and who won each conflict and why.
+    Demo(DemoArgs),
+}
+
+#[derive(Clone, Debug, ClapArgs)]
+pub struct DemoArgs {
+    /// Keep the demo's databases in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}
+
+/// Roles a database can take for sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Client,
+    Server,
+}
+
+/// The database commands (command line and REPL).
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a new database (fails if one exists); `--role` keeps its sync role.
+    Create {
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+    },
+    /// Path, sync role and node, collections with counts, indexes.
+    Info,
+    /// Collections and their document counts.
+    Collections,
+    /// Insert a new document (fields as a JSON object) and print its id. `-` reads
+    /// NDJSON from stdin, one document per line, in one transaction.
+    Insert { collection: String, json: String },
+    /// Create or replace the document with this id.
+    Put {
+        collection: String,
+        id: String,
+        json: String,
+    },
+    /// Print a document; `--meta` adds each field's sync stamp and origin.
+    Get {
+        collection: String,
+        id: String,
+        #[arg(long)]
+        meta: bool,
+    },
+    /// Set fields (a JSON object) and remove fields (`--unset NAME`) of a document.
+    Patch {
+        collection: String,
+        id: String,
+        /// Fields to set, as a JSON object.
+        #[arg(default_value = "{}")]
+        json: String,
+        #[arg(long, value_name = "FIELD")]
+        unset: Vec<String>,
+    },
+    /// Delete a document.
+    Delete { collection: String, id: String },
+    /// Documents matching filters, as NDJSON (a table on a terminal).
+    Query(QueryArgs),
+    /// How many documents match.
+    Count(QueryArgs),
+    /// The plan a query would use.
+    Explain(QueryArgs),
+    /// Secondary indexes.
+    #[command(subcommand)]
+    Index(IndexCmd),
+    /// Write documents as NDJSON (sorted, canonical: equal replicas give equal bytes).
+    Export {
+        /// Collections to export (all when none).
+        collections: Vec<String>,
+        /// Write here instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Read NDJSON records (as `export` writes them) in one transaction.
+    Import {
+        /// The file (stdin when absent or `-`).
+        file: Option<PathBuf>,
+        /// Replace documents whose id exists.
+        #[arg(long)]
+        replace: bool,
+        /// Import the good records and report the bad ones.
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Copy the database, consistent and encrypted as it is, to DIR/NAME.
+    Backup {
+        /// Destination `DIR/NAME` (must not exist).
+        dest: PathBuf,
+    },
+    /// Change the password (new one from --new-password-file, BLAZEDB_NEW_PASSWORD or
+    /// a prompt).
+    Passwd {
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Sync with a server (once, or continuously with --watch), or with another local
+    /// database (--peer).
+    Sync(SyncArgs),
+    /// This database's sync state: role, node, pending writes, the servers it syncs with.
+    Status,
+    /// The conflict log: writes made here that lost, what won, and why.
+    Conflicts {
+        /// Entries after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+#[derive(Clone, Debug, ClapArgs)]
+pub struct QueryArgs {
+    pub collection: String,
+    /// A condition, repeatable (all must hold): `field=value`, `!=`, `<`, `<=`, `>`,
+    /// `>=`, `field~value` (array or string contains), `field?` (exists), `!field?`,
+    /// `field in [v1,v2]`. Values are JSON (`age>=30`, `done=true`), or text.
+    #[arg(long = "where", short = 'w', value_name = "COND")]
+    pub conditions: Vec<String>,
+    /// Sort by a field, `field` or `field:desc`; repeatable.
+    #[arg(long, value_name = "FIELD[:desc]")]
+    pub sort: Vec<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub offset: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCmd {
+    /// Create an index on fields of a collection (built from the existing documents).
+    Create {
+        name: String,
+        collection: String,
+        #[arg(required = true)]
+        fields: Vec<String>,
+        #[arg(long)]
+        unique: bool,
+    },
+    /// Drop an index.
+    Drop { name: String },
+    /// List indexes.
+    List,
+}
+
+#[derive(Clone, Debug, ClapArgs)]
+pub struct SyncArgs {
+    /// The server, `HOST:PORT`.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        conflicts_with = "peer",
+        required_unless_present = "peer"
+    )]
+    pub server: Option<String>,
+    /// The database name the server serves.
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    pub remote_db: String,
+    /// The server certificate's SHA-256 fingerprint (as blazedb-server prints it).
+    #[arg(long, value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+    /// Trust server certificates signed by these CA roots (PEM) instead of a pin.
+    #[arg(long, value_name = "FILE", conflicts_with = "fingerprint")]
+    pub ca: Option<PathBuf>,
+    /// Plain TCP without TLS (loopback tests only: anyone on the path can read it).
+    #[arg(long)]
+    pub insecure_plain_tcp: bool,
+    /// The auth token from this file (otherwise BLAZEDB_AUTH_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The shared secret from this file (otherwise BLAZEDB_SHARED_SECRET).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// The sync role; kept with the database the first time (default: the kept role,
+    /// else client).
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// Keep syncing (live) until interrupted, printing status as it changes.
+    #[arg(long)]
+    pub watch: bool,
+    /// Give up a one-shot sync after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Sync directly with another local database `DIR/NAME` (peer to peer).
+    #[arg(long, value_name = "DIR/NAME")]
+    pub peer: Option<PathBuf>,
+    /// The peer database's password file (otherwise BLAZEDB_PEER_PASSWORD, otherwise
+    /// this database's password).
+    #[arg(long, value_name = "FILE", requires = "peer")]
+    pub peer_password_file: Option<PathBuf>,
+}

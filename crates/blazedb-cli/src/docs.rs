@@ -1,0 +1,191 @@
+//! Document commands: insert, put, get (with sync metadata), patch, delete, query,
+//! count, explain.
+
+use std::io::BufRead;
+
+use blazedb::json::fields_from_json;
+use blazedb::query::Access;
+use blazedb::sync::SyncNode;
+use blazedb::{DocId, Document, Patch, WriteTxn};
+use serde_json::{Value as Json, json};
+
+use crate::args::QueryArgs;
+use crate::ctx::Ctx;
+use crate::exit::{CliError, CliResult};
+use crate::filter::query_of;
+use crate::output::doc_json;
+use crate::syncing::stamp_json;
+
+/// Most documents `insert -` takes from stdin in its one transaction.
+pub const INSERT_STREAM_MAX: usize = 1_000_000;
+
+fn id_of(text: &str) -> CliResult<DocId> {
+    text.parse::<DocId>().map_err(CliError::from)
+}
+
+fn fields_of(text: &str) -> CliResult<blazedb::Fields> {
+    let j: Json = serde_json::from_str(text).map_err(|e| {
+        CliError::bad_input(format!("not JSON: {e}"))
+            .hint("give the fields as a JSON object, e.g. '{\"title\": \"x\"}'")
+    })?;
+    fields_from_json(&j).map_err(CliError::from)
+}
+
+/// Runs `f` in the REPL's open transaction, or in a new one that commits.
+fn write<T>(ctx: &mut Ctx<'_>, f: impl FnOnce(&mut WriteTxn<'_>) -> CliResult<T>) -> CliResult<T> {
+    if let Some(tx) = ctx.tx.as_mut() {
+        return f(tx);
+    }
+    let mut tx = ctx.db.begin_write()?;
+    let v = f(&mut tx)?;
+    tx.commit()?;
+    Ok(v)
+}
+
+pub fn insert(ctx: &mut Ctx<'_>, collection: &str, json: &str) -> CliResult {
+    if json != "-" {
+        let mut d = Document::new();
+        d.fields = fields_of(json)?;
+        let id = write(ctx, |tx| Ok(tx.insert(collection, d)?))?;
+        return ctx.out.value(&json!({"id": id.to_string()}));
+    }
+    let mut docs = Vec::new();
+    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if docs.len() == INSERT_STREAM_MAX {
+            return Err(CliError::bad_input(format!(
+                "more than {INSERT_STREAM_MAX} documents on stdin"
+            ))
+            .hint("split the input, or use `import` for large loads"));
+        }
+        let mut d = Document::new();
+        d.fields = fields_of(&line).map_err(|e| CliError {
+            message: format!("line {}: {}", n + 1, e.message),
+            ..e
+        })?;
+        docs.push(d);
+    }
+    let ids = write(ctx, |tx| {
+        docs.into_iter()
+            .map(|d| Ok(tx.insert(collection, d)?))
+            .collect::<CliResult<Vec<_>>>()
+    })?;
+    let rows: Vec<Json> = ids.iter().map(|id| json!({"id": id.to_string()})).collect();
+    ctx.out.rows(&rows)
+}
+
+pub fn put(ctx: &mut Ctx<'_>, collection: &str, id: &str, json: &str) -> CliResult {
+    let mut d = Document::with_id(id_of(id)?);
+    d.fields = fields_of(json)?;
+    let id = d.id;
+    let created = write(ctx, |tx| Ok(tx.put(collection, d)?))?;
+    ctx.out
+        .value(&json!({"id": id.to_string(), "created": created}))
+}
+
+fn not_found(collection: &str, id: DocId) -> CliError {
+    CliError::from(blazedb::Error::NotFound {
+        collection: collection.to_owned(),
+        id,
+    })
+}
+
+pub fn get(ctx: &mut Ctx<'_>, collection: &str, id: &str, meta: bool) -> CliResult {
+    let id = id_of(id)?;
+    let doc = match ctx.tx.as_mut() {
+        Some(tx) => tx.get(collection, id)?,
+        None => ctx.db.collection(collection).get(id)?,
+    }
+    .ok_or_else(|| not_found(collection, id))?;
+    let mut out = doc_json(&doc);
+    if meta {
+        ctx.outside_tx("get --meta")?;
+        out["meta"] = field_meta(ctx, collection, id)?;
+    }
+    ctx.out.value(&out)
+}
+
+/// Each field's stamp: origin node and role, hybrid-clock time, and the origin's write
+/// counter. `null` when the database never synced (its writes carry no stamps yet).
+fn field_meta(ctx: &Ctx<'_>, collection: &str, id: DocId) -> CliResult<Json> {
+    let Some(role) = SyncNode::stored_role(ctx.db)? else {
+        return Ok(Json::Null);
+    };
+    let node = SyncNode::enable(ctx.db, role, blazedb::sync::SyncOptions::default())?;
+    // Local writes since the last sync get their stamps now, as they would at the next
+    // sync (stamped with the role the database keeps).
+    node.absorb()?;
+    let stamps = node.field_stamps(collection, id)?;
+    Ok(Json::Object(
+        stamps
+            .into_iter()
+            .map(|(f, s)| {
+                let mut j = stamp_json(&s);
+                j["local"] = json!(s.node() == node.node_id());
+                (f, j)
+            })
+            .collect(),
+    ))
+}
+
+pub fn patch(
+    ctx: &mut Ctx<'_>,
+    collection: &str,
+    id: &str,
+    json: &str,
+    unset: &[String],
+) -> CliResult {
+    let id = id_of(id)?;
+    let mut p = Patch::new();
+    for (k, v) in fields_of(json)? {
+        p = p.set(&k, v);
+    }
+    for f in unset {
+        p = p.unset(f);
+    }
+    let doc = write(ctx, |tx| Ok(tx.patch(collection, id, &p)?))?;
+    ctx.out.value(&doc_json(&doc))
+}
+
+pub fn delete(ctx: &mut Ctx<'_>, collection: &str, id: &str) -> CliResult {
+    let id = id_of(id)?;
+    write(ctx, |tx| Ok(tx.delete(collection, id)?))?;
+    ctx.out.value(&json!({"deleted": id.to_string()}))
+}
+
+pub fn query(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
+    ctx.outside_tx("query")?;
+    let q = query_of(a)?;
+    let docs = ctx.db.begin_read()?.query(&q)?;
+    ctx.out.docs(&docs)
+}
+
+pub fn count(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
+    ctx.outside_tx("count")?;
+    let q = query_of(a)?;
+    let n = ctx.db.begin_read()?.count_query(&q)?;
+    if ctx.out.is_table() {
+        return ctx.out.value(&json!(n));
+    }
+    ctx.out.value(&json!({"count": n}))
+}
+
+pub fn explain(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
+    ctx.outside_tx("explain")?;
+    let q = query_of(a)?;
+    let plan = ctx.db.begin_read()?.explain(&q)?;
+    let (index, bounds) = match &plan.access {
+        Access::FullScan => (Json::Null, Json::Null),
+        Access::Index { name, bounds } => (json!(name), json!(bounds)),
+    };
+    ctx.out.value(&json!({
+        "plan": plan.to_string(),
+        "index": index,
+        "bounds": bounds,
+        "estimated_reads": plan.estimated_reads,
+        "sort_in_memory": plan.sort_in_memory,
+    }))
+}

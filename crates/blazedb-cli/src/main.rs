@@ -1,0 +1,82 @@
+//! `blazedb`: the command-line tool and REPL for BlazeDB databases.
+//!
+//! Results go to stdout as JSON (NDJSON for lists; human tables on a terminal), errors
+//! to stderr as `error: ...` with a `hint: ...` saying what to do, and the exit code
+//! names the kind of failure ([`exit::Exit`]).
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod args;
+mod ctx;
+mod demo;
+mod docs;
+mod exit;
+mod filter;
+mod open;
+mod output;
+mod repl;
+mod syncing;
+
+use std::process::ExitCode;
+
+use blazedb::OpenMode;
+use clap::Parser;
+use serde_json::json;
+
+use crate::args::{Cli, Cmd, Global, TopCmd};
+use crate::exit::CliResult;
+use crate::output::Out;
+
+fn create(g: &Global, role: Option<args::RoleArg>) -> CliResult {
+    let path = open::db_path(g)?;
+    let pw = open::password(g)?;
+    let db = open::open_with(path, &pw, OpenMode::CreateNew, g.insecure_fast_kdf)?;
+    let role = match role {
+        Some(r) => {
+            let role = syncing::role_for(&db, Some(r))?;
+            syncing::enable(&db, role)?;
+            json!(role.to_string())
+        }
+        None => serde_json::Value::Null,
+    };
+    Out::new(g.format).value(&json!({
+        "created": db.path().display().to_string(),
+        "role": role,
+    }))
+}
+
+fn run(cli: Cli) -> CliResult {
+    let g = cli.global;
+    match cli.cmd {
+        Some(TopCmd::Demo(a)) => demo::run(a.keep.as_deref()),
+        Some(TopCmd::Db(Cmd::Create { role })) => create(&g, role),
+        Some(TopCmd::Db(cmd)) => {
+            let db = open::open(&g)?;
+            let r = ctx::Ctx::new(&db, g).run(cmd);
+            db.flush()?;
+            r
+        }
+        Some(TopCmd::Repl) | None => {
+            let db = open::open(&g)?;
+            repl::run(&db, g)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLAZEDB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            e.code()
+        }
+    }
+}

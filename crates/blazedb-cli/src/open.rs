@@ -1,0 +1,155 @@
+//! Finding, unlocking and opening the database a command names.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use blazedb::{Database, KdfParams, OpenMode};
+use zeroize::Zeroizing;
+
+use crate::args::Global;
+use crate::exit::{CliError, CliResult, Exit};
+
+/// The directory a database lives in and its name, from `DIR/NAME` (a trailing
+/// `.blazedb`, the on-disk directory's suffix, is accepted too).
+///
+/// # Errors
+/// A path without a name.
+pub fn split_db_path(path: &Path) -> CliResult<(PathBuf, String)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.strip_suffix(".blazedb").unwrap_or(n).to_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            CliError::new(
+                Exit::Usage,
+                format!("'{}' does not name a database", path.display()),
+            )
+            .hint("give --db DIR/NAME, e.g. --db ./data/notes")
+        })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
+}
+
+/// The `--db` path, or a usage error saying how to give it.
+///
+/// # Errors
+/// No `--db` and no `BLAZEDB_DB`.
+pub fn db_path(g: &Global) -> CliResult<&Path> {
+    g.db.as_deref().ok_or_else(|| {
+        CliError::new(Exit::Usage, "no database given").hint("pass --db DIR/NAME or set BLAZEDB_DB")
+    })
+}
+
+/// A secret from the first line of `path`.
+///
+/// # Errors
+/// An unreadable or empty file.
+pub fn read_secret_file(path: &Path, what: &str) -> CliResult<Zeroizing<String>> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        CliError::from(e).hint(format!(
+            "the {what} file {} must be readable",
+            path.display()
+        ))
+    })?);
+    let line = Zeroizing::new(
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('\r')
+            .to_owned(),
+    );
+    if line.is_empty() {
+        return Err(CliError::bad_input(format!(
+            "the {what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(line)
+}
+
+/// A secret from a file, else an environment variable, else a terminal prompt.
+///
+/// # Errors
+/// None of the three gives one (say which to use).
+pub fn secret_from(
+    file: Option<&Path>,
+    env: &str,
+    prompt: &str,
+    what: &str,
+    flag: &str,
+) -> CliResult<Zeroizing<String>> {
+    if let Some(f) = file {
+        return read_secret_file(f, what);
+    }
+    if let Ok(v) = std::env::var(env)
+        && !v.is_empty()
+    {
+        return Ok(Zeroizing::new(v));
+    }
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| CliError::new(Exit::Failure, format!("reading the {what}: {e}")));
+    }
+    Err(CliError::new(Exit::Usage, format!("no {what} given"))
+        .hint(format!("pass {flag} FILE, set {env}, or run on a terminal")))
+}
+
+/// The database password of `g`.
+///
+/// # Errors
+/// As [`secret_from`].
+pub fn password(g: &Global) -> CliResult<Zeroizing<String>> {
+    secret_from(
+        g.password_file.as_deref(),
+        "BLAZEDB_PASSWORD",
+        "database password: ",
+        "password",
+        "--password-file",
+    )
+}
+
+/// Opens `path` with `password`: an existing database, or a new one with `mode`
+/// `CreateNew`.
+///
+/// # Errors
+/// The typed open errors (wrong password, in use, not found, damaged).
+pub fn open_with(
+    path: &Path,
+    password: &str,
+    mode: OpenMode,
+    insecure_fast_kdf: bool,
+) -> CliResult<Database> {
+    let (dir, name) = split_db_path(path)?;
+    if mode == OpenMode::CreateNew {
+        std::fs::create_dir_all(&dir)?;
+    }
+    let mut opts = Database::builder().mode(mode);
+    if insecure_fast_kdf {
+        opts = opts.kdf(KdfParams::INSECURE_FAST);
+    }
+    opts.open(&dir, &name, password.as_bytes()).map_err(|e| {
+        let e = CliError::from(e);
+        if e.exit == Exit::NotFound {
+            CliError::new(Exit::NotFound, format!("no database at {}", path.display())).hint(
+                format!("create it with `blazedb --db {} create`", path.display()),
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// Opens the existing database of `g`.
+///
+/// # Errors
+/// As [`open_with`] and [`password`].
+pub fn open(g: &Global) -> CliResult<Database> {
+    let path = db_path(g)?;
+    let pw = password(g)?;
+    open_with(path, &pw, OpenMode::OpenExisting, g.insecure_fast_kdf)
+}

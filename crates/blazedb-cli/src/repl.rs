@@ -1,0 +1,232 @@
+//! The interactive REPL: the command line's database commands, one per line, plus
+//! `begin` / `commit` / `rollback` and `exit`. History is kept in
+//! `~/.blazedb_history` (at most [`HISTORY_MAX`] lines); Tab completes commands and
+//! collection names. With stdin not a terminal it reads commands line by line, so
+//! scripts can pipe into it.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use blazedb::Database;
+use clap::{CommandFactory, Parser, Subcommand};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Config, Context, Editor, Helper};
+
+use crate::args::{Cmd, Global};
+use crate::ctx::Ctx;
+use crate::exit::{CliError, CliResult, Exit};
+
+/// Most lines kept in the history file.
+pub const HISTORY_MAX: usize = 10_000;
+
+/// One REPL line.
+#[derive(Debug, Parser)]
+#[command(name = "", no_binary_name = true, disable_version_flag = true)]
+struct Line {
+    #[command(subcommand)]
+    cmd: LineCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum LineCmd {
+    #[command(flatten)]
+    Db(Cmd),
+    /// Start a transaction: writes and gets go through it until commit or rollback.
+    Begin,
+    /// Commit the open transaction (durably, atomically).
+    Commit,
+    /// Discard the open transaction's writes.
+    Rollback,
+    /// Leave the REPL (an open transaction is rolled back).
+    #[command(alias = "quit")]
+    Exit,
+}
+
+/// Completion of command names and, after a command, collection names.
+struct Complete {
+    commands: Vec<String>,
+    collections: Arc<Mutex<Vec<String>>>,
+}
+
+impl Completer for Complete {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let head = &line[..pos];
+        let start = head.rfind(' ').map_or(0, |i| i + 1);
+        let word = &head[start..];
+        let pool: Vec<String> = if start == 0 {
+            self.commands.clone()
+        } else {
+            self.collections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
+        let pairs = pool
+            .into_iter()
+            .filter(|c| c.starts_with(word))
+            .map(|c| Pair {
+                display: c.clone(),
+                replacement: c,
+            })
+            .collect();
+        Ok((start, pairs))
+    }
+}
+
+impl Hinter for Complete {
+    type Hint = String;
+}
+impl Highlighter for Complete {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        Cow::Borrowed(line)
+    }
+}
+impl Validator for Complete {}
+impl Helper for Complete {}
+
+fn history_path() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".blazedb_history"))
+}
+
+fn refresh(db: &Database, into: &Mutex<Vec<String>>) {
+    if let Ok(names) = db.begin_read().and_then(|r| r.collections()) {
+        *into.lock().unwrap_or_else(PoisonError::into_inner) = names;
+    }
+}
+
+/// Runs the REPL on `db` until `exit` or end of input. Returns the last command's
+/// failure when input is not a terminal (so a piped script's exit code tells).
+///
+/// # Errors
+/// Reading input failed; with piped input, the last failing command's error.
+pub fn run(db: &Database, global: Global) -> CliResult {
+    let collections = Arc::new(Mutex::new(Vec::new()));
+    refresh(db, &collections);
+    let mut commands: Vec<String> = Line::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    commands.push("help".into());
+    commands.sort();
+    let config = Config::builder()
+        .max_history_size(HISTORY_MAX)
+        .map_err(|e| CliError::new(Exit::Failure, e.to_string()))?
+        .auto_add_history(true)
+        .build();
+    let mut ed: Editor<Complete, DefaultHistory> = Editor::with_config(config)
+        .map_err(|e| CliError::new(Exit::Failure, format!("starting the REPL: {e}")))?;
+    ed.set_helper(Some(Complete {
+        commands,
+        collections: Arc::clone(&collections),
+    }));
+    let history = history_path();
+    if let Some(h) = &history {
+        // A missing history file is the normal first start.
+        let _ = ed.load_history(h);
+    }
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if interactive {
+        eprintln!(
+            "BlazeDB {} on {} — `help` lists commands, `exit` leaves",
+            env!("CARGO_PKG_VERSION"),
+            db.path().display()
+        );
+    }
+    let mut ctx = Ctx::new(db, global);
+    let mut last_err: Option<CliError> = None;
+    loop {
+        let prompt = if ctx.tx.is_some() {
+            "blazedb*> "
+        } else {
+            "blazedb> "
+        };
+        let line = match ed.readline(prompt) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(CliError::new(Exit::Failure, format!("reading input: {e}"))),
+        };
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match step(&mut ctx, text) {
+            Ok(true) => break,
+            Ok(false) => last_err = None,
+            Err(e) => {
+                eprintln!("{e}");
+                last_err = Some(e);
+            }
+        }
+        refresh(db, &collections);
+    }
+    if ctx.tx.take().is_some() {
+        eprintln!("the open transaction was rolled back");
+    }
+    if let Some(h) = &history {
+        // Failing to keep history must not fail the session.
+        let _ = ed.save_history(h);
+    }
+    match last_err {
+        Some(e) if !interactive => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one line; `Ok(true)` means leave.
+fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
+    let words =
+        shlex::split(text).ok_or_else(|| CliError::new(Exit::Usage, "unbalanced quotes"))?;
+    let line = match Line::try_parse_from(&words) {
+        Ok(l) => l,
+        Err(e) => {
+            let kind = e.kind();
+            let shown = e.render().to_string();
+            if matches!(
+                kind,
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                println!("{shown}");
+                return Ok(false);
+            }
+            return Err(CliError::new(
+                Exit::Usage,
+                shown.trim_end().trim_start_matches("error: "),
+            ));
+        }
+    };
+    match line.cmd {
+        LineCmd::Exit => return Ok(true),
+        LineCmd::Begin => {
+            if ctx.tx.is_some() {
+                return Err(CliError::new(Exit::Usage, "a transaction is already open")
+                    .hint("`commit` or `rollback` it first"));
+            }
+            ctx.tx = Some(ctx.db.begin_write()?);
+        }
+        LineCmd::Commit => match ctx.tx.take() {
+            Some(tx) => tx.commit()?,
+            None => return Err(CliError::new(Exit::Usage, "no open transaction")),
+        },
+        LineCmd::Rollback => match ctx.tx.take() {
+            Some(tx) => tx.rollback(),
+            None => return Err(CliError::new(Exit::Usage, "no open transaction")),
+        },
+        LineCmd::Db(cmd) => ctx.run(cmd)?,
+    }
+    Ok(false)
+}

@@ -1,0 +1,399 @@
+//! Sync commands: `sync` with a server (once or `--watch`) or a local peer, `status`,
+//! `conflicts`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use blazedb::json::to_json;
+use blazedb::net::{Credentials, Fingerprint, NetError, Security, ServerTrust, TcpRelay};
+use blazedb::sync::{
+    ConflictEntry, ConnectionMode, Held, Relay, Role, Stamp, SyncHandle, SyncMode, SyncNode,
+    SyncOptions, SyncPolicy, SyncStatus, Topology,
+};
+use blazedb::{Database, OpenMode};
+use serde_json::{Value as Json, json};
+
+use crate::args::{RoleArg, SyncArgs};
+use crate::ctx::Ctx;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::open::{open_with, read_secret_file, secret_from};
+
+/// A stamp as JSON: origin node and role, hybrid-clock reading, origin write counter.
+#[must_use]
+pub fn stamp_json(s: &Stamp) -> Json {
+    json!({
+        "origin": s.node().to_string(),
+        "role": s.role.to_string(),
+        "hlc": s.hlc.to_string(),
+        "counter": s.dot.counter,
+    })
+}
+
+fn held_json(h: &Held) -> Json {
+    match h {
+        Held::Value(v) => json!({"value": to_json(v)}),
+        Held::Unset => json!("unset"),
+        Held::Deleted => json!("deleted"),
+        Held::Updated => json!("updated"),
+    }
+}
+
+fn reason_text(e: &ConflictEntry) -> &'static str {
+    match e.reason {
+        blazedb::sync::LossReason::ServerPriority => "server-priority",
+        blazedb::sync::LossReason::LaterTimestamp => "later-timestamp",
+        blazedb::sync::LossReason::RetentionExpired => "retention-expired",
+    }
+}
+
+/// A conflict-log entry as JSON.
+#[must_use]
+pub fn conflict_json(e: &ConflictEntry) -> Json {
+    json!({
+        "seq": e.seq,
+        "collection": e.collection,
+        "id": e.id.to_string(),
+        "field": e.field,
+        "lost": held_json(&e.lost),
+        "loser": stamp_json(&e.loser),
+        "won": e.won.as_ref().map(held_json),
+        "winner": e.winner.as_ref().map(stamp_json),
+        "reason": reason_text(e),
+        "detected_us": e.detected_us,
+    })
+}
+
+/// A connection's status as JSON.
+#[must_use]
+pub fn status_json(s: &SyncStatus) -> Json {
+    json!({
+        "target": s.target,
+        "node": s.node.to_string(),
+        "role": s.role.to_string(),
+        "connected": s.connected,
+        "peer": s.peer.map(|p| json!({"node": p.node.to_string(), "role": p.role.to_string()})),
+        "pending_local_writes": s.pending_local_writes,
+        "last_sync_us": s.last_sync.map(|t| t.0),
+        "cursor": s.cursor,
+        "acked": s.acked,
+        "writes_sent": s.writes_sent,
+        "writes_received": s.writes_received,
+        "bytes_sent": s.bytes_sent,
+        "bytes_received": s.bytes_received,
+        "conflicts": s.conflicts,
+        "last_error": s.last_error,
+        "clock_skew_us": s.clock_skew_us,
+    })
+}
+
+fn role_of(r: RoleArg) -> Role {
+    match r {
+        RoleArg::Client => Role::Client,
+        RoleArg::Server => Role::Server,
+    }
+}
+
+/// The role to sync `db` with: the one it keeps, or the one asked for (default
+/// client). Asking for the other role than the kept one is a conflict.
+///
+/// # Errors
+/// [`Exit::Conflict`] for a role mismatch; database errors.
+pub fn role_for(db: &Database, asked: Option<RoleArg>) -> CliResult<Role> {
+    let stored = SyncNode::stored_role(db)?;
+    match (stored, asked.map(role_of)) {
+        (Some(s), Some(a)) if s != a => {
+            Err(CliError::from(blazedb::sync::SyncError::RoleMismatch {
+                stored: s,
+                requested: a,
+            }))
+        }
+        (Some(s), _) => Ok(s),
+        (None, a) => Ok(a.unwrap_or(Role::Client)),
+    }
+}
+
+/// Keeps `role` with the database (the first time) and returns its sync node.
+///
+/// # Errors
+/// As [`SyncNode::enable`].
+pub fn enable(db: &Database, role: Role) -> CliResult<SyncNode> {
+    Ok(SyncNode::enable(db, role, SyncOptions::default())?)
+}
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Exit::Failure, format!("starting the runtime: {e}")))
+}
+
+fn optional_secret(file: Option<&Path>, env: &str, what: &str) -> CliResult<Option<String>> {
+    if let Some(f) = file {
+        return Ok(Some(read_secret_file(f, what)?.to_string()));
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
+}
+
+fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            CliError::new(Exit::Usage, format!("'{server}' is not HOST:PORT"))
+                .hint("e.g. --server 127.0.0.1:7070")
+        })?;
+    let security = if a.insecure_plain_tcp {
+        Security::PlainTcpInsecure
+    } else if let Some(fp) = &a.fingerprint {
+        Security::Tls(ServerTrust::Pinned(Fingerprint::parse(fp).map_err(
+            |e| CliError::from(e).hint("copy the fingerprint blazedb-server printed at start"),
+        )?))
+    } else if let Some(ca) = &a.ca {
+        Security::Tls(ServerTrust::roots_from_pem_file(ca)?)
+    } else {
+        return Err(CliError::new(Exit::Usage, "no way to trust the server")
+            .hint("pass --fingerprint SHA256 (blazedb-server prints it) or --ca ROOTS.pem"));
+    };
+    let mut creds = Credentials::none();
+    if let Some(t) = optional_secret(a.token_file.as_deref(), "BLAZEDB_AUTH_TOKEN", "auth token")? {
+        creds = creds.token(t);
+    }
+    if let Some(s) = optional_secret(
+        a.secret_file.as_deref(),
+        "BLAZEDB_SHARED_SECRET",
+        "shared secret",
+    )? {
+        creds = creds.secret(s);
+    }
+    Ok(TcpRelay::new(host, port, &a.remote_db, security, creds))
+}
+
+/// Dials once, so a refusal (credentials, pin, unknown database) is reported with its
+/// type and exit code instead of as a timeout of the retrying connection.
+async fn probe(relay: &TcpRelay) -> CliResult {
+    match relay.connect().await {
+        Ok(wire) => {
+            drop(wire);
+            Ok(())
+        }
+        Err(e) => Err(match NetError::from_io(&e) {
+            Some(NetError::Refused { code, message }) => CliError::new(
+                if *code == blazedb::net::RefuseCode::Auth {
+                    Exit::Denied
+                } else {
+                    Exit::Sync
+                },
+                format!("the server refused: {message} ({})", code.as_str()),
+            )
+            .hint("check the auth token / shared secret (BLAZEDB_AUTH_TOKEN, BLAZEDB_SHARED_SECRET) and --remote-db"),
+            Some(NetError::Tls(t)) => CliError::new(Exit::Denied, format!("TLS: {t}"))
+                .hint("the server's certificate does not match --fingerprint / --ca"),
+            Some(NetError::Auth(t)) => CliError::new(Exit::Denied, format!("authentication: {t}")),
+            _ => CliError::new(
+                Exit::Sync,
+                format!("cannot reach {}: {e}", relay.describe()),
+            )
+            .hint("is blazedb-server running there?"),
+        }),
+    }
+}
+
+pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
+    ctx.outside_tx("sync")?;
+    if let Some(peer) = &a.peer {
+        return sync_peer(ctx, a, peer);
+    }
+    let server = a.server.as_deref().unwrap_or_default();
+    let relay = relay_for(a, server)?;
+    let role = role_for(ctx.db, a.role)?;
+    let db = ctx.db.clone();
+    let timeout = Duration::from_secs(a.timeout);
+    let watch = a.watch;
+    let table = ctx.out.is_table();
+    let rt = runtime()?;
+    let status = rt.block_on(async move {
+        probe(&relay).await?;
+        let handle = SyncHandle::enable(
+            &db,
+            relay,
+            role,
+            SyncPolicy::default(),
+            SyncOptions::default(),
+        )
+        .await?;
+        let s = with_bootstrap_progress(&handle, handle.sync_now(timeout)).await;
+        let s = s.map_err(|e| {
+            CliError::new(Exit::Sync, e.to_string())
+                .hint("the server may be unreachable; local writes are kept and sync later")
+        })?;
+        if watch {
+            watch_until_interrupted(&handle, table).await?;
+        }
+        let last = handle.status();
+        handle.stop().await;
+        db.flush()?;
+        Ok::<_, CliError>(if watch { last } else { s })
+    })?;
+    ctx.out.value(&status_json(&status))
+}
+
+/// Runs `fut` (a sync), showing the bootstrap's progress on a terminal.
+async fn with_bootstrap_progress<T>(
+    handle: &SyncHandle,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    if !std::io::stderr().is_terminal() {
+        return fut.await;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "bootstrap [{bar:40}] {pos}/{len} documents ({eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut fut = std::pin::pin!(fut);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            out = &mut fut => {
+                bar.finish_and_clear();
+                return out;
+            }
+            _ = tick.tick() => {
+                let peer = handle.status().peer.map(|p| p.node);
+                if let Some((done, total)) = peer
+                    .and_then(|p| handle.node().snapshot_progress(p).ok().flatten())
+                {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            }
+        }
+    }
+}
+
+/// Prints the status whenever it changes (a status line per change), until Ctrl-C.
+async fn watch_until_interrupted(handle: &SyncHandle, table: bool) -> CliResult {
+    let mut last: Option<Json> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tick.tick() => {
+                let mut s = status_json(&handle.status());
+                // The figures that change on every heartbeat are not news.
+                if let Some(m) = s.as_object_mut() {
+                    m.remove("last_sync_us");
+                }
+                if last.as_ref() != Some(&s) {
+                    if table {
+                        eprintln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    } else {
+                        eprintln!("{s}");
+                    }
+                    last = Some(s);
+                }
+            }
+        }
+    }
+}
+
+fn sync_peer(ctx: &mut Ctx<'_>, a: &SyncArgs, peer: &Path) -> CliResult {
+    let pw = match &a.peer_password_file {
+        Some(f) => read_secret_file(f, "peer password")?,
+        None => match std::env::var("BLAZEDB_PEER_PASSWORD") {
+            Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
+            _ => secret_from(
+                ctx.global.password_file.as_deref(),
+                "BLAZEDB_PASSWORD",
+                "peer database password: ",
+                "peer password",
+                "--peer-password-file",
+            )?,
+        },
+    };
+    let other = open_with(peer, &pw, OpenMode::OpenExisting, false)?;
+    let (mine, theirs) = (role_for(ctx.db, a.role)?, role_for(&other, None)?);
+    let db = ctx.db.clone();
+    let timeout = Duration::from_secs(a.timeout);
+    let rt = runtime()?;
+    let (statuses, conflicts) = rt.block_on(async move {
+        let mut topo = Topology::new();
+        let me = topo.register(&db, "this", SyncMode::LocalAndRemote, mine)?;
+        let them = topo.register(&other, "peer", SyncMode::LocalAndRemote, theirs)?;
+        topo.connect_local(me, them, ConnectionMode::Bidirectional)?;
+        let r = topo.sync_all(timeout).await;
+        let statuses: Vec<Json> = topo
+            .connections()
+            .iter()
+            .map(|(_, _, _, s)| status_json(s))
+            .collect();
+        topo.shutdown().await;
+        r.map_err(|e| CliError::new(Exit::Sync, e.to_string()))?;
+        db.flush()?;
+        other.flush()?;
+        let mine_conflicts = enable(&db, mine)?.conflicts(0, usize::MAX)?.len();
+        Ok::<_, CliError>((statuses, mine_conflicts))
+    })?;
+    ctx.out.value(&json!({
+        "peer": peer.display().to_string(),
+        "connections": statuses,
+        "conflicts_here": conflicts,
+    }))
+}
+
+pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
+    ctx.outside_tx("status")?;
+    let Some(role) = SyncNode::stored_role(ctx.db)? else {
+        return ctx.out.value(&json!({
+            "sync": false,
+            "role": null,
+            "pending_local_writes": 0,
+            "servers": [],
+        }));
+    };
+    let node = enable(ctx.db, role)?;
+    let unabsorbed = node.unabsorbed()?;
+    let mut servers = Vec::new();
+    let mut pending = unabsorbed;
+    for (target, peer) in node.known_targets()? {
+        let acked = node.acked_by(peer)?;
+        let not_acked = node.own_writes_after(acked, usize::MAX)?;
+        pending = pending.max(unabsorbed + not_acked);
+        servers.push(json!({
+            "target": target,
+            "peer": peer.to_string(),
+            "acked": acked,
+            "cursor": node.recv_cursor(peer)?,
+            "pending_local_writes": unabsorbed + not_acked,
+        }));
+    }
+    if servers.is_empty() {
+        pending += node.own_writes_after(0, usize::MAX)?;
+    }
+    ctx.out.value(&json!({
+        "sync": true,
+        "role": role.to_string(),
+        "node": node.node_id().to_string(),
+        "log_last": node.log_last()?,
+        "pending_local_writes": pending,
+        "conflicts": node.conflicts(0, usize::MAX)?.len(),
+        "servers": servers,
+    }))
+}
+
+pub fn conflicts(ctx: &mut Ctx<'_>, after: u64, limit: usize) -> CliResult {
+    ctx.outside_tx("conflicts")?;
+    let rows: Vec<Json> = match SyncNode::stored_role(ctx.db)? {
+        Some(role) => enable(ctx.db, role)?
+            .conflicts(after, limit)?
+            .iter()
+            .map(conflict_json)
+            .collect(),
+        None => Vec::new(),
+    };
+    ctx.out.rows(&rows)
+}

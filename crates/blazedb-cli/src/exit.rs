@@ -158,10 +158,10 @@ impl From<NetError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
-        let exit = if e.kind() == std::io::ErrorKind::NotFound {
-            Exit::NotFound
-        } else {
-            Exit::Failure
+        let exit = match e.kind() {
+            std::io::ErrorKind::NotFound => Exit::NotFound,
+            std::io::ErrorKind::AlreadyExists => Exit::Conflict,
+            _ => Exit::Failure,
         };
         CliError::new(exit, e.to_string())
     }

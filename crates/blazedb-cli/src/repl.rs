@@ -36,7 +36,7 @@ struct Line {
 #[derive(Debug, Subcommand)]
 enum LineCmd {
     #[command(flatten)]
-    Db(Cmd),
+    Db(Box<Cmd>),
     /// Start a transaction: writes and gets go through it until commit or rollback.
     Begin,
     /// Commit the open transaction (durably, atomically).
@@ -226,7 +226,7 @@ fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
             Some(tx) => tx.rollback(),
             None => return Err(CliError::new(Exit::Usage, "no open transaction")),
         },
-        LineCmd::Db(cmd) => ctx.run(cmd)?,
+        LineCmd::Db(cmd) => ctx.run(*cmd)?,
     }
     Ok(false)
 }

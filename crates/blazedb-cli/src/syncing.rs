@@ -148,7 +148,10 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
         Security::PlainTcpInsecure
     } else if let Some(fp) = &a.fingerprint {
         Security::Tls(ServerTrust::Pinned(Fingerprint::parse(fp).map_err(
-            |e| CliError::from(e).hint("copy the fingerprint blazedb-server printed at start"),
+            |e| {
+                CliError::bad_input(e.to_string())
+                    .hint("copy the fingerprint blazedb-server printed at start")
+            },
         )?))
     } else if let Some(ca) = &a.ca {
         Security::Tls(ServerTrust::roots_from_pem_file(ca)?)

@@ -1,0 +1,189 @@
+//! Running the real `blazedb` binary in a scratch directory, and pinning its JSON
+//! output: ids, node ids, clock readings and paths vary per run, so they are replaced
+//! by placeholders before snapshotting.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value as Json;
+
+pub const PASSWORD: &str = "test password";
+
+/// A scratch directory and the database `db/main` in it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one run of the binary gave.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn of(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout's one JSON value.
+    #[track_caller]
+    pub fn json(&self) -> Json {
+        assert_eq!(
+            self.code, 0,
+            "stderr: {}\nstdout: {}",
+            self.stderr, self.stdout
+        );
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {:?}", self.stdout))
+    }
+
+    /// Asserts success and returns stdout's NDJSON lines.
+    #[track_caller]
+    pub fn ndjson(&self) -> Vec<Json> {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    }
+
+    /// Asserts failure with `code`, an `error:` line and a message containing `needle`.
+    #[track_caller]
+    pub fn fails(&self, code: i32, needle: &str) {
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.starts_with("error: ") && self.stderr.contains(needle),
+            "stderr should say {needle:?}: {}",
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "nothing on stdout on failure: {}",
+            self.stdout
+        );
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_blazedb")
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `blazedb` with the password in the environment, in the scratch directory.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.dir.path())
+            .env("BLAZEDB_PASSWORD", PASSWORD)
+            .env_remove("BLAZEDB_DB")
+            .env_remove("BLAZEDB_AUTH_TOKEN")
+            .env_remove("BLAZEDB_SHARED_SECRET")
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.cmd().args(args).output().expect("run blazedb"))
+    }
+
+    /// `blazedb --db <db> ARGS`.
+    pub fn on(&self, db: &str, args: &[&str]) -> Run {
+        let mut all = vec!["--db", db];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// Runs with `input` on stdin.
+    pub fn on_with_input(&self, db: &str, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .cmd()
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn blazedb");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        Run::of(child.wait_with_output().expect("wait"))
+    }
+
+    /// Creates database `db` with a fast key derivation (tests only).
+    pub fn create(&self, db: &str, role: Option<&str>) -> Json {
+        let mut args = vec!["--insecure-fast-kdf", "create"];
+        if let Some(r) = role {
+            args.extend(["--role", r]);
+        }
+        self.on(db, &args).json()
+    }
+}
+
+/// Replaces what varies per run (ids, node ids, clocks, paths) with placeholders.
+pub fn redact(v: &Json) -> Json {
+    const VARYING: [&str; 9] = [
+        "id",
+        "node",
+        "origin",
+        "hlc",
+        "detected_us",
+        "last_sync_us",
+        "created",
+        "path",
+        "deleted",
+    ];
+    match v {
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let redacted = if VARYING.contains(&k.as_str()) && !x.is_null() {
+                        Json::String(format!("<{k}>"))
+                    } else {
+                        redact(x)
+                    };
+                    (k.clone(), redacted)
+                })
+                .collect(),
+        ),
+        Json::Array(a) => Json::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The id a JSON output names.
+#[track_caller]
+pub fn id_in(v: &Json) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+/// Whether `path` exists.
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

@@ -154,7 +154,9 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
             },
         )?))
     } else if let Some(ca) = &a.ca {
-        Security::Tls(ServerTrust::roots_from_pem_file(ca)?)
+        Security::Tls(ServerTrust::roots_from_pem_file(ca).map_err(|e| {
+            CliError::bad_input(e.to_string()).hint("--ca takes a PEM file of CA certificates")
+        })?)
     } else {
         return Err(CliError::new(Exit::Usage, "no way to trust the server")
             .hint("pass --fingerprint SHA256 (blazedb-server prints it) or --ca ROOTS.pem"));

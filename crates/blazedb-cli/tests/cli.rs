@@ -358,6 +358,14 @@ fn backup_copies_and_passwd_changes_the_password() {
         String::from_utf8_lossy(&changed.stderr)
     );
     s.on("db/main", &["count", "t"]).fails(4, "wrong password");
+    // No new password anywhere (and no terminal): nothing changes.
+    let none = s
+        .cmd()
+        .args(["--db", "db/main", "passwd"])
+        .env("BLAZEDB_PASSWORD", "new password")
+        .output()
+        .expect("run");
+    assert_eq!(none.status.code(), Some(2));
     let with_new = s
         .cmd()
         .args(["--db", "db/main", "count", "t"])
@@ -471,6 +479,12 @@ fn sync_without_a_trust_anchor_or_a_reachable_server_fails_clearly() {
         &["sync", "--server", "127.0.0.1:1", "--fingerprint", "zz"],
     )
     .fails(7, "fingerprint");
+    std::fs::write(s.path("roots.pem"), "not a certificate").expect("write");
+    s.on(
+        "db/c",
+        &["sync", "--server", "127.0.0.1:1", "--ca", "roots.pem"],
+    )
+    .fails(7, "CA roots");
     let r = s.on(
         "db/c",
         &[

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value as Json, json};
-use support::{PASSWORD, Run, Scratch, id_in};
+use support::{PASSWORD, Run, Scratch, id_in, redact, redact_also};
 
 const TOKEN: &str = "cli-test-token";
 
@@ -211,15 +211,37 @@ fn two_cli_clients_sync_through_a_real_server_and_losses_show_in_conflicts() {
     s.on("b", &["patch", "t", &id, r#"{"title": "b's title"}"#])
         .json();
     let pending = s.on("a", &["status"]).json();
+    insta::assert_json_snapshot!(
+        "status_pending",
+        redact_also(&pending, &["target", "peer", "acked", "cursor", "log_last"])
+    );
     assert_eq!(pending["pending_local_writes"], 1);
     assert_eq!(pending["servers"].as_array().map(Vec::len), Some(1));
-    for db in ["a", "b", "a"] {
+    for db in ["a", "b"] {
         sync(&s, db, &srv).json();
     }
+    let st = sync(&s, "a", &srv).json();
+    insta::assert_json_snapshot!(
+        "sync_status",
+        redact_also(
+            &st,
+            &[
+                "target",
+                "bytes_sent",
+                "bytes_received",
+                "clock_skew_us",
+                "cursor",
+                "acked",
+                "writes_sent",
+                "writes_received"
+            ]
+        )
+    );
     assert_eq!(field(&s, "a", &id, "title"), "b's title");
     assert_eq!(field(&s, "b", &id, "title"), "b's title");
     let lost = s.on("a", &["conflicts"]).ndjson();
     assert_eq!(lost.len(), 1, "{lost:?}");
+    insta::assert_json_snapshot!("conflict_entry", redact(&lost[0]));
     assert_eq!(lost[0]["reason"], "later-timestamp");
     assert_eq!(lost[0]["field"], "title");
     assert_eq!(lost[0]["lost"], json!({"value": "a's title"}));

@@ -148,6 +148,12 @@ impl Scratch {
 
 /// Replaces what varies per run (ids, node ids, clocks, paths) with placeholders.
 pub fn redact(v: &Json) -> Json {
+    redact_also(v, &[])
+}
+
+/// As [`redact`], and the values of keys `extra` too (sizes and positions that depend
+/// on timing, for sync status).
+pub fn redact_also(v: &Json, extra: &[&str]) -> Json {
     const VARYING: [&str; 9] = [
         "id",
         "node",
@@ -163,16 +169,17 @@ pub fn redact(v: &Json) -> Json {
         Json::Object(m) => Json::Object(
             m.iter()
                 .map(|(k, x)| {
-                    let redacted = if VARYING.contains(&k.as_str()) && !x.is_null() {
+                    let varies = VARYING.contains(&k.as_str()) || extra.contains(&k.as_str());
+                    let redacted = if varies && !x.is_null() {
                         Json::String(format!("<{k}>"))
                     } else {
-                        redact(x)
+                        redact_also(x, extra)
                     };
                     (k.clone(), redacted)
                 })
                 .collect(),
         ),
-        Json::Array(a) => Json::Array(a.iter().map(redact).collect()),
+        Json::Array(a) => Json::Array(a.iter().map(|x| redact_also(x, extra)).collect()),
         other => other.clone(),
     }
 }

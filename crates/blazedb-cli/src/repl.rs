@@ -186,37 +186,6 @@ pub fn run(db: &Database, global: Global) -> CliResult {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tab_completes_commands_first_and_collection_names_after() {
-        let c = Complete {
-            commands: vec!["count".into(), "query".into(), "commit".into()],
-            collections: Arc::new(Mutex::new(vec!["todo".into(), "tags".into()])),
-        };
-        let h = DefaultHistory::new();
-        let ctx = Context::new(&h);
-        let names = |line: &str| {
-            let (start, pairs) = c.complete(line, line.len(), &ctx).expect("complete");
-            (
-                start,
-                pairs.into_iter().map(|p| p.replacement).collect::<Vec<_>>(),
-            )
-        };
-        assert_eq!(
-            names("co"),
-            (0, vec!["count".to_owned(), "commit".to_owned()])
-        );
-        assert_eq!(
-            names("query t"),
-            (6, vec!["todo".to_owned(), "tags".to_owned()])
-        );
-        assert_eq!(names("query to"), (6, vec!["todo".to_owned()]));
-    }
-}
-
 /// Runs one line; `Ok(true)` means leave.
 fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
     let words =
@@ -260,4 +229,35 @@ fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
         LineCmd::Db(cmd) => ctx.run(*cmd)?,
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tab_completes_commands_first_and_collection_names_after() {
+        let c = Complete {
+            commands: vec!["count".into(), "query".into(), "commit".into()],
+            collections: Arc::new(Mutex::new(vec!["todo".into(), "tags".into()])),
+        };
+        let h = DefaultHistory::new();
+        let ctx = Context::new(&h);
+        let names = |line: &str| {
+            let (start, pairs) = c.complete(line, line.len(), &ctx).expect("complete");
+            (
+                start,
+                pairs.into_iter().map(|p| p.replacement).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            names("co"),
+            (0, vec!["count".to_owned(), "commit".to_owned()])
+        );
+        assert_eq!(
+            names("query t"),
+            (6, vec!["todo".to_owned(), "tags".to_owned()])
+        );
+        assert_eq!(names("query to"), (6, vec!["todo".to_owned()]));
+    }
 }

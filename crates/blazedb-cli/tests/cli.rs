@@ -498,3 +498,47 @@ fn sync_without_a_trust_anchor_or_a_reachable_server_fails_clearly() {
     r.fails(8, "cannot reach");
     assert!(r.stderr.contains("is blazedb-server running"));
 }
+
+/// Runs `blazedb ARGS` on a pseudo-terminal (util-linux `script`, part of every Debian
+/// base system), typing `typed` into it.
+fn on_terminal(s: &Scratch, args: &str, typed: &str) -> support::Run {
+    let mut c = std::process::Command::new("script");
+    c.current_dir(s.dir.path())
+        .env_remove("BLAZEDB_PASSWORD")
+        .env("HOME", s.dir.path())
+        .args(["-qec", &format!("{} {args}", support::bin()), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut p = c.spawn().expect("spawn script");
+    p.stdin
+        .take()
+        .expect("stdin")
+        .write_all(typed.as_bytes())
+        .expect("type");
+    let out = p.wait_with_output().expect("wait");
+    support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn on_a_terminal_the_password_is_prompted_for_and_results_are_tables() {
+    let s = Scratch::new();
+    s.create("db/main", None);
+    s.on(
+        "db/main",
+        &["insert", "t", r#"{"title": "shown in a table"}"#],
+    )
+    .json();
+    let r = on_terminal(&s, "--db db/main query t", &format!("{PASSWORD}\n"));
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("database password:"), "{}", r.stdout);
+    assert!(r.stdout.contains("| title"), "a table header: {}", r.stdout);
+    assert!(r.stdout.contains("shown in a table"));
+    let r = on_terminal(&s, "--db db/main count t", "not the password\n");
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    assert!(r.stdout.contains("wrong password"));
+}

@@ -79,6 +79,7 @@ pub fn status_json(s: &SyncStatus) -> Json {
         "acked": s.acked,
         "writes_sent": s.writes_sent,
         "writes_received": s.writes_received,
+        "writes_rejected": s.writes_rejected,
         "bytes_sent": s.bytes_sent,
         "bytes_received": s.bytes_received,
         "conflicts": s.conflicts,

@@ -118,6 +118,14 @@ async fn over_tls_the_server_wins_a_concurrent_edit_even_when_the_client_wrote_l
         lost.iter().any(|l| l.reason == LossReason::ServerPriority),
         "{lost:?}"
     );
+    // The server counts the client write it overruled (its metrics report it).
+    let rejected: u64 = net
+        .server
+        .connections()
+        .iter()
+        .map(|s| s.writes_rejected)
+        .sum();
+    assert_eq!(rejected, 1);
     net.server.stop().await.expect("stop");
 }
 

@@ -131,6 +131,12 @@ fn render(server: &Server) -> String {
         sum(|s| s.writes_received),
     );
     metric(
+        "blazedb_writes_rejected_open_sessions",
+        "gauge",
+        "Writes received over the open sessions that lost a conflict here on arrival.",
+        sum(|s| s.writes_rejected),
+    );
+    metric(
         "blazedb_writes_sent_open_sessions",
         "gauge",
         "Writes sent over the open sessions.",

@@ -146,6 +146,11 @@ async fn three_clients_fan_out_through_a_server_process_and_metrics_show_them() 
         metrics.contains("blazedb_client_lag_writes{client="),
         "{metrics}"
     );
+    // Fan-out has no conflicts: nothing was rejected.
+    assert!(
+        metrics.contains("blazedb_writes_rejected_open_sessions 0"),
+        "{metrics}"
+    );
     let mut p = p;
     sigterm(&p);
     let status = tokio::time::timeout(T, p.child.wait())

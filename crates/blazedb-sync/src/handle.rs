@@ -101,6 +101,8 @@ pub struct SyncStatus {
     pub acked: u64,
     pub writes_sent: u64,
     pub writes_received: u64,
+    /// Received writes that lost a conflict here on arrival.
+    pub writes_rejected: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     /// Losses of this node's writes recorded through this connection.
@@ -113,6 +115,7 @@ pub struct SyncStatus {
 pub(crate) fn add_stats(total: &mut SessionStats, s: &SessionStats) {
     total.writes_sent += s.writes_sent;
     total.writes_received += s.writes_received;
+    total.writes_rejected += s.writes_rejected;
     total.bytes_sent += s.bytes_sent;
     total.bytes_received += s.bytes_received;
     total.conflicts += s.conflicts;
@@ -154,6 +157,7 @@ pub(crate) fn status_of(
         acked,
         writes_sent: t.writes_sent,
         writes_received: t.writes_received,
+        writes_rejected: t.writes_rejected,
         bytes_sent: t.bytes_sent,
         bytes_received: t.bytes_received,
         conflicts: t.conflicts,

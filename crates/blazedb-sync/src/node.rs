@@ -130,6 +130,10 @@ pub struct BatchReport {
     /// Writes from beyond this node's retention horizon, discarded (see
     /// `merge`'s module docs).
     pub expired: u64,
+    /// New writes that lost a conflict here on arrival, in whole or in part (on a
+    /// server: client writes its own concurrent writes overruled). Their origins
+    /// record the losses when they hear of them.
+    pub rejected: u64,
 }
 
 /// The merge states touched by one transaction, written back at its end.
@@ -580,6 +584,14 @@ impl SyncNode {
                 self.append_log(&mut tx, &mut meta, Some(peer), Item::State(snap))?;
                 report.expired += 1;
                 continue;
+            }
+            if applied.defeated.iter().any(|l| l.loser == w.stamp)
+                || state
+                    .losses_of(w.stamp.node())
+                    .iter()
+                    .any(|l| l.loser == w.stamp)
+            {
+                report.rejected += 1;
             }
             let after = state.eval();
             let mut losses: Vec<Loss> = state.losses_of(self.node);

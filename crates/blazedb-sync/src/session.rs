@@ -86,6 +86,9 @@ pub struct PeerInfo {
 pub struct SessionStats {
     pub writes_sent: u64,
     pub writes_received: u64,
+    /// Received writes that lost a conflict here on arrival (see
+    /// [`crate::BatchReport::rejected`]).
+    pub writes_rejected: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub conflicts: u64,
@@ -444,6 +447,7 @@ impl Session {
                         Ok(report) => {
                             self.cursor = upto;
                             self.stats.writes_received += report.applied;
+                            self.stats.writes_rejected += report.rejected;
                             self.stats.conflicts += report.conflicts;
                             self.stats.last_sync_us = Some(now_us);
                             out.push(Msg::Ack {

@@ -24,6 +24,16 @@ fn index_json(i: &IndexInfo) -> Json {
     })
 }
 
+fn index_rows(ctx: &Ctx<'_>) -> CliResult<Vec<Json>> {
+    Ok(ctx
+        .db
+        .begin_read()?
+        .indexes()?
+        .iter()
+        .map(index_json)
+        .collect())
+}
+
 fn collection_rows(ctx: &Ctx<'_>) -> CliResult<Vec<Json>> {
     let r = ctx.db.begin_read()?;
     r.collections()?
@@ -44,13 +54,7 @@ pub fn info(ctx: &mut Ctx<'_>) -> CliResult {
         }
         None => (Json::Null, Json::Null),
     };
-    let indexes: Vec<Json> = ctx
-        .db
-        .begin_read()?
-        .indexes()?
-        .iter()
-        .map(index_json)
-        .collect();
+    let indexes = index_rows(ctx)?;
     let collections: serde_json::Map<String, Json> = collection_rows(ctx)?
         .into_iter()
         .filter_map(|r| Some((r["collection"].as_str()?.to_owned(), r["documents"].clone())))
@@ -96,13 +100,7 @@ pub fn index(ctx: &mut Ctx<'_>, cmd: IndexCmd) -> CliResult {
             ctx.out.value(&json!({"dropped": name}))
         }
         IndexCmd::List => {
-            let rows: Vec<Json> = ctx
-                .db
-                .begin_read()?
-                .indexes()?
-                .iter()
-                .map(index_json)
-                .collect();
+            let rows = index_rows(ctx)?;
             ctx.out.rows(&rows)
         }
     }

@@ -516,12 +516,7 @@ fn on_terminal(s: &Scratch, args: &str, typed: &str) -> support::Run {
         .expect("stdin")
         .write_all(typed.as_bytes())
         .expect("type");
-    let out = p.wait_with_output().expect("wait");
-    support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    support::Run::of(p.wait_with_output().expect("wait"))
 }
 
 #[test]

@@ -105,27 +105,30 @@ impl Drop for ServerProc {
     }
 }
 
+/// `blazedb sync` of `db` with the server, pinning `fingerprint`, proving `token`.
+fn sync_with(s: &Scratch, db: &str, srv: &ServerProc, fingerprint: &str, token: &str) -> Run {
+    let addr = srv.addr();
+    let args = [
+        "--db",
+        db,
+        "sync",
+        "--server",
+        &addr,
+        "--fingerprint",
+        fingerprint,
+    ];
+    Run::of(
+        s.cmd()
+            .args(args)
+            .args(["--timeout", "60"])
+            .env("BLAZEDB_AUTH_TOKEN", token)
+            .output()
+            .expect("run blazedb sync"),
+    )
+}
+
 fn sync(s: &Scratch, db: &str, srv: &ServerProc) -> Run {
-    let out = s
-        .cmd()
-        .args([
-            "--db",
-            db,
-            "sync",
-            "--server",
-            &srv.addr(),
-            "--fingerprint",
-            &srv.fingerprint,
-        ])
-        .args(["--timeout", "60"])
-        .env("BLAZEDB_AUTH_TOKEN", TOKEN)
-        .output()
-        .expect("run blazedb sync");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    sync_with(s, db, srv, &srv.fingerprint, TOKEN)
 }
 
 fn field(s: &Scratch, db: &str, id: &str, f: &str) -> Json {
@@ -152,46 +155,10 @@ fn two_cli_clients_sync_through_a_real_server_and_losses_show_in_conflicts() {
     s.on("srv/main", &["count", "t"]).fails(5, "in use");
 
     // Wrong credentials and a wrong pin are refused with exit 4; nothing synced.
-    let wrong = s
-        .cmd()
-        .args([
-            "--db",
-            "a",
-            "sync",
-            "--server",
-            &srv.addr(),
-            "--fingerprint",
-            &srv.fingerprint,
-        ])
-        .env("BLAZEDB_AUTH_TOKEN", "not the token")
-        .output()
-        .expect("run");
-    assert_eq!(
-        wrong.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&wrong.stderr)
-    );
-    let pin = s
-        .cmd()
-        .args([
-            "--db",
-            "a",
-            "sync",
-            "--server",
-            &srv.addr(),
-            "--fingerprint",
-            &"AB".repeat(32),
-        ])
-        .env("BLAZEDB_AUTH_TOKEN", TOKEN)
-        .output()
-        .expect("run");
-    assert_eq!(
-        pin.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&pin.stderr)
-    );
+    let wrong = sync_with(&s, "a", &srv, &srv.fingerprint, "not the token");
+    assert_eq!(wrong.code, 4, "{}", wrong.stderr);
+    let pin = sync_with(&s, "a", &srv, &"AB".repeat(32), TOKEN);
+    assert_eq!(pin.code, 4, "{}", pin.stderr);
     assert_eq!(s.on("a", &["count", "t"]).json(), json!({"count": 0}));
 
     for db in ["a", "b"] {

@@ -119,15 +119,7 @@ impl ServerIdentity {
     /// # Errors
     /// [`NetError::Config`] naming the file that is missing or malformed.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<ServerIdentity, NetError> {
-        let certs = CertificateDer::pem_file_iter(cert)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| NetError::Config(format!("certificate {}: {e}", cert.display())))?;
-        if certs.is_empty() {
-            return Err(NetError::Config(format!(
-                "certificate {}: no certificate in the file",
-                cert.display()
-            )));
-        }
+        let certs = certificates_in(cert, "certificate")?;
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| NetError::Config(format!("private key {}: {e}", key.display())))?;
         let id = ServerIdentity { certs, key };
@@ -211,22 +203,27 @@ pub enum ServerTrust {
     Roots(Vec<CertificateDer<'static>>),
 }
 
+/// The certificates of a PEM file: at least one, or an error naming the file as `what`.
+fn certificates_in(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| NetError::Config(format!("{what} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(NetError::Config(format!(
+            "{what} {}: no certificate in the file",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
 impl ServerTrust {
     /// Trust in the CA roots of a PEM file (one or more certificates).
     ///
     /// # Errors
     /// [`NetError::Config`] naming the file when it is missing, malformed or empty.
     pub fn roots_from_pem_file(path: &Path) -> Result<ServerTrust, NetError> {
-        let roots = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| NetError::Config(format!("CA roots {}: {e}", path.display())))?;
-        if roots.is_empty() {
-            return Err(NetError::Config(format!(
-                "CA roots {}: no certificate in the file",
-                path.display()
-            )));
-        }
-        Ok(ServerTrust::Roots(roots))
+        Ok(ServerTrust::Roots(certificates_in(path, "CA roots")?))
     }
 
     pub(crate) fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, NetError> {

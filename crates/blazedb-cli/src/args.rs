@@ -223,7 +223,7 @@ pub struct SyncArgs {
     pub ca: Option<PathBuf>,
     /// Plain TCP without TLS (loopback tests only: anyone on the path can read it).
     #[arg(long)]
-    pub insecure_plain_tcp: bool,
+    pub plain_tcp_insecure: bool,
     /// The auth token from this file (otherwise BLAZEDB_AUTH_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,

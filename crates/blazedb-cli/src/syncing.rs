@@ -145,7 +145,7 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
             CliError::new(Exit::Usage, format!("'{server}' is not HOST:PORT"))
                 .hint("e.g. --server 127.0.0.1:7070")
         })?;
-    let security = if a.insecure_plain_tcp {
+    let security = if a.plain_tcp_insecure {
         Security::PlainTcpInsecure
     } else if let Some(fp) = &a.fingerprint {
         Security::Tls(ServerTrust::Pinned(Fingerprint::parse(fp).map_err(

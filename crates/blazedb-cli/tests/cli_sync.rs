@@ -42,6 +42,11 @@ struct ServerProc {
 impl ServerProc {
     /// Starts `blazedb-server` on `s`'s `srv/main`, port 0, and reads its ready line.
     fn start(s: &Scratch) -> ServerProc {
+        ServerProc::start_with(s, &[])
+    }
+
+    /// As [`ServerProc::start`], with more server flags.
+    fn start_with(s: &Scratch, extra: &[&str]) -> ServerProc {
         let mut child = Command::new(server_bin())
             .current_dir(s.dir.path())
             .args([
@@ -52,6 +57,7 @@ impl ServerProc {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("BLAZEDB_PASSWORD", PASSWORD)
             .env("BLAZEDB_AUTH_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
@@ -294,6 +300,33 @@ fn sync_watch_receives_live_changes_until_interrupted() {
     let last: Json = serde_json::from_slice(&out.stdout).expect("the final status on stdout");
     assert!(last["writes_received"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(field(&s, "a", &id, "live"), true);
+    srv.stop();
+}
+
+#[test]
+fn plain_tcp_works_only_when_both_sides_ask_for_it() {
+    let s = Scratch::new();
+    s.create("srv/main", Some("server"));
+    let id = id_in(&s.on("srv/main", &["insert", "t", r#"{"p": 1}"#]).json());
+    s.create("a", None);
+    let srv = ServerProc::start_with(&s, &["--plain-tcp-insecure"]);
+    assert_eq!(srv.fingerprint, "none");
+    let addr = srv.addr();
+    let run = |flags: &[&str]| {
+        Run::of(
+            s.cmd()
+                .args(["--db", "a", "sync", "--server", &addr, "--timeout", "20"])
+                .args(flags)
+                .env("BLAZEDB_AUTH_TOKEN", TOKEN)
+                .output()
+                .expect("run"),
+        )
+    };
+    // A TLS client does not fall back to plain TCP.
+    assert_ne!(run(&["--fingerprint", &"AB".repeat(32)]).code, 0);
+    assert_eq!(s.on("a", &["count", "t"]).json(), json!({"count": 0}));
+    run(&["--plain-tcp-insecure"]).json();
+    assert_eq!(field(&s, "a", &id, "p"), 1);
     srv.stop();
 }
 

@@ -13,6 +13,7 @@ mod blaze_idx;
 mod docs;
 mod indexed;
 mod net_bench;
+mod net_fanout;
 mod query;
 mod report;
 mod run;
@@ -42,7 +43,9 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
                 the sync log, and the rate of applying remote writes.
   net           Sync over TLS on loopback: initial sync vs local bulk load (same run),
                 change latency A -> server -> B (p50, p99), resync after 10 changes
-                (bytes, time), 10 clients writing at once.
+                (bytes, time), 10 clients writing at once, 1,000 connected clients
+                (server RSS per client in a separate server process, time to fan
+                one change out to all).
   --quick       small sizes (a smoke check that finishes in well under 30 s)
   --dir DIR     where to create the databases (default: a temporary directory under
                 $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
@@ -172,6 +175,22 @@ fn parse_args() -> Result<Option<Args>> {
             let dir: PathBuf = args.next().context("local-writes N DIR SEED")?.into();
             let seed: u64 = args.next().context("local-writes N DIR SEED")?.parse()?;
             sync_bench::child(n, &dir, seed)?;
+            return Ok(None);
+        }
+        Some("net-server") => {
+            // Child of `net`: the sync server, in its own process so its memory can be
+            // measured apart from the clients'. Serves until its stdin closes.
+            let (mut dir, mut max) = (None::<PathBuf>, 2_048usize);
+            while let Some(a) = args.next() {
+                match a.as_str() {
+                    "--dir" => dir = Some(args.next().context("--dir needs a path")?.into()),
+                    "--max-connections" => {
+                        max = args.next().context("--max-connections needs N")?.parse()?;
+                    }
+                    other => bail!("net-server: unknown argument '{other}'"),
+                }
+            }
+            net_fanout::server_child(&dir.context("net-server needs --dir")?, max)?;
             return Ok(None);
         }
         Some("-h" | "--help") | None => {

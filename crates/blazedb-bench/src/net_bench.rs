@@ -9,6 +9,11 @@
 //!    time its "sync now" takes. Goals: ≤ 10 KB, ≤ 5 ms.
 //! 4. Aggregate throughput of 10 clients writing at once (transactions of 100), until
 //!    the server has everything. Goal: ≥ 50,000 writes/s.
+//! 5. 1,000 connected clients (100 with `--quick`), against a server in its own process
+//!    (`net-server`, see `net_fanout.rs`): the server's RSS per client (idle with no
+//!    client → all connected and through their initial sync, ÷ N), goal ≤ 100 KB; and
+//!    the time from one client's write to the moment the last of the other N − 1
+//!    clients has committed it, over several rounds: p50 and max, goal ≤ 1 s.
 
 #![cfg_attr(not(feature = "net"), allow(unused_imports, dead_code))]
 
@@ -26,6 +31,10 @@ pub(crate) struct NetSizes {
     pub changes: usize,
     /// Writes per client in the throughput figure.
     pub per_client: usize,
+    /// Connected clients of the RSS and fan-out figure.
+    pub clients: usize,
+    /// Fan-out rounds (one write each).
+    pub fanout_rounds: usize,
 }
 
 impl NetSizes {
@@ -35,12 +44,16 @@ impl NetSizes {
                 docs: 5_000,
                 changes: 50,
                 per_client: 500,
+                clients: 100,
+                fanout_rounds: 5,
             }
         } else {
             Self {
                 docs: 100_000,
                 changes: 200,
                 per_client: 5_000,
+                clients: 1_000,
+                fanout_rounds: 10,
             }
         }
     }
@@ -223,6 +236,12 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
     hb.stop().await;
     server.stop().await?;
 
+    println!(
+        "  running: 5. {} connected clients: server RSS per client (server in its own process), fan-out of one write to all, {} rounds",
+        sizes.clients, sizes.fanout_rounds
+    );
+    let fan = crate::net_fanout::run(dir, sizes.clients, sizes.fanout_rounds).await?;
+
     let ratio = initial.as_secs_f64() / bulk.as_secs_f64().max(1e-9);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
@@ -260,8 +279,50 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         "| 10 clients writing at once, until the server has all | {rate:.0} writes/s | goal ≥ 50,000 | {} |",
         verdict(rate >= 50_000.0)
     );
+    let per_client = fan.kb_per_client();
     println!(
-        "| 1,000 connected clients: RSS per client, fan-out time | not measured yet | ≤ 100 KB, ≤ 1 s | – |"
+        "| {} connected clients: server RSS per client | {per_client:.1} KB (VmRSS {} → {} KiB) | goal ≤ 100 KB → {:.2}× the goal | {} |",
+        fan.clients,
+        fan.rss_idle_kib,
+        fan.rss_connected_kib,
+        per_client / 100.0,
+        verdict(per_client <= 100.0)
+    );
+    let all = Latency::of(&fan.fanout_all);
+    let max = fan.fanout_all.iter().max().copied().unwrap_or_default();
+    let median_client = Latency::of(&fan.fanout_median);
+    println!(
+        "| one write fanned out to the other {} clients, p50 of {} rounds | {:.1} ms | goal ≤ 1,000 ms | {} |",
+        fan.clients - 1,
+        fan.fanout_all.len(),
+        ms(all.p50),
+        verdict(ms(all.p50) <= 1_000.0)
+    );
+    println!(
+        "| one write fanned out to the other {} clients, max | {:.1} ms | goal ≤ 1,000 ms | {} |",
+        fan.clients - 1,
+        ms(max),
+        verdict(ms(max) <= 1_000.0)
+    );
+    println!();
+    println!(
+        "figure 5 details: {} client databases created in {:.1} s, connected and synced in {:.1} s \
+         ({} at a time); settling between rounds (every client syncs now, untimed) {:.1} s in \
+         all; server threads with all connected: {}; server VmRSS after the fan-out: {} KiB; \
+         median client reached after {:.1} ms (p50 of rounds); all rounds (ms): {}",
+        fan.clients,
+        fan.open_time.as_secs_f64(),
+        fan.connect_time.as_secs_f64(),
+        crate::net_fanout::CONNECTING,
+        fan.settle_time.as_secs_f64(),
+        fan.server_threads,
+        fan.rss_after_fanout_kib,
+        ms(median_client.p50),
+        fan.fanout_all
+            .iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

@@ -73,6 +73,10 @@ where
     reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
     let mut writer = FramedWrite::new(w, codec);
     let addr = peer_addr.clone();
+    // The reader's verdict reaches the writer before the wire closes: the sync side may
+    // end (closing `from_sync`) as soon as the reader drops `to_sync`, and the refusal
+    // must still be written then.
+    let (verdict_tx, mut verdict) = tokio::sync::oneshot::channel::<Stop>();
     let read_task = tokio::spawn(async move {
         let stop = loop {
             let next = tokio::time::timeout(live.idle_timeout, reader.next()).await;
@@ -116,7 +120,8 @@ where
         if let Stop::Refuse(code, m) = &stop {
             tracing::warn!(peer = %addr, code = code.as_str(), reason = %m, "closing a sync connection");
         }
-        stop
+        let _ = verdict_tx.send(stop);
+        drop(to_sync);
     });
     let abort = read_task.abort_handle();
     tokio::spawn(async move {
@@ -127,12 +132,7 @@ where
         beat.reset();
         loop {
             tokio::select! {
-                stop = &mut read_task => {
-                    if let Ok(Stop::Refuse(code, message)) = stop {
-                        let _ = writer.send(Frame::Refused { code, message }.encode()).await;
-                    }
-                    break;
-                }
+                _ = &mut read_task => break,
                 m = from_sync.recv() => match m {
                     None => break,
                     Some(m) => {
@@ -148,6 +148,9 @@ where
                     }
                 }
             }
+        }
+        if let Ok(Stop::Refuse(code, message)) = verdict.try_recv() {
+            let _ = writer.send(Frame::Refused { code, message }.encode()).await;
         }
         abort.abort();
         let _ = SinkExt::<Bytes>::close(&mut writer).await;

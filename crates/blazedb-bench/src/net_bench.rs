@@ -193,6 +193,12 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         h.sync_now(T).await?;
         clients.push((db, h));
     }
+    // The clock stops when the server holds every write (each commit at the server
+    // signals; the writers' clients also pull each other's writes meanwhile, as live
+    // clients do, but that is not waited for).
+    let (signal, mut committed) = tokio::sync::watch::channel(0u64);
+    let hook = server_db.on_commit(move || signal.send_modify(|n| *n += 1))?;
+    let total = 10 * sizes.per_client;
     let t = Instant::now();
     let mut tasks = Vec::new();
     for (k, (db, h)) in clients.into_iter().enumerate() {
@@ -216,18 +222,21 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
                 Ok(())
             })
             .await??;
-            h.sync_now(T).await?;
             anyhow::Ok(h)
         }));
     }
+    let deadline = Instant::now() + T;
+    while server_db.collection("burst").count()? < total as u64 {
+        if Instant::now() > deadline {
+            bail!("the server does not have every write of the burst after {T:?}");
+        }
+        tokio::time::timeout(T, committed.changed()).await??;
+    }
+    let burst = t.elapsed();
+    drop(hook);
     let mut handles = Vec::new();
     for t in tasks {
         handles.push(t.await??);
-    }
-    let burst = t.elapsed();
-    let total = 10 * sizes.per_client;
-    if server_db.collection("burst").count()? != total as u64 {
-        bail!("the server does not have every write of the burst");
     }
     for h in &handles {
         h.stop().await;

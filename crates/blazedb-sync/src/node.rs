@@ -522,6 +522,18 @@ impl SyncNode {
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &w.collection)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
         }
+        if items.is_empty() {
+            // Only our cursor in the peer's log moves, past entries that are ours or
+            // were relayed from us. Nothing new can be lost, so this commit needs no
+            // fsync of its own: after a crash the cursor (with the stability derived
+            // from it, in the same record) is back where the last durable commit left
+            // it, and the peer resends entries we skip again.
+            let mut tx = self.db.begin_apply()?;
+            tx.set_durability(Durability::Eventual);
+            self.note_received(&mut tx, peer, peer_role, upto, now)?;
+            tx.commit()?;
+            return Ok(BatchReport::default());
+        }
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
         self.absorb_in(&mut tx, &mut meta, &mut states)?;
@@ -609,16 +621,28 @@ impl SyncNode {
             self.append_log(&mut tx, &mut meta, Some(peer), Item::Write(w.clone()))?;
             report.applied += 1;
         }
+        self.note_received(&mut tx, peer, peer_role, upto, now)?;
+        self.finish(tx, &mut meta, states)?;
+        Ok(report)
+    }
+
+    /// Records in `tx` that `peer`'s log is applied here up to `upto`.
+    fn note_received(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        peer: NodeId,
+        peer_role: Role,
+        upto: u64,
+        now: u64,
+    ) -> Result<()> {
         let pkey = record::peer_key(peer);
-        let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
+        let mut p: PeerRecord = record::load(tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
         p.role = Some(peer_role);
         p.recv_cursor = p.recv_cursor.max(upto);
         p.settle();
         p.forgotten = false;
         p.last_seen_us = now;
-        record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
-        self.finish(tx, &mut meta, states)?;
-        Ok(report)
+        record::save(tx, "peer", NS_PEER, &pkey, &p)
     }
 
     /// Joins a merge state received from a peer into ours; writes the document if its

@@ -581,9 +581,14 @@ impl Session {
                 }
             }
             Msg::Ping { token } => {
-                let last = self.node.log_last().map_err(|e| Closed {
+                // "Everything we hold" includes local writes committed but not yet
+                // taken over into the log: take them over first, so the peer's "sync
+                // now" waits for them too.
+                let closed = |e: SyncError| Closed {
                     reason: e.to_string(),
-                })?;
+                };
+                self.node.absorb().map_err(closed)?;
+                let last = self.node.log_last().map_err(closed)?;
                 out.push(Msg::Pong {
                     token,
                     log_last: last,
@@ -745,8 +750,16 @@ impl Session {
                 break;
             }
             self.stats.writes_sent += items.len() as u64;
+            let moves_cursor_only = items.is_empty();
             out.push(Msg::Batch { after, upto, items });
             self.next_send = upto + 1;
+            if moves_cursor_only {
+                // Nothing the peer lacks: it only learns where our log stands. Not
+                // waited for (a "sync now" is done without it); if it is lost with
+                // the connection, the next session's hello asks from the old cursor
+                // and the skipped entries are skipped again.
+                continue;
+            }
             self.in_flight.push_back(upto);
             if self.in_flight.len() == 1 {
                 self.last_progress_us = now_us;

@@ -23,6 +23,10 @@ use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
 /// How often a session checks its timers (resends, hello retries).
 pub const TICK: Duration = Duration::from_millis(200);
 
+/// An idle live session still polls this often (a safety net: nothing is known to
+/// need it).
+pub const IDLE_POLL: Duration = Duration::from_secs(5);
+
 /// A snapshot of one connection.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConnStatus {
@@ -222,8 +226,20 @@ pub(crate) async fn run(
                 Some(()) = async { match commits.as_mut() { Some(c) => c.changed().await.ok(), None => std::future::pending().await } } => None,
                 () = ctl.wake.notified() => None,
                 _ = tick.tick() => {
-                    if commits.is_none() && last_period.elapsed() < ctl.period && ctl.ping.load(Ordering::Acquire) <= sent_ping {
+                    let asked = ctl.ping.load(Ordering::Acquire) > sent_ping;
+                    if commits.is_none() && last_period.elapsed() < ctl.period && !asked {
                         // Periodic mode between periods: timers only, no new data.
+                        continue;
+                    }
+                    if commits.is_some()
+                        && !asked
+                        && !session.timers_due(now())
+                        && last_period.elapsed() < IDLE_POLL
+                    {
+                        // Live and idle: commits and messages wake the session; a
+                        // poll now would only read the database (on a blocking
+                        // thread) to find nothing, a thousand times a second on a
+                        // server with a thousand clients.
                         continue;
                     }
                     last_period = tokio::time::Instant::now();

@@ -874,6 +874,13 @@ impl SyncNode {
         Ok(report)
     }
 
+    /// Whether garbage collection is due at `now_us` (memory only; see
+    /// [`SyncNode::maybe_collect_garbage`]).
+    pub(crate) fn gc_due(&self, now_us: u64) -> bool {
+        let last = self.last_gc_us.load(std::sync::atomic::Ordering::Acquire);
+        now_us.saturating_sub(last) >= self.opts.gc_every_us
+    }
+
     /// Runs [`SyncNode::collect_garbage`] if the last run is older than `every_us`.
     ///
     /// # Errors

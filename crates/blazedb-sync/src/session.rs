@@ -245,6 +245,20 @@ impl Session {
         self.closed.as_deref()
     }
 
+    /// Whether a timer of this session may have work (a hello to resend, batches or a
+    /// snapshot waiting for acknowledgement, a snapshot being received, garbage
+    /// collection due), judged from memory only. An idle live session needs no poll
+    /// on its ticks: commits and messages wake it.
+    #[must_use]
+    pub fn timers_due(&self, now_us: u64) -> bool {
+        self.closed.is_none()
+            && (self.peer.is_none()
+                || !self.in_flight.is_empty()
+                || self.snap_send.is_some()
+                || self.holding
+                || self.node.gc_due(now_us))
+    }
+
     /// Whether everything we have sent is acknowledged and nothing is left to send.
     ///
     /// # Errors

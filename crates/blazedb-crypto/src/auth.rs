@@ -2,10 +2,12 @@
 //! secret without sending either, bound to one connection so a captured proof is
 //! worthless on any other.
 //!
-//! - The token key is SHA-256 over a domain label and the token; the secret key is
-//!   HKDF-SHA256 over the shared secret with the database name as info, so each database
-//!   a secret guards gets its own credential (a proof for one database says nothing
-//!   about another).
+//! - The token key is SHA-256 over a domain label and the token; a user's key is
+//!   SHA-256 over another label, the user name and the user's token (so one user's
+//!   proof never speaks for another name); a server-peer key is SHA-256 over a third
+//!   label and the peer token; the secret key is HKDF-SHA256 over the shared secret
+//!   with the database name as info, so each database a secret guards gets its own
+//!   credential (a proof for one database says nothing about another).
 //! - A proof is HMAC-SHA256(key, role label ‖ transcript). The transcript hashes,
 //!   length-prefixed: the protocol label, the version, the database name, both peers'
 //!   fresh random nonces and the TLS exporter value of the session (or a marker that
@@ -30,6 +32,10 @@ pub enum ProofRole {
     ClientSecret,
     /// The server knows the shared secret (mutual authentication).
     ServerSecret,
+    /// The client is the named user (knows that user's token).
+    ClientUser,
+    /// The dialing node is a server peer (knows the server-to-server token).
+    ServerPeer,
 }
 
 impl ProofRole {
@@ -38,6 +44,8 @@ impl ProofRole {
             ProofRole::ClientToken => b"blazedb-auth/client-token",
             ProofRole::ClientSecret => b"blazedb-auth/client-secret",
             ProofRole::ServerSecret => b"blazedb-auth/server-secret",
+            ProofRole::ClientUser => b"blazedb-auth/client-user",
+            ProofRole::ServerPeer => b"blazedb-auth/server-peer",
         }
     }
 }
@@ -61,6 +69,42 @@ impl CredentialKey {
         let mut k = Zeroizing::new([0u8; 32]);
         k.copy_from_slice(&h.finalize());
         CredentialKey(k)
+    }
+
+    /// The key of user `name` with token `token`.
+    #[must_use]
+    pub fn from_user_token(name: &str, token: &str) -> CredentialKey {
+        let mut h = Sha256::new();
+        h.update(b"blazedb-auth/user-key/v1\0");
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update(token.as_bytes());
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(&h.finalize());
+        CredentialKey(k)
+    }
+
+    /// The key for a server-to-server (peer) token.
+    #[must_use]
+    pub fn from_peer_token(token: &str) -> CredentialKey {
+        let mut h = Sha256::new();
+        h.update(b"blazedb-auth/peer-key/v1\0");
+        h.update(token.as_bytes());
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(&h.finalize());
+        CredentialKey(k)
+    }
+
+    /// A key kept as bytes (a server's record of a user's key).
+    #[must_use]
+    pub fn from_bytes(bytes: &[u8; 32]) -> CredentialKey {
+        CredentialKey(Zeroizing::new(*bytes))
+    }
+
+    /// The key's bytes, to keep sealed (a server's record of a user's key).
+    #[must_use]
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(*self.0)
     }
 
     /// The per-database key for a shared secret.
@@ -182,6 +226,27 @@ mod tests {
         let mut bad = p;
         bad[31] ^= 1;
         assert!(!k.verify(ProofRole::ClientSecret, &tr, &bad));
+    }
+
+    #[test]
+    fn a_user_proof_speaks_only_for_its_name() {
+        let tr = t("db", &[1; 32], &[2; 32], None);
+        let alice = CredentialKey::from_user_token("alice", "tok");
+        let p = alice.prove(ProofRole::ClientUser, &tr);
+        assert!(alice.verify(ProofRole::ClientUser, &tr, &p));
+        assert!(!CredentialKey::from_user_token("bob", "tok").verify(
+            ProofRole::ClientUser,
+            &tr,
+            &p
+        ));
+        assert!(!CredentialKey::from_token("tok").verify(ProofRole::ClientUser, &tr, &p));
+        assert!(!CredentialKey::from_peer_token("tok").verify(ProofRole::ClientUser, &tr, &p));
+        assert!(
+            !alice.verify(ProofRole::ServerPeer, &tr, &p),
+            "role is bound"
+        );
+        let kept = CredentialKey::from_bytes(&alice.to_bytes());
+        assert!(kept.verify(ProofRole::ClientUser, &tr, &p));
     }
 
     #[test]

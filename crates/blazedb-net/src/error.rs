@@ -26,6 +26,11 @@ pub enum NetError {
     /// not prove it knows the shared secret.
     #[error("authentication: {0}")]
     Auth(String),
+    /// The server closed the connection before it could say why (during TLS): it is
+    /// at its limit of connections being set up, shutting down, or not a BlazeDB
+    /// server. Try again later.
+    #[error("the server is unavailable: {0}")]
+    Unavailable(String),
     /// Bad configuration (addresses, certificates, credentials).
     #[error("configuration: {0}")]
     Config(String),

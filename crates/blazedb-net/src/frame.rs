@@ -16,8 +16,11 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
-/// The network protocol version spoken by this build.
-pub const NET_VERSION: u16 = 1;
+/// The network protocol version spoken by this build (2: identities in `Auth`, named
+/// users and server peers; `Beat` liveness with echoes).
+pub const NET_VERSION: u16 = 2;
+/// The oldest network protocol version this build accepts.
+pub const NET_VERSION_MIN: u16 = 2;
 /// Bytes that open every client hello: a peer speaking something else fails fast.
 pub const MAGIC: [u8; 8] = *b"BLAZEDB\x01";
 /// Largest frame before authentication (hellos and proofs are a few hundred bytes).
@@ -47,17 +50,18 @@ pub enum Frame {
         nonce: Bytes32,
     },
     /// Server → client: the version and capabilities chosen, the server's nonce, and
-    /// which credentials it requires.
+    /// which credentials it requires: an identity (the auth token, a user's token or
+    /// the server-peer token) and/or the shared secret.
     ServerHello {
         version: u16,
         caps: Vec<String>,
         nonce: Bytes32,
-        wants_token: bool,
+        wants_identity: bool,
         wants_secret: bool,
     },
     /// Client → server: proofs of the credentials (never the credentials themselves).
     Auth {
-        token_proof: Option<Bytes32>,
+        identity: Identity,
         secret_proof: Option<Bytes32>,
     },
     /// Server → client: authenticated. With a shared secret the server proves it knows
@@ -68,8 +72,25 @@ pub enum Frame {
     Refused { code: RefuseCode, message: String },
     /// A sync-layer message (after authentication only).
     Sync(Msg),
-    /// Keeps an idle connection alive; answers nothing.
-    Heartbeat,
+    /// Liveness, sent by each side every heartbeat interval: a fresh `nonce`, and the
+    /// newest nonce received from the other side (`echo`, 0 before any). An echo of
+    /// one of our nonces proves the peer has read everything we sent before it; a
+    /// connection whose peer proves nothing for the idle timeout is closed, however
+    /// much else it sends.
+    Beat { nonce: u64, echo: u64 },
+}
+
+/// Who a client proves it is (with the proof; never the credential itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Identity {
+    /// No identity (a server that requires only the shared secret).
+    None,
+    /// The shared auth token.
+    Token(Bytes32),
+    /// A named user (the user's own token).
+    User { name: String, proof: Bytes32 },
+    /// A server peer (the server-to-server token): may sync as a server and relay.
+    Peer(Bytes32),
 }
 
 /// Why a connection was refused or closed.
@@ -141,6 +162,14 @@ impl Frame {
         {
             return Err(DecodeError("too many or too long capabilities".into()));
         }
+        if let Frame::Auth {
+            identity: Identity::User { name, .. },
+            ..
+        } = self
+            && name.len() > blazedb_sync::grant::PRINCIPAL_LEN_MAX
+        {
+            return Err(DecodeError("too long a user name".into()));
+        }
         Ok(())
     }
 
@@ -154,7 +183,7 @@ impl Frame {
             Frame::Welcome { .. } => "welcome",
             Frame::Refused { .. } => "refused",
             Frame::Sync(m) => m.kind(),
-            Frame::Heartbeat => "heartbeat",
+            Frame::Beat { .. } => "beat",
         }
     }
 }
@@ -207,12 +236,19 @@ mod tests {
                 version: 1,
                 caps: vec![],
                 nonce: [1; 32],
-                wants_token: true,
+                wants_identity: true,
                 wants_secret: false,
             },
             Frame::Auth {
-                token_proof: Some([2; 32]),
+                identity: Identity::Token([2; 32]),
                 secret_proof: None,
+            },
+            Frame::Auth {
+                identity: Identity::User {
+                    name: "alice".into(),
+                    proof: [3; 32],
+                },
+                secret_proof: Some([4; 32]),
             },
             Frame::Welcome { server_proof: None },
             Frame::Refused {
@@ -220,7 +256,7 @@ mod tests {
                 message: "full".into(),
             },
             Frame::Sync(Msg::Ping { token: 9 }),
-            Frame::Heartbeat,
+            Frame::Beat { nonce: 5, echo: 6 },
         ];
         for f in frames {
             assert_eq!(Frame::decode(&f.encode()).expect("decodes"), f);
@@ -229,7 +265,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_and_truncation_are_decode_errors() {
-        let mut b = Frame::Heartbeat.encode().to_vec();
+        let mut b = Frame::Beat { nonce: 1, echo: 2 }.encode().to_vec();
         b.push(0);
         assert!(Frame::decode(&b).is_err());
         let hello = Frame::ClientHello {
@@ -258,7 +294,7 @@ mod tests {
             version: 1,
             caps: vec!["c".into(); CAPS_MAX + 1],
             nonce: [0; 32],
-            wants_token: false,
+            wants_identity: false,
             wants_secret: false,
         };
         assert!(Frame::decode(&f.encode()).is_err());

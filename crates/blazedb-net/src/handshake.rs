@@ -9,16 +9,28 @@
 //! ```
 //!
 //! Proofs are made over the transcript (database, both nonces, the TLS exporter value),
-//! see `blazedb_crypto::auth`. Invariants:
+//! see `blazedb_crypto::auth`. A client proves one identity — the shared auth token, a
+//! named user's token, or the server-peer token — and the shared secret when the
+//! server has one. The identity decides the session's [`Grant`]: the token and the
+//! secret give a client (principal `@shared`), a user a client with that user's
+//! permissions, the peer token a peer that may sync as a server. Invariants:
 //! - The server sends nothing but `ServerHello` and a refusal before the client's proofs
 //!   verify, and reads nothing but the two handshake frames: an unauthenticated peer
 //!   reads no data and writes none.
 //! - Every proof the server requires must verify; a missing one is a failure, not a
-//!   skip. Comparisons are constant-time.
+//!   skip. Comparisons are constant-time, and an unknown user name costs the same
+//!   verification as a known one.
+//! - A connection takes one of the server's authenticated slots only after its proofs
+//!   verify: anonymous connections hold handshake slots only, and a client at the
+//!   limit reads a typed `Busy` refusal inside TLS.
 //! - The whole handshake runs under one deadline (the caller's), and its frames are
 //!   limited to [`HANDSHAKE_FRAME_MAX`](crate::frame::HANDSHAKE_FRAME_MAX).
 
+use std::sync::Arc;
+
 use blazedb_crypto::auth::{CredentialKey, ProofRole, Transcript};
+use blazedb_sync::Grant;
+use blazedb_sync::grant::SHARED_PRINCIPAL;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,17 +38,27 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use zeroize::Zeroizing;
 
 use crate::error::NetError;
-use crate::frame::{Bytes32, FRAME_MAX, Frame, MAGIC, NET_VERSION, RefuseCode, codec};
+use crate::frame::{
+    Bytes32, FRAME_MAX, Frame, Identity, MAGIC, NET_VERSION, NET_VERSION_MIN, RefuseCode, codec,
+};
+use crate::users::UserDirectory;
 
 /// Capabilities this build knows (none yet beyond the base protocol; the field lets
 /// later versions negotiate features without a version bump).
 pub const CAPS: &[&str] = &[];
 
-/// What a client proves it knows.
+/// What a client proves it knows. Of the identities (`peer_token`, `user`, `token`)
+/// the first one given is proven; the shared secret goes with any of them.
 #[derive(Clone, Default)]
 pub struct Credentials {
+    /// The shared auth token.
     pub token: Option<Zeroizing<String>>,
+    /// The shared secret.
     pub secret: Option<Zeroizing<String>>,
+    /// A named user and that user's token.
+    pub user: Option<(String, Zeroizing<String>)>,
+    /// The server-to-server token (a server syncing with another as a peer).
+    pub peer_token: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -44,6 +66,8 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("token", &self.token.as_ref().map(|_| ".."))
             .field("secret", &self.secret.as_ref().map(|_| ".."))
+            .field("user", &self.user.as_ref().map(|(n, _)| n))
+            .field("peer_token", &self.peer_token.as_ref().map(|_| ".."))
             .finish()
     }
 }
@@ -68,6 +92,45 @@ impl Credentials {
         self.secret = Some(Zeroizing::new(secret.into()));
         self
     }
+
+    /// As user `name` with that user's token.
+    #[must_use]
+    pub fn user(mut self, name: impl Into<String>, token: impl Into<String>) -> Credentials {
+        self.user = Some((name.into(), Zeroizing::new(token.into())));
+        self
+    }
+
+    /// As a server peer, with the server-to-server token.
+    #[must_use]
+    pub fn peer_token(mut self, token: impl Into<String>) -> Credentials {
+        self.peer_token = Some(Zeroizing::new(token.into()));
+        self
+    }
+
+    fn identity(&self, transcript: &[u8; 32]) -> Identity {
+        if let Some(t) = &self.peer_token {
+            return Identity::Peer(
+                CredentialKey::from_peer_token(t).prove(ProofRole::ServerPeer, transcript),
+            );
+        }
+        if let Some((name, t)) = &self.user {
+            return Identity::User {
+                name: name.clone(),
+                proof: CredentialKey::from_user_token(name, t)
+                    .prove(ProofRole::ClientUser, transcript),
+            };
+        }
+        match &self.token {
+            Some(t) => Identity::Token(
+                CredentialKey::from_token(t).prove(ProofRole::ClientToken, transcript),
+            ),
+            None => Identity::None,
+        }
+    }
+
+    fn has_identity(&self) -> bool {
+        self.peer_token.is_some() || self.user.is_some() || self.token.is_some()
+    }
 }
 
 /// What a server requires of its clients, for one database.
@@ -75,16 +138,23 @@ pub(crate) struct ServerAuth {
     pub database: String,
     pub token: Option<CredentialKey>,
     pub secret: Option<CredentialKey>,
+    pub peer: Option<CredentialKey>,
+    pub users: Option<Arc<UserDirectory>>,
 }
 
 impl ServerAuth {
-    pub(crate) fn new(database: &str, token: Option<&str>, secret: Option<&str>) -> ServerAuth {
-        ServerAuth {
-            database: database.to_owned(),
-            token: token.map(CredentialKey::from_token),
-            secret: secret.map(|s| CredentialKey::from_secret(s, database)),
-        }
+    /// Whether a client must prove an identity: unless the shared secret alone is
+    /// configured as the way in.
+    fn wants_identity(&self) -> bool {
+        self.token.is_some() || self.secret.is_none()
     }
+}
+
+/// Who the server let in.
+pub(crate) struct Admitted {
+    pub grant: Grant,
+    /// The user and its record id, for a user (its sessions end when it is revoked).
+    pub user: Option<(String, u64)>,
 }
 
 pub(crate) type Conn<S> = Framed<S, LengthDelimitedCodec>;
@@ -146,25 +216,16 @@ async fn refuse<S: AsyncWrite + Unpin>(
     }
 }
 
-/// Sends a refusal on a connection no handshake has run on (at the connection limit,
-/// or shutting down), then closes it.
-pub(crate) async fn refuse_raw<S: AsyncRead + AsyncWrite + Unpin>(
-    io: S,
-    code: RefuseCode,
-    message: &str,
-) {
-    let mut c = Framed::new(io, codec());
-    let _ = refuse(&mut c, code, message).await;
-}
-
-/// Runs the server side. On success the connection's frame limit is raised to
-/// [`FRAME_MAX`]. Every failure has already been answered with a `Refused` frame where
-/// the client can still read one.
-pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
+/// Runs the server side. `take_slot` takes one of the server's authenticated slots
+/// once the proofs verify (`None`: at the limit, answered `Busy`). On success the
+/// connection's frame limit is raised to [`FRAME_MAX`]. Every failure has already been
+/// answered with a `Refused` frame where the client can still read one.
+pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin, P>(
     io: S,
     channel: Option<Bytes32>,
     auth: &ServerAuth,
-) -> Result<Conn<S>, NetError> {
+    take_slot: impl FnOnce() -> Option<P>,
+) -> Result<(Conn<S>, Admitted, P), NetError> {
     let mut c = Framed::new(io, codec());
     let hello = match recv(&mut c, "the client hello").await {
         Ok(f) => f,
@@ -183,7 +244,7 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
     else {
         return Err(refuse(&mut c, RefuseCode::Protocol, "expected a client hello").await);
     };
-    if magic != MAGIC || lo > NET_VERSION || hi < lo {
+    if magic != MAGIC || lo > NET_VERSION || hi < lo || hi < NET_VERSION_MIN {
         return Err(refuse(
             &mut c,
             RefuseCode::Version,
@@ -207,7 +268,7 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
             version,
             caps: Vec::new(),
             nonce: server_nonce,
-            wants_token: auth.token.is_some(),
+            wants_identity: auth.wants_identity(),
             wants_secret: auth.secret.is_some(),
         },
     )
@@ -228,29 +289,84 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) => return Err(e),
     };
     let Frame::Auth {
-        token_proof,
+        identity,
         secret_proof,
     } = proofs
     else {
         return Err(refuse(&mut c, RefuseCode::Protocol, "expected the client's proofs").await);
     };
-    let ok = |key: &Option<CredentialKey>, proof: Option<Bytes32>, role| match key {
-        None => true,
-        Some(k) => proof.is_some_and(|p| k.verify(role, &transcript, &p)),
-    };
     // Both checks always run, so timing does not tell which credential failed.
-    let token_ok = ok(&auth.token, token_proof, ProofRole::ClientToken);
-    let secret_ok = ok(&auth.secret, secret_proof, ProofRole::ClientSecret);
-    if !(token_ok & secret_ok) {
-        return Err(refuse(&mut c, RefuseCode::Auth, "authentication failed").await);
-    }
+    let secret_ok = match &auth.secret {
+        None => true,
+        Some(k) => secret_proof.is_some_and(|p| k.verify(ProofRole::ClientSecret, &transcript, &p)),
+    };
+    let admitted = verify_identity(auth, identity, &transcript).await;
+    let admitted = match admitted {
+        Some(a) if secret_ok => a,
+        _ => return Err(refuse(&mut c, RefuseCode::Auth, "authentication failed").await),
+    };
+    let Some(slot) = take_slot() else {
+        return Err(refuse(
+            &mut c,
+            RefuseCode::Busy,
+            "the server is at its connection limit; try again later",
+        )
+        .await);
+    };
     let server_proof = auth
         .secret
         .as_ref()
         .map(|k| k.prove(ProofRole::ServerSecret, &transcript));
     send(&mut c, &Frame::Welcome { server_proof }).await?;
     c.codec_mut().set_max_frame_length(FRAME_MAX);
-    Ok(c)
+    Ok((c, admitted, slot))
+}
+
+/// Who `identity` proves to be, if its proof verifies.
+async fn verify_identity(
+    auth: &ServerAuth,
+    identity: Identity,
+    transcript: &[u8; 32],
+) -> Option<Admitted> {
+    let shared = || Admitted {
+        grant: Grant::client(SHARED_PRINCIPAL),
+        user: None,
+    };
+    match identity {
+        Identity::None => (auth.token.is_none() && auth.secret.is_some()).then(shared),
+        Identity::Token(p) => auth
+            .token
+            .as_ref()
+            .is_some_and(|k| k.verify(ProofRole::ClientToken, transcript, &p))
+            .then(shared),
+        Identity::Peer(p) => auth
+            .peer
+            .as_ref()
+            .is_some_and(|k| k.verify(ProofRole::ServerPeer, transcript, &p))
+            .then(|| Admitted {
+                grant: Grant::peer(),
+                user: None,
+            }),
+        Identity::User { name, proof } => {
+            let dir = auth.users.as_ref()?;
+            // A revocation takes effect at the next handshake: look at the file now.
+            let d = Arc::clone(dir);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.refresh()).await {
+                tracing::warn!(error = %e, "the users file no longer opens; the users read before stay in force");
+            }
+            let user = dir.lookup(&name);
+            // An unknown name is checked against a key no token has, so it costs the
+            // same as a wrong token.
+            let nobody = CredentialKey::from_bytes(&[0; 32]);
+            let key = user.as_ref().map_or(&nobody, |u| &u.key);
+            let ok = key.verify(ProofRole::ClientUser, transcript, &proof);
+            let user = user.filter(|_| ok)?;
+            Some(Admitted {
+                grant: user.grant,
+                user: Some((name, user.id)),
+            })
+        }
+    }
 }
 
 /// Runs the client side. On success the connection's frame limit is raised to
@@ -274,15 +390,15 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
         },
     )
     .await?;
-    let (version, server_nonce, wants_token, wants_secret) =
+    let (version, server_nonce, wants_identity, wants_secret) =
         match recv(&mut c, "the server hello").await? {
             Frame::ServerHello {
                 version,
                 nonce,
-                wants_token,
+                wants_identity,
                 wants_secret,
                 ..
-            } if version == NET_VERSION => (version, nonce, wants_token, wants_secret),
+            } if version == NET_VERSION => (version, nonce, wants_identity, wants_secret),
             Frame::ServerHello { version, .. } => {
                 return Err(NetError::Protocol(format!(
                     "the server chose unknown version {version}"
@@ -297,11 +413,13 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
     let missing = match (
-        wants_token && creds.token.is_none(),
+        wants_identity && !creds.has_identity(),
         wants_secret && creds.secret.is_none(),
     ) {
-        (true, true) => Some("the server requires an auth token and a shared secret"),
-        (true, false) => Some("the server requires an auth token"),
+        (true, true) => {
+            Some("the server requires an auth token (or a user's token) and a shared secret")
+        }
+        (true, false) => Some("the server requires an auth token (or a user's token)"),
         (false, true) => Some("the server requires a shared secret"),
         (false, false) => None,
     };
@@ -321,11 +439,7 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
         .secret
         .as_ref()
         .map(|s| CredentialKey::from_secret(s, database));
-    let token_proof = creds
-        .token
-        .as_ref()
-        .filter(|_| wants_token)
-        .map(|t| CredentialKey::from_token(t).prove(ProofRole::ClientToken, &transcript));
+    let identity = creds.identity(&transcript);
     let secret_proof = secret_key
         .as_ref()
         .filter(|_| wants_secret)
@@ -333,7 +447,7 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     send(
         &mut c,
         &Frame::Auth {
-            token_proof,
+            identity,
             secret_proof,
         },
     )

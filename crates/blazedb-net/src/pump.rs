@@ -1,36 +1,49 @@
 //! Turns an authenticated connection into a [`Wire`] for the sync layer: one task reads
 //! frames and hands their messages over, one writes what the sync layer sends and keeps
-//! the connection alive with heartbeats.
+//! the connection honest with beats.
 //!
 //! Invariants:
 //! - Reading and writing are separate tasks, so a peer that does not read cannot stop
 //!   this side from reading, and the reverse (no deadlock between two full queues).
-//! - Memory per connection is bounded: the reader holds one frame at most
-//!   ([`FRAME_MAX`](crate::frame::FRAME_MAX)) and waits while the wire's bounded queue is
-//!   full, which stops reading from the socket, so TCP flow control pushes back on the
-//!   sender. The writer takes one message at a time from a bounded queue.
-//! - A connection silent for longer than the idle timeout is closed with a typed
-//!   refusal; a side with nothing to say sends a heartbeat every heartbeat interval.
+//! - Memory is bounded by budgets, not by announced lengths: a frame's buffer grows
+//!   with the bytes received (never to the length its prefix announces before they
+//!   arrive), and its bytes are taken from the listener's read budget before its body
+//!   is read and held until the sync layer has handled the message; the sync layer
+//!   takes a message's bytes from the send budget before queueing it, released once
+//!   it is written. A reader waiting for budget stops reading the socket, so TCP flow
+//!   control pushes back on the sender.
+//! - Liveness is proven, not assumed: each side sends a `Beat` with a fresh nonce every
+//!   heartbeat interval and echoes the newest nonce it has read. A connection whose
+//!   peer has not echoed anything we sent within the idle timeout is closed — however
+//!   many frames it sends, a peer that does not read gets closed. Every write has the
+//!   same deadline, so a peer that stops reading holds nothing past it.
+//! - A listener's shutdown or the revocation of the connection's user ends both tasks
+//!   promptly with a typed refusal (written within [`CLOSE_GRACE`] or not at all).
 //! - When either task ends, both end and the wire closes (the sync layer sees a
 //!   disconnect and reconnects or forgets the connection).
 
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use blazedb_sync::Wire;
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use blazedb_sync::{Budget, Delivery, Grant, Wire};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::frame::{Frame, RefuseCode};
-use crate::handshake::{Conn, frame_error};
+use crate::handshake::Conn;
+use crate::users::UserDirectory;
 
 /// Timers of an established connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Liveness {
-    /// Send a heartbeat after this long without sending anything.
+    /// Send a beat this often.
     pub heartbeat: Duration,
-    /// Close after this long without receiving anything.
+    /// Close when the peer has proven nothing read for this long; also the deadline
+    /// of every write.
     pub idle_timeout: Duration,
 }
 
@@ -43,67 +56,238 @@ impl Default for Liveness {
     }
 }
 
+impl Liveness {
+    /// Checks that the peer can prove liveness in time: an echo arrives up to two
+    /// heartbeats after the beat it answers.
+    ///
+    /// # Errors
+    /// A description of what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if self.heartbeat.is_zero() || self.idle_timeout < self.heartbeat * 3 {
+            return Err(format!(
+                "the idle timeout ({:?}) must be at least three heartbeats ({:?} each)",
+                self.idle_timeout, self.heartbeat
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Longest wait for a farewell (a refusal, the TLS close) on a closing connection.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// A frame's buffer grows by at most this much ahead of the bytes received.
+const READ_CHUNK: usize = 64 * 1024;
+/// Own beats remembered for matching echoes.
+const BEATS_KEPT: usize = 8;
+
+/// Ends a user's connection when its record is revoked.
+pub(crate) struct Revocation {
+    pub users: Arc<UserDirectory>,
+    pub changed: watch::Receiver<u64>,
+    pub name: String,
+    pub id: u64,
+}
+
+/// What a connection runs under.
+pub(crate) struct PumpOptions {
+    pub live: Liveness,
+    /// The largest frame accepted.
+    pub frame_max: usize,
+    pub grant: Grant,
+    pub read_budget: Option<Budget>,
+    pub send_budget: Option<Budget>,
+    /// The listener is shutting down (when it turns true).
+    pub shutdown: Option<watch::Receiver<bool>>,
+    pub revocation: Option<Revocation>,
+}
+
+impl PumpOptions {
+    /// A dialer's connection: the server it dialed is trusted as a peer; no budgets.
+    pub(crate) fn dialer(live: Liveness) -> PumpOptions {
+        PumpOptions {
+            live,
+            frame_max: crate::frame::FRAME_MAX,
+            grant: Grant::peer(),
+            read_budget: None,
+            send_budget: None,
+            shutdown: None,
+            revocation: None,
+        }
+    }
+}
+
 /// Why the reader stopped (the writer sends the refusal, if any, before closing).
 enum Stop {
     Refuse(RefuseCode, String),
     Quiet,
 }
 
+/// What the two tasks share about liveness.
+struct Live {
+    /// The newest nonce read from the peer (echoed in our next beat).
+    peer_nonce: AtomicU64,
+    /// Our recent beats: (nonce, sent at).
+    sent: Mutex<VecDeque<(u64, Instant)>>,
+    /// When we sent the newest beat the peer has echoed (or the connection began).
+    proven: Mutex<Instant>,
+}
+
+impl Live {
+    fn saw(&self, nonce: u64, echo: u64) {
+        self.peer_nonce.store(nonce, Ordering::Release);
+        let sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, at)) = sent.iter().find(|(n, _)| *n == echo) {
+            let mut p = self.proven.lock().unwrap_or_else(PoisonError::into_inner);
+            *p = (*p).max(at);
+        }
+    }
+
+    fn beat(&self) -> Frame {
+        let mut n = [0u8; 8];
+        // A failing random source only makes nonces guessable; 0 is never echoed.
+        let _ = getrandom::fill(&mut n);
+        let nonce = u64::from_le_bytes(n).max(1);
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        if sent.len() == BEATS_KEPT {
+            sent.pop_front();
+        }
+        sent.push_back((nonce, Instant::now()));
+        Frame::Beat {
+            nonce,
+            echo: self.peer_nonce.load(Ordering::Acquire),
+        }
+    }
+
+    fn unproven_for(&self) -> Duration {
+        self.proven
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(body).await?;
+    w.flush().await
+}
+
+/// Reads one frame body of `len` bytes, growing the buffer with what arrives.
+async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            body.reserve_exact((len - body.len()).min(body.len().max(READ_CHUNK)));
+        }
+        let room = (body.capacity() - body.len()).min(len - body.len());
+        let got = (&mut *r).take(room as u64).read_buf(&mut body).await?;
+        if got == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(body)
+}
+
+async fn changed_or_never(rx: &mut Option<watch::Receiver<bool>>) -> bool {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            *rx.borrow()
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the connection's user is no longer in force.
+async fn revoked(r: &mut Option<Revocation>) {
+    match r {
+        Some(r) => loop {
+            if !r.users.is_current(&r.name, r.id) {
+                return;
+            }
+            if r.changed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Starts the two tasks for `conn`; the returned wire is the sync layer's end. `guard`
-/// is held until both tasks end (a connection-limit permit, for instance).
+/// is held until both tasks end (connection-limit permits, for instance).
 pub(crate) fn spawn<S>(
     conn: Conn<S>,
     peer_addr: String,
-    live: Liveness,
+    opts: PumpOptions,
     guard: impl Send + 'static,
 ) -> Wire
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (ours, theirs) = Wire::pair("local", &peer_addr);
+    let (mut ours, theirs) = Wire::pair("local", &peer_addr);
+    ours.grant = opts.grant;
+    ours.send_budget = opts.send_budget;
     let Wire {
         tx: to_sync,
         rx: mut from_sync,
         ..
     } = theirs;
     let parts = conn.into_parts();
-    let codec = parts.codec;
-    let (r, w) = tokio::io::split(parts.io);
-    let mut reader = FramedRead::new(r, codec.clone());
-    reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
-    let mut writer = FramedWrite::new(w, codec);
+    let (r, mut w) = tokio::io::split(parts.io);
+    // Bytes the handshake's codec read past the welcome come first.
+    let mut reader = std::io::Cursor::new(parts.read_buf.to_vec()).chain(r);
+    let live = Arc::new(Live {
+        peer_nonce: AtomicU64::new(0),
+        sent: Mutex::new(VecDeque::new()),
+        proven: Mutex::new(Instant::now()),
+    });
+    let (frame_max, read_budget, idle) = (opts.frame_max, opts.read_budget, opts.live.idle_timeout);
     let addr = peer_addr.clone();
     // The reader's verdict reaches the writer before the wire closes: the sync side may
     // end (closing `from_sync`) as soon as the reader drops `to_sync`, and the refusal
     // must still be written then.
     let (verdict_tx, mut verdict) = tokio::sync::oneshot::channel::<Stop>();
+    let live_r = Arc::clone(&live);
     let read_task = tokio::spawn(async move {
         let stop = loop {
-            let next = tokio::time::timeout(live.idle_timeout, reader.next()).await;
-            let body = match next {
-                Err(_) => {
-                    break Stop::Refuse(
-                        RefuseCode::Timeout,
-                        "nothing received for too long".into(),
-                    );
-                }
-                Ok(None) => break Stop::Quiet,
-                Ok(Some(Err(e))) => match frame_error(e) {
-                    crate::NetError::Protocol(m) => break Stop::Refuse(RefuseCode::Protocol, m),
-                    e => {
-                        tracing::debug!(peer = %addr, error = %e, "connection read failed");
-                        break Stop::Quiet;
-                    }
+            let mut len = [0u8; 4];
+            if let Err(e) = reader.read_exact(&mut len).await {
+                tracing::debug!(peer = %addr, error = %e, "connection read ended");
+                break Stop::Quiet;
+            }
+            let len = u32::from_be_bytes(len) as usize;
+            if len > frame_max {
+                break Stop::Refuse(
+                    RefuseCode::Protocol,
+                    format!("a frame of {len} bytes is over the limit of {frame_max}"),
+                );
+            }
+            let permit = match &read_budget {
+                None => None,
+                Some(b) => match b.take(len).await {
+                    Some(p) => Some(p),
+                    None => break Stop::Quiet,
                 },
-                Ok(Some(Ok(body))) => body,
+            };
+            let body = match read_body(&mut reader, len).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(peer = %addr, error = %e, "connection read ended mid-frame");
+                    break Stop::Quiet;
+                }
             };
             match Frame::decode(&body) {
-                Ok(Frame::Sync(m)) => {
-                    if to_sync.send(m).await.is_err() {
+                Ok(Frame::Sync(msg)) => {
+                    drop(body);
+                    if to_sync.send(Delivery { msg, permit }).await.is_err() {
                         break Stop::Quiet;
                     }
                 }
-                Ok(Frame::Heartbeat) => {}
+                Ok(Frame::Beat { nonce, echo }) => live_r.saw(nonce, echo),
                 Ok(Frame::Refused { code, message }) => {
                     tracing::info!(peer = %addr, code = code.as_str(), %message, "peer closed the connection");
                     break Stop::Quiet;
@@ -124,36 +308,69 @@ where
         drop(to_sync);
     });
     let abort = read_task.abort_handle();
+    let (mut shutdown, mut revocation, heartbeat) =
+        (opts.shutdown, opts.revocation, opts.live.heartbeat);
     tokio::spawn(async move {
         let _guard = guard;
         let mut read_task = read_task;
-        let mut beat = tokio::time::interval(live.heartbeat);
+        // The first beat goes out at once, so the peer can echo it soon.
+        let mut beat = tokio::time::interval(heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.reset();
+        let mut ours: Option<(RefuseCode, String)> = None;
+        let mut writable = true;
         loop {
             tokio::select! {
+                biased;
+                down = changed_or_never(&mut shutdown) => if down {
+                    ours = Some((RefuseCode::ShuttingDown, "the server is shutting down".into()));
+                    break;
+                },
+                () = revoked(&mut revocation) => {
+                    ours = Some((RefuseCode::Auth, "this user's credential was revoked".into()));
+                    break;
+                }
                 _ = &mut read_task => break,
-                m = from_sync.recv() => match m {
-                    None => break,
-                    Some(m) => {
-                        if writer.send(Frame::Sync(m).encode()).await.is_err() {
+                d = from_sync.recv() => {
+                    let Some(Delivery { msg, permit }) = d else { break };
+                    let body = Frame::Sync(msg).encode();
+                    let written = tokio::time::timeout(idle, write_frame(&mut w, &body)).await;
+                    drop(permit);
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => { writable = false; break; }
+                        Err(_) => {
+                            tracing::warn!(peer = %peer_addr, "closing a sync connection: the peer does not read");
+                            writable = false;
                             break;
                         }
-                        beat.reset();
                     }
-                },
+                }
                 _ = beat.tick() => {
-                    if writer.send(Frame::Heartbeat.encode()).await.is_err() {
+                    if live.unproven_for() > idle {
+                        tracing::warn!(peer = %peer_addr, "closing a sync connection: the peer has read nothing we sent for too long");
+                        ours = Some((RefuseCode::Timeout, "nothing we sent was read for too long".into()));
+                        break;
+                    }
+                    let body = live.beat().encode();
+                    if !matches!(tokio::time::timeout(idle, write_frame(&mut w, &body)).await, Ok(Ok(()))) {
+                        writable = false;
                         break;
                     }
                 }
             }
         }
-        if let Ok(Stop::Refuse(code, message)) = verdict.try_recv() {
-            let _ = writer.send(Frame::Refused { code, message }.encode()).await;
+        let farewell = ours.or_else(|| match verdict.try_recv() {
+            Ok(Stop::Refuse(code, message)) => Some((code, message)),
+            _ => None,
+        });
+        if writable {
+            if let Some((code, message)) = farewell {
+                let body = Frame::Refused { code, message }.encode();
+                let _ = tokio::time::timeout(CLOSE_GRACE, write_frame(&mut w, &body)).await;
+            }
+            let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
         }
         abort.abort();
-        let _ = SinkExt::<Bytes>::close(&mut writer).await;
     });
     ours
 }

@@ -3,8 +3,12 @@
 //! first. Clients reach one with [`RemoteNode`] and [`ConnectRemote::connect_remote`].
 //!
 //! Invariants:
-//! - A server never starts without an auth token or a shared secret, and never without
-//!   TLS unless [`TlsSetup::PlainTcpInsecure`] was chosen.
+//! - A server never starts without a credential (auth token, shared secret, users or a
+//!   peer token), and never without TLS unless [`TlsSetup::PlainTcpInsecure`] was
+//!   chosen.
+//! - Stopping ends every session within about two seconds whatever clients do
+//!   (connections are told `ShuttingDown`; sessions hear the stop even when blocked on
+//!   a peer that does not read; stragglers are aborted), then flushes.
 //! - A self-signed identity is generated once and kept (`tls/` in the database's
 //!   directory): its fingerprint stays the same across restarts, so pinned clients
 //!   keep working.
@@ -22,12 +26,15 @@ use zeroize::Zeroizing;
 
 use crate::error::NetError;
 use crate::handshake::Credentials;
-use crate::pump::Liveness;
-use crate::relay::{
-    CONNECTIONS_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, ListenOptions, ListenerStats, NetListener,
-    Security, TcpRelay,
+use crate::listener::{
+    CONNECTIONS_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, HANDSHAKES_MAX_DEFAULT,
+    HANDSHAKES_PER_IP_DEFAULT, ListenOptions, ListenerControl, ListenerStats, NetListener,
+    READ_BUDGET_DEFAULT, SEND_BUDGET_DEFAULT,
 };
+use crate::pump::Liveness;
+use crate::relay::{Security, TcpRelay};
 use crate::tls::{Fingerprint, ServerIdentity, ServerTrust};
+use crate::users::{UserDirectory, users_path};
 
 /// Default port of a sync server.
 pub const PORT_DEFAULT: u16 = 7447;
@@ -47,6 +54,7 @@ struct Running {
     serve: ServeHandle,
     addr: SocketAddr,
     stats: Arc<ListenerStats>,
+    control: ListenerControl,
 }
 
 /// A sync server for one database.
@@ -56,12 +64,20 @@ pub struct Server {
     listen: SocketAddr,
     auth_token: Option<Zeroizing<String>>,
     shared_secret: Option<Zeroizing<String>>,
+    peer_token: Option<Zeroizing<String>>,
+    users: Option<Arc<UserDirectory>>,
     tls: TlsSetup,
     fingerprint: Option<Fingerprint>,
-    /// Connections at once (handshaking ones included).
+    /// Authenticated connections at once.
     pub max_connections: usize,
+    /// Connections in TLS or the handshake at once, and from one address.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_ip: usize,
     pub handshake_timeout: Duration,
     pub liveness: Liveness,
+    /// Bytes of received / queued messages held in memory, all connections together.
+    pub read_budget: usize,
+    pub send_budget: usize,
     pub policy: SyncPolicy,
     pub sync_options: SyncOptions,
     running: Mutex<Option<Running>>,
@@ -96,11 +112,17 @@ impl Server {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
             auth_token: auth_token.map(|s| Zeroizing::new(s.to_owned())),
             shared_secret: shared_secret.map(|s| Zeroizing::new(s.to_owned())),
+            peer_token: None,
+            users: None,
             tls: TlsSetup::SelfSigned(database.path().join("tls")),
             fingerprint: None,
             max_connections: CONNECTIONS_MAX_DEFAULT,
+            max_handshakes: HANDSHAKES_MAX_DEFAULT,
+            max_handshakes_per_ip: HANDSHAKES_PER_IP_DEFAULT,
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
             liveness: Liveness::default(),
+            read_budget: READ_BUDGET_DEFAULT,
+            send_budget: SEND_BUDGET_DEFAULT,
             policy: SyncPolicy::default(),
             sync_options: SyncOptions::default(),
             running: Mutex::new(None),
@@ -118,6 +140,22 @@ impl Server {
     #[must_use]
     pub fn tls(mut self, tls: TlsSetup) -> Server {
         self.tls = tls;
+        self
+    }
+
+    /// Accepts server peers proving `token` (they may sync as servers and relay other
+    /// nodes' writes: for server-to-server meshes). Configure the same token as the
+    /// dialing server's [`Credentials::peer_token`].
+    #[must_use]
+    pub fn peer_token(mut self, token: &str) -> Server {
+        self.peer_token = Some(Zeroizing::new(token.to_owned()));
+        self
+    }
+
+    /// Accepts the named users of `users` (see [`UserDirectory`]).
+    #[must_use]
+    pub fn users(mut self, users: Arc<UserDirectory>) -> Server {
+        self.users = Some(users);
         self
     }
 
@@ -148,12 +186,19 @@ impl Server {
             Some(id) => ListenOptions::tls(&self.database_name, id, token, secret),
             None => ListenOptions::plain_tcp_insecure(&self.database_name, token, secret),
         };
+        opts.peer_token = self.peer_token.as_deref().map(|t| t.to_string());
+        opts.users.clone_from(&self.users);
         opts.max_connections = self.max_connections;
+        opts.max_handshakes = self.max_handshakes;
+        opts.max_handshakes_per_ip = self.max_handshakes_per_ip;
         opts.handshake_timeout = self.handshake_timeout;
         opts.liveness = self.liveness;
+        opts.read_budget = self.read_budget;
+        opts.send_budget = self.send_budget;
         let listener = NetListener::bind_tcp(self.listen, opts).await?;
         let addr = listener.local_addr().unwrap_or(self.listen);
         let stats = listener.stats();
+        let control = listener.control();
         let (db, sync_opts) = (self.db.clone(), self.sync_options.clone());
         let node =
             tokio::task::spawn_blocking(move || SyncNode::enable(&db, Role::Server, sync_opts))
@@ -161,7 +206,12 @@ impl Server {
                 .map_err(|e| NetError::Config(format!("starting the sync node: {e}")))??;
         let serve = ServeHandle::start(node, listener, self.policy.clone(), self.max_connections)?;
         tracing::info!(%addr, database = %self.database_name, fingerprint = ?self.fingerprint, "sync server listening");
-        *self.lock() = Some(Running { serve, addr, stats });
+        *self.lock() = Some(Running {
+            serve,
+            addr,
+            stats,
+            control,
+        });
         Ok(addr)
     }
 
@@ -170,13 +220,15 @@ impl Server {
     }
 
     /// Stops accepting, ends every session (each apply is one transaction, so none is
-    /// cut midway), and flushes the database.
+    /// cut midway) within about two seconds whatever clients do, and flushes the
+    /// database.
     ///
     /// # Errors
     /// The final flush's.
     pub async fn stop(&self) -> Result<(), NetError> {
         let running = self.lock().take();
         if let Some(r) = running {
+            r.control.shutdown();
             r.serve.stop().await;
         }
         let db = self.db.clone();
@@ -211,6 +263,12 @@ impl Server {
     #[must_use]
     pub fn stats(&self) -> Option<Arc<ListenerStats>> {
         self.lock().as_ref().map(|r| Arc::clone(&r.stats))
+    }
+
+    /// The listener's control (shutdown, budgets free), while running.
+    #[must_use]
+    pub fn control(&self) -> Option<ListenerControl> {
+        self.lock().as_ref().map(|r| r.control.clone())
     }
 
     /// The served sync node, while running.
@@ -286,6 +344,15 @@ pub async fn start(config: ServerConfig) -> Result<Server, NetError> {
         config.auth_token.as_deref(),
         config.shared_secret.as_deref(),
     );
+    // Named users, if `blazedb-server user add` made any for this database.
+    let users = users_path(db.path());
+    if users.exists() {
+        let pw = config.password.clone();
+        let dir = tokio::task::spawn_blocking(move || UserDirectory::open(&users, pw.as_bytes()))
+            .await
+            .map_err(|e| NetError::Config(format!("opening the users file: {e}")))??;
+        server = server.users(dir);
+    }
     server.start().await?;
     Ok(server)
 }

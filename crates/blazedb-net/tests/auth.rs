@@ -313,7 +313,7 @@ async fn a_proof_captured_from_one_session_is_refused_on_the_next() {
     .hash();
     let proof = key.prove(ProofRole::ClientSecret, &tr);
     a.send(&Frame::Auth {
-        token_proof: None,
+        identity: blazedb_net::Identity::None,
         secret_proof: Some(proof),
     })
     .await;
@@ -337,7 +337,7 @@ async fn a_proof_captured_from_one_session_is_refused_on_the_next() {
         "every session gets a fresh server nonce"
     );
     b.send(&Frame::Auth {
-        token_proof: None,
+        identity: blazedb_net::Identity::None,
         secret_proof: Some(proof),
     })
     .await;
@@ -369,7 +369,7 @@ async fn an_unauthenticated_peer_that_skips_the_proofs_reads_and_writes_nothing(
     assert!(matches!(
         raw.recv().await,
         Some(Frame::ServerHello {
-            wants_token: true,
+            wants_identity: true,
             ..
         })
     ));
@@ -391,7 +391,7 @@ async fn an_unauthenticated_peer_that_skips_the_proofs_reads_and_writes_nothing(
     raw.send(&hello([4; 32])).await;
     raw.recv().await.expect("server hello");
     raw.send(&Frame::Auth {
-        token_proof: None,
+        identity: blazedb_net::Identity::None,
         secret_proof: None,
     })
     .await;

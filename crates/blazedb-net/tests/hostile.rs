@@ -168,7 +168,7 @@ async fn garbage_after_authentication_closes_that_connection_only() {
     .hash();
     let proof = CredentialKey::from_token("tok").prove(ProofRole::ClientToken, &tr);
     c.write_all(&encode_frame(&Frame::Auth {
-        token_proof: Some(proof),
+        identity: blazedb_net::Identity::Token(proof),
         secret_proof: None,
     }))
     .await
@@ -228,7 +228,7 @@ fn rss_kib() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_silent_connections_are_bounded_and_the_rest_refused_busy() {
+async fn a_thousand_silent_connections_are_bounded_and_the_rest_closed_unanswered() {
     // Client and server ends live in this process: 2 descriptors per connection.
     let (_, hard) = rlimit::Resource::NOFILE.get().expect("rlimit");
     rlimit::Resource::NOFILE
@@ -239,7 +239,8 @@ async fn a_thousand_silent_connections_are_bounded_and_the_rest_refused_busy() {
         "this test needs 2,600 file descriptors; the hard limit is {hard}"
     );
     let s = serve(|o| {
-        o.max_connections = 1_000;
+        o.max_handshakes = 1_000;
+        o.max_handshakes_per_ip = 1_000;
         o.handshake_timeout = Duration::from_secs(30);
     })
     .await;
@@ -249,32 +250,25 @@ async fn a_thousand_silent_connections_are_bounded_and_the_rest_refused_busy() {
     for _ in 0..1_000 {
         held.push(TcpStream::connect(s.addr).await.expect("connect"));
     }
-    // The accept loop admits each in turn; a connection past the limit is refused.
+    // The accept loop admits each in turn; one past the handshake limit is closed
+    // before anything is sent (a TLS client could not read a refusal anyway).
     let mut extra = Vec::new();
     for _ in 0..100 {
         extra.push(TcpStream::connect(s.addr).await.expect("connect"));
     }
-    let mut busy = 0;
     for mut c in extra {
-        if let Some(Frame::Refused {
-            code: RefuseCode::Busy,
-            ..
-        }) = until_closed(&mut c).await
-        {
-            busy += 1;
-        }
+        assert!(until_closed(&mut c).await.is_none(), "closed unanswered");
     }
     let rss1 = rss_kib();
     eprintln!(
-        "1,000 silent connections: open {}, refused busy {busy} of 100, RSS +{} KiB ({} bytes each, client ends included)",
+        "1,000 silent connections: open {}, refused {}, RSS +{} KiB ({} bytes each, client ends included)",
         s.stats.open.load(Ordering::Relaxed),
+        s.stats.refused_busy.load(Ordering::Relaxed),
         rss1.saturating_sub(rss0),
         rss1.saturating_sub(rss0) * 1024 / 1_000
     );
     assert_eq!(s.stats.open.load(Ordering::Relaxed), 1_000);
-    // Refusals are written by at most REFUSALS_MAX tasks at once; the rest are closed
-    // unanswered, so most but not necessarily all of 100 see the typed refusal.
-    assert!(busy >= 50, "refused busy: {busy}");
+    assert_eq!(s.stats.refused_busy.load(Ordering::Relaxed), 100);
     assert!(
         rss1.saturating_sub(rss0) < 100 * 1024,
         "memory bounded: +{} KiB",
@@ -291,6 +285,73 @@ async fn a_thousand_silent_connections_are_bounded_and_the_rest_refused_busy() {
         tokio::task::yield_now().await;
     }
     assert_eq!(snapshot(&s.db), before);
+}
+
+/// A TCP connection from `ip` (any 127.x.y.z is loopback on Linux).
+async fn connect_from(ip: [u8; 4], to: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::from((ip, 0))).expect("bind");
+    sock.connect(to).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_sockets_cannot_take_the_place_of_authenticated_clients() {
+    let s = serve(|o| {
+        o.max_connections = 2;
+        o.max_handshakes = 8;
+        o.max_handshakes_per_ip = 4;
+        o.handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // Two honest clients hold the two authenticated slots.
+    let a = honest_relay(&s).connect().await.expect("first client");
+    let b = honest_relay(&s).connect().await.expect("second client");
+    // Anonymous sockets from one address: four get a handshake slot, the rest are
+    // closed unanswered.
+    let mut anon = Vec::new();
+    for _ in 0..4 {
+        anon.push(connect_from([127, 0, 0, 2], s.addr).await);
+    }
+    let mut over = connect_from([127, 0, 0, 2], s.addr).await;
+    assert!(
+        until_closed(&mut over).await.is_none(),
+        "over the per-address limit"
+    );
+    // A third honest client (from another address) still gets through the handshake,
+    // and is told the server is busy: a typed refusal, not a broken connection.
+    let e = honest_relay(&s)
+        .connect()
+        .await
+        .expect_err("at the connection limit");
+    let e = blazedb_net::NetError::from_io(&e).expect("a net error");
+    assert_eq!(e.refused(), Some(RefuseCode::Busy), "{e}");
+    // The clients in place were never disturbed: the server still answers them.
+    for mut w in [a, b] {
+        w.tx.send(blazedb_sync::Delivery::new(blazedb_sync::Msg::Ping {
+            token: 1,
+        }))
+        .await
+        .expect("the connection is alive");
+        let answered = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(d) = w.rx.recv().await {
+                if matches!(d.msg, blazedb_sync::Msg::Pong { token: 1, .. }) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(answered, Ok(true), "the server answers a client in place");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match honest_relay(&s).connect().await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "never got in: {e}"),
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(anon);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,14 @@
 //! servers. Database work runs on tokio's blocking pool, never on the async workers.
 //!
 //! Invariants:
-//! - Outgoing messages go through the wire's bounded queue: when the peer does not
-//!   read, this task waits, and so does everything it would have sent.
+//! - Outgoing messages go through the wire's bounded queue (after taking their share
+//!   of the wire's send budget): when the peer does not read, this task waits, and so
+//!   does everything it would have sent — but it still hears a stop, so a stalled
+//!   peer never holds up a shutdown.
+//! - A received message keeps its share of the transport's read budget until the
+//!   session has handled it.
+//! - The session runs under the grant its wire carries (`authz.rs` checks each
+//!   message against it).
 //! - The status snapshot is published after every step, so observers (status APIs,
 //!   "sync now") see the session as it is.
 
@@ -17,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::NodeId;
 use crate::node::SyncNode;
 use crate::proto::Msg;
-use crate::relay::Wire;
+use crate::relay::{Delivery, Wire};
 use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
 
 /// How often a session checks its timers (resends, hello retries).
@@ -43,6 +49,9 @@ pub struct ConnStatus {
     pub pulled_token: u64,
     /// Everything we have is sent and confirmed.
     pub pushed: bool,
+    /// The peer refused our writes for a permission this node lacks (they stay
+    /// pending; see [`crate::SyncError::Forbidden`]).
+    pub refused: Option<String>,
 }
 
 /// How a connection ended.
@@ -93,7 +102,7 @@ pub(crate) async fn stop_task(
 }
 
 /// Resolves once `stop` says stop (or its sender is gone).
-async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn wait_stop(stop: &mut watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
@@ -138,6 +147,41 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Why a send did not happen.
+enum NotSent {
+    /// The wire closed.
+    Closed,
+    /// A stop came first.
+    Stopped,
+}
+
+impl NotSent {
+    fn end(self) -> End {
+        match self {
+            NotSent::Closed => End::Disconnected,
+            NotSent::Stopped => End::Stopped,
+        }
+    }
+}
+
+/// Sends `m` on `wire`: takes its share of the send budget, then a place in the
+/// queue, listening for a stop all along.
+async fn send(wire: &Wire, m: Msg, stop: &mut watch::Receiver<bool>) -> Result<(), NotSent> {
+    let permit = match &wire.send_budget {
+        None => None,
+        Some(budget) => tokio::select! {
+            biased;
+            () = wait_stop(stop) => return Err(NotSent::Stopped),
+            p = budget.take(m.encoded_len()) => Some(p.ok_or(NotSent::Closed)?),
+        },
+    };
+    tokio::select! {
+        biased;
+        () = wait_stop(stop) => Err(NotSent::Stopped),
+        r = wire.tx.send(Delivery { msg: m, permit }) => r.map_err(|_| NotSent::Closed),
+    }
+}
+
 fn snapshot(s: &Session, peer_addr: &str, pushed: bool, asked: u64) -> ConnStatus {
     let pulled_token = if asked > 0 && s.pulled(asked) {
         asked
@@ -153,6 +197,7 @@ fn snapshot(s: &Session, peer_addr: &str, pushed: bool, asked: u64) -> ConnStatu
         acked: s.acked(),
         pulled_token,
         pushed,
+        refused: s.push_refused().map(str::to_owned),
     }
 }
 
@@ -162,7 +207,7 @@ fn snapshot(s: &Session, peer_addr: &str, pushed: bool, asked: u64) -> ConnStatu
 /// (sent blind, it would ask for everything and the dialer would resend it).
 pub(crate) async fn run(
     node: SyncNode,
-    cfg: SessionConfig,
+    mut cfg: SessionConfig,
     mut wire: Wire,
     hint: Option<NodeId>,
     accepting: bool,
@@ -170,7 +215,10 @@ pub(crate) async fn run(
     status: &watch::Sender<ConnStatus>,
 ) -> (End, Option<PeerInfo>, SessionStats) {
     let now = || (node.options().clock)();
-    let mut first: Option<Msg> = None;
+    cfg.grant = wire.grant.clone();
+    // The first message (the accepting side reads it before starting the session)
+    // keeps its budget until it has been handled, like every other.
+    let mut first: Option<Delivery> = None;
     let hint = if accepting && hint.is_none() {
         let m = tokio::select! {
             biased;
@@ -180,7 +228,7 @@ pub(crate) async fn run(
         let Some(m) = m else {
             return (End::Disconnected, None, SessionStats::default());
         };
-        let peer = match &m {
+        let peer = match &m.msg {
             Msg::Hello { node, .. } => Some(*node),
             _ => None,
         };
@@ -199,8 +247,8 @@ pub(crate) async fn run(
             SessionStats::default(),
         );
     };
-    if wire.tx.send(hello).await.is_err() {
-        return (End::Disconnected, None, session.stats().clone());
+    if let Err(e) = send(&wire, hello, &mut ctl.stop).await {
+        return (e.end(), None, session.stats().clone());
     }
     let mut tick = tokio::time::interval(ctl.period.min(TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -208,7 +256,7 @@ pub(crate) async fn run(
     let mut sent_ping = 0u64;
     let mut commits = ctl.commits.clone();
     loop {
-        let step: Option<Msg> = if let Some(m) = first.take() {
+        let step: Option<Delivery> = if let Some(m) = first.take() {
             Some(m)
         } else {
             tokio::select! {
@@ -251,7 +299,8 @@ pub(crate) async fn run(
         let asked = ctl.ping.load(Ordering::Acquire);
         let (s, r) = blocking(session, move |s| {
             let out = match step {
-                Some(m) => s.on_message(m, t),
+                // The delivery's budget is released once the message is handled.
+                Some(d) => s.on_message(d.msg, t),
                 None => s.poll(t),
             };
             let pushed = s.idle().unwrap_or(false);
@@ -281,8 +330,8 @@ pub(crate) async fn run(
             sent_ping = asked;
         }
         for m in out {
-            if wire.tx.send(m).await.is_err() {
-                return (End::Disconnected, session.peer(), session.stats().clone());
+            if let Err(e) = send(&wire, m, &mut ctl.stop).await {
+                return (e.end(), session.peer(), session.stats().clone());
             }
         }
         if let Some(p) = session.peer()

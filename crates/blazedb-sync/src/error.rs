@@ -41,6 +41,12 @@ pub enum SyncError {
     #[error("log entries after {after} are no longer kept (kept from {floor})")]
     LogPruned { after: u64, floor: u64 },
 
+    /// The peer refused this node's writes: its credential does not allow them (a
+    /// read-only user, a collection outside its permissions). Nothing of them was
+    /// applied there; they stay pending here, and what the peer sends still arrives.
+    #[error("the peer refused our writes: {0}")]
+    Forbidden(String),
+
     /// The sync task or connection has stopped.
     #[error("sync is stopped: {0}")]
     Stopped(String),

@@ -317,8 +317,10 @@ impl SyncHandle {
     /// peer held when asked has arrived.
     ///
     /// # Errors
-    /// [`SyncError::Stopped`] if that does not happen within `timeout` (offline, or
-    /// the peer refuses); the status says why.
+    /// [`SyncError::Forbidden`] once everything the peer held has arrived but it
+    /// refused this side's writes (a permission this node's credential lacks; they stay
+    /// pending); [`SyncError::Stopped`] if sync does not complete within `timeout`
+    /// (offline, or the peer refuses the connection); the status says why.
     pub async fn sync_now(&self, timeout: Duration) -> Result<SyncStatus> {
         let token = self.inner.ping.fetch_add(1, Ordering::AcqRel) + 1;
         self.inner.wake.notify_one();
@@ -327,20 +329,26 @@ impl SyncHandle {
             loop {
                 {
                     let s = rx.borrow_and_update();
-                    if s.connected && s.pushed && s.pulled_token >= token {
-                        return;
+                    if s.connected && s.pulled_token >= token {
+                        if let Some(why) = &s.refused {
+                            return Some(why.clone());
+                        }
+                        if s.pushed {
+                            return None;
+                        }
                     }
                 }
                 // A connection that came up after the request asks again.
                 self.inner.wake.notify_one();
                 if rx.changed().await.is_err() {
-                    return;
+                    return None;
                 }
             }
         })
         .await;
         match done {
-            Ok(()) => Ok(self.status()),
+            Ok(Some(why)) => Err(SyncError::Forbidden(why)),
+            Ok(None) => Ok(self.status()),
             Err(_) => Err(SyncError::Stopped(format!(
                 "sync did not complete within {timeout:?}: {}",
                 self.status()

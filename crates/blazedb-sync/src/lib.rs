@@ -6,16 +6,22 @@
 //! - [`merge`]: the conflict rules of SPEC §3.2 over one document's writes.
 //! - [`node`]: [`SyncNode`], a database's persisted sync state: absorbing local writes,
 //!   applying remote batches, the log peers read, cursors, the conflict log.
+//! - [`grant`]: what a peer may do, as its transport authenticated it; the session
+//!   checks every message against it (`authz.rs`) and binds node ids to users
+//!   (`principal.rs`).
 
 #![forbid(unsafe_code)]
 
+mod authz;
 pub mod clock;
 mod conn;
 mod error;
 mod ext;
+pub mod grant;
 pub mod handle;
 pub mod merge;
 pub mod node;
+mod principal;
 pub mod proto;
 mod record;
 pub mod relay;
@@ -29,12 +35,13 @@ pub use clock::{Hlc, NodeId, Role};
 pub use conn::ConnStatus;
 pub use error::{Result, SyncError};
 pub use ext::EnableSync;
+pub use grant::Grant;
 pub use handle::{SyncHandle, SyncPolicy, SyncStatus};
 pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SyncNode, SyncOptions};
 pub use proto::Msg;
 pub use record::{ConflictEntry, Item, LogEntry, SnapDoc};
-pub use relay::{Listener, MemoryListener, MemoryRelay, Relay, Wire, memory};
+pub use relay::{Budget, Delivery, Listener, MemoryListener, MemoryRelay, Relay, Wire, memory};
 pub use serve::ServeHandle;
 pub use session::{ConnectionMode, Session, SessionConfig, SessionStats};
 pub use topology::{NodeRef, SyncMode, Topology};

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{NodeId, Role};
 use crate::record::{Item, SnapDoc};
 
-/// Protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Protocol version spoken by this build (2: batches and snapshot pages carry user
+/// attributions; the `Forbidden` error).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Most writes in one batch.
 pub const BATCH_WRITES_MAX: usize = 1_000;
 /// Default batches a sender keeps in flight before it waits for an ack.
@@ -45,6 +46,10 @@ pub enum Msg {
         after: u64,
         upto: u64,
         items: Vec<Item>,
+        /// The principal (user) of origins of `items`, and of the receiver itself, as
+        /// far as the sender knows them (see `principal.rs`). Only a peer trusted to
+        /// relay may send any.
+        users: Vec<(NodeId, String)>,
     },
     /// The receiver has durably applied the sender's log up to `upto`; `log_last` is
     /// the receiver's own newest log position at that moment (what the sender must
@@ -66,6 +71,8 @@ pub enum Msg {
         /// The sender collects tombstones: a receiver it has forgotten must drop its
         /// replicated state instead of merging it (see `SyncNode::apply_snapshot`).
         collected: bool,
+        /// The principals of the writers of `docs`, as in `Batch::users`.
+        users: Vec<(NodeId, String)>,
     },
     /// The receiver applied the snapshot taken at `at` up to `upto_slot` (or, if less
     /// than what was sent, stands there and wants the rest from there).
@@ -100,6 +107,10 @@ pub enum ErrorCode {
     LogPruned,
     /// Writes refused until the sender has taken the snapshot it is being sent.
     Bootstrapping,
+    /// The peer's credential does not allow what it asked for or sent (a role above
+    /// its grant, a write without write permission, a collection outside its grant,
+    /// another user's node id, relaying as a client). Nothing of it was applied.
+    Forbidden,
 }
 
 impl Msg {

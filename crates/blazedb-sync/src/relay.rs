@@ -2,16 +2,26 @@
 //! pair of bounded message channels; the connection driver only ever sees wires, so the
 //! in-memory relay here and the network relays drive the same session code.
 //!
-//! Invariant: every queue is bounded ([`WIRE_QUEUE`] messages each way, at most
-//! [`crate::proto::BATCH_WRITES_MAX`] writes a message), so a slow peer exerts
-//! back-pressure instead of growing memory.
+//! Invariants:
+//! - Every queue is bounded ([`WIRE_QUEUE`] messages each way, at most
+//!   [`crate::proto::BATCH_WRITES_MAX`] writes a message), so a slow peer exerts
+//!   back-pressure instead of growing memory.
+//! - A transport that shares a byte budget among its connections attaches a permit to
+//!   each message it delivers (held until the session has handled it) and hands the
+//!   session its send budget (a permit taken before a message is queued, held until
+//!   the transport has written it): what all sessions hold in messages is bounded by
+//!   the budgets, not by the number of connections.
+//! - A wire says what its peer may do ([`Grant`]); only a transport that authenticated
+//!   the peer narrows it.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::grant::Grant;
 use crate::proto::Msg;
 
 /// Messages queued per direction of a wire.
@@ -22,17 +32,79 @@ pub const ACCEPT_QUEUE: usize = 64;
 /// A boxed future (relays are trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A byte budget shared by many connections (what their queued and in-flight messages
+/// may hold in memory at once).
+#[derive(Clone, Debug)]
+pub struct Budget {
+    sem: Arc<Semaphore>,
+    total: u32,
+}
+
+impl Budget {
+    /// A budget of `bytes` (at most 4 GiB).
+    #[must_use]
+    pub fn new(bytes: usize) -> Budget {
+        let total = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
+        Budget {
+            sem: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Takes `bytes` of the budget (all of it for a message larger than the whole
+    /// budget, so one message always fits), waiting until they are free. `None` if
+    /// the budget was closed.
+    pub async fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total);
+        Arc::clone(&self.sem).acquire_many_owned(n).await.ok()
+    }
+
+    /// Bytes free now.
+    #[must_use]
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+
+    /// The budget's size in bytes.
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.total as usize
+    }
+}
+
+/// One message on a wire, with the share of a byte budget it holds (released when the
+/// delivery is dropped: after the receiver handled it, or the writer wrote it).
+#[derive(Debug)]
+pub struct Delivery {
+    pub msg: Msg,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Delivery {
+    /// A message holding no budget.
+    #[must_use]
+    pub fn new(msg: Msg) -> Delivery {
+        Delivery { msg, permit: None }
+    }
+}
+
 /// One open connection: messages out, messages in.
 #[derive(Debug)]
 pub struct Wire {
-    pub tx: mpsc::Sender<Msg>,
-    pub rx: mpsc::Receiver<Msg>,
+    pub tx: mpsc::Sender<Delivery>,
+    pub rx: mpsc::Receiver<Delivery>,
     /// Who is at the other end (for status and logs).
     pub peer_addr: String,
+    /// What the peer may do (as the transport authenticated it).
+    pub grant: Grant,
+    /// The byte budget a message takes before it is queued on `tx` (`None`: none).
+    pub send_budget: Option<Budget>,
 }
 
 impl Wire {
-    /// Two wires connected to each other.
+    /// Two wires connected to each other, each trusting the other as a peer.
     #[must_use]
     pub fn pair(a_name: &str, b_name: &str) -> (Wire, Wire) {
         let (a_tx, b_rx) = mpsc::channel(WIRE_QUEUE);
@@ -42,11 +114,15 @@ impl Wire {
                 tx: a_tx,
                 rx: a_rx,
                 peer_addr: b_name.to_owned(),
+                grant: Grant::peer(),
+                send_budget: None,
             },
             Wire {
                 tx: b_tx,
                 rx: b_rx,
                 peer_addr: a_name.to_owned(),
+                grant: Grant::peer(),
+                send_budget: None,
             },
         )
     }

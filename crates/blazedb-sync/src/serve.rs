@@ -4,8 +4,10 @@
 //! Invariants:
 //! - At most `max_connections` sessions run; further connections are closed at once
 //!   (a semaphore, not a queue, so a flood costs nothing that grows).
-//! - Stopping stops accepting, ends every session and waits for them, so no apply is
-//!   cut off midway (each is one transaction anyway).
+//! - Stopping stops accepting and ends every session within [`STOP_GRACE`], whatever
+//!   peers do: sessions hear the stop even while waiting on a peer that does not read;
+//!   one still running after the grace is aborted (an apply it started still commits
+//!   or not as a whole: it is one transaction on its own thread).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,8 @@ use crate::session::SessionStats;
 
 /// Default connection limit of a server.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+/// How long stopping waits for sessions to end by themselves before aborting them.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Registry {
     next: AtomicU64,
@@ -187,5 +191,16 @@ async fn accept_loop(
         while tasks.try_join_next().is_some() {}
     }
     drop(listener);
-    while tasks.join_next().await.is_some() {}
+    let ended = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if ended.is_err() {
+        tracing::warn!(
+            sessions = tasks.len(),
+            "sessions still running after the stop grace: aborting them"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
 }

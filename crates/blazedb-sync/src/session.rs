@@ -16,10 +16,13 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::authz;
 use crate::clock::{NodeId, Role};
 use crate::error::SyncError;
+use crate::grant::Grant;
 use crate::node::SyncNode;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
+use crate::record::Item;
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
@@ -56,6 +59,9 @@ pub struct SessionConfig {
     pub resend_after_us: u64,
     /// Collections that sync on this connection (`None`: all).
     pub collections: Option<BTreeSet<String>>,
+    /// What the peer may do, as its transport authenticated it (`Grant::peer()` for
+    /// peers trusted like this node: in-process, or the server this node dialed).
+    pub grant: Grant,
 }
 
 impl Default for SessionConfig {
@@ -66,6 +72,7 @@ impl Default for SessionConfig {
             window: WINDOW_DEFAULT,
             resend_after_us: RESEND_AFTER_DEFAULT_US,
             collections: None,
+            grant: Grant::peer(),
         }
     }
 }
@@ -124,6 +131,9 @@ pub struct Session {
     holding: bool,
     /// The peer this session registered with the node as connected.
     registered: Option<NodeId>,
+    /// The peer refused our writes for a permission we lack (`Forbidden`): we stop
+    /// sending them on this session (they stay pending here) and keep receiving.
+    push_refused: Option<String>,
 }
 
 /// A snapshot being sent.
@@ -171,6 +181,7 @@ impl Session {
             peer_resume: None,
             holding: false,
             registered: None,
+            push_refused: None,
         }
     }
 
@@ -243,6 +254,13 @@ impl Session {
     #[must_use]
     pub fn closed(&self) -> Option<&str> {
         self.closed.as_deref()
+    }
+
+    /// Why the peer refused our writes, if it did (a permission this node's credential
+    /// lacks); they stay pending here.
+    #[must_use]
+    pub fn push_refused(&self) -> Option<&str> {
+        self.push_refused.as_deref()
     }
 
     /// Whether a timer of this session may have work (a hello to resend, batches or a
@@ -330,6 +348,13 @@ impl Session {
         }
         self.stats.bytes_received += msg.encoded_len() as u64;
         let mut out = Vec::new();
+        let node = self.node.clone();
+        let mut log_last = || node.log_last().map_err(|e| e.to_string());
+        if let Err(r) = authz::check_inbound(&self.cfg.grant, self.peer, &msg, &mut log_last) {
+            tracing::warn!(peer = ?self.peer.map(|p| p.node), who = self.cfg.grant.who(), fatal = r.fatal, reason = %r.message, "refused a message");
+            out.push(self.error(r.code, r.message, r.fatal));
+            return Ok(out);
+        }
         match msg {
             Msg::Hello {
                 version,
@@ -366,6 +391,27 @@ impl Session {
                     return Ok(out);
                 }
                 let first = self.peer.is_none();
+                if first
+                    && !self.cfg.grant.relay
+                    && let Some(principal) = &self.cfg.grant.principal
+                {
+                    match self.node.bind_principal(node, principal) {
+                        Ok(None) => {}
+                        Ok(Some(_)) => {
+                            out.push(self.error(
+                                ErrorCode::Forbidden,
+                                format!("node {node} writes for another user"),
+                                true,
+                            ));
+                            return Ok(out);
+                        }
+                        Err(e) => {
+                            return Err(Closed {
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                }
                 self.peer = Some(PeerInfo {
                     node,
                     role,
@@ -428,7 +474,12 @@ impl Session {
                 }
                 out.extend(self.poll_inner(now_us)?);
             }
-            Msg::Batch { after, upto, items } => {
+            Msg::Batch {
+                after,
+                upto,
+                items,
+                users,
+            } => {
                 let Some(peer) = self.accepting_peer(&mut out) else {
                     return Ok(out);
                 };
@@ -442,6 +493,12 @@ impl Session {
                 }
                 if items.len() > BATCH_WRITES_MAX || upto < after {
                     out.push(self.error(ErrorCode::Protocol, "malformed batch".into(), true));
+                    return Ok(out);
+                }
+                if self.cfg.grant.relay
+                    && let Err(e) = self.node.learn_principals(&users)
+                {
+                    out.push(self.error(ErrorCode::Protocol, e.to_string(), true));
                     return Ok(out);
                 }
                 let log_last = |s: &Self| {
@@ -520,10 +577,17 @@ impl Session {
                 docs,
                 done,
                 collected,
+                users,
             } => {
                 let Some(peer) = self.accepting_peer(&mut out) else {
                     return Ok(out);
                 };
+                if self.cfg.grant.relay
+                    && let Err(e) = self.node.learn_principals(&users)
+                {
+                    out.push(self.error(ErrorCode::Protocol, e.to_string(), true));
+                    return Ok(out);
+                }
                 if self.cursor >= at && !self.holding {
                     // A late copy of a snapshot we have finished taking.
                     out.push(Msg::SnapshotAck { at, upto_slot });
@@ -613,8 +677,19 @@ impl Session {
                     self.pong = Some((token, log_last));
                 }
             }
-            Msg::Error { message, fatal, .. } => {
+            Msg::Error {
+                code,
+                message,
+                fatal,
+            } => {
                 self.stats.last_error = Some(format!("peer: {message}"));
+                if code == ErrorCode::Forbidden && !fatal {
+                    // Our credential does not allow these writes: sending them again
+                    // would only be refused again. They stay pending; we keep pulling.
+                    self.push_refused = Some(message.clone());
+                    self.in_flight.clear();
+                    self.next_send = self.acked + 1;
+                }
                 if fatal {
                     self.closed = Some(format!("peer closed the session: {message}"));
                     return Err(Closed {
@@ -657,9 +732,33 @@ impl Session {
         Some(peer)
     }
 
+    /// The collections this session carries: the policy's, within the peer's grant.
     fn keep(&self) -> impl Fn(&str) -> bool + use<> {
         let set = self.cfg.collections.clone();
-        move |c: &str| set.as_ref().is_none_or(|s| s.contains(c))
+        let grant = self.cfg.grant.clone();
+        move |c: &str| set.as_ref().is_none_or(|s| s.contains(c)) && grant.covers(c)
+    }
+
+    /// The principals of the writers of `items` and of the peer itself, for the
+    /// message that carries them (see `principal.rs`).
+    fn users_for<'a>(
+        &self,
+        peer: NodeId,
+        items: impl Iterator<Item = &'a crate::merge::DocState>,
+        writes: impl Iterator<Item = NodeId>,
+    ) -> Result<Vec<(NodeId, String)>, SyncError> {
+        let mut nodes: BTreeSet<NodeId> = writes.collect();
+        nodes.insert(peer);
+        for state in items {
+            nodes.extend(state.recs.iter().map(|r| r.stamp.node()));
+            nodes.extend(
+                state
+                    .defeated
+                    .iter()
+                    .flat_map(|d| [d.loser.node(), d.winner.node()]),
+            );
+        }
+        self.node.principals_of(&nodes)
     }
 
     /// Sends the next snapshot page when none is in flight (or the one in flight has
@@ -679,14 +778,18 @@ impl Session {
         }
         let (docs, upto_slot, done) = self.node.snapshot_page(snap.next_after, limit, &keep)?;
         snap.in_flight = Some((upto_slot, done, now_us));
+        let (at, after_slot) = (snap.at, snap.next_after);
         self.stats.writes_sent += docs.len() as u64;
+        let peer = self.peer.map_or(NodeId(0), |p| p.node);
+        let users = self.users_for(peer, docs.iter().map(|d| &d.state), std::iter::empty())?;
         Ok(vec![Msg::Snapshot {
-            at: snap.at,
-            after_slot: snap.next_after,
+            at,
+            after_slot,
             upto_slot,
             docs,
             done,
             collected: self.node.collects_tombstones(),
+            users,
         }])
     }
 
@@ -721,7 +824,7 @@ impl Session {
         if self.snap_send.is_some() {
             return self.send_snapshot(now_us).map_err(closed);
         }
-        if self.holding {
+        if self.holding || self.push_refused.is_some() {
             return Ok(out);
         }
         self.node.absorb().map_err(closed)?;
@@ -765,7 +868,25 @@ impl Session {
             }
             self.stats.writes_sent += items.len() as u64;
             let moves_cursor_only = items.is_empty();
-            out.push(Msg::Batch { after, upto, items });
+            let users = self
+                .users_for(
+                    peer.node,
+                    items.iter().filter_map(|i| match i {
+                        Item::State(d) => Some(&d.state),
+                        Item::Write(_) => None,
+                    }),
+                    items.iter().filter_map(|i| match i {
+                        Item::Write(w) => Some(w.stamp.node()),
+                        Item::State(_) => None,
+                    }),
+                )
+                .map_err(closed)?;
+            out.push(Msg::Batch {
+                after,
+                upto,
+                items,
+                users,
+            });
             self.next_send = upto + 1;
             if moves_cursor_only {
                 // Nothing the peer lacks: it only learns where our log stands. Not

@@ -129,7 +129,9 @@ macro_rules! trace {
 /// A message in one line, without document contents.
 fn brief(m: &Msg) -> String {
     match m {
-        Msg::Batch { after, upto, items } => {
+        Msg::Batch {
+            after, upto, items, ..
+        } => {
             let items: Vec<String> = items
                 .iter()
                 .map(|i| match i {
@@ -146,6 +148,7 @@ fn brief(m: &Msg) -> String {
             docs,
             done,
             collected,
+            ..
         } => format!(
             "snapshot at {at} slots {after_slot}..{upto_slot} docs {} done {done} collected {collected}",
             docs.len()
@@ -356,6 +359,7 @@ impl World {
                     window: 2,
                     resend_after_us: 60_000,
                     collections: None,
+                    ..SessionConfig::default()
                 },
             )
         };

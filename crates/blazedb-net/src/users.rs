@@ -1,0 +1,603 @@
+//! Named users of a sync server: each with its own token, permissions (read-write or
+//! read-only, all collections or some), revocable. Kept in one sealed file beside the
+//! database (`users.sealed` in its directory), so `blazedb-server user add` works while
+//! the server runs and the running server picks changes up.
+//!
+//! File format (docs/format.md, "Users file"):
+//!
+//! ```text
+//! magic "BLZUSRS\x01" (8) ‖ Argon2id memory KiB, passes, lanes (u32 BE each, 12)
+//! ‖ salt (16) ‖ XChaCha20-Poly1305 sealed postcard(UsersDoc), associated data = the
+//! 36 bytes before it
+//! ```
+//!
+//! Invariants:
+//! - A user's token is never stored: only the key its proofs are made with
+//!   (`CredentialKey::from_user_token`), sealed under a key derived from the database
+//!   password. The file is written 0600, atomically (temporary file, fsync, rename,
+//!   fsync of the directory), so a crash leaves the old or the new file, never a mix.
+//! - Revoking a user removes its record; a running server rereads the file when it
+//!   changes (checked at every user handshake and every [`USERS_POLL`]) and closes the
+//!   revoked user's sessions. Re-adding a name gives it a new record id, so sessions of
+//!   the old record end too.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use blazedb_crypto::auth::CredentialKey;
+use blazedb_crypto::{KdfParams, SealKey};
+use blazedb_sync::grant::{Grant, check_principal};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::error::NetError;
+
+/// How often a running server checks the users file for changes.
+pub const USERS_POLL: Duration = Duration::from_secs(1);
+/// Most users one file holds.
+pub const USERS_MAX: usize = 10_000;
+/// Most collections one user's permission names.
+pub const USER_COLLECTIONS_MAX: usize = 256;
+/// The users file's name in a database's directory.
+pub const USERS_FILE: &str = "users.sealed";
+
+const MAGIC: [u8; 8] = *b"BLZUSRS\x01";
+const HEADER_LEN: usize = 8 + 12 + 16;
+/// Largest users file accepted (a damaged length cannot make us read without bound).
+const FILE_BYTES_MAX: u64 = 64 << 20;
+/// Prefix of generated tokens (recognisable in logs and secret scanners).
+const TOKEN_PREFIX: &str = "bdbu_";
+
+/// What a user may do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    /// Read-only when false.
+    pub write: bool,
+    /// The collections it may read and write (`None`: all).
+    pub collections: Option<Vec<String>>,
+}
+
+impl Permissions {
+    /// Read-write on every collection.
+    #[must_use]
+    pub fn read_write() -> Permissions {
+        Permissions {
+            write: true,
+            collections: None,
+        }
+    }
+}
+
+/// One user as the file keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+struct UserRecord {
+    name: String,
+    /// The key the user's proofs verify with (never the token).
+    key: [u8; 32],
+    perms: Permissions,
+    created_us: u64,
+    /// Distinguishes a re-added name from the record it replaced.
+    id: u64,
+}
+
+impl Drop for UserRecord {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// A user as listed (no key material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub perms: Permissions,
+    /// When it was added (µs since the epoch).
+    pub created_us: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UsersDoc {
+    version: u32,
+    users: Vec<UserRecord>,
+}
+
+const DOC_VERSION: u32 = 1;
+
+fn bad(path: &Path, why: impl std::fmt::Display) -> NetError {
+    NetError::Config(format!("users file {}: {why}", path.display()))
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn random<const N: usize>() -> Result<[u8; N], NetError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| NetError::Config(format!("random source: {e}")))?;
+    Ok(b)
+}
+
+/// The users file of a database served from `db_dir` (the database's own directory).
+#[must_use]
+pub fn users_path(db_dir: &Path) -> PathBuf {
+    db_dir.join(USERS_FILE)
+}
+
+/// The users file, opened with the database password.
+pub struct UserFile {
+    path: PathBuf,
+    kdf: KdfParams,
+    salt: [u8; 16],
+    key: Zeroizing<[u8; 32]>,
+    users: Vec<UserRecord>,
+}
+
+impl std::fmt::Debug for UserFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserFile")
+            .field("path", &self.path)
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserFile {
+    /// Opens the file at `path`, or starts an empty one (written by [`UserFile::save`])
+    /// if there is none.
+    ///
+    /// # Errors
+    /// [`NetError::Config`]: a file that does not open with `password`, is damaged, or
+    /// cannot be read.
+    pub fn open_or_new(path: &Path, password: &[u8], kdf: KdfParams) -> Result<UserFile, NetError> {
+        match Self::open(path, password)? {
+            Some(f) => Ok(f),
+            None => {
+                let salt = random::<16>()?;
+                let key = kdf
+                    .derive(password, &salt)
+                    .map_err(|e| bad(path, format!("key derivation: {e}")))?;
+                Ok(UserFile {
+                    path: path.to_owned(),
+                    kdf,
+                    salt,
+                    key,
+                    users: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Opens the file at `path`; `None` if there is none.
+    ///
+    /// # Errors
+    /// As [`UserFile::open_or_new`].
+    pub fn open(path: &Path, password: &[u8]) -> Result<Option<UserFile>, NetError> {
+        let Some(bytes) = read_file(path)? else {
+            return Ok(None);
+        };
+        let (kdf, salt) = parse_header(path, &bytes)?;
+        let key = kdf
+            .derive(password, &salt)
+            .map_err(|e| bad(path, format!("key derivation: {e}")))?;
+        let users = unseal(path, &key, &bytes)?;
+        Ok(Some(UserFile {
+            path: path.to_owned(),
+            kdf,
+            salt,
+            key,
+            users,
+        }))
+    }
+
+    /// Rereads the file if it still opens with this file's key (same salt and cost);
+    /// `Ok(false)` if it was replaced by one sealed under another salt.
+    fn reload(&mut self) -> Result<bool, NetError> {
+        let Some(bytes) = read_file(&self.path)? else {
+            self.users.clear();
+            return Ok(true);
+        };
+        let (kdf, salt) = parse_header(&self.path, &bytes)?;
+        if kdf != self.kdf || salt != self.salt {
+            return Ok(false);
+        }
+        self.users = unseal(&self.path, &self.key, &bytes)?;
+        Ok(true)
+    }
+
+    /// Adds user `name` with `perms`; returns its token (shown once: only its key is
+    /// kept).
+    ///
+    /// # Errors
+    /// [`NetError::Config`]: a bad name or collection, a name in use, too many users.
+    pub fn add(&mut self, name: &str, perms: Permissions) -> Result<Zeroizing<String>, NetError> {
+        check_principal(name).map_err(NetError::Config)?;
+        if name.starts_with('@') {
+            return Err(NetError::Config(format!(
+                "user names starting with '@' are reserved: {name:?}"
+            )));
+        }
+        if self.users.iter().any(|u| u.name == name) {
+            return Err(NetError::Config(format!(
+                "user {name:?} exists; revoke it first to give it a new token"
+            )));
+        }
+        if self.users.len() >= USERS_MAX {
+            return Err(NetError::Config(format!("at most {USERS_MAX} users")));
+        }
+        if let Some(c) = &perms.collections {
+            if c.is_empty() || c.len() > USER_COLLECTIONS_MAX {
+                return Err(NetError::Config(format!(
+                    "a user's collections list has 1 to {USER_COLLECTIONS_MAX} names"
+                )));
+            }
+            for name in c {
+                blazedb_core::name::check_name(blazedb_core::NameKind::Collection, name)
+                    .map_err(|e| NetError::Config(e.to_string()))?;
+            }
+        }
+        let raw = random::<32>()?;
+        let token = Zeroizing::new(format!(
+            "{TOKEN_PREFIX}{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        let key = CredentialKey::from_user_token(name, &token).to_bytes();
+        self.users.push(UserRecord {
+            name: name.to_owned(),
+            key: *key,
+            perms,
+            created_us: now_us(),
+            id: u64::from_le_bytes(random::<8>()?),
+        });
+        Ok(token)
+    }
+
+    /// Removes user `name`; whether it existed.
+    pub fn revoke(&mut self, name: &str) -> bool {
+        let before = self.users.len();
+        self.users.retain(|u| u.name != name);
+        self.users.len() != before
+    }
+
+    /// The users, sorted by name.
+    #[must_use]
+    pub fn list(&self) -> Vec<UserInfo> {
+        let mut out: Vec<UserInfo> = self
+            .users
+            .iter()
+            .map(|u| UserInfo {
+                name: u.name.clone(),
+                perms: u.perms.clone(),
+                created_us: u.created_us,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Writes the file atomically, mode 0600.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self) -> Result<(), NetError> {
+        let doc = UsersDoc {
+            version: DOC_VERSION,
+            users: self.users.clone(),
+        };
+        let plain = Zeroizing::new(
+            postcard::to_allocvec(&doc).map_err(|e| bad(&self.path, format!("encoding: {e}")))?,
+        );
+        let header = header(self.kdf, &self.salt);
+        let sealed = SealKey::new(&self.key).seal(&header, &plain);
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(&sealed);
+        write_atomic(&self.path, &bytes)
+    }
+}
+
+fn header(kdf: KdfParams, salt: &[u8; 16]) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&kdf.memory_kib.to_be_bytes());
+    h[12..16].copy_from_slice(&kdf.iterations.to_be_bytes());
+    h[16..20].copy_from_slice(&kdf.parallelism.to_be_bytes());
+    h[20..].copy_from_slice(salt);
+    h
+}
+
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(KdfParams, [u8; 16]), NetError> {
+    if bytes.len() < HEADER_LEN || bytes[..8] != MAGIC {
+        return Err(bad(path, "not a BlazeDB users file (or damaged)"));
+    }
+    let u32_at =
+        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let kdf = KdfParams {
+        memory_kib: u32_at(8),
+        iterations: u32_at(12),
+        parallelism: u32_at(16),
+    };
+    kdf.validate()
+        .map_err(|e| bad(path, format!("damaged header: {e}")))?;
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&bytes[20..HEADER_LEN]);
+    Ok((kdf, salt))
+}
+
+fn unseal(path: &Path, key: &[u8; 32], bytes: &[u8]) -> Result<Vec<UserRecord>, NetError> {
+    let plain = Zeroizing::new(
+        SealKey::new(key)
+            .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+            .map_err(|_| {
+                bad(
+                    path,
+                    "does not open with this database password (wrong password, or damaged)",
+                )
+            })?,
+    );
+    let doc: UsersDoc =
+        postcard::from_bytes(&plain).map_err(|e| bad(path, format!("damaged: {e}")))?;
+    if doc.version != DOC_VERSION {
+        return Err(bad(
+            path,
+            format!(
+                "format version {} (this build reads {DOC_VERSION})",
+                doc.version
+            ),
+        ));
+    }
+    Ok(doc.users)
+}
+
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, NetError> {
+    use std::io::Read as _;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(path, e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(path, e))?;
+    if bytes.len() as u64 > FILE_BYTES_MAX {
+        return Err(bad(path, "larger than any users file"));
+    }
+    Ok(Some(bytes))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{USERS_FILE}.tmp"));
+    let io = |e: std::io::Error| bad(path, e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+/// What identifies the file's current contents without reading it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode: m.ino(),
+    })
+}
+
+/// A user the server knows, for one handshake.
+pub(crate) struct KnownUser {
+    pub key: CredentialKey,
+    pub grant: Grant,
+    pub id: u64,
+}
+
+/// The users a running server accepts, kept current with the file.
+pub struct UserDirectory {
+    password: Zeroizing<Vec<u8>>,
+    state: Mutex<(UserFile, Option<Stamp>)>,
+    changed: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for UserDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDirectory").finish_non_exhaustive()
+    }
+}
+
+impl UserDirectory {
+    /// The users of the file at `path` (none yet if it does not exist; users added
+    /// later are picked up).
+    ///
+    /// # Errors
+    /// As [`UserFile::open_or_new`].
+    pub fn open(path: &Path, password: &[u8]) -> Result<Arc<UserDirectory>, NetError> {
+        let st = stamp(path);
+        let file = UserFile::open_or_new(path, password, KdfParams::DEFAULT)?;
+        Ok(Arc::new(UserDirectory {
+            password: Zeroizing::new(password.to_vec()),
+            state: Mutex::new((file, st)),
+            changed: watch::channel(0).0,
+        }))
+    }
+
+    /// Rereads the file if it changed since the last look; whether it did. Blocking
+    /// (file I/O, and a key derivation if the file was re-created).
+    ///
+    /// # Errors
+    /// The file no longer opens; the users known before stay in force.
+    pub fn refresh(&self) -> Result<bool, NetError> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = stamp(&st.0.path);
+        if now == st.1 {
+            return Ok(false);
+        }
+        if !st.0.reload()? {
+            let path = st.0.path.clone();
+            st.0 = UserFile::open_or_new(&path, &self.password, KdfParams::DEFAULT)?;
+        }
+        st.1 = now;
+        drop(st);
+        self.changed.send_modify(|g| *g = g.wrapping_add(1));
+        Ok(true)
+    }
+
+    /// Changes of the users (a session checks its user is still current on each).
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// User `name`, if it exists now.
+    pub(crate) fn lookup(&self, name: &str) -> Option<KnownUser> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let u = st.0.users.iter().find(|u| u.name == name)?;
+        let mut grant = Grant::client(name);
+        grant.write = u.perms.write;
+        grant.collections = u
+            .perms
+            .collections
+            .as_ref()
+            .map(|c| c.iter().cloned().collect::<BTreeSet<String>>());
+        Some(KnownUser {
+            key: CredentialKey::from_bytes(&u.key),
+            grant,
+            id: u.id,
+        })
+    }
+
+    /// Whether the record `id` of user `name` is still in force.
+    #[must_use]
+    pub fn is_current(&self, name: &str, id: u64) -> bool {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.0.users.iter().any(|u| u.name == name && u.id == id)
+    }
+
+    /// How many users are in force.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .users
+            .len()
+    }
+
+    /// Whether no user is in force.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_round_trip_sealed_and_only_keys_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(USERS_FILE);
+        let mut f = UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST).expect("new");
+        let alice = f.add("alice", Permissions::read_write()).expect("add");
+        let ro = Permissions {
+            write: false,
+            collections: Some(vec!["notes".into()]),
+        };
+        f.add("bob", ro.clone()).expect("add");
+        f.save().expect("save");
+        let bytes = std::fs::read(&path).expect("read");
+        for needle in [b"alice".as_slice(), b"notes", alice.as_bytes()] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "nothing in plaintext"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let g = UserFile::open(&path, b"pw").expect("open").expect("exists");
+        let names: Vec<_> = g.list().into_iter().map(|u| (u.name, u.perms)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("alice".into(), Permissions::read_write()),
+                ("bob".into(), ro)
+            ]
+        );
+        let e = UserFile::open(&path, b"wrong").expect_err("wrong password");
+        assert!(e.to_string().contains("password"), "{e}");
+    }
+
+    #[test]
+    fn names_are_checked_and_unique() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = UserFile::open_or_new(
+            &dir.path().join(USERS_FILE),
+            b"pw",
+            KdfParams::INSECURE_FAST,
+        )
+        .expect("new");
+        f.add("alice", Permissions::read_write()).expect("add");
+        for bad in ["alice", "@shared", "a b", ""] {
+            assert!(f.add(bad, Permissions::read_write()).is_err(), "{bad:?}");
+        }
+        let empty = Permissions {
+            write: true,
+            collections: Some(Vec::new()),
+        };
+        assert!(f.add("carol", empty).is_err(), "an empty collection list");
+        assert!(f.revoke("alice"));
+        assert!(!f.revoke("alice"));
+        f.add("alice", Permissions::read_write())
+            .expect("a revoked name can be given again");
+    }
+
+    #[test]
+    fn a_directory_sees_revocation_on_refresh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(USERS_FILE);
+        let mut f = UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST).expect("new");
+        f.add("alice", Permissions::read_write()).expect("add");
+        f.save().expect("save");
+        let d = UserDirectory::open(&path, b"pw").expect("open");
+        let id = d.lookup("alice").expect("alice").id;
+        assert!(d.is_current("alice", id));
+        assert!(!d.refresh().expect("refresh"), "unchanged");
+        let mut f = UserFile::open(&path, b"pw").expect("open").expect("exists");
+        assert!(f.revoke("alice"));
+        f.save().expect("save");
+        assert!(d.refresh().expect("refresh"));
+        assert!(!d.is_current("alice", id));
+        assert!(d.lookup("alice").is_none());
+    }
+}

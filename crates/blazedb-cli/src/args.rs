@@ -224,9 +224,18 @@ pub struct SyncArgs {
     /// Plain TCP without TLS (loopback tests only: anyone on the path can read it).
     #[arg(long)]
     pub plain_tcp_insecure: bool,
-    /// The auth token from this file (otherwise BLAZEDB_AUTH_TOKEN).
+    /// The auth token from this file (otherwise BLAZEDB_AUTH_TOKEN); with --user, that
+    /// user's token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Sync as this named user (its token from --token-file or BLAZEDB_AUTH_TOKEN;
+    /// otherwise BLAZEDB_USER names the user).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The server-to-server token from this file (otherwise BLAZEDB_PEER_TOKEN): for a
+    /// server-role database syncing with another server as its peer.
+    #[arg(long, value_name = "FILE")]
+    pub peer_token_file: Option<PathBuf>,
     /// The shared secret from this file (otherwise BLAZEDB_SHARED_SECRET).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,

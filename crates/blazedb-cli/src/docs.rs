@@ -125,6 +125,7 @@ fn field_meta(ctx: &Ctx<'_>, collection: &str, id: DocId) -> CliResult<Json> {
             .map(|(f, s)| {
                 let mut j = stamp_json(&s);
                 j["local"] = json!(s.node() == node.node_id());
+                j["user"] = json!(node.principal_of(s.node()).ok().flatten());
                 (f, j)
             })
             .collect(),

@@ -7,7 +7,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 use blazedb::Error;
-use blazedb::net::NetError;
+use blazedb::net::{NetError, RefuseCode};
 use blazedb::sync::SyncError;
 
 /// What went wrong, as a process exit code.
@@ -19,7 +19,8 @@ pub enum Exit {
     Usage = 2,
     /// The document, database or file named does not exist.
     NotFound = 3,
-    /// Wrong password, or the server refused the credentials.
+    /// Wrong password, the server refused the credentials, or the server refused this
+    /// user's writes (read-only, or a collection outside its permissions).
     Denied = 4,
     /// Another process holds the database.
     InUse = 5,
@@ -28,8 +29,8 @@ pub enum Exit {
     Conflict = 6,
     /// The input (JSON, a filter, a value, an import record) is not acceptable.
     BadInput = 7,
-    /// Sync could not complete: the server is unreachable, refused the connection,
-    /// or did not answer in time.
+    /// Sync could not complete: the server is unreachable, busy (at its connection
+    /// limit: try later), refused the connection, or did not answer in time.
     Sync = 8,
     /// Stored data is damaged or from an unsupported format version.
     Corrupt = 9,
@@ -134,6 +135,7 @@ impl From<SyncError> for CliError {
             )
             .hint(format!("drop --role, or pass --role {stored}")),
             SyncError::Corrupt { .. } => CliError::new(Exit::Corrupt, e.to_string()),
+            SyncError::Forbidden(_) => CliError::new(Exit::Denied, e.to_string()),
             other => CliError::new(Exit::Sync, other.to_string()),
         }
     }
@@ -145,10 +147,13 @@ impl From<NetError> for CliError {
             NetError::Sync(s) => CliError::from(s),
             other => {
                 let text = other.to_string();
-                let exit = if matches!(other, NetError::Refused { .. }) {
-                    Exit::Denied
-                } else {
-                    Exit::Sync
+                let exit = match &other {
+                    NetError::Refused {
+                        code: RefuseCode::Busy | RefuseCode::ShuttingDown | RefuseCode::Timeout,
+                        ..
+                    } => Exit::Sync,
+                    NetError::Refused { .. } => Exit::Denied,
+                    _ => Exit::Sync,
                 };
                 CliError::new(exit, text)
             }

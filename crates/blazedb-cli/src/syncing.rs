@@ -39,6 +39,13 @@ fn held_json(h: &Held) -> Json {
     }
 }
 
+/// A stamp as JSON with the user its origin writes as, when this node knows it.
+fn stamp_with_user(s: &Stamp, node: &SyncNode) -> Json {
+    let mut j = stamp_json(s);
+    j["user"] = json!(node.principal_of(s.node()).ok().flatten());
+    j
+}
+
 fn reason_text(e: &ConflictEntry) -> &'static str {
     match e.reason {
         blazedb::sync::LossReason::ServerPriority => "server-priority",
@@ -47,18 +54,18 @@ fn reason_text(e: &ConflictEntry) -> &'static str {
     }
 }
 
-/// A conflict-log entry as JSON.
+/// A conflict-log entry as JSON (with the users of both writes, where known).
 #[must_use]
-pub fn conflict_json(e: &ConflictEntry) -> Json {
+pub fn conflict_json(e: &ConflictEntry, node: &SyncNode) -> Json {
     json!({
         "seq": e.seq,
         "collection": e.collection,
         "id": e.id.to_string(),
         "field": e.field,
         "lost": held_json(&e.lost),
-        "loser": stamp_json(&e.loser),
+        "loser": stamp_with_user(&e.loser, node),
         "won": e.won.as_ref().map(held_json),
-        "winner": e.winner.as_ref().map(stamp_json),
+        "winner": e.winner.as_ref().map(|w| stamp_with_user(w, node)),
         "reason": reason_text(e),
         "detected_us": e.detected_us,
     })
@@ -163,8 +170,28 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
             .hint("pass --fingerprint SHA256 (blazedb-server prints it) or --ca ROOTS.pem"));
     };
     let mut creds = Credentials::none();
-    if let Some(t) = optional_secret(a.token_file.as_deref(), "BLAZEDB_AUTH_TOKEN", "auth token")? {
-        creds = creds.token(t);
+    let user = a
+        .user
+        .clone()
+        .or_else(|| std::env::var("BLAZEDB_USER").ok().filter(|u| !u.is_empty()));
+    match (
+        optional_secret(a.token_file.as_deref(), "BLAZEDB_AUTH_TOKEN", "auth token")?,
+        user,
+    ) {
+        (Some(t), Some(u)) => creds = creds.user(u, t),
+        (Some(t), None) => creds = creds.token(t),
+        (None, Some(u)) => {
+            return Err(CliError::new(Exit::Usage, format!("no token for user {u:?}"))
+                .hint("give the user's token with --token-file FILE or BLAZEDB_AUTH_TOKEN"));
+        }
+        (None, None) => {}
+    }
+    if let Some(t) = optional_secret(
+        a.peer_token_file.as_deref(),
+        "BLAZEDB_PEER_TOKEN",
+        "peer token",
+    )? {
+        creds = creds.peer_token(t);
     }
     if let Some(s) = optional_secret(
         a.secret_file.as_deref(),
@@ -185,6 +212,22 @@ async fn probe(relay: &TcpRelay) -> CliResult {
             Ok(())
         }
         Err(e) => Err(match NetError::from_io(&e) {
+            Some(NetError::Refused { code, message })
+                if matches!(
+                    code,
+                    blazedb::net::RefuseCode::Busy | blazedb::net::RefuseCode::ShuttingDown
+                ) =>
+            {
+                CliError::new(
+                    Exit::Sync,
+                    format!("the server is busy: {message} ({})", code.as_str()),
+                )
+                .hint("try again later; local writes are kept and sync then")
+            }
+            Some(NetError::Unavailable(m)) => {
+                CliError::new(Exit::Sync, format!("the server is unavailable: {m}"))
+                    .hint("try again later; local writes are kept and sync then")
+            }
             Some(NetError::Refused { code, message }) => CliError::new(
                 if *code == blazedb::net::RefuseCode::Auth {
                     Exit::Denied
@@ -193,7 +236,7 @@ async fn probe(relay: &TcpRelay) -> CliResult {
                 },
                 format!("the server refused: {message} ({})", code.as_str()),
             )
-            .hint("check the auth token / shared secret (BLAZEDB_AUTH_TOKEN, BLAZEDB_SHARED_SECRET) and --remote-db"),
+            .hint("check the auth token / user / shared secret (BLAZEDB_AUTH_TOKEN, BLAZEDB_USER, BLAZEDB_SHARED_SECRET) and --remote-db"),
             Some(NetError::Tls(t)) => CliError::new(Exit::Denied, format!("TLS: {t}"))
                 .hint("the server's certificate does not match --fingerprint / --ca"),
             Some(NetError::Auth(t)) => CliError::new(Exit::Denied, format!("authentication: {t}")),
@@ -230,9 +273,14 @@ pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
         )
         .await?;
         let s = with_bootstrap_progress(&handle, handle.sync_now(timeout)).await;
-        let s = s.map_err(|e| {
-            CliError::new(Exit::Sync, e.to_string())
-                .hint("the server may be unreachable; local writes are kept and sync later")
+        let s = s.map_err(|e| match e {
+            blazedb::sync::SyncError::Forbidden(_) => CliError::new(Exit::Denied, e.to_string())
+                .hint(
+                    "this user may not write (read-only) or not these collections; the \
+                     server's data arrived, local writes stay pending here",
+                ),
+            e => CliError::new(Exit::Sync, e.to_string())
+                .hint("the server may be unreachable; local writes are kept and sync later"),
         })?;
         if watch {
             watch_until_interrupted(&handle, table).await?;
@@ -394,11 +442,13 @@ pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
 pub fn conflicts(ctx: &mut Ctx<'_>, after: u64, limit: usize) -> CliResult {
     ctx.outside_tx("conflicts")?;
     let rows: Vec<Json> = match SyncNode::stored_role(ctx.db)? {
-        Some(role) => enable(ctx.db, role)?
-            .conflicts(after, limit)?
-            .iter()
-            .map(conflict_json)
-            .collect(),
+        Some(role) => {
+            let node = enable(ctx.db, role)?;
+            node.conflicts(after, limit)?
+                .iter()
+                .map(|e| conflict_json(e, &node))
+                .collect()
+        }
         None => Vec::new(),
     };
     ctx.out.rows(&rows)

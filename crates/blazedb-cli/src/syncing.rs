@@ -181,8 +181,10 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
         (Some(t), Some(u)) => creds = creds.user(u, t),
         (Some(t), None) => creds = creds.token(t),
         (None, Some(u)) => {
-            return Err(CliError::new(Exit::Usage, format!("no token for user {u:?}"))
-                .hint("give the user's token with --token-file FILE or BLAZEDB_AUTH_TOKEN"));
+            return Err(
+                CliError::new(Exit::Usage, format!("no token for user {u:?}"))
+                    .hint("give the user's token with --token-file FILE or BLAZEDB_AUTH_TOKEN"),
+            );
         }
         (None, None) => {}
     }

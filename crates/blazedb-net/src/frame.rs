@@ -72,11 +72,11 @@ pub enum Frame {
     Refused { code: RefuseCode, message: String },
     /// A sync-layer message (after authentication only).
     Sync(Msg),
-    /// Liveness, sent by each side every heartbeat interval: a fresh `nonce`, and the
-    /// newest nonce received from the other side (`echo`, 0 before any). An echo of
-    /// one of our nonces proves the peer has read everything we sent before it; a
-    /// connection whose peer proves nothing for the idle timeout is closed, however
-    /// much else it sends.
+    /// Liveness. Each side sends one every heartbeat interval with a fresh nonzero
+    /// `nonce`; the other side answers at once with `nonce: 0` (an answer is not
+    /// answered) and `echo` = that nonce. An echo of one of our nonces proves the peer
+    /// has read everything we sent before it; a connection whose peer proves nothing
+    /// for the idle timeout is closed, however much else it sends.
     Beat { nonce: u64, echo: u64 },
 }
 

@@ -36,7 +36,7 @@ pub use listener::{ListenOptions, ListenerControl, ListenerStats, NetListener};
 pub use pump::Liveness;
 #[cfg(unix)]
 pub use relay::UnixRelay;
-pub use relay::{DialOptions, Security, TcpRelay};
+pub use relay::{DialOptions, FrameStream, Security, TcpRelay};
 pub use server::{ConnectRemote, RemoteNode, Server, ServerConfig, TlsSetup, start};
 pub use tls::{Fingerprint, ServerIdentity, ServerTrust};
 pub use users::{Permissions, UserDirectory, UserFile};

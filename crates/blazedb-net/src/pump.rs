@@ -13,9 +13,10 @@
 //!   it is written. A reader waiting for budget stops reading the socket, so TCP flow
 //!   control pushes back on the sender.
 //! - Liveness is proven, not assumed: each side sends a `Beat` with a fresh nonce every
-//!   heartbeat interval and echoes the newest nonce it has read. A connection whose
-//!   peer has not echoed anything we sent within the idle timeout is closed — however
-//!   many frames it sends, a peer that does not read gets closed. Every write has the
+//!   heartbeat interval, and answers each beat it reads at once with an echo of its
+//!   nonce. A connection whose peer has not echoed anything we sent within the idle
+//!   timeout is closed — however many frames it sends, a peer that does not read gets
+//!   closed — whatever heartbeat interval the peer itself uses. Every write has the
 //!   same deadline, so a peer that stops reading holds nothing past it.
 //! - A listener's shutdown or the revocation of the connection's user ends both tasks
 //!   promptly with a typed refusal (written within [`CLOSE_GRACE`] or not at all).
@@ -124,8 +125,10 @@ enum Stop {
 
 /// What the two tasks share about liveness.
 struct Live {
-    /// The newest nonce read from the peer (echoed in our next beat).
+    /// The newest nonce read from the peer, to echo.
     peer_nonce: AtomicU64,
+    /// Wakes the writer to echo `peer_nonce` at once.
+    answer: tokio::sync::Notify,
     /// Our recent beats: (nonce, sent at).
     sent: Mutex<VecDeque<(u64, Instant)>>,
     /// When we sent the newest beat the peer has echoed (or the connection began).
@@ -134,7 +137,13 @@ struct Live {
 
 impl Live {
     fn saw(&self, nonce: u64, echo: u64) {
-        self.peer_nonce.store(nonce, Ordering::Release);
+        if nonce != 0 {
+            self.peer_nonce.store(nonce, Ordering::Release);
+            self.answer.notify_one();
+        }
+        if echo == 0 {
+            return;
+        }
         let sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(&(_, at)) = sent.iter().find(|(n, _)| *n == echo) {
             let mut p = self.proven.lock().unwrap_or_else(PoisonError::into_inner);
@@ -154,6 +163,14 @@ impl Live {
         sent.push_back((nonce, Instant::now()));
         Frame::Beat {
             nonce,
+            echo: self.peer_nonce.load(Ordering::Acquire),
+        }
+    }
+
+    /// The answer to the peer's newest beat (itself never answered).
+    fn echo(&self) -> Frame {
+        Frame::Beat {
+            nonce: 0,
             echo: self.peer_nonce.load(Ordering::Acquire),
         }
     }
@@ -242,6 +259,7 @@ where
     let mut reader = std::io::Cursor::new(parts.read_buf.to_vec()).chain(r);
     let live = Arc::new(Live {
         peer_nonce: AtomicU64::new(0),
+        answer: tokio::sync::Notify::new(),
         sent: Mutex::new(VecDeque::new()),
         proven: Mutex::new(Instant::now()),
     });
@@ -343,6 +361,13 @@ where
                             writable = false;
                             break;
                         }
+                    }
+                }
+                () = live.answer.notified() => {
+                    let body = live.echo().encode();
+                    if !matches!(tokio::time::timeout(idle, write_frame(&mut w, &body)).await, Ok(Ok(()))) {
+                        writable = false;
+                        break;
                     }
                 }
                 _ = beat.tick() => {

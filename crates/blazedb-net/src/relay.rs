@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use blazedb_sync::Wire;
 use blazedb_sync::relay::{BoxFuture, Relay};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::NetError;
-use crate::frame::Bytes32;
-use crate::handshake::{self, Credentials};
+use crate::frame::{Bytes32, Frame};
+use crate::handshake::{self, Conn, Credentials};
 use crate::listener::HANDSHAKE_TIMEOUT_DEFAULT;
 use crate::pump::{self, Liveness, PumpOptions};
 use crate::tls::{EXPORTER_LABEL, ServerTrust};
@@ -89,7 +91,9 @@ impl TcpRelay {
         self
     }
 
-    async fn dial(&self) -> Result<Wire, NetError> {
+    /// TCP, TLS (unless plain TCP was asked for) and the handshake: an authenticated
+    /// connection, and the peer's address.
+    async fn dial_conn(&self) -> Result<(Conn<Box<dyn Io>>, String), NetError> {
         let addr = format!("{}:{}", self.host, self.port);
         let tcp = tokio::time::timeout(
             self.opts.connect_timeout,
@@ -118,29 +122,91 @@ impl TcpRelay {
                         EXPORTER_LABEL,
                         None,
                     ))?;
-                    let conn =
-                        handshake::client(tls, Some(channel), &self.database, &self.creds).await?;
-                    Ok(pump::spawn(
-                        conn,
-                        peer.clone(),
-                        PumpOptions::dialer(self.opts.liveness),
-                        (),
-                    ))
+                    let io: Box<dyn Io> = Box::new(tls);
+                    handshake::client(io, Some(channel), &self.database, &self.creds).await
                 }
                 Security::PlainTcpInsecure => {
-                    let conn = handshake::client(tcp, None, &self.database, &self.creds).await?;
-                    Ok(pump::spawn(
-                        conn,
-                        peer.clone(),
-                        PumpOptions::dialer(self.opts.liveness),
-                        (),
-                    ))
+                    let io: Box<dyn Io> = Box::new(tcp);
+                    handshake::client(io, None, &self.database, &self.creds).await
                 }
             }
         };
-        tokio::time::timeout(self.opts.handshake_timeout, work)
+        let conn = tokio::time::timeout(self.opts.handshake_timeout, work)
             .await
-            .map_err(|_| NetError::Timeout("the handshake"))?
+            .map_err(|_| NetError::Timeout("the handshake"))??;
+        Ok((conn, peer))
+    }
+
+    async fn dial(&self) -> Result<Wire, NetError> {
+        let (conn, peer) = self.dial_conn().await?;
+        Ok(pump::spawn(
+            conn,
+            peer,
+            PumpOptions::dialer(self.opts.liveness),
+            (),
+        ))
+    }
+
+    /// Connects and authenticates, then hands over the connection as frames, without a
+    /// sync session: for diagnostics, and for tests that play a misbehaving peer.
+    ///
+    /// # Errors
+    /// As [`Relay::connect`].
+    pub async fn connect_frames(&self) -> Result<FrameStream, NetError> {
+        Ok(FrameStream {
+            conn: self.dial_conn().await?.0,
+        })
+    }
+}
+
+/// A byte stream a connection runs over (TCP, TLS over TCP, a Unix socket).
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// An authenticated connection spoken to frame by frame (see
+/// [`TcpRelay::connect_frames`]).
+pub struct FrameStream {
+    conn: Conn<Box<dyn Io>>,
+}
+
+impl std::fmt::Debug for FrameStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameStream").finish_non_exhaustive()
+    }
+}
+
+impl FrameStream {
+    /// Sends one frame.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn send(&mut self, f: &Frame) -> Result<(), NetError> {
+        handshake::send(&mut self.conn, f).await
+    }
+
+    /// Writes raw bytes (a partial or malformed frame, say).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        let io = self.conn.get_mut();
+        io.write_all(bytes).await?;
+        io.flush().await?;
+        Ok(())
+    }
+
+    /// The next frame; `None` once the peer closed the connection.
+    ///
+    /// # Errors
+    /// An undecodable or oversized frame; I/O errors.
+    pub async fn recv(&mut self) -> Result<Option<Frame>, NetError> {
+        match self.conn.next().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(handshake::frame_error(e)),
+            Some(Ok(body)) => Frame::decode(&body)
+                .map(Some)
+                .map_err(|e| NetError::Protocol(e.to_string())),
+        }
     }
 }
 

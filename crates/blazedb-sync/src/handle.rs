@@ -329,6 +329,13 @@ impl SyncHandle {
             loop {
                 {
                     let s = rx.borrow_and_update();
+                    // Refused with the session ended (a role or identity this node's
+                    // credential does not allow): asking again changes nothing.
+                    if !s.connected
+                        && let Some(why) = &s.refused
+                    {
+                        return Some(why.clone());
+                    }
                     if s.connected && s.pulled_token >= token {
                         if let Some(why) = &s.refused {
                             return Some(why.clone());
@@ -384,6 +391,8 @@ async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         match inner.relay.connect().await {
             Ok(wire) => {
+                // A refusal belongs to the session that heard it.
+                inner.status_tx.send_modify(|s| s.refused = None);
                 let mut ctl = Control {
                     stop: stop.clone(),
                     commits: inner.policy.live.then(|| inner.signal.subscribe()),

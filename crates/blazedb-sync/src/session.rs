@@ -683,9 +683,10 @@ impl Session {
                 fatal,
             } => {
                 self.stats.last_error = Some(format!("peer: {message}"));
-                if code == ErrorCode::Forbidden && !fatal {
-                    // Our credential does not allow these writes: sending them again
-                    // would only be refused again. They stay pending; we keep pulling.
+                if code == ErrorCode::Forbidden {
+                    // Our credential does not allow this: sending it again would only
+                    // be refused again. Our writes stay pending; unless the refusal
+                    // ends the session, we keep pulling.
                     self.push_refused = Some(message.clone());
                     self.in_flight.clear();
                     self.next_send = self.acked + 1;

@@ -4,6 +4,8 @@
 //! (`ready listen=<addr> fingerprint=<sha256|none> metrics=<addr|none>`), logs with
 //! `tracing` on stderr (`RUST_LOG` filters), and on SIGINT or SIGTERM stops accepting,
 //! ends every session (each apply is one transaction), flushes the database and exits 0.
+//! The signal handlers are installed before anything is printed, so a signal sent as
+//! soon as `ready` shows takes that graceful path too.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use blazedb::net::{Liveness, Server, ServerIdentity, TlsSetup};
 use clap::Parser;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -48,6 +51,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: config::Args) -> Result<()> {
+    // Before anything can be printed: a SIGTERM sent as soon as `ready` shows must find
+    // the handlers in place (the default action would kill the process unflushed). One
+    // arriving during start-up is kept and ends the server gracefully once it serves.
+    let shutdown = Shutdown::install()?;
     let settings = config::Settings::resolve(args)?;
     let password = settings.password()?;
     std::fs::create_dir_all(&settings.data_dir)
@@ -108,7 +115,7 @@ async fn run(args: config::Args) -> Result<()> {
             .map_or_else(|| "none".to_owned(), |(a, _)| a.to_string()),
     );
     let _ = std::io::stdout().flush();
-    shutdown_signal().await?;
+    shutdown.wait().await;
     tracing::info!("shutting down: no new connections, ending sessions, flushing");
     if let Some((_, task)) = metrics {
         task.abort();
@@ -118,13 +125,25 @@ async fn run(args: config::Args) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The SIGTERM and SIGINT handlers, installed once; a signal received before
+/// [`Shutdown::wait`] is kept until it is called.
+struct Shutdown {
+    term: Signal,
+    int: Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Shutdown> {
+        Ok(Shutdown {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Operating the real `blazedb-server` process: the metrics endpoint under idle
-//! connections and out of file descriptors, SIGTERM as soon as it is ready.
+//! connections and out of file descriptors, SIGTERM as soon as it is ready, and what it
+//! prints about its configuration (never a secret; warnings where secrets are exposed).
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -322,4 +323,119 @@ async fn sigterm_as_soon_as_ready_shows_always_exits_gracefully_with_code_0() {
         );
     }
     eprintln!("{TRIES} starts and graceful stops: {:?}", started.elapsed());
+}
+
+/// Runs the server to its first error (these configurations never get to serve).
+async fn run_to_error(args: &[&str], env_password: bool) -> (ExitStatus, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_blazedb-server"));
+    cmd.args(args)
+        .env_remove("BLAZEDB_AUTH_TOKEN")
+        .env_remove("BLAZEDB_SHARED_SECRET")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if env_password {
+        cmd.env("BLAZEDB_PASSWORD", PASSWORD);
+    } else {
+        cmd.env_remove("BLAZEDB_PASSWORD");
+    }
+    let out = tokio::time::timeout(T, cmd.output())
+        .await
+        .expect("the server exits")
+        .expect("run blazedb-server");
+    assert!(out.stdout.is_empty(), "no ready line");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_malformed_auth_token_line_is_reported_by_position_without_the_token() {
+    const TOKEN: &str = "s3cr3t-Q9x7-never-printed";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("server.toml");
+    let cfg_arg = cfg.to_str().expect("utf-8");
+    for line in [
+        format!("auth_token = \"{TOKEN}\n"),
+        format!("auth_token = {TOKEN}\n"),
+        format!("auth_token = \"{TOKEN}\" trailing\n"),
+    ] {
+        std::fs::write(&cfg, format!("data_dir = \"/x\"\n\n{line}")).expect("write");
+        let (status, stderr) = run_to_error(&["--config", cfg_arg], true).await;
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains(TOKEN), "the token leaks: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: invalid configuration {cfg_arg}:3:")),
+            "path and line: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exposed_secrets_are_warned_about_and_out_of_range_settings_refuse_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let data_arg = data.to_str().expect("utf-8");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not read: the password fails first").expect("write");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let (status, stderr) = run_to_error(
+        &[
+            "--data-dir",
+            data_arg,
+            "--auth-token",
+            "flag-token",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no database password"), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("--auth-token on the command line is visible"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the TLS key file") && stderr.contains("readable by group or others"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("flag-token"), "{stderr}");
+
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").expect("write");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let secret_arg = secret.to_str().expect("utf-8");
+    for (flag, value, accepted) in [
+        ("--handshake-timeout-ms", "0", "accepted 100 to 600000"),
+        ("--max-connections", "0", "accepted 1 to 100000"),
+        ("--idle-timeout-ms", "999", "accepted 1000 to 86400000"),
+    ] {
+        let (status, stderr) = run_to_error(
+            &[
+                "--data-dir",
+                data_arg,
+                "--shared-secret-file",
+                secret_arg,
+                flag,
+                value,
+            ],
+            true,
+        )
+        .await;
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: {flag} {value} is out of range: {accepted}"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(!data.exists(), "nothing was created before refusing");
 }

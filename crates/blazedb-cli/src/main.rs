@@ -13,6 +13,7 @@ mod demo;
 mod docs;
 mod exit;
 mod filter;
+mod history;
 mod open;
 mod output;
 mod repl;

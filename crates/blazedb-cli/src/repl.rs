@@ -1,11 +1,17 @@
 //! The interactive REPL: the command line's database commands, one per line, plus
-//! `begin` / `commit` / `rollback` and `exit`. History is kept in
-//! `~/.blazedb_history` (at most [`HISTORY_MAX`] lines); Tab completes commands and
-//! collection names. With stdin not a terminal it reads commands line by line, so
-//! scripts can pipe into it.
+//! `begin` / `commit` / `rollback` and `exit`. Tab completes commands and collection
+//! names. With stdin not a terminal it reads commands line by line, so scripts can pipe
+//! into it.
+//!
+//! History: within a session, every line typed is recalled whole (arrow-up). Across
+//! sessions, `~/.blazedb_history` keeps only the *shape* of each command — its command
+//! words and flags, every value replaced by `…` (`query … --where … --limit …`) — since
+//! documents, ids, conditions and paths typed into the REPL of an encrypted database
+//! must not land in a plaintext file. The file has mode 0600 (a wider one is narrowed),
+//! holds at most [`HISTORY_MAX`] lines, and is read and written by interactive sessions
+//! only: a piped script adds nothing to it. See [`crate::history`].
 
 use std::borrow::Cow;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blazedb::Database;
@@ -14,13 +20,14 @@ use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
-use rustyline::history::DefaultHistory;
+use rustyline::history::{History as _, MemHistory, SearchDirection};
 use rustyline::validate::Validator;
 use rustyline::{Config, Context, Editor, Helper};
 
 use crate::args::{Cmd, Global};
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult, Exit};
+use crate::history::HistoryFile;
 
 /// Most lines kept in the history file.
 pub const HISTORY_MAX: usize = 10_000;
@@ -97,8 +104,9 @@ impl Highlighter for Complete {
 impl Validator for Complete {}
 impl Helper for Complete {}
 
-fn history_path() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".blazedb_history"))
+/// The grammar of a REPL line (what the history file's shapes are made by).
+pub fn grammar() -> clap::Command {
+    Line::command()
 }
 
 fn refresh(db: &Database, into: &Mutex<Vec<String>>) {
@@ -126,18 +134,19 @@ pub fn run(db: &Database, global: Global) -> CliResult {
         .map_err(|e| CliError::new(Exit::Failure, e.to_string()))?
         .auto_add_history(true)
         .build();
-    let mut ed: Editor<Complete, DefaultHistory> = Editor::with_config(config)
+    let mut ed: Editor<Complete, MemHistory> = Editor::with_config(config)
         .map_err(|e| CliError::new(Exit::Failure, format!("starting the REPL: {e}")))?;
     ed.set_helper(Some(Complete {
         commands,
         collections: Arc::clone(&collections),
     }));
-    let history = history_path();
-    if let Some(h) = &history {
-        // A missing history file is the normal first start.
-        let _ = ed.load_history(h);
-    }
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let history = interactive
+        .then(|| HistoryFile::in_home(grammar()))
+        .flatten();
+    if let Some(h) = &history {
+        load_history(h, &mut ed);
+    }
     if interactive {
         eprintln!(
             "BlazeDB {} on {} — `help` lists commands, `exit` leaves",
@@ -177,12 +186,36 @@ pub fn run(db: &Database, global: Global) -> CliResult {
         eprintln!("the open transaction was rolled back");
     }
     if let Some(h) = &history {
-        // Failing to keep history must not fail the session.
-        let _ = ed.save_history(h);
+        save_history(h, &ed);
     }
     match last_err {
         Some(e) if !interactive => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// Earlier sessions' shapes, oldest first, into the in-memory history. Failing to read
+/// the file must not fail the session: it is said, and the session goes on.
+fn load_history(h: &HistoryFile, ed: &mut Editor<Complete, MemHistory>) {
+    match h.load(HISTORY_MAX) {
+        Ok(shapes) => {
+            for s in shapes {
+                let _ = ed.add_history_entry(s);
+            }
+        }
+        Err(e) => eprintln!("note: history not read from {}: {e}", h.path().display()),
+    }
+}
+
+/// This session's lines (and the earlier shapes) as shapes into the file.
+fn save_history(h: &HistoryFile, ed: &Editor<Complete, MemHistory>) {
+    let mem = ed.history();
+    let lines: Vec<Cow<'_, str>> = (0..mem.len())
+        .filter_map(|i| mem.get(i, SearchDirection::Forward).ok().flatten())
+        .map(|found| found.entry)
+        .collect();
+    if let Err(e) = h.save(lines.iter().map(AsRef::as_ref), HISTORY_MAX) {
+        eprintln!("note: history not saved to {}: {e}", h.path().display());
     }
 }
 
@@ -241,7 +274,7 @@ mod tests {
             commands: vec!["count".into(), "query".into(), "commit".into()],
             collections: Arc::new(Mutex::new(vec!["todo".into(), "tags".into()])),
         };
-        let h = DefaultHistory::new();
+        let h = MemHistory::new();
         let ctx = Context::new(&h);
         let names = |line: &str| {
             let (start, pairs) = c.complete(line, line.len(), &ctx).expect("complete");

@@ -1,13 +1,40 @@
 //! The server's settings: command-line flags over an optional TOML file over defaults.
 //! Secrets (auth token, shared secret, database password) may come from files or the
 //! environment so they stay out of process listings and shell history.
+//!
+//! Resolving never prints a secret: a TOML error is reported by path, line, column and
+//! the parser's message (never the offending line, which may hold the auth token, nor a
+//! value the message would quote), and what looks unsafe — a secret given as a flag, a
+//! secret or key file others may read — becomes a warning in [`Settings::warnings`].
+//! Numeric settings outside their accepted range are refused, naming the setting.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use blazedb::net::Liveness;
 use clap::Parser;
 use serde::Deserialize;
+
+/// Connections the sync listener may hold at once (`max_connections`): zero would serve
+/// nobody; past this the process runs out of descriptors long before.
+pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=100_000;
+pub const MAX_CONNECTIONS_DEFAULT: usize = 1024;
+/// Milliseconds to finish TLS and authentication (`handshake_timeout_ms`): below this a
+/// client on a real network cannot finish; above it a stalled handshake holds its slot
+/// for too long.
+pub const HANDSHAKE_TIMEOUT_MS: RangeInclusive<u64> = 100..=600_000;
+pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Milliseconds without a frame before a session is closed (`idle_timeout_ms`): the
+/// server heartbeats at a third of it, so the floor keeps heartbeats at least 333 ms
+/// apart; the ceiling is a day.
+pub const IDLE_TIMEOUT_MS: RangeInclusive<u64> = 1_000..=86_400_000;
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 35_000;
+/// Permission bits that let the group or others read a file.
+const MODE_READABLE_BY_OTHERS: u32 = 0o044;
 
 /// The BlazeDB sync server: serves one database to sync clients over TLS.
 #[derive(Parser, Debug, Default)]
@@ -51,13 +78,17 @@ pub struct Args {
     /// Address of the health and Prometheus metrics endpoint (off unless given).
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
-    /// Most connections at once.
+    /// Most connections at once, handshaking ones included (1 to 100000)
+    /// [default: 1024].
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// Milliseconds a connection has to finish TLS and authentication.
+    /// Milliseconds a connection has to finish TLS and authentication (100 to 600000)
+    /// [default: 10000].
     #[arg(long)]
     pub handshake_timeout_ms: Option<u64>,
-    /// Milliseconds without a frame before a connection is closed.
+    /// Milliseconds without a frame before a connection is closed; the server
+    /// heartbeats at a third of it, at most every 10 s (1000 to 86400000)
+    /// [default: 35000].
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
 }
@@ -106,6 +137,9 @@ pub struct Settings {
     pub max_connections: usize,
     pub handshake_timeout_ms: u64,
     pub idle_timeout_ms: u64,
+    /// What looked unsafe while resolving (a secret on the command line, a secret or key
+    /// file others may read), for the program to log as warnings.
+    pub warnings: Vec<String>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -123,30 +157,172 @@ fn secret(
     file: Option<PathBuf>,
     env: &str,
     what: &str,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<String>> {
     match (value, file) {
         (Some(_), Some(_)) => bail!("give the {what} or its file, not both"),
         (Some(v), None) => Ok(Some(v)),
-        (None, Some(f)) => read_secret(&f, what).map(Some),
+        (None, Some(f)) => {
+            warn_if_readable_by_others(&f, &format!("the {what} file"), warnings);
+            read_secret(&f, what).map(Some)
+        }
         (None, None) => Ok(std::env::var(env).ok().filter(|v| !v.is_empty())),
     }
+}
+
+/// The permission bits of `path` when the group or others may read it. A file that
+/// cannot be inspected is not judged here: using it reports the real error.
+fn readable_by_others(path: &Path) -> Option<u32> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & MODE_READABLE_BY_OTHERS != 0).then_some(mode)
+}
+
+fn warn_if_readable_by_others(path: &Path, what: &str, warnings: &mut Vec<String>) {
+    if let Some(mode) = readable_by_others(path) {
+        warnings.push(format!(
+            "{what} {} is readable by group or others (mode {mode:04o}): restrict it \
+             with chmod 600",
+            path.display()
+        ));
+    }
+}
+
+/// Reads and parses the TOML file.
+fn parse_file(path: &Path) -> Result<File> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))
+}
+
+/// `invalid configuration PATH:LINE:COLUMN: MESSAGE`. Never the offending line (the
+/// toml error's own text quotes it, and it may hold the auth token), and never a value
+/// the message would quote.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e
+        .span()
+        .and_then(|span| position(text, span.start))
+        .map_or_else(String::new, |(line, column)| format!(":{line}:{column}"));
+    anyhow!(
+        "invalid configuration {}{at}: {}",
+        path.display(),
+        without_values(e.message())
+    )
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn position(text: &str, offset: usize) -> Option<(usize, usize)> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some((
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    ))
+}
+
+/// serde's type errors quote the value they met (`invalid type: string "…", expected
+/// usize`), and that value may be a secret typed in the wrong place: keep its kind only.
+/// The expectation is taken from the last `, expected ` because the quoted value may
+/// contain those words itself.
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((met, expected)) = rest.rsplit_once(", expected ")
+        {
+            let kind = met.split(['`', '"']).next().unwrap_or_default().trim();
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    message.to_owned()
+}
+
+/// The flag's value, else the file's, else `default`; refused outside `range` with a
+/// message naming the setting as the user gave it, the value and the accepted range.
+fn bounded<T>(
+    key: &str,
+    flag: Option<T>,
+    file: Option<T>,
+    config: Option<&Path>,
+    default: T,
+    range: &RangeInclusive<T>,
+) -> Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let (value, named) = match (flag, file, config) {
+        (Some(v), _, _) => (v, format!("--{} {v}", key.replace('_', "-"))),
+        (None, Some(v), Some(path)) => (v, format!("{key} = {v} in {}", path.display())),
+        (None, Some(v), None) => (v, format!("{key} = {v}")),
+        (None, None, _) => return Ok(default),
+    };
+    if !range.contains(&value) {
+        bail!(
+            "{named} is out of range: accepted {} to {}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(value)
+}
+
+/// Warnings for secrets others may see: given as flags (the process list shows them to
+/// every user), or held in a configuration file the group or others may read.
+fn exposed_secrets(args: &Args, file: &File, config: Option<&Path>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (given, flag, instead) in [
+        (
+            args.auth_token.is_some(),
+            "--auth-token",
+            "--auth-token-file or BLAZEDB_AUTH_TOKEN",
+        ),
+        (
+            args.shared_secret.is_some(),
+            "--shared-secret",
+            "--shared-secret-file or BLAZEDB_SHARED_SECRET",
+        ),
+    ] {
+        if given {
+            warnings.push(format!(
+                "{flag} on the command line is visible to other users in the process \
+                 list: use {instead} instead"
+            ));
+        }
+    }
+    if let Some(path) = config {
+        let held: Vec<&str> = [
+            ("auth_token", file.auth_token.is_some()),
+            ("shared_secret", file.shared_secret.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, held)| held.then_some(key))
+        .collect();
+        if !held.is_empty()
+            && let Some(mode) = readable_by_others(path)
+        {
+            warnings.push(format!(
+                "the configuration file {} holds {} and is readable by group or others \
+                 (mode {mode:04o}): restrict it with chmod 600, or name a file with \
+                 auth_token_file / shared_secret_file instead",
+                path.display(),
+                held.join(" and ")
+            ));
+        }
+    }
+    warnings
 }
 
 impl Settings {
     /// Flags over the file (if any) over defaults.
     ///
     /// # Errors
-    /// An unreadable or invalid file, conflicting or missing settings.
+    /// An unreadable or invalid file, conflicting or missing settings, a number outside
+    /// its accepted range.
     pub fn resolve(args: Args) -> Result<Settings> {
-        let file: File = match &args.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("invalid configuration {}", p.display()))?
-            }
+        let config = args.config.as_deref();
+        let file: File = match config {
+            Some(p) => parse_file(p)?,
             None => File::default(),
         };
+        let mut warnings = exposed_secrets(&args, &file, config);
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -160,15 +336,21 @@ impl Settings {
             args.auth_token_file.or(file.auth_token_file),
             "BLAZEDB_AUTH_TOKEN",
             "auth token",
+            &mut warnings,
         )?;
         let shared_secret = secret(
             args.shared_secret.or(file.shared_secret),
             args.shared_secret_file.or(file.shared_secret_file),
             "BLAZEDB_SHARED_SECRET",
             "shared secret",
+            &mut warnings,
         )?;
         if auth_token.is_none() && shared_secret.is_none() {
             bail!("a sync server needs an auth token or a shared secret (or both)");
+        }
+        let password_file = args.password_file.or(file.password_file);
+        if let Some(f) = &password_file {
+            warn_if_readable_by_others(f, "the password file", &mut warnings);
         }
         let plain = args.plain_tcp_insecure || file.plain_tcp_insecure;
         let tls = match (
@@ -179,7 +361,10 @@ impl Settings {
             (Some(_), _, true) | (_, Some(_), true) => {
                 bail!("TLS files and plain TCP exclude each other")
             }
-            (Some(cert), Some(key), false) => Tls::Files { cert, key },
+            (Some(cert), Some(key), false) => {
+                warn_if_readable_by_others(&key, "the TLS key file", &mut warnings);
+                Tls::Files { cert, key }
+            }
             (Some(_), None, _) | (None, Some(_), _) => bail!("give both --tls-cert and --tls-key"),
             (None, None, true) => Tls::PlainTcpInsecure,
             (None, None, false) => Tls::SelfSigned,
@@ -192,22 +377,50 @@ impl Settings {
             }),
             auth_token,
             shared_secret,
-            password_file: args.password_file.or(file.password_file),
+            password_file,
             tls,
             metrics: args.metrics.or(file.metrics),
-            max_connections: args
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(1024),
-            handshake_timeout_ms: args
-                .handshake_timeout_ms
-                .or(file.handshake_timeout_ms)
-                .unwrap_or(10_000),
-            idle_timeout_ms: args
-                .idle_timeout_ms
-                .or(file.idle_timeout_ms)
-                .unwrap_or(35_000),
+            max_connections: bounded(
+                "max_connections",
+                args.max_connections,
+                file.max_connections,
+                config,
+                MAX_CONNECTIONS_DEFAULT,
+                &MAX_CONNECTIONS,
+            )?,
+            handshake_timeout_ms: bounded(
+                "handshake_timeout_ms",
+                args.handshake_timeout_ms,
+                file.handshake_timeout_ms,
+                config,
+                HANDSHAKE_TIMEOUT_MS_DEFAULT,
+                &HANDSHAKE_TIMEOUT_MS,
+            )?,
+            idle_timeout_ms: bounded(
+                "idle_timeout_ms",
+                args.idle_timeout_ms,
+                file.idle_timeout_ms,
+                config,
+                IDLE_TIMEOUT_MS_DEFAULT,
+                &IDLE_TIMEOUT_MS,
+            )?,
+            warnings,
         })
+    }
+
+    /// The session timers. Each side closes a session after its idle timeout without a
+    /// frame and heartbeats when it has nothing to say, so the server heartbeats at a
+    /// third of its idle timeout, but never less often than the default clients expect
+    /// (a client closes a silent server after its own idle timeout, 35 s by default:
+    /// with `idle_timeout_ms` at a day, heartbeats every 8 hours would drop every quiet
+    /// client).
+    #[must_use]
+    pub fn liveness(&self) -> Liveness {
+        let idle_timeout = Duration::from_millis(self.idle_timeout_ms);
+        Liveness {
+            heartbeat: (idle_timeout / 3).min(Liveness::default().heartbeat),
+            idle_timeout,
+        }
     }
 
     /// The database password: its file, `BLAZEDB_PASSWORD`, or a prompt on a terminal.
@@ -234,87 +447,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Args {
-        Args::parse_from(std::iter::once("blazedb-server").chain(list.iter().copied()))
-    }
-
-    #[test]
-    fn a_toml_file_sets_everything_and_flags_override_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("server.toml");
-        std::fs::write(
-            &cfg,
-            r#"
-data_dir = "/srv/blazedb"
-database = "inventory"
-listen = "0.0.0.0:9000"
-auth_token = "from-file"
-metrics = "127.0.0.1:9100"
-max_connections = 50
-handshake_timeout_ms = 2000
-idle_timeout_ms = 9000
-"#,
-        )
-        .expect("write");
-        let s = Settings::resolve(args(&[
-            "--config",
-            cfg.to_str().expect("utf-8"),
-            "--database",
-            "flag-wins",
-        ]))
-        .expect("resolves");
-        assert_eq!(s.data_dir, PathBuf::from("/srv/blazedb"));
-        assert_eq!(s.database, "flag-wins");
-        assert_eq!(s.listen, "0.0.0.0:9000".parse().expect("addr"));
-        assert_eq!(s.auth_token.as_deref(), Some("from-file"));
-        assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().expect("addr")));
-        assert_eq!(
-            (s.max_connections, s.handshake_timeout_ms, s.idle_timeout_ms),
-            (50, 2000, 9000)
-        );
-        assert!(matches!(s.tls, Tls::SelfSigned));
-    }
-
-    #[test]
-    fn bad_settings_are_clear_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("bad.toml");
-        std::fs::write(&cfg, "data_dir = \"/x\"\nauth_tokn = \"typo\"\n").expect("write");
-        let e = Settings::resolve(args(&["--config", cfg.to_str().expect("utf-8")]))
-            .expect_err("unknown key");
-        assert!(format!("{e:#}").contains("auth_tokn"), "{e:#}");
-        let e = Settings::resolve(args(&[
-            "--data-dir",
-            "/x",
-            "--shared-secret",
-            "s",
-            "--tls-cert",
-            "c.pem",
-        ]))
-        .expect_err("cert without key");
-        assert!(e.to_string().contains("--tls-key"), "{e}");
-        let e = Settings::resolve(args(&[
-            "--data-dir",
-            "/x",
-            "--auth-token",
-            "t",
-            "--auth-token-file",
-            "f",
-        ]))
-        .expect_err("both");
-        assert!(e.to_string().contains("not both"), "{e}");
-        let empty = dir.path().join("empty");
-        std::fs::write(&empty, "\n").expect("write");
-        let e = Settings::resolve(args(&[
-            "--data-dir",
-            "/x",
-            "--auth-token-file",
-            empty.to_str().expect("utf-8"),
-        ]))
-        .expect_err("empty secret file");
-        assert!(e.to_string().contains("empty"), "{e}");
-    }
-}
+mod tests;

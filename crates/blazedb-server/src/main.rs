@@ -4,6 +4,9 @@
 //! (`ready listen=<addr> fingerprint=<sha256|none> metrics=<addr|none>`), logs with
 //! `tracing` on stderr (`RUST_LOG` filters), and on SIGINT or SIGTERM stops accepting,
 //! ends every session (each apply is one transaction), flushes the database and exits 0.
+//! The signal handlers are installed before anything is printed, so a signal sent as
+//! soon as `ready` shows takes that graceful path too. A data directory the server
+//! creates is private to its user (mode 0700).
 
 #![forbid(unsafe_code)]
 
@@ -11,12 +14,18 @@ mod config;
 mod metrics;
 
 use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use blazedb::net::{Liveness, Server, ServerIdentity, TlsSetup};
+use blazedb::net::{Server, ServerIdentity, TlsSetup};
 use clap::Parser;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Mode of a data directory the server creates: owner only.
+const DATA_DIR_MODE: u32 = 0o700;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -48,10 +57,16 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: config::Args) -> Result<()> {
+    // Before anything can be printed: a SIGTERM sent as soon as `ready` shows must find
+    // the handlers in place (the default action would kill the process unflushed). One
+    // arriving during start-up is kept and ends the server gracefully once it serves.
+    let shutdown = Shutdown::install()?;
     let settings = config::Settings::resolve(args)?;
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     let password = settings.password()?;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    create_data_dir(&settings.data_dir)?;
     let (dir, name) = (settings.data_dir.clone(), settings.database.clone());
     let db = tokio::task::spawn_blocking(move || {
         blazedb::Database::open(&dir, &name, password.as_bytes())
@@ -82,10 +97,7 @@ async fn run(args: config::Args) -> Result<()> {
     .tls(tls);
     server.max_connections = settings.max_connections;
     server.handshake_timeout = Duration::from_millis(settings.handshake_timeout_ms);
-    server.liveness = Liveness {
-        heartbeat: Duration::from_millis((settings.idle_timeout_ms / 3).max(1)),
-        idle_timeout: Duration::from_millis(settings.idle_timeout_ms.max(1)),
-    };
+    server.liveness = settings.liveness();
     let addr = server.start().await?;
     let fingerprint = server.fingerprint();
     let server = Arc::new(server);
@@ -108,7 +120,7 @@ async fn run(args: config::Args) -> Result<()> {
             .map_or_else(|| "none".to_owned(), |(a, _)| a.to_string()),
     );
     let _ = std::io::stdout().flush();
-    shutdown_signal().await?;
+    shutdown.wait().await;
     tracing::info!("shutting down: no new connections, ending sessions, flushing");
     if let Some((_, task)) = metrics {
         task.abort();
@@ -118,13 +130,65 @@ async fn run(args: config::Args) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// Creates the data directory (and missing parents) readable by this user only: it
+/// holds the database and the TLS private key. An existing directory is left as it is:
+/// its permissions are the operator's choice.
+fn create_data_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// The SIGTERM and SIGINT handlers, installed once; a signal received before
+/// [`Shutdown::wait`] is kept until it is called.
+struct Shutdown {
+    term: Signal,
+    int: Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Shutdown> {
+        Ok(Shutdown {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_created_data_directory_is_private_and_an_existing_one_keeps_its_mode() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let fresh = root.path().join("a/b");
+        create_data_dir(&fresh).expect("create");
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(
+            mode(&root.path().join("a")),
+            0o700,
+            "parents it creates too"
+        );
+        let existing = root.path().join("shared");
+        std::fs::create_dir(&existing).expect("mkdir");
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        create_data_dir(&existing).expect("exists already");
+        assert_eq!(mode(&existing), 0o755);
+    }
 }

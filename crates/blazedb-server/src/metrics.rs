@@ -1,9 +1,25 @@
 //! The health and metrics endpoint: `GET /health` answers `ok`, `GET /metrics` the
-//! server's counters in the Prometheus text format. A deliberately tiny HTTP/1.0
-//! responder (one request per connection, request head ≤ 4 KiB, 5 s to send it, at
-//! most 16 requests at once) — a scrape target needs no more, and an HTTP stack would
-//! cost more compile time than the whole server.
+//! server's counters in the Prometheus text format; another path is 404, another method
+//! 405. Served by hyper's HTTP/1 server, since anyone who reaches the address can talk
+//! to it, and it defends itself:
+//!
+//! - At most [`CONNECTIONS_MAX`] connections at once. One over the limit is closed at
+//!   once rather than queued: a queued connection holds its descriptor all the same, so
+//!   queueing would not bound descriptors (the resource the sync listener shares), and a
+//!   scraper or health check retries a fast failure sooner than it would get a late
+//!   answer. The limit is far above what scrapers need, so idle connections that an
+//!   attacker opens do not shut out `/health` unless they are that many.
+//! - [`HEADER_READ_TIMEOUT`] to send the request head, so an idle or slow connection
+//!   frees its slot; [`CONNECTION_DEADLINE`] for the whole exchange, so a client that
+//!   never reads the answer does not keep one either.
+//! - One request per connection (no keep-alive); a request body is never read; a head
+//!   larger than [`HEAD_BYTES_MAX`] is refused by hyper.
+//! - A failing accept (out of descriptors — EMFILE, ENFILE — or anything else) backs off
+//!   from [`ACCEPT_BACKOFF_MIN`], doubling up to [`ACCEPT_BACKOFF_MAX`], reset by the
+//!   next accepted connection: the listener stays readable while the error lasts, so
+//!   retrying at once would spin a core.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +28,32 @@ use std::time::Duration;
 
 use anyhow::Result;
 use blazedb::net::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-const HEAD_MAX: usize = 4096;
-const CONCURRENT_MAX: usize = 16;
+/// Connections served at once.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Time from accepting a connection to the end of its request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time from accepting a connection to closing it, answer sent or not.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest request head read (hyper's smallest read buffer; a scrape's head is a few
+/// hundred bytes).
+pub const HEAD_BYTES_MAX: usize = 8192;
+/// First wait after a failed accept.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest wait between accepts while they keep failing.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The Prometheus text format's content type (also used for `/health`'s plain text).
+const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4";
 
 /// Binds the endpoint and serves it until the task is dropped; returns the address.
 ///
@@ -26,53 +63,92 @@ pub async fn spawn(
     addr: SocketAddr,
     server: Arc<Server>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let slots = Arc::new(Semaphore::new(CONCURRENT_MAX));
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                continue; // dropped: closed
-            };
-            let server = Arc::clone(&server);
-            tokio::spawn(async move {
-                let _permit = permit;
-                let _ = tokio::time::timeout(Duration::from_secs(5), answer(&mut s, &server)).await;
-            });
-        }
-    });
-    Ok((local, task))
+    Ok((local, tokio::spawn(accept_loop(listener, server))))
 }
 
-async fn answer(s: &mut tokio::net::TcpStream, server: &Server) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let n = s.read(&mut buf).await?;
-        if n == 0 || head.len() + n > HEAD_MAX {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(HEAD_BYTES_MAX);
+    let mut backoff = Backoff::default();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.reset();
+                stream
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "metrics endpoint: accept failed, backing off");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue; // over the limit: dropped, so closed (see the module docs)
+        };
+        let server = Arc::clone(&server);
+        let served = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
+                let resp = answer(&req, &server);
+                async move { Ok::<_, Infallible>(resp) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            // Timed out, a malformed request, a client gone: nothing to report back.
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, served).await;
+        });
     }
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = match (method, path) {
-        ("GET", "/health") => ("200 OK", "ok\n".to_owned()),
-        ("GET", "/metrics") => ("200 OK", render(server)),
-        ("GET", _) => ("404 Not Found", "not found\n".to_owned()),
-        _ => ("405 Method Not Allowed", "only GET\n".to_owned()),
+}
+
+/// The answer to one request (its body, if any, is never read).
+fn answer(req: &Request<Incoming>, server: &Server) -> Response<Full<Bytes>> {
+    let (status, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => (StatusCode::OK, Bytes::from_static(b"ok\n")),
+        (&Method::GET, "/metrics") => (StatusCode::OK, Bytes::from(render(server))),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Bytes::from_static(b"only GET\n"),
+        ),
     };
-    let resp = format!(
-        "HTTP/1.0 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(resp.as_bytes()).await?;
-    s.shutdown().await
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET"));
+    }
+    resp
+}
+
+/// The wait after each failed accept in a row: doubling from [`ACCEPT_BACKOFF_MIN`] up
+/// to [`ACCEPT_BACKOFF_MAX`].
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The last wait; `None` after a success.
+    last: Option<Duration>,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = self
+            .last
+            .map_or(ACCEPT_BACKOFF_MIN, |d| (d * 2).min(ACCEPT_BACKOFF_MAX));
+        self.last = Some(delay);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.last = None;
+    }
 }
 
 /// The metrics, Prometheus text format.
@@ -177,4 +253,22 @@ fn render(server: &Server) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_up_to_its_cap_and_restarts_after_a_success() {
+        let mut b = Backoff::default();
+        let waits: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert_eq!(waits[0], ACCEPT_BACKOFF_MIN);
+        assert_eq!(waits[1], ACCEPT_BACKOFF_MIN * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(waits[9], ACCEPT_BACKOFF_MAX, "{waits:?}");
+        assert_eq!(b.next_delay(), ACCEPT_BACKOFF_MAX, "stays at the cap");
+        b.reset();
+        assert_eq!(b.next_delay(), ACCEPT_BACKOFF_MIN);
+    }
 }

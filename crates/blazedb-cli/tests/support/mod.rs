@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -134,6 +136,72 @@ impl Scratch {
             .write_all(input.as_bytes())
             .expect("write stdin");
         Run::of(child.wait_with_output().expect("wait"))
+    }
+
+    /// Runs the REPL on database `db` on a pseudo-terminal (util-linux `script`, part of
+    /// every Debian base system), as [`Scratch::cmd`] would (password in the
+    /// environment, HOME the scratch directory), typing each of `lines` and Enter once
+    /// its prompt shows: the line editor discards input typed ahead of its prompt.
+    /// stdout is all the terminal showed.
+    pub fn repl_on_terminal(&self, db: &str, lines: &[&str]) -> Run {
+        const PROMPT_WAIT: Duration = Duration::from_secs(60);
+        let mut child = Command::new("script")
+            .current_dir(self.dir.path())
+            .env("BLAZEDB_PASSWORD", PASSWORD)
+            .env_remove("BLAZEDB_DB")
+            .env_remove("BLAZEDB_AUTH_TOKEN")
+            .env_remove("BLAZEDB_SHARED_SECRET")
+            .env("HOME", self.dir.path())
+            .args(["-qec", &format!("{} --db {db} repl", bin()), "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn script");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut shown = Vec::new();
+        let prompts = |shown: &[u8]| {
+            let text = String::from_utf8_lossy(shown);
+            text.matches("blazedb> ").count() + text.matches("blazedb*> ").count()
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let deadline = Instant::now() + PROMPT_WAIT;
+            while prompts(&shown) <= i {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(chunk) => shown.extend_from_slice(&chunk),
+                    Err(e) => panic!(
+                        "no prompt for {line:?} ({e}); the terminal showed: {}",
+                        String::from_utf8_lossy(&shown)
+                    ),
+                }
+            }
+            write!(stdin, "{line}\r").expect("type");
+            stdin.flush().expect("type");
+        }
+        drop(stdin);
+        let status = child.wait().expect("wait");
+        reader.join().expect("the reader ends with the terminal");
+        shown.extend(rx.try_iter().flatten());
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut stderr).expect("stderr");
+        }
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&shown).into_owned(),
+            stderr,
+        }
     }
 
     /// Creates database `db` with a fast key derivation (tests only).

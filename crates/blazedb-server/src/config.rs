@@ -33,13 +33,28 @@ pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// apart; the ceiling is a day.
 pub const IDLE_TIMEOUT_MS: RangeInclusive<u64> = 1_000..=86_400_000;
 pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 35_000;
+/// Connections still in TLS or the handshake (`max_handshakes`, and per address
+/// `max_handshakes_per_ip`): anonymous sockets hold only these.
+pub const MAX_HANDSHAKES: RangeInclusive<usize> = 1..=100_000;
+pub const MAX_HANDSHAKES_DEFAULT: usize = 256;
+pub const MAX_HANDSHAKES_PER_IP_DEFAULT: usize = 64;
+/// MiB of sync messages held in memory by all connections together
+/// (`message_budget_mib`), half for received messages, half for messages to send: each
+/// half must hold one largest frame (18 MiB).
+pub const MESSAGE_BUDGET_MIB: RangeInclusive<usize> = 40..=8_192;
+pub const MESSAGE_BUDGET_MIB_DEFAULT: usize = 128;
 /// Permission bits that let the group or others read a file.
 const MODE_READABLE_BY_OTHERS: u32 = 0o044;
 
 /// The BlazeDB sync server: serves one database to sync clients over TLS.
+///
+/// Without a subcommand it serves; `user …` manages the named users clients may
+/// authenticate as (the server may be running meanwhile: it picks changes up).
 #[derive(Parser, Debug, Default)]
 #[command(name = "blazedb-server", version)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file (flags override it).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -64,6 +79,12 @@ pub struct Args {
     pub shared_secret: Option<String>,
     #[arg(long)]
     pub shared_secret_file: Option<PathBuf>,
+    /// Server-to-server token: a server proving it may sync with this one as a server
+    /// peer (prefer --peer-token-file or BLAZEDB_PEER_TOKEN).
+    #[arg(long)]
+    pub peer_token: Option<String>,
+    #[arg(long)]
+    pub peer_token_file: Option<PathBuf>,
     /// File holding the database password (else BLAZEDB_PASSWORD, else a prompt).
     #[arg(long)]
     pub password_file: Option<PathBuf>,
@@ -86,6 +107,17 @@ pub struct Args {
     /// [default: 10000].
     #[arg(long)]
     pub handshake_timeout_ms: Option<u64>,
+    /// Connections in TLS or the handshake at once (1 to 100000) [default: 256].
+    #[arg(long)]
+    pub max_handshakes: Option<usize>,
+    /// Connections in TLS or the handshake at once from one address (1 to 100000)
+    /// [default: 64].
+    #[arg(long)]
+    pub max_handshakes_per_ip: Option<usize>,
+    /// MiB of sync messages all connections together may hold in memory, half received,
+    /// half queued to send (40 to 8192) [default: 128].
+    #[arg(long)]
+    pub message_budget_mib: Option<usize>,
     /// Milliseconds without a frame before a connection is closed; the server
     /// heartbeats at a third of it, at most every 10 s (1000 to 86400000)
     /// [default: 35000].
@@ -104,6 +136,8 @@ pub struct File {
     pub auth_token_file: Option<PathBuf>,
     pub shared_secret: Option<String>,
     pub shared_secret_file: Option<PathBuf>,
+    pub peer_token: Option<String>,
+    pub peer_token_file: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -113,6 +147,39 @@ pub struct File {
     pub max_connections: Option<usize>,
     pub handshake_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub max_handshakes: Option<usize>,
+    pub max_handshakes_per_ip: Option<usize>,
+    pub message_budget_mib: Option<usize>,
+}
+
+/// What the program does besides serving.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Named users: each authenticates with its own token and has its own permissions.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+/// `blazedb-server user …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum UserAction {
+    /// Adds a user and prints its token on stdout (once: only a key derived from it is
+    /// kept). Clients sync as it with `--user NAME` and the token.
+    Add {
+        name: String,
+        /// The user may read, never write.
+        #[arg(long)]
+        read_only: bool,
+        /// The only collections the user may read and write (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "NAME,..")]
+        collections: Option<Vec<String>>,
+    },
+    /// Lists the users and their permissions.
+    List,
+    /// Removes a user: its next handshake fails, and its open sessions are closed.
+    Revoke { name: String },
 }
 
 /// How the server presents itself.
@@ -131,12 +198,16 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub auth_token: Option<String>,
     pub shared_secret: Option<String>,
+    pub peer_token: Option<String>,
     pub password_file: Option<PathBuf>,
     pub tls: Tls,
     pub metrics: Option<SocketAddr>,
     pub max_connections: usize,
     pub handshake_timeout_ms: u64,
     pub idle_timeout_ms: u64,
+    pub max_handshakes: usize,
+    pub max_handshakes_per_ip: usize,
+    pub message_budget_mib: usize,
     /// What looked unsafe while resolving (a secret on the command line, a secret or key
     /// file others may read), for the program to log as warnings.
     pub warnings: Vec<String>,
@@ -279,6 +350,11 @@ fn exposed_secrets(args: &Args, file: &File, config: Option<&Path>) -> Vec<Strin
             "--shared-secret",
             "--shared-secret-file or BLAZEDB_SHARED_SECRET",
         ),
+        (
+            args.peer_token.is_some(),
+            "--peer-token",
+            "--peer-token-file or BLAZEDB_PEER_TOKEN",
+        ),
     ] {
         if given {
             warnings.push(format!(
@@ -291,6 +367,7 @@ fn exposed_secrets(args: &Args, file: &File, config: Option<&Path>) -> Vec<Strin
         let held: Vec<&str> = [
             ("auth_token", file.auth_token.is_some()),
             ("shared_secret", file.shared_secret.is_some()),
+            ("peer_token", file.peer_token.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, held)| held.then_some(key))
@@ -345,9 +422,13 @@ impl Settings {
             "shared secret",
             &mut warnings,
         )?;
-        if auth_token.is_none() && shared_secret.is_none() {
-            bail!("a sync server needs an auth token or a shared secret (or both)");
-        }
+        let peer_token = secret(
+            args.peer_token.or(file.peer_token),
+            args.peer_token_file.or(file.peer_token_file),
+            "BLAZEDB_PEER_TOKEN",
+            "peer token",
+            &mut warnings,
+        )?;
         let password_file = args.password_file.or(file.password_file);
         if let Some(f) = &password_file {
             warn_if_readable_by_others(f, "the password file", &mut warnings);
@@ -377,6 +458,7 @@ impl Settings {
             }),
             auth_token,
             shared_secret,
+            peer_token,
             password_file,
             tls,
             metrics: args.metrics.or(file.metrics),
@@ -403,6 +485,30 @@ impl Settings {
                 config,
                 IDLE_TIMEOUT_MS_DEFAULT,
                 &IDLE_TIMEOUT_MS,
+            )?,
+            max_handshakes: bounded(
+                "max_handshakes",
+                args.max_handshakes,
+                file.max_handshakes,
+                config,
+                MAX_HANDSHAKES_DEFAULT,
+                &MAX_HANDSHAKES,
+            )?,
+            max_handshakes_per_ip: bounded(
+                "max_handshakes_per_ip",
+                args.max_handshakes_per_ip,
+                file.max_handshakes_per_ip,
+                config,
+                MAX_HANDSHAKES_PER_IP_DEFAULT,
+                &MAX_HANDSHAKES,
+            )?,
+            message_budget_mib: bounded(
+                "message_budget_mib",
+                args.message_budget_mib,
+                file.message_budget_mib,
+                config,
+                MESSAGE_BUDGET_MIB_DEFAULT,
+                &MESSAGE_BUDGET_MIB,
             )?,
             warnings,
         })

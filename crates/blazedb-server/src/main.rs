@@ -12,6 +12,7 @@
 
 mod config;
 mod metrics;
+mod users;
 
 use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
@@ -19,8 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use blazedb::net::{Server, ServerIdentity, TlsSetup};
+use anyhow::{Context, Result, bail};
+use blazedb::net::{Server, ServerIdentity, TlsSetup, UserDirectory};
 use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -36,7 +37,16 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = config::Args::parse();
+    let mut args = config::Args::parse();
+    if let Some(config::Command::User { action }) = args.command.take() {
+        return match users::run(args, action) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,6 +76,7 @@ async fn run(args: config::Args) -> Result<()> {
         tracing::warn!("{w}");
     }
     let password = settings.password()?;
+    let users_password = zeroize::Zeroizing::new(password.clone());
     create_data_dir(&settings.data_dir)?;
     let (dir, name) = (settings.data_dir.clone(), settings.database.clone());
     let db = tokio::task::spawn_blocking(move || {
@@ -79,6 +90,23 @@ async fn run(args: config::Args) -> Result<()> {
             settings.data_dir.display()
         )
     })?;
+    // Named users: always watched, so users added while the server runs get in.
+    let users_file = blazedb::net::users::users_path(db.path());
+    let users = tokio::task::spawn_blocking(move || {
+        UserDirectory::open(&users_file, users_password.as_bytes())
+    })
+    .await??;
+    if settings.auth_token.is_none()
+        && settings.shared_secret.is_none()
+        && settings.peer_token.is_none()
+        && users.is_empty()
+    {
+        bail!(
+            "no way in for clients: give an auth token (--auth-token-file or \
+             BLAZEDB_AUTH_TOKEN) or a shared secret, or add a user with \
+             `blazedb-server user add NAME`"
+        );
+    }
     let tls = match &settings.tls {
         config::Tls::SelfSigned => TlsSetup::SelfSigned(settings.data_dir.join("tls")),
         config::Tls::Files { cert, key } => {
@@ -94,8 +122,16 @@ async fn run(args: config::Args) -> Result<()> {
         settings.shared_secret.as_deref(),
     )
     .listen_on(settings.listen.ip())
-    .tls(tls);
+    .tls(tls)
+    .users(users);
+    if let Some(t) = &settings.peer_token {
+        server = server.peer_token(t);
+    }
     server.max_connections = settings.max_connections;
+    server.max_handshakes = settings.max_handshakes;
+    server.max_handshakes_per_ip = settings.max_handshakes_per_ip;
+    server.read_budget = settings.message_budget_mib / 2 * (1 << 20);
+    server.send_budget = settings.message_budget_mib / 2 * (1 << 20);
     server.handshake_timeout = Duration::from_millis(settings.handshake_timeout_ms);
     server.liveness = settings.liveness();
     let addr = server.start().await?;

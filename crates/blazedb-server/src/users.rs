@@ -1,0 +1,82 @@
+//! `blazedb-server user add|list|revoke`: the named users of a served database, kept in
+//! its sealed users file (see `blazedb_net::users`). Works whether or not the server
+//! runs: a running server rereads the file when it changes, so a new user can connect
+//! at once and a revoked one is disconnected within a second.
+
+use std::io::Write as _;
+
+use anyhow::{Context, Result, bail};
+use blazedb::net::Permissions;
+use blazedb::net::users::{UserFile, users_path};
+
+use crate::config::{Args, Settings, UserAction};
+
+/// Runs one `user` subcommand.
+///
+/// # Errors
+/// Bad settings, a wrong password, a bad user name, I/O.
+pub fn run(args: Args, action: UserAction) -> Result<()> {
+    let settings = Settings::resolve(args)?;
+    for w in &settings.warnings {
+        eprintln!("warning: {w}");
+    }
+    let db_dir = blazedb::database_path(&settings.data_dir, &settings.database);
+    if !db_dir.is_dir() {
+        bail!(
+            "no database {:?} in {}: start the server once to create it",
+            settings.database,
+            settings.data_dir.display()
+        );
+    }
+    let password = zeroize::Zeroizing::new(settings.password()?);
+    let path = users_path(&db_dir);
+    let mut file = UserFile::open_or_new(&path, password.as_bytes(), blazedb::KdfParams::DEFAULT)?;
+    match action {
+        UserAction::Add {
+            name,
+            read_only,
+            collections,
+        } => {
+            let perms = Permissions {
+                write: !read_only,
+                collections,
+            };
+            let token = file.add(&name, perms)?;
+            file.save()?;
+            eprintln!(
+                "added user {name:?}; its token follows on stdout and is shown only this once \
+                 (clients: blazedb sync --user {name} with the token in --token-file or \
+                 BLAZEDB_AUTH_TOKEN)"
+            );
+            let mut out = std::io::stdout();
+            writeln!(out, "{}", token.as_str()).context("printing the token")?;
+        }
+        UserAction::List => {
+            let mut out = std::io::stdout();
+            for u in file.list() {
+                let collections = u
+                    .perms
+                    .collections
+                    .map_or_else(|| "*".to_owned(), |c| c.join(","));
+                writeln!(
+                    out,
+                    "{}\t{}\tcollections={collections}",
+                    u.name,
+                    if u.perms.write {
+                        "read-write"
+                    } else {
+                        "read-only"
+                    }
+                )?;
+            }
+        }
+        UserAction::Revoke { name } => {
+            if !file.revoke(&name) {
+                bail!("no user {name:?}");
+            }
+            file.save()?;
+            eprintln!("revoked user {name:?}: its sessions end within a second");
+        }
+    }
+    Ok(())
+}

@@ -303,6 +303,106 @@ fn sync_watch_receives_live_changes_until_interrupted() {
     srv.stop();
 }
 
+/// `blazedb-server user add NAME FLAGS` on `s`'s server directory; the token.
+fn add_user(s: &Scratch, name: &str, flags: &[&str]) -> String {
+    let out = Command::new(server_bin())
+        .current_dir(s.dir.path())
+        .args([
+            "--data-dir",
+            "srv",
+            "--database",
+            "main",
+            "user",
+            "add",
+            name,
+        ])
+        .args(flags)
+        .env("BLAZEDB_PASSWORD", PASSWORD)
+        .output()
+        .expect("run blazedb-server user add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// `blazedb sync` of `db` as user `user`.
+fn sync_as(s: &Scratch, db: &str, srv: &ServerProc, user: &str, token: &str) -> Run {
+    Run::of(
+        s.cmd()
+            .args(["--db", db, "sync", "--server", &srv.addr()])
+            .args(["--fingerprint", &srv.fingerprint, "--timeout", "60"])
+            .args(["--user", user])
+            .env("BLAZEDB_AUTH_TOKEN", token)
+            .output()
+            .expect("run blazedb sync"),
+    )
+}
+
+#[test]
+fn users_sync_with_their_rights_and_a_full_server_says_busy() {
+    let s = Scratch::new();
+    s.create("w", None);
+    s.create("v", None);
+    let srv = ServerProc::start_with(&s, &["--max-connections", "1"]);
+    let writer = add_user(&s, "writer", &[]);
+    let viewer = add_user(&s, "viewer", &["--read-only"]);
+    let id = id_in(
+        &s.on("w", &["insert", "t", r#"{"title": "by the writer"}"#])
+            .json(),
+    );
+    sync_as(&s, "w", &srv, "writer", &writer).json();
+
+    // The writer stays connected (live): the one connection the server allows.
+    let mut watcher = s
+        .cmd()
+        .args(["--db", "w", "sync", "--watch", "--server", &srv.addr()])
+        .args(["--fingerprint", &srv.fingerprint, "--user", "writer"])
+        .env("BLAZEDB_AUTH_TOKEN", &writer)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the watcher");
+    let mut status = BufReader::new(watcher.stderr.take().expect("stderr")).lines();
+    let first: Json = serde_json::from_str(&status.next().expect("a line").expect("read"))
+        .expect("a JSON status line");
+    assert_eq!(first["connected"], true);
+    let busy = sync_as(&s, "v", &srv, "viewer", &viewer);
+    assert_eq!(busy.code, 8, "{}", busy.stderr);
+    assert!(busy.stderr.contains("busy"), "{}", busy.stderr);
+    assert!(busy.stderr.contains("try again later"), "{}", busy.stderr);
+    let pid = watcher.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert_eq!(watcher.wait().expect("wait").code(), Some(0));
+
+    // The viewer receives, and the writer's user shows on each field it wrote.
+    sync_as(&s, "v", &srv, "viewer", &viewer).json();
+    let meta = s.on("v", &["get", "t", &id, "--meta"]).json();
+    assert_eq!(meta["meta"]["title"]["user"], "writer");
+    // The viewer's own write is refused by the server: exit 4, kept locally, pending.
+    s.on("v", &["insert", "t", r#"{"title": "by the viewer"}"#])
+        .json();
+    let refused = sync_as(&s, "v", &srv, "viewer", &viewer);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(refused.stderr.contains("read-only"), "{}", refused.stderr);
+    assert_eq!(s.on("v", &["count", "t"]).json(), json!({"count": 2}));
+    assert_eq!(s.on("v", &["status"]).json()["pending_local_writes"], 1);
+    sync_as(&s, "w", &srv, "writer", &writer).json();
+    assert_eq!(s.on("w", &["count", "t"]).json(), json!({"count": 1}));
+    srv.stop();
+}
+
 #[test]
 fn plain_tcp_works_only_when_both_sides_ask_for_it() {
     let s = Scratch::new();

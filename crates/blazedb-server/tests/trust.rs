@@ -347,3 +347,33 @@ async fn half_sent_frames_hold_no_more_than_the_read_budget() {
     drop(held);
     assert_eq!(fresh_client_count(dir.path(), &p, "fresh").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_documents_pass_through_and_the_servers_memory_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = spawn_server(&dir.path().join("server"), &[]).await;
+    let db = open(dir.path(), "pusher");
+    let h = db
+        .enable_sync(
+            p.remote(Credentials::none().token("tok")).relay(),
+            Role::Client,
+        )
+        .await
+        .expect("enable");
+    h.sync_now(T).await.expect("connect");
+    let rss0 = p.rss_kib();
+    let mut peak = rss0;
+    // Twelve documents near the 16 MiB limit, pushed one after another.
+    let big = "z".repeat(blazedb_core::limits::DOCUMENT_BYTES_MAX - (64 << 10));
+    for i in 0..12i64 {
+        db.collection("big")
+            .insert(Document::new().with("i", i).with("blob", big.as_str()))
+            .expect("insert");
+        h.sync_now(T).await.expect("push");
+        peak = peak.max(p.rss_kib());
+    }
+    let rss1 = p.rss_kib();
+    eprintln!("12 x 16 MiB documents: server RSS {rss0} KiB, peak {peak} KiB, after {rss1} KiB");
+    assert!(rss1 < rss0 + 256 * 1024, "{rss0} KiB -> {rss1} KiB");
+    h.stop().await;
+}

@@ -25,6 +25,22 @@ use crate::record::peer_key;
 
 /// Namespace of node → principal bindings.
 pub(crate) const NS_PRINCIPAL: &str = "sync.principal";
+/// Most node ids one named user may bind (each is a peer the server keeps a record
+/// of): a user's devices, with room for reinstalls.
+pub const NODES_PER_USER_MAX: usize = 1_000;
+/// Most node ids the clients of the shared credential may bind together.
+pub const NODES_SHARED_MAX: usize = 100_000;
+
+/// What binding a node id to a principal found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// Bound to this principal (now or before).
+    Yours,
+    /// Bound to another principal.
+    Taken,
+    /// The principal holds as many node ids as it may.
+    Full(usize),
+}
 
 fn decode(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| SyncError::Corrupt {
@@ -45,15 +61,16 @@ impl SyncNode {
             .transpose()
     }
 
-    /// Binds `node` to `principal` unless another principal holds it. Returns the
-    /// other principal when it does.
+    /// Binds `node` to `principal` unless another principal holds it or `principal`
+    /// holds its most node ids already (each bound node is a peer record this node
+    /// keeps: the cap bounds what one credential can make it keep).
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) fn bind_principal(&self, node: NodeId, principal: &str) -> Result<Option<String>> {
+    pub(crate) fn bind_principal(&self, node: NodeId, principal: &str) -> Result<Binding> {
         match self.principal_of(node)? {
-            Some(p) if p == principal => return Ok(None),
-            Some(p) => return Ok(Some(p)),
+            Some(p) if p == principal => return Ok(Binding::Yours),
+            Some(_) => return Ok(Binding::Taken),
             None => {}
         }
         let mut tx = self.database().begin_apply()?;
@@ -61,12 +78,28 @@ impl SyncNode {
         // never be attributed to a principal bound later by someone else.
         tx.set_durability(Durability::Immediate);
         if let Some(p) = tx.aux_get(NS_PRINCIPAL, &peer_key(node))? {
-            let p = decode(p)?;
-            return Ok((p != principal).then_some(p));
+            return Ok(if decode(p)? == principal {
+                Binding::Yours
+            } else {
+                Binding::Taken
+            });
+        }
+        let cap = if principal.starts_with('@') {
+            NODES_SHARED_MAX
+        } else {
+            NODES_PER_USER_MAX
+        };
+        let held = tx
+            .aux_scan(NS_PRINCIPAL)?
+            .iter()
+            .filter(|(_, p)| p.as_slice() == principal.as_bytes())
+            .count();
+        if held >= cap {
+            return Ok(Binding::Full(cap));
         }
         tx.aux_put(NS_PRINCIPAL, &peer_key(node), principal.as_bytes())?;
         tx.commit()?;
-        Ok(None)
+        Ok(Binding::Yours)
     }
 
     /// Records bindings learned from a trusted peer (those already known are left as
@@ -120,5 +153,78 @@ impl SyncNode {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Role;
+    use crate::node::SyncOptions;
+
+    fn node() -> (tempfile::TempDir, SyncNode) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = blazedb_engine::Database::builder()
+            .kdf(blazedb_engine::KdfParams::INSECURE_FAST)
+            .open(dir.path(), "hub", "pw")
+            .expect("open");
+        let n = SyncNode::enable(&db, Role::Server, SyncOptions::default()).expect("enable");
+        (dir, n)
+    }
+
+    #[test]
+    fn a_node_id_belongs_to_the_first_principal_and_a_user_binds_a_bounded_number() {
+        let (_dir, n) = node();
+        assert_eq!(
+            n.bind_principal(NodeId(1), "alice").expect("bind"),
+            Binding::Yours
+        );
+        assert_eq!(
+            n.bind_principal(NodeId(1), "alice").expect("bind"),
+            Binding::Yours
+        );
+        assert_eq!(
+            n.bind_principal(NodeId(1), "bob").expect("bind"),
+            Binding::Taken
+        );
+        assert_eq!(
+            n.principal_of(NodeId(1)).expect("get").as_deref(),
+            Some("alice")
+        );
+        // Fill alice up to one below her cap in one transaction, then bind the last.
+        let mut tx = n.database().begin_apply().expect("tx");
+        for i in 0..NODES_PER_USER_MAX as u64 - 2 {
+            tx.aux_put(NS_PRINCIPAL, &peer_key(NodeId(1_000 + i)), b"alice")
+                .expect("put");
+        }
+        tx.commit().expect("commit");
+        assert_eq!(
+            n.bind_principal(NodeId(2), "alice").expect("bind"),
+            Binding::Yours
+        );
+        assert_eq!(
+            n.bind_principal(NodeId(3), "alice").expect("bind"),
+            Binding::Full(NODES_PER_USER_MAX)
+        );
+        assert_eq!(
+            n.bind_principal(NodeId(3), "bob").expect("bind"),
+            Binding::Yours
+        );
+    }
+
+    #[test]
+    fn bindings_learned_from_a_peer_must_be_well_formed_names() {
+        let (_dir, n) = node();
+        n.learn_principals(&[(NodeId(9), "carol".into())])
+            .expect("learn");
+        assert_eq!(
+            n.principal_of(NodeId(9)).expect("get").as_deref(),
+            Some("carol")
+        );
+        assert!(n.learn_principals(&[(NodeId(9), "a b".into())]).is_err());
+        assert_eq!(
+            n.principal_of(NodeId(9)).expect("get").as_deref(),
+            Some("carol")
+        );
     }
 }

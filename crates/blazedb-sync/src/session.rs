@@ -21,6 +21,7 @@ use crate::clock::{NodeId, Role};
 use crate::error::SyncError;
 use crate::grant::Grant;
 use crate::node::SyncNode;
+use crate::principal::Binding;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
 use crate::record::Item;
 
@@ -396,11 +397,22 @@ impl Session {
                     && let Some(principal) = &self.cfg.grant.principal
                 {
                     match self.node.bind_principal(node, principal) {
-                        Ok(None) => {}
-                        Ok(Some(_)) => {
+                        Ok(Binding::Yours) => {}
+                        Ok(Binding::Taken) => {
                             out.push(self.error(
                                 ErrorCode::Forbidden,
                                 format!("node {node} writes for another user"),
+                                true,
+                            ));
+                            return Ok(out);
+                        }
+                        Ok(Binding::Full(cap)) => {
+                            out.push(self.error(
+                                ErrorCode::Forbidden,
+                                format!(
+                                    "{principal} syncs from {cap} databases already: the \
+                                     server keeps no more for one user"
+                                ),
                                 true,
                             ));
                             return Ok(out);

@@ -20,7 +20,7 @@ pub enum Durability {
     Eventual,
 }
 
-/// Whether opening may create a database.
+/// Whether opening may create a database, and whether the handle may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OpenMode {
     /// Open the database, creating it if it does not exist.
@@ -30,6 +30,26 @@ pub enum OpenMode {
     CreateNew,
     /// Open an existing database; fail with `DatabaseNotFound` if there is none.
     OpenExisting,
+    /// Open an existing database for reading only; fail with `DatabaseNotFound` if there
+    /// is none. The handle never modifies a file of the database directory:
+    ///
+    /// - The data file is opened read-only; what the storage engine writes while opening
+    ///   and closing stays in memory. Page checksums are still verified (unless
+    ///   [`OpenOptions::verify_on_open`] is off), and a file a crash left behind is
+    ///   recovered in memory, not on disk: it stays as it was, and the next read-write
+    ///   open recovers it.
+    /// - The key file is only read.
+    /// - The handle holds a **shared** lock on `LOCK`: any number of read-only handles
+    ///   (in this process or others) coexist, and a read-write handle (for example a
+    ///   running `blazedb-server`) and a read-only one exclude each other: whichever comes
+    ///   second gets [`Error::AlreadyOpen`](blazedb_core::Error::AlreadyOpen). `LOCK`
+    ///   is created (empty, mode 0600) only if it is missing.
+    ///
+    /// Every write — [`Database::begin_write`], `begin_apply`, index changes, imports,
+    /// password changes — fails with [`Error::ReadOnly`](blazedb_core::Error::ReadOnly)
+    /// before anything is touched. [`Database::flush`] succeeds (there is nothing to
+    /// flush), and [`Database::backup_to`] works (it only reads this database).
+    ReadOnly,
 }
 
 /// A builder for opening a database with options other than the defaults.

@@ -73,12 +73,12 @@ pub fn database_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Takes the lock of the database directory `path`: exclusive for a read-write handle,
-/// shared for a read-only one. `LOCK` is created if missing; a read-only handle opens
-/// an existing one for reading only.
+/// shared for a read-only one. `LOCK` is created (mode 0600) if missing; a read-only
+/// handle opens an existing one for reading only.
 fn lock(path: &Path, shared: bool) -> Result<File> {
     let lock_path = path.join(LOCK_FILE);
     let create = || {
-        File::options()
+        crate::private::file_options()
             .read(true)
             .write(true)
             .create(true)
@@ -269,7 +269,7 @@ impl Database {
         opts.kdf.validate().map_err(|e| Error::InvalidValue {
             reason: e.to_string(),
         })?;
-        fs::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
+        crate::private::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
         let mut suffix = [0u8; 8];
         blazedb_crypto::random_bytes(&mut suffix).map_err(|e| Error::InvalidValue {
             reason: e.to_string(),
@@ -278,7 +278,7 @@ impl Database {
             ".{name}{DIR_SUFFIX}.creating-{}",
             u64::from_le_bytes(suffix)
         ));
-        fs::create_dir(&tmp).map_err(Error::io("creating the database directory"))?;
+        crate::private::create_dir(&tmp).map_err(Error::io("creating the database directory"))?;
         let made = Self::create_in(&tmp, name, password, opts);
         let db = match made {
             Ok(db) => db,
@@ -406,7 +406,9 @@ impl Database {
 
     /// Writes a consistent online copy of the database as database `name` in `dir`
     /// (which must not exist). Writers are not blocked; a read-only handle can be the
-    /// source. The copy opens with the same password (as of the backup).
+    /// source. The copy opens with the same password (as of the backup). Its directory is
+    /// created mode 0700 and its files 0600, like a new database's; so are `dir` and its
+    /// missing parents if they do not exist.
     ///
     /// # Errors
     /// [`Error::DatabaseExists`] if the target exists; I/O and storage errors (nothing is
@@ -419,10 +421,10 @@ impl Database {
         if dest.exists() {
             return Err(Error::DatabaseExists { path: dest });
         }
-        fs::create_dir_all(dir).map_err(Error::io("creating the backup directory"))?;
+        crate::private::create_dir_all(dir).map_err(Error::io("creating the backup directory"))?;
         let tmp = dir.join(format!(".{name}{DIR_SUFFIX}.backup-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp).map_err(Error::io("creating the backup directory"))?;
+        crate::private::create_dir(&tmp).map_err(Error::io("creating the backup directory"))?;
         let result = (|| {
             let keyfile = self
                 .inner
@@ -432,7 +434,7 @@ impl Database {
                 .clone();
             keyfile.write_atomic(&tmp.join(KEY_FILE))?;
             // The copy is complete: even a read-only open of it finds its lock file.
-            File::create_new(tmp.join(LOCK_FILE))
+            crate::private::create_new_file(&tmp.join(LOCK_FILE))
                 .map_err(Error::io("creating the backup's lock file"))?;
             self.inner
                 .store

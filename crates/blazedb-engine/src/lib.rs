@@ -6,7 +6,8 @@
 //! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
 //! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
 //! - [`changes`]: the change log read by the sync layer.
-//! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads).
+//! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads),
+//!   `private` (files 0600 and directories 0700 from their creation on).
 //!
 //! Architecture invariants:
 //! - Storage only ever receives sealed values and keyed tags: no document id, collection
@@ -27,6 +28,7 @@ pub mod json;
 mod keyfile;
 pub mod live;
 pub mod options;
+mod private;
 pub mod query;
 mod raw;
 pub mod serde_fields;

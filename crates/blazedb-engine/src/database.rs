@@ -175,7 +175,7 @@ impl Database {
     fn store_options(opts: &OpenOptions) -> StoreOptions {
         StoreOptions {
             verify_on_open: !opts.skip_verify_on_open,
-            ..StoreOptions::default()
+            cache_bytes: Some(opts.cache_bytes),
         }
     }
 

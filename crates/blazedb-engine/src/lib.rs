@@ -47,7 +47,7 @@ pub use database::{Database, database_path};
 pub use hooks::CommitHook;
 pub use index::{IndexInfo, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
-pub use options::{Durability, OpenMode, OpenOptions};
+pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
 pub use query::{Filter, Order, Plan, Query};
 pub use transfer::{ExportReport, ImportOptions, ImportReport};
 pub use txn::{Patch, ReadTxn, WriteTxn};

@@ -7,6 +7,13 @@ use blazedb_crypto::KdfParams;
 use crate::Database;
 use blazedb_core::Result;
 
+/// The default page cache size of [`OpenOptions::cache_size`]: 128 MiB. Measured
+/// (`blazedb-bench engine`, 100,000 documents, a 136 MiB file): against the storage
+/// engine's 1 GiB default, a one-transaction bulk load is ~20 % slower, point gets and
+/// opening with verification unchanged; 64 MiB made the bulk load ~30 % slower and the
+/// verifying open of that file up to twice as slow.
+pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
+
 /// When a commit is reported done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -65,17 +72,30 @@ pub enum OpenMode {
 ///     .open(dir.path(), "notes", "correct horse")?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct OpenOptions {
     pub(crate) kdf: KdfParams,
     pub(crate) durability: Durability,
     pub(crate) mode: OpenMode,
     pub(crate) skip_verify_on_open: bool,
+    pub(crate) cache_bytes: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            kdf: KdfParams::default(),
+            durability: Durability::default(),
+            mode: OpenMode::default(),
+            skip_verify_on_open: false,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
 }
 
 impl OpenOptions {
     /// The defaults: Argon2id at [`KdfParams::DEFAULT`], durable commits, open or create,
-    /// page checksums verified on open.
+    /// page checksums verified on open, a page cache of [`DEFAULT_CACHE_BYTES`].
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -114,6 +134,22 @@ impl OpenOptions {
     #[must_use]
     pub fn verify_on_open(mut self, verify: bool) -> Self {
         self.skip_verify_on_open = !verify;
+        self
+    }
+
+    /// The storage engine's page cache, in bytes (default [`DEFAULT_CACHE_BYTES`]). Each
+    /// open handle has its own.
+    ///
+    /// It holds recently read pages and the pages write transactions changed, so it
+    /// bounds most of the memory a handle keeps beyond the documents in flight. Larger
+    /// speeds up reads and large transactions on a database bigger than the cache; smaller
+    /// saves resident memory. The storage engine's own default, 1 GiB, let a process that
+    /// wrote twelve 15 MiB documents stay at ~850 MiB resident; 128 MiB keeps it at
+    /// ~130 MiB. A cache smaller than one transaction's changes still works (pages are
+    /// written out early). It changes speed and memory only, never what is stored or read.
+    #[must_use]
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
         self
     }
 

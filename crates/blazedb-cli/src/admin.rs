@@ -136,7 +136,12 @@ pub fn export(ctx: &mut Ctx<'_>, collections: &[String], out: Option<&Path>) -> 
     let bar = progress(None, "exporting");
     let report = match out {
         Some(path) => {
-            let f = File::create_new(path).map_err(|e| {
+            // Only the owner may read the export: it holds the documents in the clear.
+            let mut new_file = std::fs::OpenOptions::new();
+            new_file.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut new_file, 0o600);
+            let f = new_file.open(path).map_err(|e| {
                 CliError::from(e).hint(format!("{} must not exist yet", path.display()))
             })?;
             let durable = f.try_clone()?;
@@ -201,7 +206,7 @@ pub fn import(ctx: &mut Ctx<'_>, file: Option<&Path>, replace: bool, partial: bo
 pub fn backup(ctx: &mut Ctx<'_>, dest: &Path) -> CliResult {
     ctx.outside_tx("backup")?;
     let (dir, name) = split_db_path(dest)?;
-    std::fs::create_dir_all(&dir)?;
+    // The engine creates `dir` and its missing parents (mode 0700) and the copy.
     ctx.db.backup_to(&dir, &name)?;
     ctx.out
         .value(&json!({"backup": dest.display().to_string()}))

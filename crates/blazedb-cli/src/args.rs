@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use blazedb::OpenMode;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 /// BlazeDB: an embedded, password-encrypted document database with sync.
@@ -166,6 +167,38 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+}
+
+impl Cmd {
+    /// How the command opens its database: read-only when it only reads, so it never
+    /// modifies a file of the database and can run beside other readers (see
+    /// [`OpenMode::ReadOnly`]). `get --meta` is read-only too; it reopens read-write only
+    /// when local writes wait for their sync stamps (`docs::needs_stamping`).
+    #[must_use]
+    pub fn open_mode(&self) -> OpenMode {
+        match self {
+            Cmd::Info
+            | Cmd::Collections
+            | Cmd::Get { .. }
+            | Cmd::Query(_)
+            | Cmd::Count(_)
+            | Cmd::Explain(_)
+            | Cmd::Index(IndexCmd::List)
+            | Cmd::Export { .. }
+            | Cmd::Backup { .. }
+            | Cmd::Status
+            | Cmd::Conflicts { .. } => OpenMode::ReadOnly,
+            Cmd::Create { .. }
+            | Cmd::Insert { .. }
+            | Cmd::Put { .. }
+            | Cmd::Patch { .. }
+            | Cmd::Delete { .. }
+            | Cmd::Index(IndexCmd::Create { .. } | IndexCmd::Drop { .. })
+            | Cmd::Import { .. }
+            | Cmd::Passwd { .. }
+            | Cmd::Sync(_) => OpenMode::OpenExisting,
+        }
+    }
 }
 
 #[derive(Clone, Debug, ClapArgs)]

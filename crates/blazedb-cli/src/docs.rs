@@ -5,11 +5,11 @@ use std::io::BufRead;
 
 use blazedb::json::fields_from_json;
 use blazedb::query::Access;
-use blazedb::sync::SyncNode;
-use blazedb::{DocId, Document, Patch, WriteTxn};
+use blazedb::sync::{SyncNode, SyncOptions};
+use blazedb::{Database, DocId, Document, Patch, WriteTxn};
 use serde_json::{Value as Json, json};
 
-use crate::args::QueryArgs;
+use crate::args::{Cmd, QueryArgs};
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult};
 use crate::filter::query_of;
@@ -108,15 +108,32 @@ pub fn get(ctx: &mut Ctx<'_>, collection: &str, id: &str, meta: bool) -> CliResu
     ctx.out.value(&out)
 }
 
+/// Whether `cmd` is `get --meta` on a read-only handle of a database whose local writes
+/// sync has not taken over yet: giving them their stamps (as `get --meta` does) is a
+/// write, so the command needs a read-write open.
+///
+/// # Errors
+/// Database errors.
+pub fn needs_stamping(db: &Database, cmd: &Cmd) -> CliResult<bool> {
+    if !matches!(cmd, Cmd::Get { meta: true, .. }) || !db.is_read_only() {
+        return Ok(false);
+    }
+    let Some(role) = SyncNode::stored_role(db)? else {
+        return Ok(false);
+    };
+    Ok(SyncNode::enable(db, role, SyncOptions::default())?.has_unabsorbed()?)
+}
+
 /// Each field's stamp: origin node and role, hybrid-clock time, and the origin's write
 /// counter. `null` when the database never synced (its writes carry no stamps yet).
 fn field_meta(ctx: &Ctx<'_>, collection: &str, id: DocId) -> CliResult<Json> {
     let Some(role) = SyncNode::stored_role(ctx.db)? else {
         return Ok(Json::Null);
     };
-    let node = SyncNode::enable(ctx.db, role, blazedb::sync::SyncOptions::default())?;
+    let node = SyncNode::enable(ctx.db, role, SyncOptions::default())?;
     // Local writes since the last sync get their stamps now, as they would at the next
-    // sync (stamped with the role the database keeps).
+    // sync (stamped with the role the database keeps). With none waiting (always so on a
+    // read-only handle, see `needs_stamping`) this only reads.
     node.absorb()?;
     let stamps = node.field_stamps(collection, id)?;
     Ok(Json::Object(

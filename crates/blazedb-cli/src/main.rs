@@ -47,19 +47,33 @@ fn create(g: &Global, role: Option<args::RoleArg>) -> CliResult {
     }))
 }
 
+/// Opens the database for `cmd`: read-only for the commands that only read, so they
+/// never modify the database's files; read-write for the others.
+fn open_for(g: &Global, cmd: &Cmd) -> CliResult<blazedb::Database> {
+    let path = open::db_path(g)?;
+    let pw = open::password(g)?;
+    let db = open::open_with(path, &pw, cmd.open_mode(), g.insecure_fast_kdf)?;
+    if docs::needs_stamping(&db, cmd)? {
+        // Stamping local writes is a write: reopen read-write (one more key derivation).
+        drop(db);
+        return open::open_with(path, &pw, OpenMode::OpenExisting, g.insecure_fast_kdf);
+    }
+    Ok(db)
+}
+
 fn run(cli: Cli) -> CliResult {
     let g = cli.global;
     match cli.cmd {
         Some(TopCmd::Demo(a)) => demo::run(a.keep.as_deref()),
         Some(TopCmd::Db(Cmd::Create { role })) => create(&g, role),
         Some(TopCmd::Db(cmd)) => {
-            let db = open::open(&g)?;
+            let db = open_for(&g, &cmd)?;
             let r = ctx::Ctx::new(&db, g).run(cmd);
             db.flush()?;
             r
         }
         Some(TopCmd::Repl) | None => {
-            let db = open::open(&g)?;
+            let db = open::open(&g, OpenMode::OpenExisting)?;
             repl::run(&db, g)
         }
     }

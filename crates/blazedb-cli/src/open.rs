@@ -113,8 +113,9 @@ pub fn password(g: &Global) -> CliResult<Zeroizing<String>> {
     )
 }
 
-/// Opens `path` with `password`: an existing database, or a new one with `mode`
-/// `CreateNew`.
+/// Opens `path` with `password`: an existing database (read-only with `mode`
+/// `ReadOnly`), or a new one with `mode` `CreateNew` (missing parent directories are
+/// created mode 0700).
 ///
 /// # Errors
 /// The typed open errors (wrong password, in use, not found, damaged).
@@ -125,9 +126,6 @@ pub fn open_with(
     insecure_fast_kdf: bool,
 ) -> CliResult<Database> {
     let (dir, name) = split_db_path(path)?;
-    if mode == OpenMode::CreateNew {
-        std::fs::create_dir_all(&dir)?;
-    }
     let mut opts = Database::builder().mode(mode);
     if insecure_fast_kdf {
         opts = opts.kdf(KdfParams::INSECURE_FAST);
@@ -144,12 +142,12 @@ pub fn open_with(
     })
 }
 
-/// Opens the existing database of `g`.
+/// Opens the existing database of `g` with `mode` (`OpenExisting` or `ReadOnly`).
 ///
 /// # Errors
 /// As [`open_with`] and [`password`].
-pub fn open(g: &Global) -> CliResult<Database> {
+pub fn open(g: &Global, mode: OpenMode) -> CliResult<Database> {
     let path = db_path(g)?;
     let pw = password(g)?;
-    open_with(path, &pw, OpenMode::OpenExisting, g.insecure_fast_kdf)
+    open_with(path, &pw, mode, g.insecure_fast_kdf)
 }

@@ -68,6 +68,12 @@ pub enum Error {
     #[error("database {path} is in use by another process or handle")]
     AlreadyOpen { path: PathBuf },
 
+    /// The database was opened read-only (`OpenMode::ReadOnly`) and the operation would
+    /// write (a write transaction, an index change, an import, a password change).
+    /// Nothing was modified; reopen it read-write to write.
+    #[error("database {path} is open read-only; writing needs a read-write open")]
+    ReadOnly { path: PathBuf },
+
     /// No database exists at this path (and the options asked not to create one).
     #[error("no database at {path}")]
     DatabaseNotFound { path: PathBuf },

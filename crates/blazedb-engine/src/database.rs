@@ -44,7 +44,10 @@ pub(crate) struct Inner {
     name: String,
     data_key: DataKey,
     keyfile: Mutex<KeyFile>,
-    /// Held (flock) for the handle's life: one owner per database at a time.
+    /// Opened with [`OpenMode::ReadOnly`]: nothing is written.
+    read_only: bool,
+    /// Held (flock) for the handle's life: exclusive for a read-write handle (one owner
+    /// at a time), shared for a read-only one (read-only handles coexist).
     _lock: File,
 }
 
@@ -69,15 +72,34 @@ pub fn database_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}{DIR_SUFFIX}"))
 }
 
-fn lock(path: &Path) -> Result<File> {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path.join(LOCK_FILE))
-        .map_err(Error::io("opening the lock file"))?;
-    match f.try_lock() {
+/// Takes the lock of the database directory `path`: exclusive for a read-write handle,
+/// shared for a read-only one. `LOCK` is created (mode 0600) if missing; a read-only
+/// handle opens an existing one for reading only.
+fn lock(path: &Path, shared: bool) -> Result<File> {
+    let lock_path = path.join(LOCK_FILE);
+    let create = || {
+        crate::private::file_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+    };
+    let opened = if shared {
+        File::open(&lock_path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => create(),
+            _ => Err(e),
+        })
+    } else {
+        create()
+    };
+    let f = opened.map_err(Error::io("opening the lock file"))?;
+    let taken = if shared {
+        f.try_lock_shared()
+    } else {
+        f.try_lock()
+    };
+    match taken {
         Ok(()) => Ok(f),
         Err(fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen {
             path: path.to_owned(),
@@ -106,7 +128,8 @@ impl Database {
     ///
     /// # Errors
     /// - [`Error::WrongPassword`]: the password does not unlock it (nothing modified).
-    /// - [`Error::AlreadyOpen`]: another process or handle has it open.
+    /// - [`Error::AlreadyOpen`]: another process or handle has it open (with
+    ///   [`OpenMode::ReadOnly`]: another handle has it open read-write). Nothing modified.
     /// - [`Error::InvalidName`], [`Error::InvalidValue`] (empty password).
     /// - [`Error::Corruption`], [`Error::UnsupportedFormat`], [`Error::Io`].
     pub fn open(dir: impl AsRef<Path>, name: &str, password: impl AsRef<[u8]>) -> Result<Database> {
@@ -135,7 +158,9 @@ impl Database {
         let exists = path.join(KEY_FILE).exists();
         match (exists, opts.mode) {
             (true, OpenMode::CreateNew) => Err(Error::DatabaseExists { path }),
-            (false, OpenMode::OpenExisting) => Err(Error::DatabaseNotFound { path }),
+            (false, OpenMode::OpenExisting | OpenMode::ReadOnly) => {
+                Err(Error::DatabaseNotFound { path })
+            }
             (true, _) => Self::open_existing(path, name, password, opts),
             (false, _) => match Self::create(dir, &path, name, password, opts) {
                 // Lost a creation race: the other creator's database is there now.
@@ -150,7 +175,7 @@ impl Database {
     fn store_options(opts: &OpenOptions) -> StoreOptions {
         StoreOptions {
             verify_on_open: !opts.skip_verify_on_open,
-            ..StoreOptions::default()
+            cache_bytes: Some(opts.cache_bytes),
         }
     }
 
@@ -160,23 +185,30 @@ impl Database {
         password: &[u8],
         opts: &OpenOptions,
     ) -> Result<Database> {
-        let lock = lock(&path)?;
+        let read_only = opts.mode == OpenMode::ReadOnly;
+        let lock = lock(&path, read_only)?;
         let keyfile = KeyFile::read(&path.join(KEY_FILE))?;
         let data_key = keyfile.unlock(password)?;
         let vault = Vault::new(data_key.keyring());
         let data = path.join(DATA_FILE);
-        // Check the pairing through a read-only open first: a read-write open may write
-        // (recovery, integrity check), and a refused open must leave the file untouched.
-        // A file that needs crash recovery cannot be opened read-only; then the
-        // read-write open below recovers it and the check runs after.
-        match Store::peek(&data, Table::Meta, META_FORMAT) {
-            Ok(sealed) => verify_format(&vault, keyfile.db_id, sealed.as_deref())?,
-            // Only recovery justifies opening read-write before the pairing is proven.
-            Err(blazedb_storage::StorageError::NeedsRecovery) => {}
-            Err(e) => return Err(storage_err(e, &path)),
+        let store = if read_only {
+            // Nothing a read-only open does reaches the file: the pairing is checked
+            // after it (below), like every other open.
+            Store::open_read_only(&data, &Self::store_options(opts))
+        } else {
+            // Check the pairing through a read-only open first: a read-write open may
+            // write (recovery, integrity check), and a refused open must leave the file
+            // untouched. A file that needs crash recovery cannot be opened this way;
+            // then the read-write open below recovers it and the check runs after.
+            match Store::peek(&data, Table::Meta, META_FORMAT) {
+                Ok(sealed) => verify_format(&vault, keyfile.db_id, sealed.as_deref())?,
+                // Only recovery justifies opening read-write before the pairing is proven.
+                Err(blazedb_storage::StorageError::NeedsRecovery) => {}
+                Err(e) => return Err(storage_err(e, &path)),
+            }
+            Store::open(&data, &Self::store_options(opts))
         }
-        let store =
-            Store::open(&data, &Self::store_options(opts)).map_err(|e| storage_err(e, &path))?;
+        .map_err(|e| storage_err(e, &path))?;
         let db = Self::assemble(store, vault, path, name, data_key, keyfile, lock, opts);
         db.check_format()?;
         Ok(db)
@@ -204,6 +236,7 @@ impl Database {
                 name: name.to_owned(),
                 data_key,
                 keyfile: Mutex::new(keyfile),
+                read_only: opts.mode == OpenMode::ReadOnly,
                 _lock: lock,
             }),
         }
@@ -236,7 +269,7 @@ impl Database {
         opts.kdf.validate().map_err(|e| Error::InvalidValue {
             reason: e.to_string(),
         })?;
-        fs::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
+        crate::private::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
         let mut suffix = [0u8; 8];
         blazedb_crypto::random_bytes(&mut suffix).map_err(|e| Error::InvalidValue {
             reason: e.to_string(),
@@ -245,7 +278,7 @@ impl Database {
             ".{name}{DIR_SUFFIX}.creating-{}",
             u64::from_le_bytes(suffix)
         ));
-        fs::create_dir(&tmp).map_err(Error::io("creating the database directory"))?;
+        crate::private::create_dir(&tmp).map_err(Error::io("creating the database directory"))?;
         let made = Self::create_in(&tmp, name, password, opts);
         let db = match made {
             Ok(db) => db,
@@ -273,7 +306,7 @@ impl Database {
     }
 
     fn create_in(tmp: &Path, name: &str, password: &[u8], opts: &OpenOptions) -> Result<Database> {
-        let lock = lock(tmp)?;
+        let lock = lock(tmp, false)?;
         let data_key = DataKey::generate().map_err(|e| Error::InvalidValue {
             reason: e.to_string(),
         })?;
@@ -328,6 +361,22 @@ impl Database {
         &self.inner.name
     }
 
+    /// Whether this handle was opened with [`OpenMode::ReadOnly`] (every write fails with
+    /// [`Error::ReadOnly`]).
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    fn refuse_if_read_only(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly {
+                path: self.inner.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Begins a read transaction: a consistent snapshot that never blocks writers.
     ///
     /// # Errors
@@ -340,12 +389,14 @@ impl Database {
     /// without `commit` rolls it back.
     ///
     /// # Errors
-    /// Storage errors; [`Error::Failed`] after an earlier fatal error.
+    /// Storage errors; [`Error::Failed`] after an earlier fatal error;
+    /// [`Error::ReadOnly`] on a read-only handle (nothing begun).
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
         WriteTxn::begin(self, true)
     }
 
-    /// Makes every commit so far durable, including [`Durability::Eventual`] ones.
+    /// Makes every commit so far durable, including [`Durability::Eventual`] ones. On a
+    /// read-only handle there are none, and it returns at once.
     ///
     /// # Errors
     /// [`Error::Failed`] if the flush fails (the database then refuses writes).
@@ -354,11 +405,15 @@ impl Database {
     }
 
     /// Writes a consistent online copy of the database as database `name` in `dir`
-    /// (which must not exist). Writers are not blocked. The copy opens with the same
-    /// password (as of the backup).
+    /// (which must not exist). Writers are not blocked; a read-only handle can be the
+    /// source. The copy opens with the same password (as of the backup). Its directory is
+    /// created mode 0700 and its files 0600, like a new database's; so are `dir` and its
+    /// missing parents if they do not exist.
     ///
     /// # Errors
-    /// [`Error::DatabaseExists`] if the target exists; I/O and storage errors.
+    /// [`Error::DatabaseExists`] if the target exists; I/O and storage errors (nothing is
+    /// left under the target's name: the copy is made in a temporary directory renamed
+    /// into place).
     pub fn backup_to(&self, dir: impl AsRef<Path>, name: &str) -> Result<()> {
         check_name(NameKind::Database, name)?;
         let dir = dir.as_ref();
@@ -366,10 +421,10 @@ impl Database {
         if dest.exists() {
             return Err(Error::DatabaseExists { path: dest });
         }
-        fs::create_dir_all(dir).map_err(Error::io("creating the backup directory"))?;
+        crate::private::create_dir_all(dir).map_err(Error::io("creating the backup directory"))?;
         let tmp = dir.join(format!(".{name}{DIR_SUFFIX}.backup-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp).map_err(Error::io("creating the backup directory"))?;
+        crate::private::create_dir(&tmp).map_err(Error::io("creating the backup directory"))?;
         let result = (|| {
             let keyfile = self
                 .inner
@@ -378,6 +433,9 @@ impl Database {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             keyfile.write_atomic(&tmp.join(KEY_FILE))?;
+            // The copy is complete: even a read-only open of it finds its lock file.
+            crate::private::create_new_file(&tmp.join(LOCK_FILE))
+                .map_err(Error::io("creating the backup's lock file"))?;
             self.inner
                 .store
                 .backup_to(&tmp.join(DATA_FILE))
@@ -397,7 +455,8 @@ impl Database {
     /// old or the new password works.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for an empty password; I/O errors.
+    /// [`Error::InvalidValue`] for an empty password; [`Error::ReadOnly`] on a read-only
+    /// handle; I/O errors. Each leaves the old password in place.
     pub fn change_password(&self, new_password: impl AsRef<[u8]>) -> Result<()> {
         let kdf = self
             .inner
@@ -417,6 +476,7 @@ impl Database {
         new_password: impl AsRef<[u8]>,
         kdf: KdfParams,
     ) -> Result<()> {
+        self.refuse_if_read_only()?;
         let pw = new_password.as_ref();
         if pw.is_empty() {
             return Err(Error::InvalidValue {

@@ -1,6 +1,7 @@
 //! The key file: KDF parameters, salt and the wrapped data key (160 bytes, see
 //! `docs/format.md`). It is replaced atomically (write temporary, fsync, rename, fsync
 //! directory), so a crash while changing the password leaves the old or the new file.
+//! It is created mode 0600.
 
 use std::fs;
 use std::io::Write;
@@ -141,10 +142,20 @@ impl KeyFile {
         Self::parse(&bytes)
     }
 
-    /// Writes the key file atomically and durably at `path`.
+    /// Writes the key file atomically and durably at `path`, mode 0600 (a key file it
+    /// replaces, whatever its mode, is replaced by this one).
     pub(crate) fn write_atomic(&self, path: &Path) -> Result<(), Error> {
         let tmp = path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).map_err(Error::io("creating the key file"))?;
+        // A temporary file left by a crash is removed, not reused: reusing it would keep
+        // whatever mode it has.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("removing a stale temporary key file")(e));
+            }
+            _ => {}
+        }
+        let mut f =
+            crate::private::create_new_file(&tmp).map_err(Error::io("creating the key file"))?;
         f.write_all(&self.to_bytes())
             .map_err(Error::io("writing the key file"))?;
         f.sync_all().map_err(Error::io("syncing the key file"))?;

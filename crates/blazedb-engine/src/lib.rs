@@ -6,7 +6,8 @@
 //! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
 //! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
 //! - [`changes`]: the change log read by the sync layer.
-//! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads).
+//! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads),
+//!   `private` (files 0600 and directories 0700 from their creation on).
 //!
 //! Architecture invariants:
 //! - Storage only ever receives sealed values and keyed tags: no document id, collection
@@ -27,6 +28,7 @@ pub mod json;
 mod keyfile;
 pub mod live;
 pub mod options;
+mod private;
 pub mod query;
 mod raw;
 pub mod serde_fields;
@@ -45,7 +47,7 @@ pub use database::{Database, database_path};
 pub use hooks::CommitHook;
 pub use index::{IndexInfo, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
-pub use options::{Durability, OpenMode, OpenOptions};
+pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
 pub use query::{Filter, Order, Plan, Query};
 pub use transfer::{ExportReport, ImportOptions, ImportReport};
 pub use txn::{Patch, ReadTxn, WriteTxn};

@@ -26,6 +26,9 @@ pub(crate) fn storage_err(e: StorageError, path: &Path) -> Error {
         },
         StorageError::Failed(reason) => Error::Failed { reason },
         StorageError::NestedWrite => Error::TransactionInProgress,
+        StorageError::ReadOnly => Error::ReadOnly {
+            path: path.to_owned(),
+        },
         StorageError::NeedsRecovery => Error::Failed {
             reason: "the data file needs crash recovery".into(),
         },

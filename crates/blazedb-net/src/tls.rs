@@ -8,7 +8,8 @@
 //! - A pinned client accepts exactly the certificate whose DER hashes to the pin
 //!   (compared in constant time) and still checks the handshake signature made with it,
 //!   so a peer that merely replays the certificate cannot complete the handshake.
-//! - The private key file is written with mode 0600 before any key bytes go into it.
+//! - The private key file is written with mode 0600 before any key bytes go into it;
+//!   directories created for it are 0700.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -137,7 +138,13 @@ impl ServerIdentity {
         if cert.exists() || key.exists() {
             return Ok((ServerIdentity::from_pem_files(&cert, &key)?, false));
         }
-        std::fs::create_dir_all(dir)?;
+        let mut new_dirs = std::fs::DirBuilder::new();
+        new_dirs.recursive(true);
+        // Directories made here hold the private key: owner only (existing ones keep
+        // their mode).
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut new_dirs, 0o700);
+        new_dirs.create(dir)?;
         let ck = rcgen::generate_simple_self_signed(vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -339,6 +346,19 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_generated_key_is_0600_in_directories_created_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("data/tls");
+        ServerIdentity::load_or_generate(&dir).expect("generates");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&base.path().join("data")), 0o700);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum StorageError {
     /// open performs (a read-only open refuses it).
     #[error("the file needs crash recovery")]
     NeedsRecovery,
+    /// The store was opened read-only: it begins no write transaction.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// The calling thread already holds this store's write transaction: waiting for a
     /// second one would deadlock.
     #[error("this thread already holds the write transaction")]

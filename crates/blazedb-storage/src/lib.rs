@@ -1,6 +1,7 @@
 //! The storage boundary: the only crate that names the storage engine (redb).
 //!
-//! - [`Store`]: one database file, its fixed set of byte→byte [`Table`]s, group commit.
+//! - [`Store`]: one database file, its fixed set of byte→byte [`Table`]s, group commit;
+//!   read-only stores ([`Store::open_read_only`]) leave the file's bytes untouched.
 //! - [`ReadTx`] / [`WriteTx`]: snapshot reads and the single writer.
 //! - [`group`]: group commit (many non-durable commits made durable by one fsync).
 //!
@@ -16,6 +17,7 @@
 
 mod error;
 pub mod group;
+mod overlay;
 mod store;
 mod tx;
 

@@ -9,6 +9,7 @@ use redb::ReadableDatabase;
 
 use crate::error::guard;
 use crate::group::{GroupCommit, GroupStats};
+use crate::overlay::Overlay;
 use crate::tx::{ReadTx, WriteTx};
 use crate::{StorageError, Table};
 
@@ -19,7 +20,8 @@ pub struct StoreOptions {
     /// checksums nowhere else: without this, a damaged page may be read as valid
     /// structure (e.g. a key that no longer matches, so a lookup misses).
     pub verify_on_open: bool,
-    /// Page cache size in bytes; `None` keeps the engine's default.
+    /// Page cache size in bytes (read cache and the write buffer of uncommitted pages
+    /// together); `None` keeps the storage engine's default (redb: 1 GiB).
     pub cache_bytes: Option<usize>,
 }
 
@@ -42,19 +44,26 @@ pub struct Store {
     /// `flush()` from that thread would wait for itself forever.
     pub(crate) writer: Mutex<Option<ThreadId>>,
     path: PathBuf,
+    /// Opened by [`Store::open_read_only`]: every write is refused.
+    read_only: bool,
+    /// The page cache size it was opened with (a backup's target gets the same).
+    cache_bytes: Option<usize>,
 }
 
 impl Store {
     /// Creates a new store file at `path` with every [`Table`], durably.
+    /// The file is created with mode 0600 (owner only) before redb writes anything to it.
     ///
     /// # Errors
     /// [`StorageError::Io`] if the file exists or cannot be created.
     pub fn create(path: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
-        // create_new: never initialise over an existing file.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        // create_new: never initialise over an existing file. redb then initialises the
+        // empty file it is given, keeping its mode.
+        let mut new_file = std::fs::OpenOptions::new();
+        new_file.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut new_file, 0o600);
+        new_file.open(path)?;
         let store = Self::open_inner(path, opts, true)?;
         guard(|| {
             let txn = store.db().begin_write()?;
@@ -74,32 +83,85 @@ impl Store {
     /// if it is damaged or lacks a table.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
         let store = Self::open_inner(path, opts, false)?;
-        let tx = store.read()?;
+        store.check_tables()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store file for reading only, leaving its bytes exactly as they
+    /// were.
+    ///
+    /// The file is opened read-only (the operating system refuses writes to it). What
+    /// redb writes while opening and closing (the header's in-use mark, the integrity
+    /// check of `verify_on_open`, recovery of a file that was not closed cleanly, the
+    /// allocator state at close) goes to memory and is dropped with the store (see
+    /// `overlay.rs`). So page checksums are verified as in a read-write open, and a file
+    /// a crash left behind is readable (recovered in memory) without being repaired.
+    ///
+    /// The store takes no lock of its own on the file: the caller excludes writers (the
+    /// engine holds a shared lock on its `LOCK` file). [`Store::write`] fails with
+    /// [`StorageError::ReadOnly`]; [`Store::flush`] has nothing to do.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if the file cannot be opened; [`StorageError::Corrupted`] if
+    /// it is empty, damaged or lacks a table.
+    pub fn open_read_only(path: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            // redb would initialise an empty file (in memory): that is not a store.
+            return Err(StorageError::Corrupted("the data file is empty".into()));
+        }
+        let overlay = Overlay::new(file)?;
+        let db = guard(|| Ok(Self::builder(opts).create_with_backend(overlay)?))?;
+        let store = Self::assemble(db, path, opts, true);
+        store.check_tables()?;
+        Ok(store)
+    }
+
+    /// Every table exists and is readable.
+    fn check_tables(&self) -> Result<(), StorageError> {
+        let tx = self.read()?;
         for t in Table::ALL {
             tx.len(t)?;
         }
-        Ok(store)
+        Ok(())
+    }
+
+    fn builder(opts: &StoreOptions) -> redb::Builder {
+        let mut b = redb::Database::builder();
+        b.set_check_integrity_on_open(opts.verify_on_open);
+        if let Some(bytes) = opts.cache_bytes {
+            b.set_cache_size(bytes);
+        }
+        b
+    }
+
+    fn assemble(db: redb::Database, path: &Path, opts: &StoreOptions, read_only: bool) -> Store {
+        Store {
+            db: Some(db),
+            group: GroupCommit::default(),
+            writer: Mutex::new(None),
+            path: path.to_owned(),
+            read_only,
+            cache_bytes: opts.cache_bytes,
+        }
+    }
+
+    /// Whether the store was opened with [`Store::open_read_only`].
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     fn open_inner(path: &Path, opts: &StoreOptions, create: bool) -> Result<Store, StorageError> {
         let db = guard(|| {
-            let mut b = redb::Database::builder();
-            b.set_check_integrity_on_open(opts.verify_on_open);
-            if let Some(bytes) = opts.cache_bytes {
-                b.set_cache_size(bytes);
-            }
+            let b = Self::builder(opts);
             Ok(if create {
                 b.create(path)?
             } else {
                 b.open(path)?
             })
         })?;
-        Ok(Store {
-            db: Some(db),
-            group: GroupCommit::default(),
-            writer: Mutex::new(None),
-            path: path.to_owned(),
-        })
+        Ok(Self::assemble(db, path, opts, false))
     }
 
     /// Reads one value from a closed store file without modifying it (a read-only open).
@@ -149,8 +211,12 @@ impl Store {
     /// Begins the (single) write transaction, waiting for the current one to finish.
     ///
     /// # Errors
+    /// [`StorageError::ReadOnly`] on a read-only store (nothing begun);
     /// [`StorageError::Failed`] after an earlier fatal error; engine errors.
     pub fn write(&self) -> Result<WriteTx<'_>, StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
         self.group.check()?;
         self.check_not_writer()?;
         self.group.write_started();
@@ -177,10 +243,14 @@ impl Store {
     }
 
     /// Makes every commit made so far durable (one fsync, shared with concurrent callers).
+    /// On a read-only store there are none: it returns at once.
     ///
     /// # Errors
     /// [`StorageError::Failed`] if the flush (fsync) fails; the store is then failed.
     pub fn flush(&self) -> Result<(), StorageError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.check_not_writer()?;
         let ticket = self.group.committed();
         self.wait_durable(ticket)
@@ -206,13 +276,20 @@ impl Store {
     }
 
     /// Writes a consistent copy of the current committed state to a new file at `dest`
-    /// (which must not exist), durably. Concurrent writers are not blocked.
+    /// (which must not exist; created mode 0600 like every store file), durably.
+    /// Concurrent writers are not blocked; a read-only store can be the source.
     ///
     /// # Errors
     /// [`StorageError::Io`] if `dest` exists or cannot be written.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
         let snapshot = self.read()?;
-        let target = Store::create(dest, &StoreOptions::default())?;
+        let target = Store::create(
+            dest,
+            &StoreOptions {
+                cache_bytes: self.cache_bytes,
+                ..StoreOptions::default()
+            },
+        )?;
         let mut w = target.write()?;
         for t in Table::ALL {
             let mut rows = Vec::new();

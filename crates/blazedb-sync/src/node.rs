@@ -203,19 +203,21 @@ impl SyncNode {
     /// keeps `role` for good, and its existing documents become its first writes (so a
     /// server shares what it held before sync, and a client's offline data uploads).
     ///
+    /// Enabling a database that already is only reads: no write transaction begins, so
+    /// it works on a read-only handle.
+    ///
     /// # Errors
     /// [`SyncError::RoleMismatch`] if it was enabled with the other role before;
-    /// database errors.
+    /// database errors (`Error::ReadOnly` when a read-only handle is enabled for the
+    /// first time). Nothing is written on error.
     pub fn enable(db: &Database, role: Role, opts: SyncOptions) -> Result<SyncNode> {
+        if let Some(meta) = record::load_meta(&mut &db.begin_read()?)? {
+            return Self::enabled(db, role, opts, &meta);
+        }
         let mut tx = db.begin_apply()?;
-        let meta = match record::load_meta(&mut tx)? {
-            Some(m) if m.role != role => {
-                return Err(SyncError::RoleMismatch {
-                    stored: m.role,
-                    requested: role,
-                });
-            }
-            Some(m) => m,
+        match record::load_meta(&mut tx)? {
+            // Enabled by a concurrent call since the read above.
+            Some(meta) => Self::enabled(db, role, opts, &meta),
             None => {
                 let node = NodeId::random().map_err(|e| {
                     SyncError::Db(blazedb_core::Error::InvalidValue {
@@ -247,10 +249,20 @@ impl SyncNode {
                 this.adopt_existing(&mut tx, &mut meta)?;
                 record::save(&mut tx, "meta", NS_META, META_KEY, &meta)?;
                 tx.commit()?;
-                return Ok(this);
+                Ok(this)
             }
-        };
-        drop(tx);
+        }
+    }
+
+    /// The node of a database whose stored sync metadata is `meta`, if `role` is the one
+    /// it keeps.
+    fn enabled(db: &Database, role: Role, opts: SyncOptions, meta: &Meta) -> Result<SyncNode> {
+        if meta.role != role {
+            return Err(SyncError::RoleMismatch {
+                stored: meta.role,
+                requested: role,
+            });
+        }
         Ok(SyncNode {
             db: db.clone(),
             opts,

@@ -156,7 +156,7 @@ pub enum Cmd {
     },
     /// Sync with a server (once, or continuously with --watch), or with another local
     /// database (--peer).
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// This database's sync state: role, node, pending writes, the servers it syncs with.
     Status,
     /// The conflict log: writes made here that lost, what won, and why.

@@ -43,6 +43,9 @@ pub const MAX_HANDSHAKES_PER_IP_DEFAULT: usize = 64;
 /// half must hold one largest frame (18 MiB).
 pub const MESSAGE_BUDGET_MIB: RangeInclusive<usize> = 40..=8_192;
 pub const MESSAGE_BUDGET_MIB_DEFAULT: usize = 128;
+/// MiB of the database's page cache (`cache_mib`).
+pub const CACHE_MIB: RangeInclusive<usize> = 1..=65_536;
+pub const CACHE_MIB_DEFAULT: usize = 128;
 /// Permission bits that let the group or others read a file.
 const MODE_READABLE_BY_OTHERS: u32 = 0o044;
 
@@ -123,6 +126,9 @@ pub struct Args {
     /// [default: 35000].
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
+    /// MiB of the database's page cache (1 to 65536) [default: 128].
+    #[arg(long)]
+    pub cache_mib: Option<usize>,
 }
 
 /// The TOML file's contents (every key optional).
@@ -150,6 +156,7 @@ pub struct File {
     pub max_handshakes: Option<usize>,
     pub max_handshakes_per_ip: Option<usize>,
     pub message_budget_mib: Option<usize>,
+    pub cache_mib: Option<usize>,
 }
 
 /// What the program does besides serving.
@@ -208,6 +215,7 @@ pub struct Settings {
     pub max_handshakes: usize,
     pub max_handshakes_per_ip: usize,
     pub message_budget_mib: usize,
+    pub cache_mib: usize,
     /// What looked unsafe while resolving (a secret on the command line, a secret or key
     /// file others may read), for the program to log as warnings.
     pub warnings: Vec<String>,
@@ -509,6 +517,14 @@ impl Settings {
                 config,
                 MESSAGE_BUDGET_MIB_DEFAULT,
                 &MESSAGE_BUDGET_MIB,
+            )?,
+            cache_mib: bounded(
+                "cache_mib",
+                args.cache_mib,
+                file.cache_mib,
+                config,
+                CACHE_MIB_DEFAULT,
+                &CACHE_MIB,
             )?,
             warnings,
         })

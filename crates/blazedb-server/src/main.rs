@@ -25,6 +25,12 @@ use blazedb::net::{Server, ServerIdentity, TlsSetup, UserDirectory};
 use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+/// The allocator returns freed memory to the operating system (glibc's keeps large
+/// freed blocks in its per-thread arenas, so the server stayed at its high-water mark
+/// after large documents had passed).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Mode of a data directory the server creates: owner only.
 const DATA_DIR_MODE: u32 = 0o700;
 
@@ -79,8 +85,11 @@ async fn run(args: config::Args) -> Result<()> {
     let users_password = zeroize::Zeroizing::new(password.clone());
     create_data_dir(&settings.data_dir)?;
     let (dir, name) = (settings.data_dir.clone(), settings.database.clone());
+    let cache = settings.cache_mib << 20;
     let db = tokio::task::spawn_blocking(move || {
-        blazedb::Database::open(&dir, &name, password.as_bytes())
+        blazedb::Database::builder()
+            .cache_size(cache)
+            .open(&dir, &name, password.as_bytes())
     })
     .await?
     .with_context(|| {

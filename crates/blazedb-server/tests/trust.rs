@@ -351,7 +351,8 @@ async fn half_sent_frames_hold_no_more_than_the_read_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_documents_pass_through_and_the_servers_memory_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = spawn_server(&dir.path().join("server"), &[]).await;
+    // A small page cache, so what stays is what the sync path itself keeps.
+    let p = spawn_server(&dir.path().join("server"), &["--cache-mib", "16"]).await;
     let db = open(dir.path(), "pusher");
     let h = db
         .enable_sync(
@@ -372,8 +373,16 @@ async fn large_documents_pass_through_and_the_servers_memory_returns() {
         h.sync_now(T).await.expect("push");
         peak = peak.max(p.rss_kib());
     }
-    let rss1 = p.rss_kib();
-    eprintln!("12 x 16 MiB documents: server RSS {rss0} KiB, peak {peak} KiB, after {rss1} KiB");
-    assert!(rss1 < rss0 + 256 * 1024, "{rss0} KiB -> {rss1} KiB");
+    // Freed memory goes back to the system (not all at once: the allocator returns
+    // what a thread freed when that thread next runs).
+    let bound = rss0 + 96 * 1024;
+    let deadline = tokio::time::Instant::now() + T;
+    let mut rss1 = p.rss_kib();
+    while rss1 > bound && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rss1 = p.rss_kib();
+    }
+    eprintln!("12 x 16 MiB documents: server RSS {rss0} KiB, peak {peak} KiB, then {rss1} KiB");
+    assert!(rss1 <= bound, "{rss0} KiB -> {rss1} KiB (peak {peak} KiB)");
     h.stop().await;
 }

@@ -141,6 +141,19 @@ impl Frame {
         Bytes::from(postcard::to_allocvec(self).unwrap_or_default())
     }
 
+    /// The frame as it goes on the wire: the 4-byte big-endian length, then the body,
+    /// in one buffer (written in one piece, so TLS sends one record, not two).
+    #[must_use]
+    pub fn encode_prefixed(&self) -> Vec<u8> {
+        // Encoding a value of these types into a Vec cannot fail.
+        let mut out = postcard::to_extend(self, vec![0u8; 4]).unwrap_or_default();
+        let len = u32::try_from(out.len().saturating_sub(4)).unwrap_or(u32::MAX);
+        if let Some(prefix) = out.get_mut(..4) {
+            prefix.copy_from_slice(&len.to_be_bytes());
+        }
+        out
+    }
+
     /// Decodes one frame body. Trailing bytes are an error: a frame is exactly one value.
     ///
     /// # Errors
@@ -260,6 +273,12 @@ mod tests {
         ];
         for f in frames {
             assert_eq!(Frame::decode(&f.encode()).expect("decodes"), f);
+            let stream = decode_stream(&f.encode_prefixed(), FRAME_MAX).expect("a stream");
+            assert_eq!(
+                stream,
+                vec![f],
+                "the prefixed encoding is one frame on the wire"
+            );
         }
     }
 

@@ -183,11 +183,9 @@ impl Live {
     }
 }
 
-async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(body).await?;
+/// Writes one frame (length prefix included) and flushes it.
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> io::Result<()> {
+    w.write_all(&frame.encode_prefixed()).await?;
     w.flush().await
 }
 
@@ -350,8 +348,8 @@ where
                 _ = &mut read_task => break,
                 d = from_sync.recv() => {
                     let Some(Delivery { msg, permit }) = d else { break };
-                    let body = Frame::Sync(msg).encode();
-                    let written = tokio::time::timeout(idle, write_frame(&mut w, &body)).await;
+                    let frame = Frame::Sync(msg);
+                    let written = tokio::time::timeout(idle, write_frame(&mut w, &frame)).await;
                     drop(permit);
                     match written {
                         Ok(Ok(())) => {}
@@ -364,8 +362,8 @@ where
                     }
                 }
                 () = live.answer.notified() => {
-                    let body = live.echo().encode();
-                    if !matches!(tokio::time::timeout(idle, write_frame(&mut w, &body)).await, Ok(Ok(()))) {
+                    let frame = live.echo();
+                    if !matches!(tokio::time::timeout(idle, write_frame(&mut w, &frame)).await, Ok(Ok(()))) {
                         writable = false;
                         break;
                     }
@@ -376,8 +374,8 @@ where
                         ours = Some((RefuseCode::Timeout, "nothing we sent was read for too long".into()));
                         break;
                     }
-                    let body = live.beat().encode();
-                    if !matches!(tokio::time::timeout(idle, write_frame(&mut w, &body)).await, Ok(Ok(()))) {
+                    let frame = live.beat();
+                    if !matches!(tokio::time::timeout(idle, write_frame(&mut w, &frame)).await, Ok(Ok(()))) {
                         writable = false;
                         break;
                     }
@@ -390,8 +388,8 @@ where
         });
         if writable {
             if let Some((code, message)) = farewell {
-                let body = Frame::Refused { code, message }.encode();
-                let _ = tokio::time::timeout(CLOSE_GRACE, write_frame(&mut w, &body)).await;
+                let frame = Frame::Refused { code, message };
+                let _ = tokio::time::timeout(CLOSE_GRACE, write_frame(&mut w, &frame)).await;
             }
             let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
         }

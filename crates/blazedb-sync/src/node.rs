@@ -13,6 +13,10 @@
 //! - A write enters the sync log once, when first applied here; re-deliveries change
 //!   nothing and are not logged, so nothing ping-pongs.
 //! - A peer's cursor advances in the transaction that applied what it covers.
+//! - Applying a valid batch never fails for good: not for a document's size (the merge
+//!   keeps every document within the engine's limit; local-only fields that no longer
+//!   fit are dropped) nor for this database's own indexes (`write_document`). Only
+//!   transient causes (clock skew, I/O) make a peer send a batch again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -73,11 +77,11 @@ pub struct SyncOptions {
     pub stamp_with_write_time: bool,
     /// Top-level fields that never sync: they stay in this database's documents, are
     /// never sent, and remote writes leave them alone (a remote delete still removes
-    /// the whole document; and where a merged document grows so that one no longer fits
-    /// beside it within the engine's document limit, it is dropped, with a warning:
-    /// those that still fit are kept, in name order). Exclusion belongs to the database rather than to one
-    /// connection: a field kept off one connection would still travel over another
-    /// and come back through a third.
+    /// the whole document; and where a merged document grows so that one no longer
+    /// fits beside it within the engine's document limit, it is dropped with a
+    /// warning: those that still fit are kept, in name order). Exclusion belongs to the
+    /// database rather than to one connection: a field kept off one connection would
+    /// still travel over another and come back through a third.
     pub local_fields: std::collections::BTreeSet<String>,
     /// A peer not heard from for this long is forgotten: garbage collection stops
     /// waiting for it, and if it comes back it must bootstrap again (its unsent writes

@@ -139,6 +139,9 @@ impl Demo {
                 blazedb::sync::LossReason::RetentionExpired => {
                     "the client was away longer than the server keeps history"
                 }
+                blazedb::sync::LossReason::TooLarge => {
+                    "no room: with the concurrent writes kept before it, the document would exceed 16 MiB"
+                }
             };
             let (mine, theirs) = match (&e.field, &e.lost, e.won.as_ref()) {
                 (None, Held::Updated, Some(Held::Deleted)) => {

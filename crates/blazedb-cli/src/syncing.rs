@@ -51,6 +51,7 @@ fn reason_text(e: &ConflictEntry) -> &'static str {
         blazedb::sync::LossReason::ServerPriority => "server-priority",
         blazedb::sync::LossReason::LaterTimestamp => "later-timestamp",
         blazedb::sync::LossReason::RetentionExpired => "retention-expired",
+        blazedb::sync::LossReason::TooLarge => "too-large",
     }
 }
 
@@ -454,4 +455,42 @@ pub fn conflicts(ctx: &mut Ctx<'_>, after: u64, limit: usize) -> CliResult {
         None => Vec::new(),
     };
     ctx.out.rows(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use blazedb::sync::{Dot, Hlc, LossReason, NodeId};
+    use blazedb::{DocId, Value};
+
+    use super::*;
+
+    #[test]
+    fn a_value_left_out_for_size_reads_too_large_with_its_value_and_no_winner() {
+        let e = ConflictEntry {
+            seq: 1,
+            collection: "docs".into(),
+            id: DocId::new(),
+            field: Some("b".into()),
+            loser: Stamp {
+                dot: Dot {
+                    node: NodeId(7),
+                    counter: 2,
+                },
+                hlc: Hlc {
+                    wall_us: 5,
+                    logical: 0,
+                },
+                role: Role::Client,
+            },
+            lost: Held::Value(Value::from("large")),
+            winner: None,
+            won: None,
+            reason: LossReason::TooLarge,
+            detected_us: 9,
+        };
+        let j = conflict_json(&e);
+        assert_eq!(j["reason"], "too-large");
+        assert_eq!(j["lost"], json!({"value": "large"}));
+        assert!(j["winner"].is_null() && j["won"].is_null());
+    }
 }

@@ -10,6 +10,11 @@ pub const FIELD_NAME_LEN_MAX: usize = 256;
 pub const VALUE_DEPTH_MAX: usize = 32;
 /// Largest encoded document, in bytes (before padding and encryption).
 pub const DOCUMENT_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest auxiliary record (the layers above the engine keep their state in them).
+/// Larger than a document on purpose: the sync layer's merge state of one document holds
+/// the versions concurrent writers made of it until they are settled, each up to a
+/// document in size, so it can outgrow one document (`blazedb-sync`'s `merge.rs`).
+pub const AUX_RECORD_BYTES_MAX: usize = 1 << 30;
 /// Most writes (document changes) a single transaction may hold.
 pub const TXN_WRITES_MAX: usize = 4_000_000;
 /// Most change-log entries returned by one read of the change log.

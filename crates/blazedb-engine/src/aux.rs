@@ -14,7 +14,7 @@ use blazedb_core::{NameKind, Result};
 use blazedb_storage::{Table, prefix_upper};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode_within};
 use crate::database::Database;
 use crate::raw::Raw;
 use crate::txn::{ReadTxn, WriteTxn};
@@ -156,12 +156,18 @@ impl WriteTxn<'_> {
     /// Stores `value` under `key` in auxiliary namespace `ns` (a collection-style name).
     ///
     /// # Errors
-    /// [`blazedb_core::Error::InvalidName`] for a bad namespace; storage errors.
+    /// [`blazedb_core::Error::InvalidName`] for a bad namespace;
+    /// [`blazedb_core::Error::TooLarge`] beyond
+    /// [`blazedb_core::limits::AUX_RECORD_BYTES_MAX`]; storage errors.
     pub fn aux_put(&mut self, ns: &str, key: &[u8], value: &[u8]) -> Result<()> {
         check_name(NameKind::Collection, ns)?;
         let vault = &self.db().inner.vault;
         let k = vault.aux_key(&vault.aux_ns_tag(ns), key);
-        let bytes = encode("aux record", &AuxRecord { key, value })?;
+        let bytes = encode_within(
+            "aux record",
+            &AuxRecord { key, value },
+            blazedb_core::limits::AUX_RECORD_BYTES_MAX,
+        )?;
         let sealed = vault.seal(Table::Aux, &k, &bytes);
         self.mutate_pub(|tx| tx.insert(Table::Aux, &k, &sealed))
     }

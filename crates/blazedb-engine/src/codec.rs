@@ -155,12 +155,21 @@ pub(crate) struct CountersRecord {
 
 /// Encodes a record, enforcing the document size limit.
 pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, Error> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| Error::InvalidValue {
-        reason: format!("cannot encode {what}: {e}"),
-    })?;
     // A document is held to the limit exactly; other records (change entries carry a
     // document plus a collection name and id) get room for their envelope.
     let max = blazedb_core::limits::DOCUMENT_BYTES_MAX + if what == "document" { 0 } else { 4096 };
+    encode_within(what, value, max)
+}
+
+/// Encodes a record of at most `max` bytes.
+pub(crate) fn encode_within<T: Serialize>(
+    what: &'static str,
+    value: &T,
+    max: usize,
+) -> Result<Vec<u8>, Error> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| Error::InvalidValue {
+        reason: format!("cannot encode {what}: {e}"),
+    })?;
     if bytes.len() > max {
         return Err(Error::TooLarge {
             what,
@@ -169,6 +178,33 @@ pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<
         });
     }
     Ok(bytes)
+}
+
+/// The size of the record of a document with `fields`: what [`encode`] holds to
+/// [`blazedb_core::limits::DOCUMENT_BYTES_MAX`].
+pub(crate) fn document_bytes(fields: &Fields) -> usize {
+    postcard::experimental::serialized_size(&DocRecord {
+        id: [0u8; 16],
+        fields: FieldsRef(fields),
+    })
+    .unwrap_or(usize::MAX)
+}
+
+/// The bytes one top-level field (name and value) adds to a document record.
+pub(crate) fn field_bytes(name: &str, value: &Value) -> usize {
+    postcard::experimental::serialized_size(&(name, ValueRef(value))).unwrap_or(usize::MAX)
+}
+
+/// The size of a document record with `count` fields whose [`field_bytes`] sum to
+/// `fields_bytes`: the id (16 bytes), the field count (a varint), the fields.
+pub(crate) fn document_bytes_of(count: usize, fields_bytes: usize) -> usize {
+    let mut varint = 1;
+    let mut n = count >> 7;
+    while n > 0 {
+        varint += 1;
+        n >>= 7;
+    }
+    16usize.saturating_add(varint).saturating_add(fields_bytes)
 }
 
 /// Decodes a record read (and authenticated) from `table`.
@@ -187,4 +223,48 @@ pub(crate) fn decode_doc(bytes: &[u8]) -> Result<blazedb_core::Document, Error> 
         id: DocId::from_bytes(rec.id),
         fields: into_fields(rec.fields),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(fields: &[(&str, Value)]) -> Fields {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn document_sizes_are_the_encoded_record_sizes_field_by_field_too() {
+        let samples = vec![
+            doc(&[]),
+            doc(&[("a", Value::Int(-3))]),
+            doc(&[
+                ("name", Value::from("x".repeat(300))),
+                ("blob", Value::Bytes(vec![7; 20_000])),
+                (
+                    "nested",
+                    Value::Array(vec![Value::Null, Value::Float(1.5), Value::Bool(true)]),
+                ),
+            ]),
+            (0..200)
+                .map(|i| (format!("f{i}"), Value::Int(i)))
+                .collect::<Fields>(),
+        ];
+        for fields in samples {
+            let encoded = encode(
+                "document",
+                &DocRecord {
+                    id: [9; 16],
+                    fields: FieldsRef(&fields),
+                },
+            )
+            .expect("encode");
+            assert_eq!(document_bytes(&fields), encoded.len());
+            let sum: usize = fields.iter().map(|(k, v)| field_bytes(k, v)).sum();
+            assert_eq!(document_bytes_of(fields.len(), sum), encoded.len());
+        }
+    }
 }

@@ -45,7 +45,7 @@ pub use changes::{Change, ChangeOp};
 pub use collection::Collection;
 pub use database::{Database, database_path};
 pub use hooks::CommitHook;
-pub use index::{IndexInfo, IndexSpec};
+pub use index::{IndexInfo, IndexNote, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
 pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
 pub use query::{Filter, Order, Plan, Query};

@@ -34,6 +34,28 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Fields, D::Error> 
     MapSeed { depth: 1 }.deserialize(d)
 }
 
+/// The size of the stored record of a document with `fields`: what the engine holds to
+/// [`blazedb_core::limits::DOCUMENT_BYTES_MAX`] (a document fits if and only if this is
+/// at most the limit).
+#[must_use]
+pub fn document_bytes(fields: &Fields) -> usize {
+    crate::codec::document_bytes(fields)
+}
+
+/// The bytes one top-level field (its name and value) adds to a document's record.
+#[must_use]
+pub fn field_bytes(name: &str, value: &Value) -> usize {
+    crate::codec::field_bytes(name, value)
+}
+
+/// [`document_bytes`] of a document with `count` fields whose [`field_bytes`] sum to
+/// `fields_bytes` (the record's envelope is the id and the field count), so a caller
+/// choosing among fields can add them up one by one.
+#[must_use]
+pub fn document_bytes_of(count: usize, fields_bytes: usize) -> usize {
+    crate::codec::document_bytes_of(count, fields_bytes)
+}
+
 /// A single value.
 pub mod value {
     use super::{Deserializer, Serialize, Serializer, Value, ValueRef, ValueSeed};

@@ -381,6 +381,7 @@ impl<'db> WriteTxn<'db> {
     /// Encodes and seals the document and its change entry, checks unique indexes, then
     /// stores the document, the entry and the index changes. `old` is the document before
     /// the write (needed only when the collection has indexes).
+    #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
         collection: &str,
@@ -389,9 +390,10 @@ impl<'db> WriteTxn<'db> {
         doc: Option<&Document>,
         id: DocId,
         op: OpRecord<FieldsRef<'_>>,
+        merged: Option<&mut Vec<crate::index::IndexNote>>,
     ) -> Result<()> {
         self.count_write()?;
-        let index_ops = self.index_ops(collection, old, doc)?;
+        let index_ops = self.index_ops(collection, old, doc, merged)?;
         if self.watch {
             self.written.push(crate::live::Written {
                 collection: collection.to_owned(),
@@ -473,6 +475,7 @@ impl<'db> WriteTxn<'db> {
             Some(&doc),
             doc.id,
             OpRecord::Insert(FieldsRef(&doc.fields)),
+            None,
         )?;
         Ok(doc.id)
     }
@@ -483,6 +486,37 @@ impl<'db> WriteTxn<'db> {
     /// # Errors
     /// As [`WriteTxn::insert`], except that an existing id is replaced.
     pub fn put(&mut self, collection: &str, doc: Document) -> Result<bool> {
+        self.put_inner(collection, doc, None)
+    }
+
+    /// For the sync layer: [`WriteTxn::put`] of a document that a merge of replicated
+    /// writes decided, which this database must hold whatever its own indexes say
+    /// (indexes belong to one database; the writes' origins may have none, so no rule
+    /// shared by the replicas can respect them). A unique index takes the document even
+    /// when another one has the same values, and values too long for an index key are
+    /// indexed by a cut key (see [`crate::index::INDEX_KEY_BYTES_MAX`]); each such case
+    /// is returned. Every index still holds exactly one entry per document
+    /// ([`ReadTxn::check_indexes`]) and queries stay exact; local writes keep being
+    /// refused in both cases.
+    ///
+    /// # Errors
+    /// As [`WriteTxn::put`], except the two index refusals.
+    pub fn put_merged(
+        &mut self,
+        collection: &str,
+        doc: Document,
+    ) -> Result<Vec<crate::index::IndexNote>> {
+        let mut notes = Vec::new();
+        self.put_inner(collection, doc, Some(&mut notes))?;
+        Ok(notes)
+    }
+
+    fn put_inner(
+        &mut self,
+        collection: &str,
+        doc: Document,
+        merged: Option<&mut Vec<crate::index::IndexNote>>,
+    ) -> Result<bool> {
         validate_fields(&doc.fields)?;
         let tag = self.collection_for_write(collection)?;
         let key = self.db.inner.vault.doc_key(&tag, doc.id);
@@ -495,6 +529,7 @@ impl<'db> WriteTxn<'db> {
                     Some(&doc),
                     doc.id,
                     OpRecord::Insert(FieldsRef(&doc.fields)),
+                    merged,
                 )?;
                 Ok(true)
             }
@@ -506,6 +541,7 @@ impl<'db> WriteTxn<'db> {
                     Some(&doc),
                     doc.id,
                     OpRecord::Replace(FieldsRef(&doc.fields)),
+                    merged,
                 )?;
                 Ok(false)
             }
@@ -554,6 +590,7 @@ impl<'db> WriteTxn<'db> {
                 set: FieldsRef(&patch.set),
                 unset,
             },
+            None,
         )?;
         Ok(doc)
     }
@@ -581,7 +618,15 @@ impl<'db> WriteTxn<'db> {
                 id,
             });
         };
-        self.store(collection, &key, old.as_ref(), None, id, OpRecord::Delete)
+        self.store(
+            collection,
+            &key,
+            old.as_ref(),
+            None,
+            id,
+            OpRecord::Delete,
+            None,
+        )
     }
 
     /// Deletes every document of a collection (each deletion is captured) and removes it

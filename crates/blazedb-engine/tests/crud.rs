@@ -240,6 +240,19 @@ fn applied_writes_are_not_captured_but_commit_with_their_aux_records() -> blazed
 }
 
 #[test]
+fn aux_records_may_outgrow_a_document() -> blazedb_engine::Result<()> {
+    use blazedb_core::limits::DOCUMENT_BYTES_MAX;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), "db")?;
+    let big = vec![7u8; DOCUMENT_BYTES_MAX + (2 << 20)];
+    let mut tx = db.begin_apply()?;
+    tx.aux_put("sync", b"state", &big)?;
+    tx.commit()?;
+    assert_eq!(db.begin_read()?.aux_get("sync", b"state")?, Some(big));
+    Ok(())
+}
+
+#[test]
 fn data_survives_close_and_reopen() -> blazedb_engine::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = {

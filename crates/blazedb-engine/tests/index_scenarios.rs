@@ -5,7 +5,7 @@ mod common;
 
 use blazedb_engine::query::Access;
 use blazedb_engine::{
-    Database, DocId, Document, Error, Filter, IndexSpec, Order, Patch, Query, Value,
+    Database, DocId, Document, Error, Filter, IndexNote, IndexSpec, Order, Patch, Query, Value,
 };
 
 fn seeded(dir: &std::path::Path) -> blazedb_engine::Result<Database> {
@@ -211,5 +211,128 @@ fn missing_and_null_values_never_conflict_in_a_unique_index() -> blazedb_engine:
     db.drop_index("by_email")?;
     db.create_index(&IndexSpec::new("by_email", "users", &["email"]).unique())?;
     assert_eq!(users.count()?, 5);
+    Ok(())
+}
+
+/// Stores `doc` the way the sync layer stores a merged document.
+fn put_merged(db: &Database, doc: Document) -> blazedb_engine::Result<Vec<IndexNote>> {
+    let mut tx = db.begin_apply()?;
+    let notes = tx.put_merged("users", doc)?;
+    tx.commit()?;
+    Ok(notes)
+}
+
+#[test]
+fn a_merged_document_breaking_a_unique_index_is_stored_indexed_and_reported_while_local_writes_stay_refused()
+-> blazedb_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = common::open(dir.path(), "db")?;
+    let users = db.collection("users");
+    db.create_index(&IndexSpec::new("by_email", "users", &["email"]).unique())?;
+    let ana = users.insert(Document::new().with("email", "ana@x"))?;
+    let other = Document::new().with("email", "ana@x").with("from", "sync");
+    let notes = put_merged(&db, other.clone())?;
+    assert_eq!(
+        notes,
+        vec![IndexNote::UniqueShared {
+            index: "by_email".into(),
+            existing: ana
+        }]
+    );
+    assert_eq!(users.get(other.id)?, Some(other.clone()));
+    db.begin_read()?.check_indexes()?;
+    let q = Query::new("users").filter(Filter::eq("email", "ana@x")?);
+    assert!(matches!(db.explain(&q)?.access, Access::Index { .. }));
+    let mut found: Vec<DocId> = db.query(&q)?.into_iter().map(|d| d.id).collect();
+    found.sort();
+    let mut both = vec![ana, other.id];
+    both.sort();
+    assert_eq!(found, both, "the index finds both holders of the value");
+    // Local writes are still held to the constraint; either document can still change.
+    assert!(matches!(
+        users.insert(Document::new().with("email", "ana@x")),
+        Err(Error::UniqueViolation { .. })
+    ));
+    users.patch(other.id, &Patch::new().set("from", "edited"))?;
+    users.patch(ana, &Patch::new().set("email", "ana@y"))?;
+    db.begin_read()?.check_indexes()?;
+    Ok(())
+}
+
+#[test]
+fn a_merged_document_with_values_too_long_for_an_index_key_is_found_by_every_query_it_matches()
+-> blazedb_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = common::open(dir.path(), "db")?;
+    let users = db.collection("users");
+    db.create_index(&IndexSpec::new("by_name", "users", &["name"]))?;
+    db.create_index(&IndexSpec::new("by_name_n", "users", &["name", "n"]))?;
+    // Long values sharing a prefix longer than a key, short ones around them.
+    let prefix = "m".repeat(1_500);
+    let long = |tail: &str| format!("{prefix}{tail}");
+    let mut ids = Vec::new();
+    for (i, name) in [long("c"), long("a"), long(""), long("b")]
+        .iter()
+        .enumerate()
+    {
+        let d = Document::new()
+            .with("name", name.as_str())
+            .with("n", i as i64);
+        ids.push(d.id);
+        let notes = put_merged(&db, d)?;
+        assert_eq!(notes.len(), 2, "both indexes cut the key: {notes:?}");
+        assert!(
+            notes
+                .iter()
+                .all(|n| matches!(n, IndexNote::Truncated { .. }))
+        );
+    }
+    for (i, name) in ["a", "m", "mz", "z"].iter().enumerate() {
+        users.insert(Document::new().with("name", *name).with("n", 10 + i as i64))?;
+    }
+    db.begin_read()?.check_indexes()?;
+    let queries = [
+        Query::new("users").filter(Filter::eq("name", long("a").as_str())?),
+        Query::new("users").filter(Filter::eq("name", long("").as_str())?),
+        Query::new("users").filter(Filter::eq("name", "m")?),
+        Query::new("users").filter(Filter::ge("name", long("b").as_str())?),
+        Query::new("users").filter(Filter::lt("name", long("b").as_str())?),
+        Query::new("users").filter(Filter::gt("name", "m")?),
+        Query::new("users").filter(Filter::lt("name", "mz")?),
+        Query::new("users").filter(Filter::and([
+            Filter::eq("name", long("c").as_str())?,
+            Filter::ge("n", 0i64)?,
+        ])),
+        Query::new("users").sort("name", Order::Asc)?.limit(3),
+        Query::new("users").sort("name", Order::Asc)?.limit(6),
+    ];
+    let mut with_index = Vec::new();
+    for q in &queries {
+        assert!(
+            matches!(db.explain(q)?.access, Access::Index { .. }),
+            "{q:?} uses an index"
+        );
+        with_index.push(db.query(q)?);
+    }
+    // Local writes: changing another field of such a document works; a new long value
+    // is refused as before.
+    users.patch(ids[0], &Patch::new().set("n", 99i64))?;
+    users.patch(ids[0], &Patch::new().set("n", 0i64))?;
+    assert!(matches!(
+        users.insert(Document::new().with("name", long("d").as_str())),
+        Err(Error::TooLarge { .. })
+    ));
+    db.begin_read()?.check_indexes()?;
+    db.drop_index("by_name")?;
+    db.drop_index("by_name_n")?;
+    for (q, got) in queries.iter().zip(&with_index) {
+        assert_eq!(db.explain(q)?.access, Access::FullScan);
+        assert_eq!(
+            &db.query(q)?,
+            got,
+            "{q:?}: the index answers as a full scan"
+        );
+        assert!(!got.is_empty(), "{q:?} matches something");
+    }
     Ok(())
 }

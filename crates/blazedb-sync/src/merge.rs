@@ -18,6 +18,36 @@
 //!    is dead, so the document is gone until a write made after seeing the delete
 //!    (a re-creation: a new life, whose put overwrites the old life entirely).
 //! 4. The document exists when some non-delete write follows every effective delete.
+//! 5. *Size.* The visible document is one every replica can store: its record, measured
+//!    as the engine measures it (`blazedb_engine::serde_fields::document_bytes`: the
+//!    id, the field count, every field's name and value), is at most
+//!    `DOCUMENT_BYTES_MAX`. Each write fit where it was made (the engine refuses
+//!    anything larger), but fields won by different concurrent writes can together
+//!    exceed it. Then the writes holding the winning values are taken in *admission
+//!    order* — server-role writes first, then the earlier stamp first (then node id,
+//!    then counter) — and each keeps its winning fields if the document built so far
+//!    still fits with all of them; otherwise the whole write is *too large*: those
+//!    fields are absent, and the write lost ([`LossReason::TooLarge`]). A write that
+//!    does not fit does not stop later ones that do (each is judged on its own), so a
+//!    small write is never left out for a large one's sake.
+//!
+//!    The order makes the first writer keep its place: of two concurrent writes that do
+//!    not fit together, the one written later is the one that would overflow what the
+//!    earlier one's origin already showed, so it loses (a server's write goes first,
+//!    as in every conflict). A left-out write's fields are absent rather than given an
+//!    older losing value, because losing values are forgotten once stable
+//!    ([`DocState::collect`]) on some replicas and not others, while winners are kept
+//!    everywhere: the rule reads only winners, their sizes and their stamps, so it
+//!    depends only on the set of writes, whatever each replica has collected.
+//!
+//!    A left-out write stays in the state, and comes back if a later write makes room
+//!    for it without having seen it left out (a concurrent unset of a large field). A
+//!    write that *saw* it left out overwrites it: a put overwrites everything it saw,
+//!    and a patch made where fields were left out also unsets them (its origin adds
+//!    them, [`DocState::excluded_fields_within`]), so what a user saw absent stays
+//!    absent. Hence a local write always takes effect exactly as its origin's engine
+//!    stored it: everything left in the state after it is what that document held (or
+//!    the write itself), and that fit.
 //!
 //! The result depends only on the set of writes, never on the order they arrived in:
 //! that is convergence. `tests/merge_model.rs` checks this module against a direct,
@@ -48,9 +78,12 @@
 //!   [`LossReason::RetentionExpired`]. Both sides decide it from the same `horizon`
 //!   and the same `ctx`, so they agree.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
+use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{Fields, Value};
+use blazedb_engine::serde_fields::{document_bytes_of, field_bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::NodeId;
@@ -192,6 +225,26 @@ pub struct DocState {
     pub defeated: Vec<Defeat>,
     /// Per node, the latest write collected here (see the module docs).
     pub horizon: Vv,
+}
+
+/// Rules 1–4 and 5 evaluated over a state (see [`DocState::layout`]).
+struct Layout<'a> {
+    /// Field → its winning assignment and the write holding it.
+    winners: BTreeMap<&'a str, (&'a Rec, &'a Slot)>,
+    /// The writes the size rule leaves out, sorted.
+    excluded: Vec<Dot>,
+}
+
+impl Layout<'_> {
+    fn is_excluded(&self, dot: Dot) -> bool {
+        self.excluded.binary_search(&dot).is_ok()
+    }
+}
+
+/// Rule 5's admission order: server-role writes first, then the earlier stamp (then
+/// node id, counter). Total: distinct writes have distinct dots.
+fn admission_key(s: &Stamp) -> (Reverse<crate::clock::Role>, crate::clock::Hlc, Dot) {
+    (Reverse(s.role), s.hlc, s.dot)
 }
 
 /// The loss of a write that expired beyond the horizon.
@@ -368,38 +421,127 @@ impl DocState {
             .max_by(|a, b| a.0.stamp.priority_cmp(&b.0.stamp))
     }
 
-    /// The visible document: `None` when it does not exist (never created, or deleted).
-    #[must_use]
-    pub fn eval(&self) -> Option<Fields> {
+    /// Every field's winning assignment among live writes, with its write (rules 1–4),
+    /// and the writes whose winning values the size rule leaves out (rule 5). `None`
+    /// when the document does not exist.
+    fn layout(&self, max_bytes: usize) -> Option<Layout<'_>> {
         if !self.recs.iter().any(|r| self.alive(r)) {
             return None;
         }
-        let mut names: Vec<&String> = self
-            .recs
-            .iter()
-            .filter_map(|r| match &r.body {
-                Body::Assign { fields, .. } => Some(fields.keys()),
-                Body::Delete => None,
-            })
-            .flatten()
-            .collect();
-        names.sort();
-        names.dedup();
+        let mut winners: BTreeMap<&str, (&Rec, &Slot)> = BTreeMap::new();
+        for r in self.recs.iter().filter(|r| self.alive(r)) {
+            let Body::Assign { fields, .. } = &r.body else {
+                continue;
+            };
+            for (name, slot) in fields {
+                let best = winners.entry(name).or_insert((r, slot));
+                if r.stamp.beats(&best.0.stamp) {
+                    *best = (r, slot);
+                }
+            }
+        }
+        // The values each write holds, with their sizes in the engine's record.
+        let mut held: BTreeMap<Dot, (&Rec, usize, usize)> = BTreeMap::new();
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for (name, (r, slot)) in &winners {
+            if let Slot::Set(v) = slot {
+                let b = field_bytes(name, v);
+                let e = held.entry(r.dot()).or_insert((r, 0, 0));
+                e.1 += 1;
+                e.2 += b;
+                count += 1;
+                bytes += b;
+            }
+        }
+        let mut excluded = Vec::new();
+        if document_bytes_of(count, bytes) > max_bytes {
+            let mut order: Vec<(&Rec, usize, usize)> = held.into_values().collect();
+            order.sort_by_key(|(r, _, _)| admission_key(&r.stamp));
+            let (mut count, mut bytes) = (0usize, 0usize);
+            for (r, n, b) in order {
+                if document_bytes_of(count + n, bytes + b) <= max_bytes {
+                    count += n;
+                    bytes += b;
+                } else {
+                    excluded.push(r.dot());
+                }
+            }
+            excluded.sort();
+        }
+        Some(Layout { winners, excluded })
+    }
+
+    /// The visible document: `None` when it does not exist (never created, or deleted).
+    /// It always fits the engine's document limit (rule 5).
+    #[must_use]
+    pub fn eval(&self) -> Option<Fields> {
+        self.eval_within(DOCUMENT_BYTES_MAX)
+    }
+
+    /// [`DocState::eval`] with another document limit (`max_bytes`, measured like
+    /// `DOCUMENT_BYTES_MAX`), for models of the rules at a small scale. Replicas use
+    /// [`DocState::eval`].
+    #[must_use]
+    pub fn eval_within(&self, max_bytes: usize) -> Option<Fields> {
+        let layout = self.layout(max_bytes)?;
         let mut out = Fields::new();
-        for name in names {
-            if let Some((_, Slot::Set(v))) = self.winner(name) {
-                out.insert(name.clone(), v.clone());
+        for (name, (r, slot)) in &layout.winners {
+            if let Slot::Set(v) = slot
+                && !layout.is_excluded(r.dot())
+            {
+                out.insert((*name).to_owned(), v.clone());
             }
         }
         Some(out)
     }
 
+    /// The fields the size rule leaves out of the visible document (their winning
+    /// writes are too large), sorted. A patch made here unsets them (see the module
+    /// docs, rule 5).
+    #[must_use]
+    pub fn excluded_fields_within(&self, max_bytes: usize) -> Vec<String> {
+        let Some(layout) = self.layout(max_bytes) else {
+            return Vec::new();
+        };
+        layout
+            .winners
+            .iter()
+            .filter(|(_, (r, slot))| matches!(slot, Slot::Set(_)) && layout.is_excluded(r.dot()))
+            .map(|(name, _)| (*name).to_owned())
+            .collect()
+    }
+
     /// The current losses of `me`'s own retained writes: assignments that are not
-    /// their field's value, and writes killed by a concurrent delete. (Defeated
-    /// deletes are reported by [`DocState::apply`], which drops them.)
+    /// their field's value, writes killed by a concurrent delete, and winning values
+    /// the size rule leaves out (one loss per field, with no winner). (Defeated deletes
+    /// are reported by [`DocState::apply`], which drops them.)
     #[must_use]
     pub fn losses_of(&self, me: NodeId) -> Vec<Loss> {
+        self.losses_of_within(me, DOCUMENT_BYTES_MAX)
+    }
+
+    /// [`DocState::losses_of`] with another document limit (see
+    /// [`DocState::eval_within`]).
+    #[must_use]
+    pub fn losses_of_within(&self, me: NodeId, max_bytes: usize) -> Vec<Loss> {
         let mut out = Vec::new();
+        if let Some(layout) = self.layout(max_bytes) {
+            for (name, (r, slot)) in &layout.winners {
+                if let Slot::Set(v) = slot
+                    && r.stamp.node() == me
+                    && layout.is_excluded(r.dot())
+                {
+                    out.push(Loss {
+                        loser: r.stamp,
+                        field: Some((*name).to_owned()),
+                        lost: Held::Value(v.clone()),
+                        winner: None,
+                        won: None,
+                        reason: LossReason::TooLarge,
+                    });
+                }
+            }
+        }
         for r in self.recs.iter().filter(|r| r.stamp.node() == me) {
             let Body::Assign { fields, ghost } = &r.body else {
                 continue;

@@ -13,11 +13,17 @@
 //! - A write enters the sync log once, when first applied here; re-deliveries change
 //!   nothing and are not logged, so nothing ping-pongs.
 //! - A peer's cursor advances in the transaction that applied what it covers.
+//! - Applying a valid batch never fails for good: not for a document's size (the merge
+//!   keeps every document within the engine's limit; local-only fields that no longer
+//!   fit are dropped) nor for this database's own indexes (`write_document`). Only
+//!   transient causes (clock skew, I/O) make a peer send a batch again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Document};
+use blazedb_engine::serde_fields::{document_bytes_of, field_bytes};
 use blazedb_engine::{ChangeOp, Database, Durability, WriteTxn};
 
 use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};
@@ -71,9 +77,11 @@ pub struct SyncOptions {
     pub stamp_with_write_time: bool,
     /// Top-level fields that never sync: they stay in this database's documents, are
     /// never sent, and remote writes leave them alone (a remote delete still removes
-    /// the whole document). Exclusion belongs to the database rather than to one
-    /// connection: a field kept off one connection would still travel over another
-    /// and come back through a third.
+    /// the whole document; and where a merged document grows so that one no longer
+    /// fits beside it within the engine's document limit, it is dropped with a
+    /// warning: those that still fit are kept, in name order). Exclusion belongs to the
+    /// database rather than to one connection: a field kept off one connection would
+    /// still travel over another and come back through a third.
     pub local_fields: std::collections::BTreeSet<String>,
     /// A peer not heard from for this long is forgotten: garbage collection stops
     /// waiting for it, and if it comes back it must bootstrap again (its unsent writes
@@ -139,30 +147,39 @@ pub struct BatchReport {
 /// The merge states touched by one transaction, written back at its end.
 #[derive(Default)]
 struct States {
-    /// Document key → (state, created in this transaction).
-    map: HashMap<Vec<u8>, (DocState, bool)>,
+    /// Document key → (state, its record as loaded: `None` if created in this
+    /// transaction).
+    map: HashMap<Vec<u8>, (DocState, Option<Vec<u8>>)>,
 }
 
 impl States {
     fn get<'a>(&'a mut self, tx: &mut WriteTxn<'_>, key: &[u8]) -> Result<&'a mut DocState> {
         if !self.map.contains_key(key) {
-            let loaded: Option<DocState> = record::load(tx, "doc state", NS_DOC, key)?;
-            let created = loaded.is_none();
-            self.map
-                .insert(key.to_vec(), (loaded.unwrap_or_default(), created));
+            let loaded = tx.aux_get(NS_DOC, key)?;
+            let state = match &loaded {
+                Some(bytes) => record::decode("doc state", bytes)?,
+                None => DocState::default(),
+            };
+            self.map.insert(key.to_vec(), (state, loaded));
         }
         Ok(&mut self.map.get_mut(key).expect("inserted above").0)
     }
 
-    /// Writes every state back; new ones get a slot in the document index.
+    /// Writes back every state that changed (a state can hold several documents'
+    /// worth of concurrent values: resealing it unchanged, for every duplicate write
+    /// delivered, would cost as much); new ones get a slot in the document index.
     fn save(self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
         let mut created: Vec<&Vec<u8>> = Vec::new();
-        for (key, (state, new)) in &self.map {
-            if *new && state.is_empty() {
+        for (key, (state, loaded)) in &self.map {
+            if loaded.is_none() && state.is_empty() {
                 continue; // looked up, never written
             }
-            record::save(tx, "doc state", NS_DOC, key, state)?;
-            if *new {
+            let bytes = record::encode("doc state", state)?;
+            if loaded.as_ref() == Some(&bytes) {
+                continue;
+            }
+            tx.aux_put(NS_DOC, key, &bytes)?;
+            if loaded.is_none() {
                 created.push(key);
             }
         }
@@ -397,6 +414,22 @@ impl SyncNode {
         };
         let key = record::doc_key(collection, id);
         let state = states.get(tx, &key)?;
+        let op = match op {
+            // What the size rule leaves out here, this document did not show: the patch
+            // overwrites that absence too, so it stays (see `merge`, rule 5).
+            Op::Patch { set, mut unset } => {
+                for f in state.excluded_fields_within(DOCUMENT_BYTES_MAX) {
+                    if !set.contains_key(&f)
+                        && !unset.contains(&f)
+                        && !self.opts.local_fields.contains(&f)
+                    {
+                        unset.push(f);
+                    }
+                }
+                Op::Patch { set, unset }
+            }
+            op => op,
+        };
         meta.counter += 1;
         let stamp = Stamp {
             dot: Dot {
@@ -1356,6 +1389,14 @@ impl SyncNode {
 }
 
 /// Makes the engine's document equal the merged one (plus its local-only fields).
+///
+/// It never fails for the document's size or this database's indexes, which would
+/// stop the peer's log here for good: the merge keeps the merged document within the
+/// engine's limit; local-only fields that no longer fit beside it are dropped (in name
+/// order, each that fits is kept; a warning names the others); and the document is
+/// stored even where one of this database's own indexes would refuse a local write
+/// ([`WriteTxn::put_merged`]: a unique index then holds two documents with one value,
+/// a value too long for a key is indexed by its first bytes; a warning says which).
 fn write_document(
     tx: &mut WriteTxn<'_>,
     collection: &str,
@@ -1368,9 +1409,15 @@ fn write_document(
             if !local.is_empty()
                 && let Some(old) = tx.get(collection, id)?
             {
-                fields.extend(old.fields.into_iter().filter(|(k, _)| local.contains(k)));
+                keep_local_fields(&mut fields, old.fields, local, collection, id);
             }
-            tx.put(collection, Document { id, fields })?;
+            for note in tx.put_merged(collection, Document { id, fields })? {
+                tracing::warn!(
+                    collection,
+                    %id,
+                    "a merged document was stored although a local write would be refused: {note}"
+                );
+            }
         }
         None => {
             if tx.get(collection, id)?.is_some() {
@@ -1379,4 +1426,36 @@ fn write_document(
         }
     }
     Ok(())
+}
+
+/// Adds to the merged `fields` the local-only fields of the document as stored (`old`),
+/// in name order, each as long as the document still fits the engine's limit.
+fn keep_local_fields(
+    fields: &mut blazedb_core::Fields,
+    old: blazedb_core::Fields,
+    local: &std::collections::BTreeSet<String>,
+    collection: &str,
+    id: DocId,
+) {
+    let mut count = fields.len();
+    let mut bytes: usize = fields.iter().map(|(k, v)| field_bytes(k, v)).sum();
+    for (name, value) in old.into_iter().filter(|(k, _)| local.contains(k)) {
+        let add = field_bytes(&name, &value);
+        let (c, b) = match fields.get(&name) {
+            // A remote write used a local-only name: the local value replaces it.
+            Some(remote) => (count, bytes - field_bytes(&name, remote) + add),
+            None => (count + 1, bytes + add),
+        };
+        if document_bytes_of(c, b) <= DOCUMENT_BYTES_MAX {
+            (count, bytes) = (c, b);
+            fields.insert(name, value);
+        } else {
+            tracing::warn!(
+                collection,
+                %id,
+                field = %name,
+                "a local-only field no longer fits beside the merged document: dropped"
+            );
+        }
+    }
 }

@@ -91,6 +91,10 @@ pub enum LossReason {
     /// The write was never sent: this node was away longer than its peer's retention
     /// and had to bootstrap again (the write could no longer be judged by the rules).
     RetentionExpired,
+    /// The merged document had no room left for the write's values: together with
+    /// concurrent writes admitted before it, they would exceed the largest document the
+    /// engine stores (see `merge`'s module docs, rule 5). Its values are absent.
+    TooLarge,
 }
 
 impl LossReason {
@@ -111,6 +115,7 @@ impl std::fmt::Display for LossReason {
             LossReason::ServerPriority => "server priority",
             LossReason::LaterTimestamp => "later timestamp",
             LossReason::RetentionExpired => "retention expired",
+            LossReason::TooLarge => "document too large",
         })
     }
 }

@@ -9,6 +9,9 @@ use blazedb_engine::{Database, KdfParams, Patch};
 use blazedb_sync::{ConnectionMode, Held, LossReason, NodeRef, Role, SyncMode, Topology};
 
 const T: Duration = Duration::from_secs(20);
+/// For syncs moving documents of several MiB: an unoptimised build seals and opens them
+/// (and merge states holding two of them) slowly, about a minute per test.
+const T_LARGE: Duration = Duration::from_secs(300);
 
 struct Net {
     _dir: tempfile::TempDir,
@@ -59,6 +62,10 @@ impl Net {
 
     async fn sync(&self) {
         self.topo.sync_all(T).await.expect("sync");
+    }
+
+    async fn sync_large(&self) {
+        self.topo.sync_all(T_LARGE).await.expect("sync");
     }
 
     fn get(&self, n: usize, id: DocId) -> Option<Document> {
@@ -852,4 +859,188 @@ async fn a_new_clients_offline_edit_of_a_document_whose_history_the_server_colle
         "{log:?}"
     );
     topo.shutdown().await;
+}
+
+/// Two clients each write a 9 MiB field of the same document while offline, the first
+/// before the second; the second goes on with small writes. They sync one after the
+/// other through the server (node 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_fields_overflowing_a_document_leave_the_later_write_out_on_record_and_sync_goes_on()
+ {
+    let mut net = Net::new(&[Role::Server, Role::Client, Role::Client]);
+    net.link(1, 0);
+    net.link(2, 0);
+    let id = DocId::new();
+    net.put(0, doc(id));
+    net.sync().await;
+    net.unlink(1, 0).await;
+    net.unlink(2, 0).await;
+    let nine_mib = |b: u8| Value::Bytes(vec![b; 9 << 20]);
+    net.patch(1, id, &Patch::new().set("a", nine_mib(1)));
+    net.patch(2, id, &Patch::new().set("b", nine_mib(2)));
+    net.patch(2, id, &Patch::new().set("note", "small, later"));
+    let later = DocId::new();
+    net.put(2, Document::with_id(later).with("after", "the large write"));
+    net.link(1, 0);
+    net.sync_large().await;
+    net.link(2, 0);
+    net.sync_large().await;
+    // That sync completed: the second client's later writes were not stuck behind its
+    // large one.
+    assert!(
+        net.get(0, later).is_some(),
+        "a later write reached the server"
+    );
+    net.assert_all_equal();
+    let d = net.get(0, id).expect("the document");
+    assert_eq!(
+        d.fields.keys().collect::<Vec<_>>(),
+        ["a", "n", "note", "title"],
+        "the first writer's field and the small later one; not the overflowing one"
+    );
+    let size = blazedb_engine::serde_fields::document_bytes(&d.fields);
+    assert!(size <= blazedb_core::limits::DOCUMENT_BYTES_MAX, "{size}");
+    let lost = net.conflicts(2);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].reason, LossReason::TooLarge);
+    assert_eq!(lost[0].id, id);
+    assert_eq!(lost[0].field.as_deref(), Some("b"));
+    assert_eq!(lost[0].lost, Held::Value(nine_mib(2)));
+    assert!(net.conflicts(1).is_empty() && net.conflicts(0).is_empty());
+
+    // The second client removes the first one's large field: what it saw left out
+    // stays out (its patch unsets that too), everywhere.
+    net.patch(2, id, &Patch::new().unset("a"));
+    net.sync_large().await;
+    net.assert_all_equal();
+    let d = net.get(0, id).expect("the document");
+    assert_eq!(d.fields.keys().collect::<Vec<_>>(), ["n", "note", "title"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_only_fields_that_no_longer_fit_beside_a_merged_document_are_dropped_and_sync_goes_on()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let (a, b) = (open("a"), open("b"));
+    let opts = blazedb_sync::SyncOptions {
+        local_fields: ["note".to_owned(), "tag".to_owned()].into(),
+        ..blazedb_sync::SyncOptions::default()
+    };
+    let mut topo = Topology::with_options(opts);
+    let ra = topo
+        .register(&a, "a", SyncMode::LocalOnly, Role::Server)
+        .expect("register");
+    let rb = topo
+        .register(&b, "b", SyncMode::LocalOnly, Role::Client)
+        .expect("register");
+    topo.connect_local(rb, ra, ConnectionMode::Bidirectional)
+        .expect("connect");
+    let id = DocId::new();
+    b.collection("docs")
+        .put(
+            Document::with_id(id)
+                .with("title", "t")
+                .with("note", Value::Bytes(vec![1; 9 << 20]))
+                .with("tag", "mine"),
+        )
+        .expect("put");
+    topo.sync_all(T_LARGE).await.expect("sync");
+    a.collection("docs")
+        .patch(id, &Patch::new().set("big", Value::Bytes(vec![2; 9 << 20])))
+        .expect("patch");
+    topo.sync_all(T_LARGE).await.expect("sync");
+    let got = b.collection("docs").get(id).expect("get").expect("doc");
+    assert_eq!(
+        got.fields.keys().collect::<Vec<_>>(),
+        ["big", "tag", "title"],
+        "the merged document, and the local-only field that still fits"
+    );
+    let later = a
+        .collection("docs")
+        .insert(Document::new().with("x", 1i64))
+        .expect("insert");
+    topo.sync_all(T_LARGE).await.expect("sync");
+    assert!(b.collection("docs").get(later).expect("get").is_some());
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_inserting_one_unique_key_twice_both_reach_a_server_indexing_it_and_sync_goes_on() {
+    let mut net = Net::new(&[Role::Server, Role::Client, Role::Client]);
+    net.dbs[0]
+        .create_index(&blazedb_engine::IndexSpec::new("by_email", "docs", &["email"]).unique())
+        .expect("index");
+    let (x, y) = (DocId::new(), DocId::new());
+    net.put(1, Document::with_id(x).with("email", "ana@x"));
+    net.put(2, Document::with_id(y).with("email", "ana@x"));
+    let later = DocId::new();
+    net.put(2, Document::with_id(later).with("email", "bob@x"));
+    net.link(1, 0);
+    net.sync().await;
+    net.link(2, 0);
+    net.sync().await;
+    net.assert_all_equal();
+    for id in [x, y, later] {
+        assert!(net.get(0, id).is_some(), "{id} reached the server");
+    }
+    let server = &net.dbs[0];
+    server
+        .begin_read()
+        .expect("read")
+        .check_indexes()
+        .expect("index");
+    let q = blazedb_engine::Query::new("docs")
+        .filter(blazedb_engine::Filter::eq("email", "ana@x").expect("filter"));
+    assert_eq!(
+        server.query(&q).expect("query").len(),
+        2,
+        "both are indexed"
+    );
+    // Local writes at the server are still held to the constraint.
+    assert!(matches!(
+        server
+            .collection("docs")
+            .insert(Document::new().with("email", "ana@x")),
+        Err(blazedb_core::Error::UniqueViolation { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_long_for_the_servers_index_reaches_it_and_is_found_by_the_index() {
+    let mut net = Net::new(&[Role::Server, Role::Client]);
+    net.dbs[0]
+        .create_index(&blazedb_engine::IndexSpec::new(
+            "by_title",
+            "docs",
+            &["title"],
+        ))
+        .expect("index");
+    let long = "t".repeat(4_000);
+    let id = DocId::new();
+    net.put(1, Document::with_id(id).with("title", long.as_str()));
+    let later = DocId::new();
+    net.put(1, doc(later));
+    net.link(1, 0);
+    net.sync().await;
+    assert!(
+        net.get(0, later).is_some(),
+        "a later write reached the server"
+    );
+    let server = &net.dbs[0];
+    server
+        .begin_read()
+        .expect("read")
+        .check_indexes()
+        .expect("index");
+    let q = blazedb_engine::Query::new("docs")
+        .filter(blazedb_engine::Filter::eq("title", long.as_str()).expect("filter"));
+    let found = server.query(&q).expect("query");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, id);
 }

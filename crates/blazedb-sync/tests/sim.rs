@@ -3,7 +3,10 @@
 //!
 //! Each seed builds a topology (1 server + N clients; a mesh of peers; a line A–B–C…;
 //! a ring), then runs random steps: local writes (puts, patches, deletes, re-creations)
-//! in two collections, message deliveries with random delays (so reordering),
+//! in two collections (in an optimised build, one seed in ten has two nodes write a 6
+//! or 9 MiB value each into one document at once, so concurrent writes overflow the
+//! engine's 16 MiB document limit and the merge's size rule leaves one out), message
+//! deliveries with random delays (so reordering),
 //! duplicated messages, dropped messages, partitions and heals, crashes with reopen from
 //! disk, and skewed clocks (one node's clock may run past the drift bound, so its
 //! writes are refused until real time catches up). Then the network heals and runs
@@ -27,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Document, Fields, Value};
 use blazedb_engine::{Database, Durability, KdfParams, Patch};
 use blazedb_sync::{
@@ -94,6 +98,11 @@ struct World {
     /// A node that joins halfway through (it then bootstraps, often by snapshot);
     /// until released it is not started.
     late: Option<usize>,
+    /// Large values (6 or 9 MiB) still to write to document 0 of collection `c` (in a
+    /// burst of two, see [`World::large_burst`]), so that concurrent writes overflow
+    /// the document limit. Few: every write to that document then reseals megabytes of
+    /// merge state at every node.
+    large_left: u32,
 }
 
 /// What a run exercised (printed in the long mode, summed over seeds).
@@ -110,6 +119,20 @@ struct Stats {
     snapshot_resumes: u64,
     /// Writes expired beyond a hub's retention horizon.
     expired: u64,
+    /// Large values written, and writes the engine refused as too large where made.
+    large_values: u64,
+    refused_too_large: u64,
+    /// Conflict-log entries of values the size rule left out (at their origins).
+    too_large: u64,
+}
+
+/// Whether seeds write large values: in an optimised build (the long mode), or when
+/// `BLAZEDB_SIM_LARGE=1` asks. An unoptimised build seals and opens their megabytes of
+/// merge state about fifty times slower (minutes per seed), so the default fast mode
+/// leaves them out; `tests/scenarios.rs` and `tests/size_rule.rs` cover the size rule
+/// there.
+fn large_values_on() -> bool {
+    !cfg!(debug_assertions) || std::env::var("BLAZEDB_SIM_LARGE").is_ok_and(|v| v == "1")
 }
 
 /// `BLAZEDB_SIM_TRACE=1` prints every event of a run (use with `BLAZEDB_SIM_SEED`).
@@ -173,6 +196,12 @@ fn doc_id(i: u8) -> DocId {
 
 impl World {
     fn new(seed: u64) -> World {
+        // Chosen from the seed alone, so the other seeds' runs are unchanged by it.
+        let large_left = if seed % 10 == 5 && large_values_on() {
+            2
+        } else {
+            0
+        };
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let shape = match rng.random_range(0..4) {
             0 => Shape::Star,
@@ -257,6 +286,7 @@ impl World {
             dup_pct,
             stats: Stats::default(),
             late: None,
+            large_left,
         };
         if w.rng.random_bool(0.4) {
             // Never the hub: a late client, or any peer of a mesh.
@@ -521,6 +551,45 @@ impl World {
             .copied()
             .filter(|f| !fields.contains_key(*f) && self.rng.random_bool(0.3))
             .collect();
+        self.write_at(i, coll, id, fields, kind, &unset);
+    }
+
+    /// Two nodes each write a large value (6 or 9 MiB) into a different field of one
+    /// document, with nothing delivered in between: concurrent writes that together
+    /// overflow the document limit (unless one node cannot hold its own).
+    fn large_burst(&mut self) {
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.running(i)).collect();
+        if running.len() < 2 {
+            return;
+        }
+        let x = running[self.rng.random_range(0..running.len())];
+        let y = running[(running.iter().position(|&n| n == x).unwrap_or(0)
+            + self.rng.random_range(1..running.len()))
+            % running.len()];
+        let f = self.rng.random_range(0..FIELDS.len());
+        for (node, field) in [(x, f), (y, (f + 1) % FIELDS.len())] {
+            self.large_left = self.large_left.saturating_sub(1);
+            self.stats.large_values += 1;
+            let mib = if self.rng.random_bool(0.1) { 6 } else { 9 };
+            let value = Value::Bytes(vec![self.rng.random_range(1..=255u8); mib << 20]);
+            let fields = Fields::from([(FIELDS[field].to_owned(), value)]);
+            // A patch where the document exists, a put otherwise.
+            self.write_at(node, "c", doc_id(0), fields, 1, &[]);
+        }
+    }
+
+    /// Node `i` writes `fields` to a document: a put where it does not exist or for
+    /// `kind` 0, a patch (also unsetting `unset`) for 1, a delete otherwise; then the
+    /// write is taken into the sync log and registered for the model.
+    fn write_at(
+        &mut self,
+        i: usize,
+        coll: &str,
+        id: DocId,
+        fields: Fields,
+        kind: u8,
+        unset: &[&str],
+    ) {
         self.set_clocks();
         let db = self.nodes[i].db.clone().expect("running");
         let c = db.collection(coll);
@@ -538,7 +607,15 @@ impl World {
             }
             (true, _) => c.delete(id),
         };
-        wrote.expect("local write");
+        match wrote {
+            Ok(()) => {}
+            // The engine refuses a document over its limit where it is made.
+            Err(blazedb_core::Error::TooLarge { .. }) if self.stats.large_values > 0 => {
+                self.stats.refused_too_large += 1;
+                return;
+            }
+            Err(e) => panic!("local write: {e}"),
+        }
         let sync = self.nodes[i].sync.clone().expect("running");
         if sync.absorb().expect("absorb") == 0 {
             return; // a patch that changed nothing
@@ -580,6 +657,10 @@ impl World {
         let n = self.nodes.len();
         match self.rng.random_range(0..100) {
             0..=29 => {
+                if self.large_left > 0 && self.rng.random_bool(0.05) {
+                    self.large_burst();
+                    return;
+                }
                 let i = self.rng.random_range(0..n);
                 if self.running(i) {
                     self.local_write(i);
@@ -801,7 +882,10 @@ impl World {
         }
         let mut expected_losses = BTreeSet::new();
         for (key, h) in &by_doc {
-            let model = Model { h };
+            let model = Model {
+                h,
+                max_bytes: DOCUMENT_BYTES_MAX,
+            };
             let want = model.eval();
             let got = contents[0].get(key).cloned();
             if got != want {
@@ -842,6 +926,13 @@ impl World {
                 }
             }
             self.stats_conflicts_add(&recorded);
+            let too_large = sync
+                .conflicts(0, usize::MAX)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter(|c| c.reason == blazedb_sync::LossReason::TooLarge)
+                .count();
+            TOO_LARGE_SEEN.fetch_add(too_large as u64, Ordering::Relaxed);
             let collected = sync.log_floor().map_err(|e| e.to_string())? > 0
                 || sync
                     .bootstrapped_from()
@@ -864,6 +955,7 @@ impl World {
 
 static CONFLICTS_SEEN: AtomicU64 = AtomicU64::new(0);
 static EXPIRED_SEEN: AtomicU64 = AtomicU64::new(0);
+static TOO_LARGE_SEEN: AtomicU64 = AtomicU64::new(0);
 
 fn run_seed(seed: u64) -> Result<Stats, String> {
     let mut w = World::new(seed);
@@ -887,9 +979,11 @@ fn run_seed(seed: u64) -> Result<Stats, String> {
     w.settle()?;
     let before = CONFLICTS_SEEN.load(Ordering::Relaxed);
     let expired_before = EXPIRED_SEEN.load(Ordering::Relaxed);
+    let too_large_before = TOO_LARGE_SEEN.load(Ordering::Relaxed);
     w.check()?;
     w.stats.conflicts = CONFLICTS_SEEN.load(Ordering::Relaxed) - before;
     w.stats.expired = EXPIRED_SEEN.load(Ordering::Relaxed) - expired_before;
+    w.stats.too_large = TOO_LARGE_SEEN.load(Ordering::Relaxed) - too_large_before;
     Ok(w.stats)
 }
 
@@ -924,6 +1018,9 @@ fn simulated_networks_converge_to_the_reference_model_under_faults() {
                 total.snapshot_pages += s.snapshot_pages;
                 total.snapshot_resumes += s.snapshot_resumes;
                 total.expired += s.expired;
+                total.large_values += s.large_values;
+                total.refused_too_large += s.refused_too_large;
+                total.too_large += s.too_large;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}");

@@ -6,8 +6,8 @@ use blazedb_core::{Document, Error, Result};
 
 use super::btree::Tree;
 use super::{
-    IndexInfo, IndexRecord, IndexSpec, check_spec, doc_key, index_tag, load_directory,
-    unique_conflict,
+    IndexInfo, IndexNote, IndexRecord, IndexSpec, check_spec, doc_key, index_tag, is_truncated,
+    load_directory, stored_key, unique_conflict,
 };
 use crate::raw::scan_docs;
 use crate::txn::WriteTxn;
@@ -35,12 +35,15 @@ impl WriteTxn<'_> {
     }
 
     /// Computes the index changes of a write and checks unique indexes, before anything
-    /// is modified: a violation leaves the transaction untouched and usable.
+    /// is modified: a violation leaves the transaction untouched and usable. With
+    /// `merged` (a document the sync layer stores, see [`WriteTxn::put_merged`]) a
+    /// violation or a value too long for a key is noted there instead of refused.
     pub(crate) fn index_ops(
         &mut self,
         collection: &str,
         old: Option<&Document>,
         new: Option<&Document>,
+        mut merged: Option<&mut Vec<IndexNote>>,
     ) -> Result<Vec<IndexOp>> {
         let mut ops = Vec::new();
         let dir = self.index_dir()?.clone();
@@ -50,21 +53,42 @@ impl WriteTxn<'_> {
             .filter(|(_, r)| r.collection == collection)
         {
             let paths = rec.paths()?;
-            let remove = old.map(|d| doc_key(&paths, d)).transpose()?;
-            let insert = new.map(|d| doc_key(&paths, d)).transpose()?;
+            let remove = old.map(|d| stored_key(&paths, d));
+            let insert = new.map(|d| stored_key(&paths, d));
             if remove == insert {
                 continue;
             }
+            let truncated = insert.as_deref().is_some_and(is_truncated);
+            if let (true, Some(d)) = (truncated, new) {
+                match merged.as_deref_mut() {
+                    // A local write: refused, with the size of the whole key.
+                    None => {
+                        doc_key(&paths, d)?;
+                    }
+                    Some(notes) => notes.push(IndexNote::Truncated {
+                        index: rec.name.clone(),
+                    }),
+                }
+            }
             if rec.unique
+                && !truncated
                 && new.is_some_and(|d| super::constrained(&paths, d))
                 && let Some(key) = &insert
                 && let Some(existing) =
                     unique_conflict(&mut self.tx, &self.db.inner.vault, rec, key)?
             {
-                return Err(Error::UniqueViolation {
-                    index: rec.name.clone(),
-                    existing,
-                });
+                match merged.as_deref_mut() {
+                    None => {
+                        return Err(Error::UniqueViolation {
+                            index: rec.name.clone(),
+                            existing,
+                        });
+                    }
+                    Some(notes) => notes.push(IndexNote::UniqueShared {
+                        index: rec.name.clone(),
+                        existing,
+                    }),
+                }
             }
             ops.push(IndexOp {
                 index: i,

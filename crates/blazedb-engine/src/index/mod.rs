@@ -4,7 +4,9 @@
 //! `enc` is the order-preserving encoding of [`crate::query::keyenc`] and `id` the
 //! document's 16 bytes. Every document of the collection has exactly one entry (a
 //! missing field encodes as "missing"), so an index also yields documents in
-//! `(fields…, id)` order.
+//! `(fields…, id)` order — except documents the sync layer stored with values too long
+//! for a key, indexed by a cut key (see [`TRUNCATED_KEY_BYTES`]): in range like their
+//! whole key, not in order among themselves (queries then sort in memory).
 //!
 //! The index directory (definitions and tree metas) is one sealed record, `meta/indexes`,
 //! written in the same commit as the nodes it describes. Index maintenance runs inside
@@ -31,8 +33,18 @@ use btree::TreeMeta;
 
 pub(crate) const META_INDEXES: &[u8] = b"indexes";
 /// Longest index key (encoded values and id). Longer indexed values are refused with
-/// [`Error::TooLarge`], because a key must fit a node many times over.
+/// [`Error::TooLarge`], because a key must fit a node many times over — except in a
+/// document the sync layer stores ([`crate::WriteTxn::put_merged`]): its key is cut
+/// (see [`TRUNCATED_KEY_BYTES`]).
 pub const INDEX_KEY_BYTES_MAX: usize = 1024;
+/// Length of a cut key: the first `TRUNCATED_KEY_BYTES - 16` bytes of the encoded
+/// values, then the id. One byte longer than any whole key, so a cut key is known by its
+/// length. Every bound the planner scans with is cut to the same length, which keeps a
+/// cut key inside every range its whole key is in (the filter, re-checked on each
+/// document, does the rest); an ordered scan that meets a cut key sorts in memory.
+pub(crate) const TRUNCATED_KEY_BYTES: usize = INDEX_KEY_BYTES_MAX + 1;
+/// Encoded-value bytes a cut key keeps.
+pub(crate) const TRUNCATED_VALUES_BYTES: usize = TRUNCATED_KEY_BYTES - 16;
 /// Most fields in a compound index.
 pub const INDEX_FIELDS_MAX: usize = 8;
 
@@ -144,12 +156,20 @@ pub(crate) fn seal_directory(vault: &Vault, dir: &[IndexRecord]) -> Result<Vec<u
     Ok(vault.seal(Table::Meta, META_INDEXES, &encode("index directory", &dir)?))
 }
 
-/// The full index key of `doc`: its encoded field values, then its id.
-pub(crate) fn doc_key(paths: &[FieldPath], doc: &Document) -> Result<Vec<u8>> {
+fn encoded_values(paths: &[FieldPath], doc: &Document) -> Vec<u8> {
     let mut out = Vec::new();
     for p in paths {
         encode_opt(&mut out, p.lookup(doc));
     }
+    out
+}
+
+/// The full index key of `doc`: its encoded field values, then its id.
+///
+/// # Errors
+/// [`Error::TooLarge`] beyond [`INDEX_KEY_BYTES_MAX`].
+pub(crate) fn doc_key(paths: &[FieldPath], doc: &Document) -> Result<Vec<u8>> {
+    let mut out = encoded_values(paths, doc);
     out.extend_from_slice(doc.id.as_bytes());
     if out.len() > INDEX_KEY_BYTES_MAX {
         return Err(Error::TooLarge {
@@ -159,6 +179,51 @@ pub(crate) fn doc_key(paths: &[FieldPath], doc: &Document) -> Result<Vec<u8>> {
         });
     }
     Ok(out)
+}
+
+/// The key `doc` has in an index: [`doc_key`], or the cut key when that is too long
+/// (only documents stored by [`crate::WriteTxn::put_merged`] have one).
+pub(crate) fn stored_key(paths: &[FieldPath], doc: &Document) -> Vec<u8> {
+    let mut out = encoded_values(paths, doc);
+    if out.len() + 16 > INDEX_KEY_BYTES_MAX {
+        out.truncate(TRUNCATED_VALUES_BYTES);
+    }
+    out.extend_from_slice(doc.id.as_bytes());
+    out
+}
+
+/// Whether `key` is a cut key (see [`TRUNCATED_KEY_BYTES`]).
+pub(crate) fn is_truncated(key: &[u8]) -> bool {
+    key.len() == TRUNCATED_KEY_BYTES
+}
+
+/// What [`crate::WriteTxn::put_merged`] let through that a local write would have been
+/// refused for. The index still holds exactly one entry per document
+/// ([`crate::ReadTxn::check_indexes`]) and queries stay exact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexNote {
+    /// Unique index `index` now holds two documents with equal values: the stored one
+    /// and `existing`.
+    UniqueShared { index: String, existing: DocId },
+    /// The document's values are too long for a key of `index`: it is indexed by a cut
+    /// key (see [`INDEX_KEY_BYTES_MAX`]).
+    Truncated { index: String },
+}
+
+impl std::fmt::Display for IndexNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexNote::UniqueShared { index, existing } => write!(
+                f,
+                "unique index '{index}' now holds another document ({existing}) with the same values"
+            ),
+            IndexNote::Truncated { index } => write!(
+                f,
+                "the values are too long for index '{index}': indexed by their first bytes"
+            ),
+        }
+    }
 }
 
 /// Whether `doc` takes part in uniqueness: every indexed field present and non-null.
@@ -215,7 +280,7 @@ pub(crate) fn check_all(raw: &mut impl Raw, vault: &Vault) -> Result<Vec<IndexIn
         let paths = rec.paths()?;
         let mut want = Vec::new();
         crate::raw::scan_docs(raw, vault, &vault.coll_tag(&rec.collection), &mut |d| {
-            want.push(doc_key(&paths, &d)?);
+            want.push(stored_key(&paths, &d));
             Ok(ControlFlow::Continue(()))
         })?;
         want.sort_unstable();

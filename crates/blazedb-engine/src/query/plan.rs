@@ -17,7 +17,7 @@ use super::keyenc::encode;
 use super::order::rank;
 use super::{Access, Order, Plan, Query};
 use crate::index::btree::Tree;
-use crate::index::{IndexRecord, index_tag, key_id};
+use crate::index::{IndexRecord, TRUNCATED_VALUES_BYTES, index_tag, is_truncated, key_id};
 use crate::raw::{Raw, get_doc};
 use crate::vault::Vault;
 
@@ -38,6 +38,28 @@ pub(crate) struct IndexPlan {
 
 fn upper_or_unbounded(prefix: &[u8]) -> Bound<Vec<u8>> {
     prefix_upper(prefix).map_or(Bound::Unbounded, Bound::Excluded)
+}
+
+/// A lower bound cut to the values of a cut key (see
+/// [`crate::index::TRUNCATED_KEY_BYTES`]): lower, so every key in the range is still
+/// in it, and so is the cut key of any document whose whole key is.
+fn cut_lower(b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) | Bound::Excluded(k) if k.len() > TRUNCATED_VALUES_BYTES => {
+            Bound::Included(k[..TRUNCATED_VALUES_BYTES].to_vec())
+        }
+        b => b,
+    }
+}
+
+/// An upper bound cut likewise (higher).
+fn cut_upper(b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) | Bound::Excluded(k) if k.len() > TRUNCATED_VALUES_BYTES => {
+            upper_or_unbounded(&k[..TRUNCATED_VALUES_BYTES])
+        }
+        b => b,
+    }
 }
 
 fn conjuncts(q: &Query) -> Vec<&Filter> {
@@ -148,6 +170,7 @@ fn candidate(q: &Query, conj: &[&Filter], rec: &IndexRecord) -> Result<Option<(S
     } else {
         (Bound::Included(prefix.clone()), upper_or_unbounded(&prefix))
     };
+    let (lo, hi) = (cut_lower(lo), cut_upper(hi));
     let describe = if described.is_empty() {
         "in index order".to_owned()
     } else {
@@ -202,8 +225,12 @@ pub(crate) fn run_index(
     let coll = vault.coll_tag(&q.collection);
     let want = q.limit.map(|l| l.saturating_add(q.offset));
     let mut ids = Vec::new();
+    // Cut keys are in range but not in value order among themselves: then the results
+    // are sorted in memory (`finish`), never cut short in index order.
+    let mut cut = false;
     let (lo, hi) = bounds(plan);
     tree.scan(raw, lo, hi, &mut |k| {
+        cut |= is_truncated(k);
         ids.push(key_id(k)?);
         Ok(ControlFlow::Continue(()))
     })?;
@@ -217,7 +244,7 @@ pub(crate) fn run_index(
         })?;
         if q.matches(&doc) {
             hits.push(doc);
-            if plan.ordered && want.is_some_and(|w| hits.len() >= w) {
+            if plan.ordered && !cut && want.is_some_and(|w| hits.len() >= w) {
                 break;
             }
         }

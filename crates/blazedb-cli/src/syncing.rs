@@ -39,10 +39,13 @@ fn held_json(h: &Held) -> Json {
     }
 }
 
-/// A stamp as JSON with the user its origin writes as, when this node knows it.
-fn stamp_with_user(s: &Stamp, node: &SyncNode) -> Json {
+/// Who a node writes as, when this database knows it (see `SyncNode::principal_of`).
+pub type UserOf<'a> = &'a dyn Fn(blazedb::sync::NodeId) -> Option<String>;
+
+/// A stamp as JSON with the user its origin writes as.
+fn stamp_with_user(s: &Stamp, user_of: UserOf<'_>) -> Json {
     let mut j = stamp_json(s);
-    j["user"] = json!(node.principal_of(s.node()).ok().flatten());
+    j["user"] = json!(user_of(s.node()));
     j
 }
 
@@ -57,16 +60,16 @@ fn reason_text(e: &ConflictEntry) -> &'static str {
 
 /// A conflict-log entry as JSON (with the users of both writes, where known).
 #[must_use]
-pub fn conflict_json(e: &ConflictEntry, node: &SyncNode) -> Json {
+pub fn conflict_json(e: &ConflictEntry, user_of: UserOf<'_>) -> Json {
     json!({
         "seq": e.seq,
         "collection": e.collection,
         "id": e.id.to_string(),
         "field": e.field,
         "lost": held_json(&e.lost),
-        "loser": stamp_with_user(&e.loser, node),
+        "loser": stamp_with_user(&e.loser, user_of),
         "won": e.won.as_ref().map(held_json),
-        "winner": e.winner.as_ref().map(|w| stamp_with_user(w, node)),
+        "winner": e.winner.as_ref().map(|w| stamp_with_user(w, user_of)),
         "reason": reason_text(e),
         "detected_us": e.detected_us,
     })
@@ -449,7 +452,7 @@ pub fn conflicts(ctx: &mut Ctx<'_>, after: u64, limit: usize) -> CliResult {
             let node = enable(ctx.db, role)?;
             node.conflicts(after, limit)?
                 .iter()
-                .map(|e| conflict_json(e, &node))
+                .map(|e| conflict_json(e, &|n| node.principal_of(n).ok().flatten()))
                 .collect()
         }
         None => Vec::new(),
@@ -488,7 +491,7 @@ mod tests {
             reason: LossReason::TooLarge,
             detected_us: 9,
         };
-        let j = conflict_json(&e);
+        let j = conflict_json(&e, &|_| None);
         assert_eq!(j["reason"], "too-large");
         assert_eq!(j["lost"], json!({"value": "large"}));
         assert!(j["winner"].is_null() && j["won"].is_null());

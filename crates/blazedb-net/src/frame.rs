@@ -28,6 +28,12 @@ pub const HANDSHAKE_FRAME_MAX: usize = 4 * 1024;
 /// Largest frame after authentication: a full batch (about 1 MiB) plus one maximal
 /// document (16 MiB) that pushed it over, plus headroom for the envelope.
 pub const FRAME_MAX: usize = blazedb_core::limits::DOCUMENT_BYTES_MAX + (2 << 20);
+/// Largest frame from a sender trusted to relay (the server a client dialed, a server
+/// peer): a document's merge state (in a snapshot page, or a `State` log item) can
+/// outgrow one document — several concurrent versions of it — up to what storage keeps
+/// in one record. Clients' frames stay within [`FRAME_MAX`] (they send only their own
+/// writes), so a server holds no more than that for one of them.
+pub const TRUSTED_FRAME_MAX: usize = blazedb_core::limits::AUX_RECORD_BYTES_MAX + (2 << 20);
 /// Longest capability name and most capabilities in a hello.
 pub const CAP_LEN_MAX: usize = 64;
 pub const CAPS_MAX: usize = 32;

@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::NetError;
-use crate::frame::{FRAME_MAX, RefuseCode};
+use crate::frame::{FRAME_MAX, RefuseCode, TRUSTED_FRAME_MAX};
 use crate::handshake::{self, ServerAuth};
 use crate::pump::{self, Liveness, PumpOptions, Revocation};
 use crate::relay::exporter;
@@ -652,7 +652,11 @@ fn options(shared: &Shared, admitted: handshake::Admitted) -> PumpOptions {
     };
     PumpOptions {
         live: shared.liveness,
-        frame_max: FRAME_MAX,
+        frame_max: if admitted.grant.relay {
+            TRUSTED_FRAME_MAX
+        } else {
+            FRAME_MAX
+        },
         grant: admitted.grant,
         read_budget: Some(shared.read_budget.clone()),
         send_budget: Some(shared.send_budget.clone()),

@@ -107,7 +107,7 @@ impl PumpOptions {
     pub(crate) fn dialer(live: Liveness) -> PumpOptions {
         PumpOptions {
             live,
-            frame_max: crate::frame::FRAME_MAX,
+            frame_max: crate::frame::TRUSTED_FRAME_MAX,
             grant: Grant::peer(),
             read_budget: None,
             send_budget: None,

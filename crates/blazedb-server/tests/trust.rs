@@ -386,3 +386,70 @@ async fn large_documents_pass_through_and_the_servers_memory_returns() {
     assert!(rss1 <= bound, "{rss0} KiB -> {rss1} KiB (peak {peak} KiB)");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_legal_writes_never_make_an_undeliverable_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = spawn_server(&dir.path().join("server"), &[]).await;
+    let client = |name: &str| {
+        let db = open(dir.path(), name);
+        let relay = p.remote(Credentials::none().token("tok")).relay();
+        (db, relay)
+    };
+    let (a, ra) = client("a");
+    let (b, rb) = client("b");
+    // The same id in both, each with a different 9 MiB field: each fits alone.
+    let id = DocId::new();
+    let nine = 9 << 20;
+    a.collection("docs")
+        .put(Document::with_id(id).with("a", "a".repeat(nine)))
+        .expect("put");
+    b.collection("docs")
+        .put(Document::with_id(id).with("b", "b".repeat(nine)))
+        .expect("put");
+    let ha = a.enable_sync(ra, Role::Client).await.expect("enable");
+    ha.sync_now(T).await.expect("a syncs first");
+    let hb = b.enable_sync(rb, Role::Client).await.expect("enable");
+    hb.sync_now(T)
+        .await
+        .expect("b's sync completes: its write loses instead of sticking");
+    let lost = hb.conflicts(0, 10).expect("conflicts");
+    assert!(
+        lost.iter()
+            .any(|c| c.reason == blazedb_sync::LossReason::TooLarge
+                && c.field.as_deref() == Some("b")),
+        "{lost:?}"
+    );
+    // B's later writes are not stuck behind it.
+    let later = b
+        .collection("notes")
+        .insert(Document::new().with("after", true))
+        .expect("insert");
+    hb.sync_now(T).await.expect("b's later write goes through");
+    ha.sync_now(T).await.expect("a pulls");
+    assert!(a.collection("notes").get(later).expect("get").is_some());
+    // A fresh client bootstraps, though the server's state of the document holds both
+    // 9 MiB values (more than one client frame).
+    let (c, rc) = client("c");
+    let hc = c.enable_sync(rc, Role::Client).await.expect("enable");
+    hc.sync_now(T).await.expect("a fresh client bootstraps");
+    for db in [&a, &b, &c] {
+        let d = db
+            .collection("docs")
+            .get(id)
+            .expect("get")
+            .expect("the document");
+        assert!(
+            matches!(d.fields.get("a"), Some(blazedb_core::Value::String(s)) if s.len() == nine),
+            "the first write keeps its place"
+        );
+        assert!(
+            !d.fields.contains_key("b"),
+            "the write that would overflow lost"
+        );
+        assert!(db.collection("notes").get(later).expect("get").is_some());
+    }
+    for h in [ha, hb, hc] {
+        h.stop().await;
+    }
+}

@@ -453,3 +453,40 @@ async fn two_legal_writes_never_make_an_undeliverable_document() {
         h.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_sockets_hold_no_client_slot_and_a_full_server_says_busy_inside_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = spawn_server(
+        &dir.path().join("server"),
+        &["--max-connections", "1", "--max-handshakes-per-ip", "4"],
+    )
+    .await;
+    // Sockets that never start TLS, from one address: they hold handshake slots only.
+    let mut anon = Vec::new();
+    for _ in 0..4 {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        anon.push(
+            sock.connect(format!("127.0.0.1:{}", p.port).parse().expect("addr"))
+                .await
+                .expect("connect"),
+        );
+    }
+    p.metric_becomes("blazedb_connections_open", 4).await;
+    // An honest client (another address) still gets the one authenticated slot.
+    let held = p
+        .relay(Credentials::none().token("tok"))
+        .connect_frames()
+        .await
+        .expect("a client gets in beside anonymous sockets");
+    // The next one is told, inside TLS, that the server is busy: a typed refusal the
+    // client reports as such, not a broken TLS stream.
+    let e = p
+        .relay(Credentials::none().token("tok"))
+        .connect_frames()
+        .await
+        .expect_err("at the limit");
+    assert_eq!(e.refused(), Some(RefuseCode::Busy), "{e}");
+    drop((held, anon));
+}

@@ -381,21 +381,7 @@ impl NetListener {
         } else {
             "tcp"
         };
-        let accept_shared = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            let mut backoff = ACCEPT_BACKOFF_MIN;
-            loop {
-                match tcp.accept().await {
-                    Ok((s, peer)) => {
-                        backoff = ACCEPT_BACKOFF_MIN;
-                        let _ = s.set_nodelay(true);
-                        admit(&accept_shared, s, peer.to_string(), peer.ip());
-                    }
-                    Err(e) => backoff = accept_error(e, backoff).await,
-                }
-            }
-        });
-        let mut tasks = vec![task];
+        let mut tasks = vec![accept_loop(tcp, &shared)];
         tasks.extend(watch_users(&shared));
         Ok(NetListener {
             incoming: rx,
@@ -419,26 +405,7 @@ impl NetListener {
         };
         let (shared, rx, stats, control) = Self::shared(&opts)?;
         let unix = tokio::net::UnixListener::bind(path)?;
-        let accept_shared = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            let mut backoff = ACCEPT_BACKOFF_MIN;
-            loop {
-                match unix.accept().await {
-                    Ok((s, _)) => {
-                        backoff = ACCEPT_BACKOFF_MIN;
-                        // Local peers share one address for the per-address limit.
-                        admit(
-                            &accept_shared,
-                            s,
-                            "unix".to_owned(),
-                            IpAddr::from([0, 0, 0, 0]),
-                        );
-                    }
-                    Err(e) => backoff = accept_error(e, backoff).await,
-                }
-            }
-        });
-        let mut tasks = vec![task];
+        let mut tasks = vec![accept_loop(unix, &shared)];
         tasks.extend(watch_users(&shared));
         Ok(NetListener {
             incoming: rx,
@@ -545,6 +512,50 @@ fn watch_users(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
             }
         }
     }))
+}
+
+/// A socket listener the accept loop takes connections from.
+trait Accept: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection, its peer's description and address (for the per-address
+    /// limit).
+    fn next(&self) -> impl Future<Output = io::Result<(Self::Io, String, IpAddr)>> + Send;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn next(&self) -> io::Result<(Self::Io, String, IpAddr)> {
+        let (s, peer) = self.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((s, peer.to_string(), peer.ip()))
+    }
+}
+
+#[cfg(unix)]
+impl Accept for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn next(&self) -> io::Result<(Self::Io, String, IpAddr)> {
+        let (s, _) = self.accept().await?;
+        // Local peers share one address for the per-address limit.
+        Ok((s, "unix".to_owned(), IpAddr::from([0, 0, 0, 0])))
+    }
+}
+
+/// Takes connections from `listener` until aborted, admitting each.
+fn accept_loop(listener: impl Accept, shared: &Arc<Shared>) -> JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        loop {
+            match listener.next().await {
+                Ok((s, peer, ip)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    admit(&shared, s, peer, ip);
+                }
+                Err(e) => backoff = accept_error(e, backoff).await,
+            }
+        }
+    })
 }
 
 /// Out of file descriptors and the like: wait, longer each time, instead of spinning.

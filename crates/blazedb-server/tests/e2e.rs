@@ -3,6 +3,8 @@
 //! mid-sync (gracefully and by SIGKILL), a graceful shutdown that exits 0, the metrics
 //! endpoint, and a conflict decided over the network.
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,101 +13,25 @@ use blazedb_core::{DocId, Document, Value};
 use blazedb_engine::{Database, KdfParams};
 use blazedb_net::{Credentials, Fingerprint, RemoteNode};
 use blazedb_sync::{EnableSync, Role, SyncHandle};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use common::{Proc, T, http_get, open};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
-const T: Duration = Duration::from_secs(60);
-
-struct Proc {
-    child: Child,
-    port: u16,
-    fingerprint: Fingerprint,
-    metrics: String,
-}
-
-async fn spawn_server(data: &Path, port: u16) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
-        .args([
-            "--data-dir",
-            data.to_str().expect("utf-8 path"),
-            "--database",
-            "main",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics",
-            "127.0.0.1:0",
-        ])
-        .env("BLAZEDB_PASSWORD", "server-pw")
-        .env("BLAZEDB_AUTH_TOKEN", "tok")
-        .env(
-            "RUST_LOG",
-            std::env::var("BLAZEDB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn blazedb-server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(T, lines.next_line())
-        .await
-        .expect("the server gets ready")
-        .expect("read")
-        .expect("a ready line");
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("{k} in {line:?}"))
-            .to_owned()
-    };
-    let listen: std::net::SocketAddr = field("listen").parse().expect("addr");
-    Proc {
-        child,
-        port: listen.port(),
-        fingerprint: Fingerprint::parse(&field("fingerprint")).expect("fingerprint"),
-        metrics: field("metrics"),
-    }
+async fn spawn_server(data: &std::path::Path, port: u16) -> Proc {
+    common::spawn_server_on(data, port, &[]).await
 }
 
 fn sigterm(p: &Proc) {
-    let pid = p.child.id().expect("running");
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
-fn open(dir: &Path, name: &str) -> Database {
-    Database::builder()
-        .kdf(KdfParams::INSECURE_FAST)
-        .open(dir, name, "pw")
-        .expect("open")
+    p.sigterm();
 }
 
 async fn client(db: &Database, p: &Proc) -> SyncHandle {
-    let remote = RemoteNode::pinned(
-        "localhost",
-        p.port,
-        "main",
-        p.fingerprint,
-        Credentials::none().token("tok"),
-    );
-    db.enable_sync(remote.relay(), Role::Client)
-        .await
-        .expect("enable sync")
-}
-
-async fn http_get(addr: &str, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
+    db.enable_sync(
+        p.remote(Credentials::none().token("tok")).relay(),
+        Role::Client,
+    )
+    .await
+    .expect("enable sync")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -205,12 +205,13 @@ fn rand_node() -> u64 {
     u64::from_le_bytes(b) | 1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_that_stop_reading_are_closed_and_release_their_slots() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = spawn_server(&dir.path().join("server"), &["--idle-timeout-ms", "3000"]).await;
-    // 12 MB in the server's log: more than the kernel buffers of a stalled reader.
-    let db = open(dir.path(), "pusher");
+/// A client that pushed 12 MB into the server's log: more than the kernel buffers of a
+/// reader that stalls.
+async fn push_12_mb(
+    dir: &std::path::Path,
+    p: &common::Proc,
+) -> (blazedb_engine::Database, blazedb_sync::SyncHandle) {
+    let db = open(dir, "pusher");
     let h = db
         .enable_sync(
             p.remote(Credentials::none().token("tok")).relay(),
@@ -228,6 +229,14 @@ async fn clients_that_stop_reading_are_closed_and_release_their_slots() {
             .expect("insert");
     }
     h.sync_now(T).await.expect("push");
+    (db, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_are_closed_and_release_their_slots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = spawn_server(&dir.path().join("server"), &["--idle-timeout-ms", "3000"]).await;
+    let (_db, h) = push_12_mb(dir.path(), &p).await;
     h.stop().await;
     let rss0 = p.rss_kib();
     // A client that asked for the log and went silent (a laptop lid closing), and one
@@ -271,24 +280,7 @@ async fn clients_that_stop_reading_are_closed_and_release_their_slots() {
 async fn sigterm_stops_the_server_promptly_whatever_clients_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p = spawn_server(&dir.path().join("server"), &[]).await;
-    let db = open(dir.path(), "pusher");
-    let h = db
-        .enable_sync(
-            p.remote(Credentials::none().token("tok")).relay(),
-            Role::Client,
-        )
-        .await
-        .expect("enable");
-    for i in 0..12i64 {
-        db.collection("blobs")
-            .insert(
-                Document::new()
-                    .with("i", i)
-                    .with("blob", "y".repeat(1 << 20)),
-            )
-            .expect("insert");
-    }
-    h.sync_now(T).await.expect("push");
+    let (_db, h) = push_12_mb(dir.path(), &p).await;
     // A stalled reader with the server blocked writing to it, and a half-sent frame.
     let _stalled = never_reads(&p, false).await;
     let mut half = p
@@ -466,7 +458,8 @@ async fn anonymous_sockets_hold_no_client_slot_and_a_full_server_says_busy_insid
     let mut anon = Vec::new();
     for _ in 0..4 {
         let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-        sock.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        sock.bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind");
         anon.push(
             sock.connect(format!("127.0.0.1:{}", p.port).parse().expect("addr"))
                 .await

@@ -413,6 +413,20 @@ impl Hub {
     }
 }
 
+/// The hub's session with the attacker, under a client grant, its hello sent.
+fn attacker(h: &Hub) -> (Session, u64) {
+    let mut s = Session::new(
+        h.node.clone(),
+        SessionConfig {
+            grant: Grant::client("mallory"),
+            ..SessionConfig::default()
+        },
+    );
+    let t0 = blazedb_sync::clock::wall_now_us();
+    s.hello(None, t0).expect("hello");
+    (s, t0)
+}
+
 /// Every sequence starts with the attacker's hello (so its messages are acted on).
 fn attack() -> impl Strategy<Value = Vec<GenMsg>> {
     (role(), prop::collection::vec(message(), 1..24)).prop_map(|(role, mut rest)| {
@@ -437,15 +451,7 @@ proptest! {
     #[test]
     fn a_client_changes_the_hub_only_by_its_own_client_role_writes(seq in attack()) {
         let h = hub();
-        let mut s = Session::new(
-            h.node.clone(),
-            SessionConfig {
-                grant: Grant::client("mallory"),
-                ..SessionConfig::default()
-            },
-        );
-        let t0 = blazedb_sync::clock::wall_now_us();
-        s.hello(None, t0).expect("hello");
+        let (mut s, t0) = attacker(&h);
         for (i, g) in seq.iter().enumerate() {
             if s.on_message(h.msg(g), t0 + i as u64 * 1_000).is_err() {
                 break;
@@ -463,15 +469,7 @@ fn the_three_frame_wipe_is_refused_and_changes_nothing() {
     // The attack found against the real server: hello, an empty batch that sets a
     // cursor, then an unrequested snapshot claiming collected history.
     let h = hub();
-    let mut s = Session::new(
-        h.node.clone(),
-        SessionConfig {
-            grant: Grant::client("mallory"),
-            ..SessionConfig::default()
-        },
-    );
-    let t0 = blazedb_sync::clock::wall_now_us();
-    s.hello(None, t0).expect("hello");
+    let (mut s, t0) = attacker(&h);
     for g in [
         GenMsg::Hello {
             origin: Origin::Attacker,
@@ -518,15 +516,7 @@ fn the_three_frame_wipe_is_refused_and_changes_nothing() {
 #[test]
 fn a_client_claiming_the_server_role_is_refused_before_anything_is_applied() {
     let h = hub();
-    let mut s = Session::new(
-        h.node.clone(),
-        SessionConfig {
-            grant: Grant::client("mallory"),
-            ..SessionConfig::default()
-        },
-    );
-    let t0 = blazedb_sync::clock::wall_now_us();
-    s.hello(None, t0).expect("hello");
+    let (mut s, t0) = attacker(&h);
     let out = s
         .on_message(
             h.msg(&GenMsg::Hello {

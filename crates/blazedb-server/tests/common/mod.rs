@@ -22,8 +22,13 @@ pub struct Proc {
 }
 
 /// Starts `blazedb-server` on `data` (database `main`, password `server-pw`, auth
-/// token `tok`, metrics on) with `extra` flags; waits for its ready line.
+/// token `tok`, metrics on, a free port) with `extra` flags; waits for its ready line.
 pub async fn spawn_server(data: &Path, extra: &[&str]) -> Proc {
+    spawn_server_on(data, 0, extra).await
+}
+
+/// As [`spawn_server`], on 127.0.0.1:`port` (0: a free one).
+pub async fn spawn_server_on(data: &Path, port: u16, extra: &[&str]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
         .args([
             "--data-dir",
@@ -31,7 +36,7 @@ pub async fn spawn_server(data: &Path, extra: &[&str]) -> Proc {
             "--database",
             "main",
             "--listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{port}"),
             "--metrics",
             "127.0.0.1:0",
         ])

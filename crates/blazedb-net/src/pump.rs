@@ -5,10 +5,11 @@
 //! Invariants:
 //! - Reading and writing are separate tasks, so a peer that does not read cannot stop
 //!   this side from reading, and the reverse (no deadlock between two full queues).
-//! - Memory is bounded by budgets, not by announced lengths: a frame's buffer grows
-//!   with the bytes received (never to the length its prefix announces before they
-//!   arrive), and its bytes are taken from the listener's read budget before its body
-//!   is read and held until the sync layer has handled the message; the sync layer
+//! - Memory is bounded by budgets, not by announced lengths: a frame's bytes are taken
+//!   from the listener's read budget before its body is read (a reader waiting for
+//!   budget reads nothing) and held until the sync layer has handled the message; the
+//!   memory it occupies grows with the bytes received (a first chunk, then the rest of
+//!   the budgeted length, whose pages fill as bytes arrive); the sync layer
 //!   takes a message's bytes from the send budget before queueing it, released once
 //!   it is written. A reader waiting for budget stops reading the socket, so TCP flow
 //!   control pushes back on the sender.
@@ -76,7 +77,7 @@ impl Liveness {
 
 /// Longest wait for a farewell (a refusal, the TLS close) on a closing connection.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
-/// A frame's buffer grows by at most this much ahead of the bytes received.
+/// A frame's first buffer: the rest of its length is taken once this much has arrived.
 const READ_CHUNK: usize = 64 * 1024;
 /// Own beats remembered for matching echoes.
 const BEATS_KEPT: usize = 8;
@@ -189,12 +190,21 @@ async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> io::Res
     w.flush().await
 }
 
-/// Reads one frame body of `len` bytes, growing the buffer with what arrives.
+/// Reads one frame body of `len` bytes. The buffer starts at one chunk; once the first
+/// chunk has arrived (the peer is really sending) it takes the whole announced length at
+/// once — already counted in the read budget — so a large frame is never copied from a
+/// smaller buffer to a larger one (which held both for a moment). Its pages are only
+/// backed by memory as bytes arrive into them.
 async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     while body.len() < len {
         if body.len() == body.capacity() {
-            body.reserve_exact((len - body.len()).min(body.len().max(READ_CHUNK)));
+            let want = if body.is_empty() {
+                READ_CHUNK
+            } else {
+                len - body.len()
+            };
+            body.reserve_exact(want.min(len - body.len()));
         }
         let room = (body.capacity() - body.len()).min(len - body.len());
         let got = (&mut *r).take(room as u64).read_buf(&mut body).await?;

@@ -191,6 +191,26 @@ fn render(server: &Server) -> String {
             "Connections that failed TLS or the handshake otherwise.",
             st.handshake_failed.load(Ordering::Relaxed),
         );
+        metric(
+            "blazedb_connections_handshaking",
+            "gauge",
+            "Connections in TLS or the handshake now (they hold no client slot).",
+            st.handshaking.load(Ordering::Relaxed),
+        );
+    }
+    if let Some(c) = server.control() {
+        metric(
+            "blazedb_read_budget_free_bytes",
+            "gauge",
+            "Bytes of the budget for received messages free now.",
+            c.read_budget_available() as u64,
+        );
+        metric(
+            "blazedb_send_budget_free_bytes",
+            "gauge",
+            "Bytes of the budget for messages to send free now.",
+            c.send_budget_available() as u64,
+        );
     }
     let conns = server.connections();
     let sum = |f: fn(&blazedb::sync::SyncStatus) -> u64| conns.iter().map(f).sum::<u64>();

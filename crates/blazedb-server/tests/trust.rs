@@ -336,7 +336,14 @@ async fn half_sent_frames_hold_no_more_than_the_read_budget() {
         rss1 < rss0 + 100 * 1024,
         "bounded by the read budget, not 10 x {len} bytes: {rss0} KiB -> {rss1} KiB"
     );
+    assert!(
+        p.metric("blazedb_read_budget_free_bytes").await < 64 << 20,
+        "the half-sent frames hold the read budget"
+    );
     drop(held);
+    // Closed connections give their share back.
+    p.metric_becomes("blazedb_read_budget_free_bytes", 64 << 20)
+        .await;
     assert_eq!(fresh_client_count(dir.path(), &p, "fresh").await, 0);
 }
 

@@ -40,8 +40,8 @@ use crate::relay::exporter;
 use crate::tls::{EXPORTER_LABEL, ServerIdentity};
 use crate::users::{USERS_POLL, UserDirectory};
 
-/// Default limit on authenticated connections.
-pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+/// Default limit on authenticated connections (the sync layer's serving default).
+pub use blazedb_sync::serve::CONNECTIONS_MAX_DEFAULT;
 /// Default limit on connections in TLS or the handshake.
 pub const HANDSHAKES_MAX_DEFAULT: usize = 256;
 /// Default limit on connections in TLS or the handshake from one address.

@@ -1,5 +1,12 @@
-//! Every bound the engine enforces. A limit that is hit yields a typed error
+//! The bounds on what a user stores: names, value nesting, document and auxiliary record
+//! sizes, writes per transaction. A limit that is hit yields a typed error
 //! ([`crate::Error::TooLarge`] or [`crate::Error::InvalidValue`]), never a panic.
+//!
+//! Bounds that belong to one mechanism live beside the code that enforces them and
+//! cite the ones here they derive from: index keys and fields (engine `index/mod.rs`),
+//! subscriptions (engine `live.rs`), import lines (engine `transfer.rs`), sync batches
+//! (sync `proto.rs`), frames (net `frame.rs`), connections and budgets (net
+//! `listener.rs`), KDF parameters (crypto `kdf.rs`).
 
 /// Longest database or collection name, in bytes.
 pub const NAME_LEN_MAX: usize = 64;

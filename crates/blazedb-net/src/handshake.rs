@@ -43,6 +43,12 @@ use crate::frame::{
 };
 use crate::users::UserDirectory;
 
+/// Default time a connection has to finish TLS and authentication.
+pub const HANDSHAKE_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Accepted range of the handshake timeout.
+pub const HANDSHAKE_TIMEOUT_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(600);
+
 /// Capabilities this build knows (none yet beyond the base protocol; the field lets
 /// later versions negotiate features without a version bump).
 pub const CAPS: &[&str] = &[];

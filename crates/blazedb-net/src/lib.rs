@@ -7,9 +7,11 @@
 //!   (pinned fingerprint or CA roots).
 //! - [`pump`]: an authenticated connection turned into the sync layer's bounded
 //!   [`blazedb_sync::Wire`], with heartbeats and an idle timeout.
-//! - [`relay`]: TCP (TLS, or plain by explicit opt-in) and Unix-socket relays.
-//! - [`listener`]: the listener that accepts them: handshake and connection pools,
-//!   memory budgets, the grant of each peer.
+//! - [`dial`]: the dialing side: TCP (TLS, or plain by explicit opt-in) and
+//!   Unix-socket relays.
+//! - [`listener`]: the accepting side: its options, limits and budgets; `admit.rs` runs
+//!   each socket through the handshake pools, TLS and the handshake, and hands on the
+//!   grant of each peer.
 //! - [`users`]: named users with their own tokens and permissions, kept sealed.
 //! - [`server`]: [`Server`], [`ServerConfig`] / [`start`], [`RemoteNode`] and
 //!   [`ConnectRemote`] for topologies.
@@ -19,24 +21,26 @@
 
 #![forbid(unsafe_code)]
 
+mod admit;
+pub mod dial;
 mod error;
 pub mod frame;
 pub mod handshake;
 pub mod listener;
 pub mod pump;
-pub mod relay;
 pub mod server;
 pub mod tls;
 pub mod users;
 
+pub use admit::ListenerStats;
+#[cfg(unix)]
+pub use dial::UnixRelay;
+pub use dial::{DialOptions, FrameStream, Security, TcpRelay};
 pub use error::NetError;
 pub use frame::{Frame, Identity, RefuseCode};
 pub use handshake::Credentials;
-pub use listener::{ListenOptions, ListenerControl, ListenerStats, NetListener};
+pub use listener::{ListenOptions, ListenerControl, NetListener};
 pub use pump::Liveness;
-#[cfg(unix)]
-pub use relay::UnixRelay;
-pub use relay::{DialOptions, FrameStream, Security, TcpRelay};
 pub use server::{ConnectRemote, RemoteNode, Server, ServerConfig, TlsSetup, start};
 pub use tls::{Fingerprint, ServerIdentity, ServerTrust};
 pub use users::{Permissions, UserDirectory, UserFile};

@@ -17,28 +17,25 @@
 //! - Plain TCP happens only when the configuration says so explicitly; a listener
 //!   without any credential does not start.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use blazedb_crypto::auth::CredentialKey;
 use blazedb_sync::relay::{BoxFuture, Listener};
 use blazedb_sync::{Budget, Wire};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::admit::{ListenerStats, PerIp, Shared, accept_loop, watch_users};
 use crate::error::NetError;
-use crate::frame::{FRAME_MAX, RefuseCode, TRUSTED_FRAME_MAX};
-use crate::handshake::{self, ServerAuth};
-use crate::pump::{self, Liveness, PumpOptions, Revocation};
-use crate::relay::exporter;
-use crate::tls::{EXPORTER_LABEL, ServerIdentity};
-use crate::users::{USERS_POLL, UserDirectory};
+use crate::frame::FRAME_MAX;
+use crate::handshake::ServerAuth;
+use crate::pump::Liveness;
+use crate::tls::ServerIdentity;
+use crate::users::UserDirectory;
 
 /// Default limit on authenticated connections (the sync layer's serving default).
 pub use blazedb_sync::serve::CONNECTIONS_MAX_DEFAULT;
@@ -48,20 +45,13 @@ pub const HANDSHAKES_MAX_DEFAULT: usize = 256;
 pub const HANDSHAKES_PER_IP_DEFAULT: usize = 64;
 /// Accepted range of the connection limits.
 pub const CONNECTIONS_LIMIT_RANGE: std::ops::RangeInclusive<usize> = 1..=100_000;
-/// Default time a connection has to finish TLS and authentication.
-pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Accepted range of the handshake timeout.
-pub const HANDSHAKE_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_millis(100)..=Duration::from_secs(600);
+pub use crate::handshake::{HANDSHAKE_TIMEOUT_DEFAULT, HANDSHAKE_TIMEOUT_RANGE};
 /// Default budget for received messages held in memory, all connections together.
 pub const READ_BUDGET_DEFAULT: usize = 64 << 20;
 /// Default budget for messages queued to send, all connections together.
 pub const SEND_BUDGET_DEFAULT: usize = 64 << 20;
 /// Authenticated connections waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
-/// Longest pause of the accept loop after an error (out of descriptors, say).
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 
 /// What a listener accepts.
 pub struct ListenOptions {
@@ -206,24 +196,6 @@ impl ListenOptions {
     }
 }
 
-/// Counters of a listener (for metrics).
-#[derive(Debug, Default)]
-pub struct ListenerStats {
-    /// Connections that completed the handshake.
-    pub accepted: AtomicU64,
-    /// Refused for wrong or missing credentials.
-    pub refused_auth: AtomicU64,
-    /// Refused or closed at a connection limit (handshakes, per address, authenticated).
-    pub refused_busy: AtomicU64,
-    /// Failed otherwise during TLS or the handshake (protocol, timeout, I/O).
-    pub handshake_failed: AtomicU64,
-    /// Connections open now (handshaking ones included).
-    pub open: AtomicU64,
-    /// Connections in TLS or the handshake now.
-    pub handshaking: AtomicU64,
-}
-
-/// Asks a listener's connections to end (it lives on after the listener is handed to
 /// a server).
 #[derive(Clone, Debug)]
 pub struct ListenerControl {
@@ -276,94 +248,6 @@ impl Drop for NetListener {
         for t in &self.tasks {
             t.abort();
         }
-    }
-}
-
-/// Connections in the handshake per address.
-#[derive(Default)]
-struct PerIp(Mutex<HashMap<IpAddr, usize>>);
-
-/// One connection's place in the per-address count.
-struct IpSlot {
-    ip: IpAddr,
-    shared: Arc<Shared>,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut m = self
-            .shared
-            .per_ip
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
-struct Shared {
-    auth: ServerAuth,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    handshake_timeout: Duration,
-    liveness: Liveness,
-    slots: Arc<Semaphore>,
-    handshakes: Arc<Semaphore>,
-    per_ip: PerIp,
-    per_ip_max: usize,
-    read_budget: Budget,
-    send_budget: Budget,
-    shutdown: watch::Receiver<bool>,
-    stats: Arc<ListenerStats>,
-    out: mpsc::Sender<Wire>,
-}
-
-impl Shared {
-    fn ip_slot(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut m = self.per_ip.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.per_ip_max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            ip,
-            shared: Arc::clone(self),
-        })
-    }
-}
-
-/// Counts a connection open until dropped (and handshaking until `done`).
-struct Open {
-    stats: Arc<ListenerStats>,
-    handshaking: bool,
-}
-
-impl Open {
-    fn new(stats: &Arc<ListenerStats>) -> Open {
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        stats.handshaking.fetch_add(1, Ordering::Relaxed);
-        Open {
-            stats: Arc::clone(stats),
-            handshaking: true,
-        }
-    }
-
-    fn done(&mut self) {
-        if std::mem::take(&mut self.handshaking) {
-            self.stats.handshaking.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.done();
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -491,188 +375,6 @@ impl NetListener {
     #[must_use]
     pub fn control(&self) -> ListenerControl {
         self.control.clone()
-    }
-}
-
-/// Rereads the users file every [`USERS_POLL`], so a revocation ends live sessions.
-fn watch_users(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    let users = shared.auth.users.clone()?;
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(USERS_POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let u = Arc::clone(&users);
-            match tokio::task::spawn_blocking(move || u.refresh()).await {
-                Ok(Ok(true)) => tracing::info!("the users file changed: reloaded"),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "the users file no longer opens; the users read before stay in force");
-                }
-                Ok(Ok(false)) | Err(_) => {}
-            }
-        }
-    }))
-}
-
-/// A socket listener the accept loop takes connections from.
-trait Accept: Send + 'static {
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// The next connection, its peer's description and address (for the per-address
-    /// limit).
-    fn next(&self) -> impl Future<Output = io::Result<(Self::Io, String, IpAddr)>> + Send;
-}
-
-impl Accept for tokio::net::TcpListener {
-    type Io = tokio::net::TcpStream;
-    async fn next(&self) -> io::Result<(Self::Io, String, IpAddr)> {
-        let (s, peer) = self.accept().await?;
-        let _ = s.set_nodelay(true);
-        Ok((s, peer.to_string(), peer.ip()))
-    }
-}
-
-#[cfg(unix)]
-impl Accept for tokio::net::UnixListener {
-    type Io = tokio::net::UnixStream;
-    async fn next(&self) -> io::Result<(Self::Io, String, IpAddr)> {
-        let (s, _) = self.accept().await?;
-        // Local peers share one address for the per-address limit.
-        Ok((s, "unix".to_owned(), IpAddr::from([0, 0, 0, 0])))
-    }
-}
-
-/// Takes connections from `listener` until aborted, admitting each.
-fn accept_loop(listener: impl Accept, shared: &Arc<Shared>) -> JoinHandle<()> {
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let mut backoff = ACCEPT_BACKOFF_MIN;
-        loop {
-            match listener.next().await {
-                Ok((s, peer, ip)) => {
-                    backoff = ACCEPT_BACKOFF_MIN;
-                    admit(&shared, s, peer, ip);
-                }
-                Err(e) => backoff = accept_error(e, backoff).await,
-            }
-        }
-    })
-}
-
-/// Out of file descriptors and the like: wait, longer each time, instead of spinning.
-async fn accept_error(e: io::Error, backoff: Duration) -> Duration {
-    tracing::warn!(error = %e, pause = ?backoff, "accept failed");
-    tokio::time::sleep(backoff).await;
-    (backoff * 2).min(ACCEPT_BACKOFF_MAX)
-}
-
-fn admit<S>(shared: &Arc<Shared>, s: S, peer: String, ip: IpAddr)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let busy = || {
-        shared.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-    };
-    let Some(ip_slot) = shared.ip_slot(ip) else {
-        busy();
-        tracing::debug!(peer = %peer, "closed: too many handshakes from this address");
-        return;
-    };
-    let Ok(handshake) = Arc::clone(&shared.handshakes).try_acquire_owned() else {
-        busy();
-        tracing::debug!(peer = %peer, "closed: at the handshake limit");
-        return;
-    };
-    let open = Open::new(&shared.stats);
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let work = handshake_one(&shared, s, peer.clone(), open);
-        let r = tokio::time::timeout(shared.handshake_timeout, work).await;
-        drop((handshake, ip_slot));
-        match r.unwrap_or(Err(NetError::Timeout("the handshake"))) {
-            Ok(wire) => {
-                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let _ = shared.out.send(wire).await;
-            }
-            Err(e) => {
-                let counter = match e.refused() {
-                    Some(RefuseCode::Auth) => &shared.stats.refused_auth,
-                    Some(RefuseCode::Busy) => &shared.stats.refused_busy,
-                    _ => &shared.stats.handshake_failed,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(peer = %peer, error = %e, "sync connection refused");
-            }
-        }
-    });
-}
-
-async fn handshake_one<S>(
-    shared: &Arc<Shared>,
-    s: S,
-    peer: String,
-    mut open: Open,
-) -> Result<Wire, NetError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let slots = Arc::clone(&shared.slots);
-    let take = move || slots.try_acquire_owned().ok();
-    match &shared.acceptor {
-        Some(acceptor) => {
-            let tls = acceptor
-                .accept(s)
-                .await
-                .map_err(|e| NetError::Tls(e.to_string()))?;
-            let channel = exporter(tls.get_ref().1.export_keying_material(
-                [0u8; 32],
-                EXPORTER_LABEL,
-                None,
-            ))?;
-            let (conn, admitted, slot) =
-                handshake::server(tls, Some(channel), &shared.auth, take).await?;
-            open.done();
-            Ok(pump::spawn(
-                conn,
-                peer,
-                options(shared, admitted),
-                (slot, open),
-            ))
-        }
-        None => {
-            let (conn, admitted, slot) = handshake::server(s, None, &shared.auth, take).await?;
-            open.done();
-            Ok(pump::spawn(
-                conn,
-                peer,
-                options(shared, admitted),
-                (slot, open),
-            ))
-        }
-    }
-}
-
-fn options(shared: &Shared, admitted: handshake::Admitted) -> PumpOptions {
-    let revocation = match (&shared.auth.users, admitted.user) {
-        (Some(users), Some((name, id))) => Some(Revocation {
-            changed: users.subscribe(),
-            users: Arc::clone(users),
-            name,
-            id,
-        }),
-        _ => None,
-    };
-    PumpOptions {
-        live: shared.liveness,
-        frame_max: if admitted.grant.relay {
-            TRUSTED_FRAME_MAX
-        } else {
-            FRAME_MAX
-        },
-        grant: admitted.grant,
-        read_budget: Some(shared.read_budget.clone()),
-        send_budget: Some(shared.send_budget.clone()),
-        shutdown: Some(shared.shutdown.clone()),
-        revocation,
     }
 }
 

@@ -24,15 +24,16 @@ use blazedb_sync::{
 };
 use zeroize::Zeroizing;
 
+use crate::admit::ListenerStats;
+use crate::dial::{Security, TcpRelay};
 use crate::error::NetError;
 use crate::handshake::Credentials;
 use crate::listener::{
     CONNECTIONS_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, HANDSHAKES_MAX_DEFAULT,
-    HANDSHAKES_PER_IP_DEFAULT, ListenOptions, ListenerControl, ListenerStats, NetListener,
-    READ_BUDGET_DEFAULT, SEND_BUDGET_DEFAULT,
+    HANDSHAKES_PER_IP_DEFAULT, ListenOptions, ListenerControl, NetListener, READ_BUDGET_DEFAULT,
+    SEND_BUDGET_DEFAULT,
 };
 use crate::pump::Liveness;
-use crate::relay::{Security, TcpRelay};
 use crate::tls::{Fingerprint, ServerIdentity, ServerTrust};
 use crate::users::{UserDirectory, users_path};
 

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::NetError;
+use crate::frame::Bytes32;
 
 /// File names of a generated identity inside a data directory.
 pub const CERT_FILE: &str = "tls-cert.pem";
@@ -309,6 +310,12 @@ impl ServerCertVerifier for PinnedVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
     }
+}
+
+/// The channel binding of a TLS session: its exporter value under [`EXPORTER_LABEL`],
+/// which the handshake's proofs are made over.
+pub(crate) fn exporter(r: Result<[u8; 32], rustls::Error>) -> Result<Bytes32, NetError> {
+    r.map_err(|e| NetError::Tls(format!("exporting the channel binding: {e}")))
 }
 
 #[cfg(test)]

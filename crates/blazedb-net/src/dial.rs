@@ -18,11 +18,10 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::NetError;
-use crate::frame::{Bytes32, Frame};
-use crate::handshake::{self, Conn, Credentials};
-use crate::listener::HANDSHAKE_TIMEOUT_DEFAULT;
+use crate::frame::Frame;
+use crate::handshake::{self, Conn, Credentials, HANDSHAKE_TIMEOUT_DEFAULT};
 use crate::pump::{self, Liveness, PumpOptions};
-use crate::tls::{EXPORTER_LABEL, ServerTrust};
+use crate::tls::{EXPORTER_LABEL, ServerTrust, exporter};
 
 /// How a TCP client secures its connection.
 #[derive(Clone, Debug)]
@@ -220,10 +219,6 @@ fn tls_error(e: io::Error) -> NetError {
     } else {
         NetError::Tls(e.to_string())
     }
-}
-
-pub(crate) fn exporter(r: Result<[u8; 32], rustls::Error>) -> Result<Bytes32, NetError> {
-    r.map_err(|e| NetError::Tls(format!("exporting the channel binding: {e}")))
 }
 
 impl Relay for TcpRelay {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Role};
-use crate::record::{Item, SnapDoc};
+use crate::record::{Item, SnapDoc, SnapshotProgress};
 
 /// Protocol version spoken by this build (2: batches and snapshot pages carry user
 /// attributions; the `Forbidden` error).
@@ -36,9 +36,10 @@ pub enum Msg {
         have_yours: bool,
         /// My newest log position (pairs with `want_after` like an `Ack`).
         log_last: u64,
-        /// A snapshot of yours I was receiving when we were cut off: (your log
-        /// position it is taken at, the index slot I reached), to resume it.
-        resume: Option<(u64, u64)>,
+        /// A snapshot of yours I was receiving when we were cut off (your log
+        /// position it is taken at, the index slot I reached), to resume it. Encoded
+        /// as the pair `(at, slot)`.
+        resume: Option<SnapshotProgress>,
     },
     /// Entries of the sender's log at positions `after + 1 ..= upto` (the writes the
     /// receiver lacks; filtered positions are covered but carry nothing).

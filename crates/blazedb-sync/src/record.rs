@@ -107,12 +107,22 @@ pub(crate) struct PeerRecord {
     /// Our log position up to which the peer has everything and we have everything the
     /// peer had made before it got them (see `SyncNode::collect_garbage`).
     pub stable: u64,
-    /// A snapshot from this peer being received: (its log position the snapshot is
-    /// taken at, the last index slot applied).
-    pub snapshot: Option<(u64, u64)>,
+    /// A snapshot from this peer being received, and how far.
+    pub snapshot: Option<SnapshotProgress>,
     /// Silent beyond the retention: no longer holds back garbage collection. Kept
     /// (not deleted) so that if it returns, its cursor still says it synced before.
     pub forgotten: bool,
+}
+
+/// How far a snapshot from a peer has been received. Stored inside [`PeerRecord`]:
+/// postcard encodes a struct as the tuple of its fields, so this is byte for byte the
+/// `(u64, u64)` it replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    /// The peer's log position the snapshot is taken at.
+    pub at: u64,
+    /// The last index slot applied (0: none yet).
+    pub slot: u64,
 }
 
 /// Most acks a peer record keeps while waiting for them to become stable (older ones

@@ -20,10 +20,10 @@ use crate::authz;
 use crate::clock::{NodeId, Role};
 use crate::error::SyncError;
 use crate::grant::Grant;
-use crate::node::SyncNode;
+use crate::node::{SnapshotPage, SyncNode};
 use crate::principal::Binding;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
-use crate::record::Item;
+use crate::record::{Item, SnapshotProgress};
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
@@ -126,7 +126,7 @@ pub struct Session {
     /// A snapshot we are sending the peer.
     snap_send: Option<SnapSend>,
     /// The peer's resume point for a snapshot of ours (from its `Hello`).
-    peer_resume: Option<(u64, u64)>,
+    peer_resume: Option<SnapshotProgress>,
     /// We are receiving a snapshot: our writes wait until it is complete (the peer
     /// must not see them before, see `DocState::join`).
     holding: bool,
@@ -544,6 +544,10 @@ impl Session {
                         Err(SyncError::Protocol(reason)) => {
                             out.push(self.error(ErrorCode::Protocol, reason, true));
                         }
+                        Err(SyncError::Merge(e)) => {
+                            // A non-causal delivery: the peer broke the protocol.
+                            out.push(self.error(ErrorCode::Protocol, e.to_string(), true));
+                        }
                         Err(e) => {
                             out.push(self.error(ErrorCode::ApplyFailed, e.to_string(), false));
                         }
@@ -612,9 +616,15 @@ impl Session {
                     self.next_send = self.acked + 1;
                 }
                 let keep = self.keep();
-                match self.node.apply_snapshot(
-                    peer.node, at, after_slot, upto_slot, &docs, done, collected, &keep,
-                ) {
+                let page = SnapshotPage {
+                    at,
+                    after_slot,
+                    upto_slot,
+                    docs: &docs,
+                    done,
+                    collected,
+                };
+                match self.node.apply_snapshot(peer.node, page, &keep) {
                     Ok(report) => {
                         self.stats.writes_received += report.applied;
                         self.stats.conflicts += report.conflicts;
@@ -629,7 +639,7 @@ impl Session {
                     Err(SyncError::Protocol(_)) => {
                         // Not the page that continues our progress: say where we are.
                         let slot = match self.node.snapshot_progress(peer.node) {
-                            Ok(Some((a, s))) if a == at => s,
+                            Ok(Some(p)) if p.at == at => p.slot,
                             Ok(_) => 0,
                             Err(e) => {
                                 return Err(Closed {
@@ -861,7 +871,7 @@ impl Session {
                     let at = self.node.log_last().map_err(closed)?;
                     let floor = self.node.log_floor().map_err(closed)?;
                     let (at, next_after) = match self.peer_resume.take() {
-                        Some((a, slot)) if a >= floor && a <= at => (a, slot),
+                        Some(p) if p.at >= floor && p.at <= at => (p.at, p.slot),
                         _ => (at, 0),
                     };
                     tracing::info!(peer = %peer.node, after, floor, at, "the peer needs more than the log holds: sending a snapshot");

@@ -1,0 +1,401 @@
+//! [`SyncNode`]: one database's sync state, persisted inside the database.
+//!
+//! Every operation is one database transaction, so the sync state (merge states, log,
+//! cursors, clock, conflict log) commits atomically with the documents it describes.
+//! The node's work is split into rooms, each stating the invariants it keeps:
+//! - `absorb.rs`: local writes taken over from the engine's change log and stamped;
+//! - `apply.rs`: remote batches merged, with the peer's cursor;
+//! - `log.rs`: the sync log peers read;
+//! - `conflicts.rs`: the conflict log of this node's lost writes;
+//! - `gc.rs`: garbage collection of the log and of stable history;
+//! - `snapshot.rs`: bootstrapping by document states, sending and receiving;
+//! - `peers.rs`: cursors, acknowledgments, relay targets, open sessions.
+//!
+//! Invariants kept by this module (every room relies on them):
+//! - Sync metadata ([`Meta`]) exists once [`SyncNode::enable`] returned; every write
+//!   transaction loads it in `begin` and saves it in `finish`, with the merge states it
+//!   touched ([`States`]), in one commit.
+//! - A node's id and role never change once stored (`RoleMismatch` otherwise).
+//! - Local writes are absorbed before any remote write is applied in the same
+//!   transaction (`absorb.rs`), so each local write's causal context is exactly what
+//!   its writer saw.
+//! - A peer's cursor advances in the transaction that applied what it covers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use blazedb_core::DocId;
+use blazedb_engine::{Database, Durability, WriteTxn};
+
+use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};
+use crate::error::{Result, SyncError};
+use crate::merge::DocState;
+use crate::record::{self, INDEX, META_KEY, META_VERSION, Meta, NS_DOC, NS_META, SnapDoc};
+use crate::write::Stamp;
+
+mod absorb;
+mod apply;
+mod conflicts;
+mod gc;
+mod log;
+mod peers;
+mod snapshot;
+
+/// Target size of one batch of log entries.
+pub const BATCH_BYTES_MAX: usize = 1 << 20;
+/// Target size of one snapshot page.
+pub const SNAPSHOT_PAGE_BYTES: usize = 1 << 20;
+/// Default retention of silent peers: 30 days.
+pub const RETENTION_DEFAULT_US: u64 = 30 * 24 * 3600 * 1_000_000;
+/// Most sync-log entries collected (or dropped by a wipe) in one transaction.
+const GC_CHUNK: u64 = 10_000;
+
+/// What one garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Sync-log entries pruned.
+    pub log_pruned: u64,
+    /// Document states that dropped something.
+    pub states_collected: u64,
+    /// Peers forgotten for silence beyond the retention.
+    pub peers_forgotten: u64,
+}
+
+/// A source of wall-clock time in microseconds since the epoch.
+pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Options of a sync node.
+#[derive(Clone)]
+pub struct SyncOptions {
+    /// How far ahead of the local clock a remote stamp may be (SPEC §3.2 clock hygiene).
+    pub drift_max_us: u64,
+    /// The wall clock (the system clock by default; simulations inject their own).
+    pub clock: WallClock,
+    /// Stamp local writes with the time they were made (from the change log) rather
+    /// than the time sync took them over. On by default; simulations with an injected
+    /// clock turn it off.
+    pub stamp_with_write_time: bool,
+    /// Top-level fields that never sync: they stay in this database's documents, are
+    /// never sent, and remote writes leave them alone (a remote delete still removes
+    /// the whole document; and where a merged document grows so that one no longer
+    /// fits beside it within the engine's document limit, it is dropped with a
+    /// warning: those that still fit are kept, in name order). Exclusion belongs to the
+    /// database rather than to one connection: a field kept off one connection would
+    /// still travel over another and come back through a third.
+    pub local_fields: std::collections::BTreeSet<String>,
+    /// A peer not heard from for this long is forgotten: garbage collection stops
+    /// waiting for it, and if it comes back it must bootstrap again (its unsent writes
+    /// go to its conflict log as expired). Default: 30 days.
+    pub retention_us: u64,
+    /// Collect tombstones and conflict history once stable (see
+    /// [`SyncNode::collect_garbage`]). Safe only on a node that every other node syncs
+    /// with directly — the server of a hub-and-spoke deployment — so off by default;
+    /// the sync log is pruned either way.
+    pub tombstone_gc: bool,
+    /// How often sessions run garbage collection (at most; they share the rate).
+    pub gc_every_us: u64,
+    /// Durability of the sync layer's own transactions (applied batches, taken-over
+    /// local writes). Durable by default: a batch is acknowledged only once it is on
+    /// disk, so a peer may forget what it sent.
+    pub durability: Durability,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            drift_max_us: DRIFT_MAX_DEFAULT_US,
+            clock: Arc::new(wall_now_us),
+            stamp_with_write_time: true,
+            durability: Durability::Immediate,
+            local_fields: std::collections::BTreeSet::new(),
+            retention_us: RETENTION_DEFAULT_US,
+            tombstone_gc: false,
+            gc_every_us: 10_000_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("drift_max_us", &self.drift_max_us)
+            .field("stamp_with_write_time", &self.stamp_with_write_time)
+            .field("local_fields", &self.local_fields)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What applying a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Writes new to this node.
+    pub applied: u64,
+    /// Writes it already had.
+    pub duplicates: u64,
+    /// Losses newly recorded in the conflict log (of this node's own writes, and of
+    /// writes that expired here).
+    pub conflicts: u64,
+    /// Writes from beyond this node's retention horizon, discarded (see
+    /// `merge`'s module docs).
+    pub expired: u64,
+    /// New writes that lost a conflict here on arrival, in whole or in part (on a
+    /// server: client writes its own concurrent writes overruled). Their origins
+    /// record the losses when they hear of them.
+    pub rejected: u64,
+}
+
+/// One snapshot page received from a peer (see [`SyncNode::apply_snapshot`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotPage<'a> {
+    /// The peer's log position the snapshot was taken at.
+    pub at: u64,
+    /// The page covers document index slots `after_slot+1 ..= upto_slot`.
+    pub after_slot: u64,
+    /// The last index slot the page covers.
+    pub upto_slot: u64,
+    /// The document states of the page.
+    pub docs: &'a [SnapDoc],
+    /// Whether it is the snapshot's last page.
+    pub done: bool,
+    /// Whether the peer collects tombstones (a peer that synced with it before and
+    /// gets a snapshot again was forgotten by it).
+    pub collected: bool,
+}
+
+#[derive(Default)]
+struct States {
+    /// Document key → (state, its record as loaded: `None` if created in this
+    /// transaction).
+    map: HashMap<Vec<u8>, (DocState, Option<Vec<u8>>)>,
+}
+
+impl States {
+    fn get<'a>(&'a mut self, tx: &mut WriteTxn<'_>, key: &[u8]) -> Result<&'a mut DocState> {
+        if !self.map.contains_key(key) {
+            let loaded = tx.aux_get(NS_DOC, key)?;
+            let state = match &loaded {
+                Some(bytes) => record::decode("doc state", bytes)?,
+                None => DocState::default(),
+            };
+            self.map.insert(key.to_vec(), (state, loaded));
+        }
+        Ok(&mut self.map.get_mut(key).expect("inserted above").0)
+    }
+
+    /// Writes back every state that changed (a state can hold several documents'
+    /// worth of concurrent values: resealing it unchanged, for every duplicate write
+    /// delivered, would cost as much); new ones get a slot in the document index.
+    fn save(self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
+        let mut created: Vec<&Vec<u8>> = Vec::new();
+        for (key, (state, loaded)) in &self.map {
+            if loaded.is_none() && state.is_empty() {
+                continue; // looked up, never written
+            }
+            let bytes = record::encode("doc state", state)?;
+            if loaded.as_ref() == Some(&bytes) {
+                continue;
+            }
+            tx.aux_put(NS_DOC, key, &bytes)?;
+            if loaded.is_none() {
+                created.push(key);
+            }
+        }
+        // Deterministic slot order (the map's is not).
+        created.sort();
+        for key in created {
+            meta.index_last += 1;
+            tx.aux_log_put(INDEX, meta.index_last, key)?;
+        }
+        Ok(())
+    }
+}
+
+/// One database taking part in sync.
+#[derive(Clone)]
+pub struct SyncNode {
+    db: Database,
+    opts: SyncOptions,
+    node: NodeId,
+    role: Role,
+    /// Peers with a session open now (never forgotten for silence), with counts.
+    connected: Arc<std::sync::Mutex<BTreeMap<NodeId, usize>>>,
+    /// Wall time of the last garbage collection (sessions share the rate limit).
+    last_gc_us: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for SyncNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncNode")
+            .field("node", &self.node)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncNode {
+    /// Enables sync on `db` with `role`. The first time, the database gets a node id,
+    /// keeps `role` for good, and its existing documents become its first writes (so a
+    /// server shares what it held before sync, and a client's offline data uploads).
+    ///
+    /// Enabling a database that already is only reads: no write transaction begins, so
+    /// it works on a read-only handle.
+    ///
+    /// # Errors
+    /// [`SyncError::RoleMismatch`] if it was enabled with the other role before;
+    /// database errors (`Error::ReadOnly` when a read-only handle is enabled for the
+    /// first time). Nothing is written on error.
+    pub fn enable(db: &Database, role: Role, opts: SyncOptions) -> Result<SyncNode> {
+        if let Some(meta) = record::load_meta(&mut &db.begin_read()?)? {
+            return Self::enabled(db, role, opts, &meta);
+        }
+        let mut tx = db.begin_apply()?;
+        match record::load_meta(&mut tx)? {
+            // Enabled by a concurrent call since the read above.
+            Some(meta) => Self::enabled(db, role, opts, &meta),
+            None => {
+                let node = NodeId::random().map_err(|e| {
+                    SyncError::Db(blazedb_core::Error::InvalidValue {
+                        reason: format!("no random source for the node id: {e}"),
+                    })
+                })?;
+                let mut meta = Meta {
+                    version: META_VERSION,
+                    node,
+                    role,
+                    counter: 0,
+                    clock: Clock::default(),
+                    absorbed: tx.last_seq(),
+                    log_last: 0,
+                    log_floor: 0,
+                    conflicts_last: 0,
+                    seen: crate::vv::Vv::new(),
+                    index_last: 0,
+                    bootstrapped: None,
+                };
+                let this = SyncNode {
+                    db: db.clone(),
+                    opts: opts.clone(),
+                    node,
+                    role,
+                    connected: Arc::default(),
+                    last_gc_us: Arc::default(),
+                };
+                this.adopt_existing(&mut tx, &mut meta)?;
+                record::save(&mut tx, "meta", NS_META, META_KEY, &meta)?;
+                tx.commit()?;
+                Ok(this)
+            }
+        }
+    }
+
+    /// The node of a database whose stored sync metadata is `meta`, if `role` is the one
+    /// it keeps.
+    fn enabled(db: &Database, role: Role, opts: SyncOptions, meta: &Meta) -> Result<SyncNode> {
+        if meta.role != role {
+            return Err(SyncError::RoleMismatch {
+                stored: meta.role,
+                requested: role,
+            });
+        }
+        Ok(SyncNode {
+            db: db.clone(),
+            opts,
+            node: meta.node,
+            role: meta.role,
+            connected: Arc::default(),
+            last_gc_us: Arc::default(),
+        })
+    }
+
+    /// The role `db` keeps for sync, if sync was ever enabled on it (a read; nothing is
+    /// written). Tools use it to open a database with its own role.
+    ///
+    /// # Errors
+    /// Database errors; [`SyncError::Corrupt`] for unreadable sync metadata.
+    pub fn stored_role(db: &Database) -> Result<Option<Role>> {
+        let r = db.begin_read()?;
+        Ok(record::load_meta(&mut &r)?.map(|m| m.role))
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// This node's role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &SyncOptions {
+        &self.opts
+    }
+
+    fn now_us(&self) -> u64 {
+        (self.opts.clock)()
+    }
+
+    fn begin(&self) -> Result<(WriteTxn<'_>, Meta)> {
+        let mut tx = self.db.begin_apply()?;
+        tx.set_durability(self.opts.durability);
+        let meta = record::load_meta(&mut tx)?.ok_or_else(|| SyncError::Corrupt {
+            what: "meta",
+            detail: "the sync metadata record is missing".into(),
+        })?;
+        Ok((tx, meta))
+    }
+
+    fn finish(&self, mut tx: WriteTxn<'_>, meta: &mut Meta, states: States) -> Result<()> {
+        states.save(&mut tx, meta)?;
+        record::save(&mut tx, "meta", NS_META, META_KEY, meta)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn meta_in(&self, r: &blazedb_engine::ReadTxn) -> Result<Meta> {
+        record::load_meta(&mut &*r)?.ok_or_else(|| SyncError::Corrupt {
+            what: "meta",
+            detail: "missing".into(),
+        })
+    }
+
+    /// The merge state of one document (for `get --meta` and tests).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn doc_state(&self, collection: &str, id: DocId) -> Result<DocState> {
+        let r = self.db.begin_read()?;
+        Ok(record::load(
+            &mut &r,
+            "doc state",
+            NS_DOC,
+            &record::doc_key(collection, id),
+        )?
+        .unwrap_or_default())
+    }
+
+    /// Each field's winning stamp in document `id` (empty if unknown).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn field_stamps(&self, collection: &str, id: DocId) -> Result<BTreeMap<String, Stamp>> {
+        let state = self.doc_state(collection, id)?;
+        let Some(fields) = state.eval() else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(fields
+            .keys()
+            .filter_map(|f| state.field_stamp(f).map(|s| (f.clone(), s)))
+            .collect())
+    }
+}

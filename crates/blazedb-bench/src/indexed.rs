@@ -10,7 +10,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rusqlite::Connection;
 
-use crate::docs::{DocGen, DocSpec};
+use crate::docgen::{DocGen, DocSpec};
 use crate::sqlite::Row;
 use crate::{blaze_idx, sqlite_idx};
 

@@ -10,7 +10,7 @@
 
 mod blaze;
 mod blaze_idx;
-mod docs;
+mod docgen;
 mod indexed;
 mod net_bench;
 mod net_fanout;
@@ -18,6 +18,7 @@ mod query;
 mod report;
 mod run;
 mod scale;
+mod sizes;
 mod sqlite;
 mod sqlite_idx;
 mod sync_bench;
@@ -327,7 +328,7 @@ fn main() -> Result<()> {
             run::run(dir, sizes, args.only)?;
         }
         Command::Query => {
-            let sizes = query::QuerySizes::new(args.quick);
+            let sizes = sizes::QuerySizes::new(args.quick);
             println!("{sizes:?}");
             println!("load average at start: {}", load_average());
             println!();

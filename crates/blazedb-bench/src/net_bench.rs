@@ -73,65 +73,100 @@ pub(crate) fn run(_dir: &Path, sizes: NetSizes) -> Result<()> {
     bail!("this build has no network layer (asked for {sizes:?}): run it with the default features")
 }
 
+/// What one run measured (figures 1–5).
+#[cfg(feature = "net")]
+struct Measured {
+    bulk: Duration,
+    initial: Duration,
+    lat: crate::report::Latency,
+    resync: Duration,
+    resync_bytes: u64,
+    /// Writes of the burst, and the time until the server held them all.
+    burst_writes: usize,
+    burst: Duration,
+    fan: crate::net_fanout::FanoutResult,
+}
+
+/// Longest wait for any one sync in the run.
+#[cfg(feature = "net")]
+const T: Duration = Duration::from_secs(1_200);
+
+/// The run's databases (in one directory) and the server they sync with.
+#[cfg(feature = "net")]
+struct Rig<'a> {
+    dir: &'a Path,
+    remote: blazedb_net::RemoteNode,
+}
+
+#[cfg(feature = "net")]
+impl Rig<'_> {
+    fn open(&self, name: &str) -> Result<blazedb_engine::Database> {
+        open(self.dir, name)
+    }
+
+    async fn connect(&self, db: blazedb_engine::Database) -> Result<blazedb_sync::SyncHandle> {
+        use blazedb_sync::{EnableSync, Role};
+        Ok(db.enable_sync(self.remote.relay(), Role::Client).await?)
+    }
+}
+
+/// Opens (creating) the database `name` of the run.
+#[cfg(feature = "net")]
+fn open(dir: &Path, name: &str) -> Result<blazedb_engine::Database> {
+    Ok(blazedb_engine::Database::builder()
+        .kdf(blazedb_engine::KdfParams::INSECURE_FAST)
+        .open(dir, name, "bench")?)
+}
+
+/// Inserts `docs` into `db` in one transaction; returns how long it took.
+#[cfg(feature = "net")]
+fn bulk_load(db: &blazedb_engine::Database, docs: &[crate::docgen::DocSpec]) -> Result<Duration> {
+    let t = Instant::now();
+    let mut tx = db.begin_write()?;
+    for d in docs {
+        tx.insert("docs", d.to_document())?;
+    }
+    tx.commit()?;
+    Ok(t.elapsed())
+}
+
 #[cfg(feature = "net")]
 async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
-    use blazedb_engine::{Database, KdfParams};
     use blazedb_net::{Credentials, RemoteNode, Server, TlsSetup};
-    use blazedb_sync::{EnableSync, Role, SyncHandle};
 
-    use crate::docs::DocGen;
-    use crate::report::{Latency, ms};
+    use crate::docgen::DocGen;
 
-    const T: Duration = Duration::from_secs(1_200);
-    let open = |name: &str| -> Result<Database> {
-        Ok(Database::builder()
-            .kdf(KdfParams::INSECURE_FAST)
-            .open(dir, name, "bench")?)
-    };
     let docs = DocGen::new(11).take(sizes.docs);
-
     println!(
         "  running: 1. bulk load of {} documents (baseline)",
         sizes.docs
     );
-    let local = open("local")?;
-    let t = Instant::now();
-    let mut tx = local.begin_write()?;
-    for d in &docs {
-        tx.insert("docs", d.to_document())?;
-    }
-    tx.commit()?;
-    let bulk = t.elapsed();
+    let bulk = bulk_load(&open(dir, "local")?, &docs)?;
 
-    let server_db = open("server")?;
-    let mut tx = server_db.begin_write()?;
-    for d in &docs {
-        tx.insert("docs", d.to_document())?;
-    }
-    tx.commit()?;
+    let server_db = open(dir, "server")?;
+    bulk_load(&server_db, &docs)?;
     let mut server = Server::new(0, &server_db, "main", Some("bench-token"), None)
         .tls(TlsSetup::SelfSigned(dir.join("tls")));
     let addr = server.start().await?;
     let fp = server.fingerprint().expect("TLS is on");
-    let remote = RemoteNode::pinned(
-        "localhost",
-        addr.port(),
-        "main",
-        fp,
-        Credentials::none().token("bench-token"),
-    );
-    let connect = |db: Database| {
-        let remote = remote.clone();
-        async move { db.enable_sync(remote.relay(), Role::Client).await }
+    let rig = Rig {
+        dir,
+        remote: RemoteNode::pinned(
+            "localhost",
+            addr.port(),
+            "main",
+            fp,
+            Credentials::none().token("bench-token"),
+        ),
     };
 
     println!(
         "  running: 1. initial sync of {} documents over TLS",
         sizes.docs
     );
-    let b = open("b")?;
+    let b = rig.open("b")?;
     let t = Instant::now();
-    let hb: SyncHandle = connect(b.clone()).await?;
+    let hb = rig.connect(b.clone()).await?;
     hb.sync_now(T).await?;
     let initial = t.elapsed();
     if b.collection("docs").count()? != sizes.docs as u64 {
@@ -142,28 +177,10 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         "  running: 2. change at A visible at B, {} changes",
         sizes.changes
     );
-    let a = open("a")?;
-    let ha = connect(a.clone()).await?;
+    let a = rig.open("a")?;
+    let ha = rig.connect(a.clone()).await?;
     ha.sync_now(T).await?;
-    let (tx_seen, mut rx_seen) = tokio::sync::watch::channel(0u64);
-    let _hook = b.on_commit(move || {
-        tx_seen.send_modify(|n| *n += 1);
-    })?;
-    let mut times = Vec::with_capacity(sizes.changes);
-    for i in 0..sizes.changes {
-        let t = Instant::now();
-        let id = a
-            .collection("live")
-            .insert(blazedb_engine::Document::new().with("i", i as i64))?;
-        loop {
-            if b.collection("live").get(id)?.is_some() {
-                break;
-            }
-            tokio::time::timeout(Duration::from_secs(10), rx_seen.changed()).await??;
-        }
-        times.push(t.elapsed());
-    }
-    let lat = Latency::of(&times);
+    let lat = a_to_b(&a, &b, sizes.changes).await?;
 
     println!(
         "  running: 3. resync after 10 changes on the {}-document database",
@@ -186,10 +203,72 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         "  running: 4. 10 clients writing {} documents each",
         sizes.per_client
     );
+    let burst = burst(&rig, &server_db, sizes.per_client).await?;
+    ha.stop().await;
+    hb.stop().await;
+    server.stop().await?;
+
+    println!(
+        "  running: 5. {} connected clients: server RSS per client (server in its own process), fan-out of one write to all, {} rounds",
+        sizes.clients, sizes.fanout_rounds
+    );
+    let fan = crate::net_fanout::run(dir, sizes.clients, sizes.fanout_rounds).await?;
+    print_figures(
+        sizes,
+        &Measured {
+            bulk,
+            initial,
+            lat,
+            resync,
+            resync_bytes,
+            burst_writes: 10 * sizes.per_client,
+            burst,
+            fan,
+        },
+    );
+    Ok(())
+}
+
+/// Figure 2: for each of `changes` inserts at `a`, the time until `b` has it.
+#[cfg(feature = "net")]
+async fn a_to_b(
+    a: &blazedb_engine::Database,
+    b: &blazedb_engine::Database,
+    changes: usize,
+) -> Result<crate::report::Latency> {
+    let (tx_seen, mut rx_seen) = tokio::sync::watch::channel(0u64);
+    let _hook = b.on_commit(move || {
+        tx_seen.send_modify(|n| *n += 1);
+    })?;
+    let mut times = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let t = Instant::now();
+        let id = a
+            .collection("live")
+            .insert(blazedb_engine::Document::new().with("i", i as i64))?;
+        loop {
+            if b.collection("live").get(id)?.is_some() {
+                break;
+            }
+            tokio::time::timeout(Duration::from_secs(10), rx_seen.changed()).await??;
+        }
+        times.push(t.elapsed());
+    }
+    Ok(crate::report::Latency::of(&times))
+}
+
+/// Figure 4: 10 clients each write `per_client` documents at once; the time until the
+/// server holds every write.
+#[cfg(feature = "net")]
+async fn burst(
+    rig: &Rig<'_>,
+    server_db: &blazedb_engine::Database,
+    per_client: usize,
+) -> Result<Duration> {
     let mut clients = Vec::new();
     for k in 0..10 {
-        let db = open(&format!("w{k}"))?;
-        let h = connect(db.clone()).await?;
+        let db = rig.open(&format!("w{k}"))?;
+        let h = rig.connect(db.clone()).await?;
         h.sync_now(T).await?;
         clients.push((db, h));
     }
@@ -198,11 +277,11 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
     // clients do, but that is not waited for).
     let (signal, mut committed) = tokio::sync::watch::channel(0u64);
     let hook = server_db.on_commit(move || signal.send_modify(|n| *n += 1))?;
-    let total = 10 * sizes.per_client;
+    let total = 10 * per_client;
     let t = Instant::now();
     let mut tasks = Vec::new();
     for (k, (db, h)) in clients.into_iter().enumerate() {
-        let n = sizes.per_client;
+        let n = per_client;
         tasks.push(tokio::spawn(async move {
             let db2 = db.clone();
             // Transactions of 100 writes: the figure is about sync, not local fsyncs.
@@ -234,24 +313,19 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
     }
     let burst = t.elapsed();
     drop(hook);
-    let mut handles = Vec::new();
     for t in tasks {
-        handles.push(t.await??);
+        t.await??.stop().await;
     }
-    for h in &handles {
-        h.stop().await;
-    }
-    ha.stop().await;
-    hb.stop().await;
-    server.stop().await?;
+    Ok(burst)
+}
 
-    println!(
-        "  running: 5. {} connected clients: server RSS per client (server in its own process), fan-out of one write to all, {} rounds",
-        sizes.clients, sizes.fanout_rounds
-    );
-    let fan = crate::net_fanout::run(dir, sizes.clients, sizes.fanout_rounds).await?;
+/// Prints the figures' table and figure 5's details.
+#[cfg(feature = "net")]
+fn print_figures(sizes: NetSizes, m: &Measured) {
+    use crate::report::{Latency, ms};
 
-    let ratio = initial.as_secs_f64() / bulk.as_secs_f64().max(1e-9);
+    let (fan, lat) = (&m.fan, &m.lat);
+    let ratio = m.initial.as_secs_f64() / m.bulk.as_secs_f64().max(1e-9);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
     println!("| figure | measured | baseline / goal | verdict |");
@@ -259,8 +333,8 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
     println!(
         "| initial sync of {} docs over TLS | {:.0} ms | bulk load {:.0} ms → {ratio:.2}× (goal ≤ 1.5×) | {} |",
         sizes.docs,
-        ms(initial),
-        ms(bulk),
+        ms(m.initial),
+        ms(m.bulk),
         verdict(ratio <= 1.5)
     );
     println!(
@@ -274,16 +348,17 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         verdict(ms(lat.p99) <= 10.0)
     );
     println!(
-        "| resync after 10 changes ({} docs): bytes received | {resync_bytes} B | goal ≤ 10,240 B | {} |",
+        "| resync after 10 changes ({} docs): bytes received | {} B | goal ≤ 10,240 B | {} |",
         sizes.docs,
-        verdict(resync_bytes <= 10_240)
+        m.resync_bytes,
+        verdict(m.resync_bytes <= 10_240)
     );
     println!(
         "| resync after 10 changes: time | {:.2} ms | goal ≤ 5 ms | {} |",
-        ms(resync),
-        verdict(ms(resync) <= 5.0)
+        ms(m.resync),
+        verdict(ms(m.resync) <= 5.0)
     );
-    let rate = total as f64 / burst.as_secs_f64().max(1e-9);
+    let rate = m.burst_writes as f64 / m.burst.as_secs_f64().max(1e-9);
     println!(
         "| 10 clients writing at once, until the server has all | {rate:.0} writes/s | goal ≥ 50,000 | {} |",
         verdict(rate >= 50_000.0)
@@ -299,7 +374,6 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
     );
     let all = Latency::of(&fan.fanout_all);
     let max = fan.fanout_all.iter().max().copied().unwrap_or_default();
-    let median_client = Latency::of(&fan.fanout_median);
     println!(
         "| one write fanned out to the other {} clients, p50 of {} rounds | {:.1} ms | goal ≤ 1,000 ms | {} |",
         fan.clients - 1,
@@ -314,6 +388,15 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         verdict(ms(max) <= 1_000.0)
     );
     println!();
+    print_fanout_details(fan);
+}
+
+/// Figure 5's details: setup times, threads, memory, every round.
+#[cfg(feature = "net")]
+fn print_fanout_details(fan: &crate::net_fanout::FanoutResult) {
+    use crate::report::{Latency, ms};
+
+    let median_client = Latency::of(&fan.fanout_median);
     println!(
         "figure 5 details: {} client databases created in {:.1} s, connected and synced in {:.1} s \
          ({} at a time); settling between rounds (every client syncs now, untimed) {:.1} s in \
@@ -333,5 +416,4 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(())
 }

@@ -180,6 +180,98 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Longest wait for one client's sync in figure 5.
+#[cfg(feature = "net")]
+const T: Duration = Duration::from_secs(600);
+
+/// Connects every database to the server (at most [`CONNECTING`] at a time), each
+/// through its initial sync.
+#[cfg(feature = "net")]
+async fn connect_all(
+    dbs: &[blazedb_engine::Database],
+    remote: &blazedb_net::RemoteNode,
+) -> Result<Vec<std::sync::Arc<blazedb_sync::SyncHandle>>> {
+    use blazedb_sync::{EnableSync, Role, SyncHandle};
+
+    let mut handles: Vec<Option<SyncHandle>> = (0..dbs.len()).map(|_| None).collect();
+    let mut connecting = tokio::task::JoinSet::new();
+    for (i, db) in dbs.iter().enumerate() {
+        if connecting.len() >= CONNECTING {
+            let (i, h) = connecting
+                .join_next()
+                .await
+                .context("a connecting task")???;
+            handles[i] = Some(h);
+        }
+        let (db, relay) = (db.clone(), remote.relay());
+        connecting.spawn(async move {
+            let h = db.enable_sync(relay, Role::Client).await?;
+            h.sync_now(T).await?;
+            anyhow::Ok((i, h))
+        });
+    }
+    while let Some(r) = connecting.join_next().await {
+        let (i, h) = r??;
+        handles[i] = Some(h);
+    }
+    Ok(handles
+        .into_iter()
+        .flatten()
+        .map(std::sync::Arc::new)
+        .collect())
+}
+
+/// One fan-out round: `writer` inserts the round's document; returns, per other
+/// client, the time from the write's commit to its arrival there.
+#[cfg(feature = "net")]
+async fn one_round(
+    writer: &blazedb_engine::Database,
+    round: usize,
+    clients: usize,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, i64, Instant)>,
+) -> Result<Vec<Duration>> {
+    let mut seen = vec![false; clients];
+    let mut arrivals = Vec::with_capacity(clients - 1);
+    let w = writer.clone();
+    let round_no = round as i64;
+    let t0 = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        w.collection("fan")
+            .insert(blazedb_engine::Document::new().with("round", round_no))
+    })
+    .await??;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while arrivals.len() < clients - 1 {
+        let Ok(got) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            bail!(
+                "fan-out round {round}: {} of {} clients had the write after 120 s",
+                arrivals.len(),
+                clients - 1
+            );
+        };
+        let (i, r, at) = got.context("the arrival channel closed")?;
+        if r == round_no && !seen[i] {
+            seen[i] = true;
+            arrivals.push(at.saturating_duration_since(t0));
+        }
+    }
+    Ok(arrivals)
+}
+
+/// Every client syncs now, at once; returns when all are done.
+#[cfg(feature = "net")]
+async fn settle(handles: &[std::sync::Arc<blazedb_sync::SyncHandle>]) -> Result<()> {
+    let mut settling = tokio::task::JoinSet::new();
+    for h in handles {
+        let h = std::sync::Arc::clone(h);
+        settling.spawn(async move { h.sync_now(T).await });
+    }
+    while let Some(r) = settling.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
 /// Clients connecting at once (each does a TLS handshake and its initial sync).
 pub(crate) const CONNECTING: usize = 32;
 
@@ -220,12 +312,9 @@ impl FanoutResult {
 pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<FanoutResult> {
     use std::sync::Arc;
 
-    use blazedb_engine::{Database, Document, KdfParams, Value};
+    use blazedb_engine::{Database, KdfParams, Value};
     use blazedb_net::{Credentials, Fingerprint, RemoteNode};
-    use blazedb_sync::{EnableSync, Role, SyncHandle};
     use tokio::sync::mpsc;
-
-    const T: Duration = Duration::from_secs(600);
 
     if clients < 2 {
         bail!("the fan-out needs at least 2 clients");
@@ -268,28 +357,7 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
     let open_time = t.elapsed();
 
     let t = Instant::now();
-    let mut handles: Vec<Option<SyncHandle>> = (0..clients).map(|_| None).collect();
-    let mut connecting = tokio::task::JoinSet::new();
-    for (i, db) in dbs.iter().enumerate() {
-        if connecting.len() >= CONNECTING {
-            let (i, h) = connecting
-                .join_next()
-                .await
-                .context("a connecting task")???;
-            handles[i] = Some(h);
-        }
-        let (db, relay) = (db.clone(), remote.relay());
-        connecting.spawn(async move {
-            let h = db.enable_sync(relay, Role::Client).await?;
-            h.sync_now(T).await?;
-            anyhow::Ok((i, h))
-        });
-    }
-    while let Some(r) = connecting.join_next().await {
-        let (i, h) = r??;
-        handles[i] = Some(h);
-    }
-    let handles: Vec<Arc<SyncHandle>> = handles.into_iter().flatten().map(Arc::new).collect();
+    let handles = connect_all(&dbs, &remote).await?;
     let connect_time = t.elapsed();
     if handles.len() != clients || handles.iter().any(|h| !h.status().connected) {
         bail!("not every client is connected");
@@ -319,31 +387,7 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
     let mut fanout_median = Vec::with_capacity(rounds);
     let mut settle_time = Duration::ZERO;
     for round in 0..rounds {
-        let mut seen = vec![false; clients];
-        let mut arrivals = Vec::with_capacity(clients - 1);
-        let w = writer.clone();
-        let round_no = round as i64;
-        let t0 = Instant::now();
-        tokio::task::spawn_blocking(move || {
-            w.collection("fan")
-                .insert(Document::new().with("round", round_no))
-        })
-        .await??;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while arrivals.len() < clients - 1 {
-            let Ok(got) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-                bail!(
-                    "fan-out round {round}: {} of {} clients had the write after 120 s",
-                    arrivals.len(),
-                    clients - 1
-                );
-            };
-            let (i, r, at) = got.context("the arrival channel closed")?;
-            if r == round_no && !seen[i] {
-                seen[i] = true;
-                arrivals.push(at.saturating_duration_since(t0));
-            }
-        }
+        let mut arrivals = one_round(&writer, round, clients, &mut rx).await?;
         arrivals.sort_unstable();
         fanout_all.push(arrivals.last().copied().unwrap_or_default());
         fanout_median.push(arrivals[arrivals.len() / 2]);
@@ -352,14 +396,7 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
         // would otherwise overlap the next round. Every client syncing now returns once
         // its side is confirmed and it has everything the server had.
         let t = Instant::now();
-        let mut settling = tokio::task::JoinSet::new();
-        for h in &handles {
-            let h = Arc::clone(h);
-            settling.spawn(async move { h.sync_now(T).await });
-        }
-        while let Some(r) = settling.join_next().await {
-            r??;
-        }
+        settle(&handles).await?;
         settle_time += t.elapsed();
     }
     let rss_after_fanout_kib = proc_status(pid, "VmRSS")?;

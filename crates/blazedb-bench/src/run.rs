@@ -8,7 +8,7 @@ use blazedb_engine::{DocId, Document};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::docs::{DocGen, DocSpec, mean_json_len};
+use crate::docgen::{DocGen, DocSpec, mean_json_len};
 use crate::report::{Goal, Row, ms, table};
 use crate::sqlite::Row as SqlRow;
 use crate::{Selection, Sizes, blaze, sqlite};

@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use blazedb_engine::DocId;
 
 use crate::indexed::{self, Loaded, time_all, time_each};
-use crate::query::{QuerySizes, progress};
 use crate::report::{Latency, grid, ms, us};
+use crate::sizes::{QuerySizes, progress};
 use crate::{blaze_idx, sqlite_idx};
 
 /// Most growth (largest-size mean ÷ smallest-size mean) the goal allows BlazeDB.
@@ -233,6 +233,13 @@ fn fmt_us(d: Duration) -> String {
 
 /// Prints the per-size latency table, the growth table and the notes of figure 2.
 fn print_tables(results: &[SizeResult], sizes: &QuerySizes) {
+    print_latency(results);
+    print_growth(results);
+    print_notes(results, sizes);
+}
+
+/// Figure 2's per-size latency table.
+fn print_latency(results: &[SizeResult]) {
     let header = [
         "Docs",
         "Op",
@@ -280,7 +287,10 @@ fn print_tables(results: &[SizeResult], sizes: &QuerySizes) {
          favours BlazeDB)"
     );
     println!("{}", grid(&header, &cells, &[1]));
+}
 
+/// Figure 2's growth table: latency at the largest size over latency at the smallest.
+fn print_growth(results: &[SizeResult]) {
     let (Some(first), Some(last)) = (results.first(), results.last()) else {
         return;
     };
@@ -332,6 +342,10 @@ fn print_tables(results: &[SizeResult], sizes: &QuerySizes) {
         "Met",
     ];
     println!("{}", grid(&header, &cells, &[0, 5, 6]));
+}
+
+/// Figure 2's notes: what was measured and how.
+fn print_notes(results: &[SizeResult], sizes: &QuerySizes) {
     println!("Figure 2 notes:");
     println!(
         "- per size and engine: {} gets, {} queries, {} puts of each kind, each call timed \

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use blazedb_engine::{Database, Durability, KdfParams};
 
-use crate::docs::DocGen;
+use crate::docgen::DocGen;
 
 /// Problem sizes of one run.
 #[derive(Clone, Copy, Debug)]

@@ -173,7 +173,7 @@ impl Cmd {
     /// How the command opens its database: read-only when it only reads, so it never
     /// modifies a file of the database and can run beside other readers (see
     /// [`OpenMode::ReadOnly`]). `get --meta` is read-only too; it reopens read-write only
-    /// when local writes wait for their sync stamps (`docs::needs_stamping`).
+    /// when local writes wait for their sync stamps (`documents::needs_stamping`).
     #[must_use]
     pub fn open_mode(&self) -> OpenMode {
         match self {

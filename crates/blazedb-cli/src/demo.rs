@@ -224,8 +224,17 @@ async fn start(dir: &Path) -> CliResult<Demo> {
 }
 
 async fn scenes(d: &Demo) -> CliResult {
-    let board = d.server_db.collection(COLLECTION);
+    let notice = fan_out(d).await?;
+    server_vs_client(d, notice).await?;
+    causality_first(d, notice).await?;
+    client_vs_client(d, notice).await?;
+    let note = offline_client(d, notice).await?;
+    delete_vs_update(d, note).await
+}
 
+/// Scene 1: the server's write reaches every client. Returns the notice's id.
+async fn fan_out(d: &Demo) -> CliResult<DocId> {
+    let board = d.server_db.collection(COLLECTION);
     say("1. Fan-out: the server posts a notice; every client receives it.");
     let notice = board.insert(
         Document::new()
@@ -240,7 +249,12 @@ async fn scenes(d: &Demo) -> CliResult {
         .iter()
         .all(|c| Demo::get(&c.db, notice).ok().flatten().is_some());
     d.expect(all, "all three clients hold the server's notice")?;
+    Ok(notice)
+}
 
+/// Scene 2: a concurrent server write beats a client's (server priority).
+async fn server_vs_client(d: &Demo, notice: DocId) -> CliResult {
+    let board = d.server_db.collection(COLLECTION);
     say(
         "\n2. Server vs client: alice is offline and sets price = 12; meanwhile the server sets price = 15.",
     );
@@ -262,7 +276,12 @@ async fn scenes(d: &Demo) -> CliResult {
             && !lost.is_empty(),
         "the server's price (15) won everywhere, and alice's 12 is on record in her conflict log",
     )?;
+    Ok(())
+}
 
+/// Scene 3: a client's write made after seeing the server's value wins.
+async fn causality_first(d: &Demo, notice: DocId) -> CliResult {
+    let alice = d.client("alice");
     say("\n3. Causality first: alice, having seen 15, sets price = 16. Her write takes effect.");
     alice
         .db
@@ -274,7 +293,11 @@ async fn scenes(d: &Demo) -> CliResult {
         Demo::get(&d.server_db, notice)?.and_then(|x| x.get("price").cloned()) == Some(16.into()),
         "a client's write made after seeing the server's value wins (server priority never makes values sticky)",
     )?;
+    Ok(())
+}
 
+/// Scene 4: two clients' concurrent writes: the later stamp wins.
+async fn client_vs_client(d: &Demo, notice: DocId) -> CliResult {
     say(
         "\n4. Client vs client: bob and carol are both offline and both retitle the notice; carol writes last.",
     );
@@ -305,7 +328,12 @@ async fn scenes(d: &Demo) -> CliResult {
             && !lost.is_empty(),
         "carol's later write won on every node; bob's is in his conflict log",
     )?;
+    Ok(())
+}
 
+/// Scene 5: an offline client's writes reach everyone. Returns its first note's id.
+async fn offline_client(d: &Demo, notice: DocId) -> CliResult<DocId> {
+    let carol = d.client("carol");
     say(
         "\n5. Offline client: carol goes offline, adds two notes and closes the notice's status; then reconnects.",
     );
@@ -325,7 +353,13 @@ async fn scenes(d: &Demo) -> CliResult {
                 .all(|c| Demo::get(&c.db, n1).ok().flatten().is_some()),
         "carol's offline writes reached the server and every other client",
     )?;
+    Ok(n1)
+}
 
+/// Scene 6: the server's delete beats a client's concurrent edit, which is on record.
+async fn delete_vs_update(d: &Demo, n1: DocId) -> CliResult {
+    let board = d.server_db.collection(COLLECTION);
+    let alice = d.client("alice");
     say(
         "\n6. Delete vs update: the server deletes carol's first note while alice, offline, edits it.",
     );

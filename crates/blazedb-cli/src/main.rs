@@ -10,7 +10,8 @@ mod admin;
 mod args;
 mod ctx;
 mod demo;
-mod docs;
+mod dispatch;
+mod documents;
 mod exit;
 mod filter;
 mod history;
@@ -53,7 +54,7 @@ fn open_for(g: &Global, cmd: &Cmd) -> CliResult<blazedb::Database> {
     let path = open::db_path(g)?;
     let pw = open::password(g)?;
     let db = open::open_with(path, &pw, cmd.open_mode(), g.insecure_fast_kdf)?;
-    if docs::needs_stamping(&db, cmd)? {
+    if documents::needs_stamping(&db, cmd)? {
         // Stamping local writes is a write: reopen read-write (one more key derivation).
         drop(db);
         return open::open_with(path, &pw, OpenMode::OpenExisting, g.insecure_fast_kdf);
@@ -68,7 +69,7 @@ fn run(cli: Cli) -> CliResult {
         Some(TopCmd::Db(Cmd::Create { role })) => create(&g, role),
         Some(TopCmd::Db(cmd)) => {
             let db = open_for(&g, &cmd)?;
-            let r = ctx::Ctx::new(&db, g).run(cmd);
+            let r = dispatch::run(&mut ctx::Ctx::new(&db, g), cmd);
             db.flush()?;
             r
         }

@@ -26,6 +26,7 @@ use rustyline::{Config, Context, Editor, Helper};
 
 use crate::args::{Cmd, Global};
 use crate::ctx::Ctx;
+use crate::dispatch;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::history::HistoryFile;
 
@@ -259,7 +260,7 @@ fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
             Some(tx) => tx.rollback(),
             None => return Err(CliError::new(Exit::Usage, "no open transaction")),
         },
-        LineCmd::Db(cmd) => ctx.run(*cmd)?,
+        LineCmd::Db(cmd) => dispatch::run(ctx, *cmd)?,
     }
     Ok(false)
 }

@@ -211,14 +211,22 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
 
 /// Dials once, so a refusal (credentials, pin, unknown database) is reported with its
 /// type and exit code instead of as a timeout of the retrying connection.
+/// An I/O failure shown as the operating system says it; other failures as typed.
+fn io_or(e: &NetError) -> &dyn std::fmt::Display {
+    match e {
+        NetError::Io(io) => io,
+        other => other,
+    }
+}
+
 async fn probe(relay: &TcpRelay) -> CliResult {
-    match relay.connect().await {
+    match relay.dial().await {
         Ok(wire) => {
             drop(wire);
             Ok(())
         }
-        Err(e) => Err(match NetError::from_io(&e) {
-            Some(NetError::Refused { code, message })
+        Err(e) => Err(match &e {
+            NetError::Refused { code, message }
                 if matches!(
                     code,
                     blazedb::net::RefuseCode::Busy | blazedb::net::RefuseCode::ShuttingDown
@@ -230,11 +238,11 @@ async fn probe(relay: &TcpRelay) -> CliResult {
                 )
                 .hint("try again later; local writes are kept and sync then")
             }
-            Some(NetError::Unavailable(m)) => {
+            NetError::Unavailable(m) => {
                 CliError::new(Exit::Sync, format!("the server is unavailable: {m}"))
                     .hint("try again later; local writes are kept and sync then")
             }
-            Some(NetError::Refused { code, message }) => CliError::new(
+            NetError::Refused { code, message } => CliError::new(
                 if *code == blazedb::net::RefuseCode::Auth {
                     Exit::Denied
                 } else {
@@ -243,12 +251,12 @@ async fn probe(relay: &TcpRelay) -> CliResult {
                 format!("the server refused: {message} ({})", code.as_str()),
             )
             .hint("check the auth token / user / shared secret (BLAZEDB_AUTH_TOKEN, BLAZEDB_USER, BLAZEDB_SHARED_SECRET) and --remote-db"),
-            Some(NetError::Tls(t)) => CliError::new(Exit::Denied, format!("TLS: {t}"))
+            NetError::Tls(t) => CliError::new(Exit::Denied, format!("TLS: {t}"))
                 .hint("the server's certificate does not match --fingerprint / --ca"),
-            Some(NetError::Auth(t)) => CliError::new(Exit::Denied, format!("authentication: {t}")),
+            NetError::Auth(t) => CliError::new(Exit::Denied, format!("authentication: {t}")),
             _ => CliError::new(
                 Exit::Sync,
-                format!("cannot reach {}: {e}", relay.describe()),
+                format!("cannot reach {}: {}", relay.describe(), io_or(&e)),
             )
             .hint("is blazedb-server running there?"),
         }),
@@ -307,11 +315,13 @@ async fn with_bootstrap_progress<T>(
     if !std::io::stderr().is_terminal() {
         return fut.await;
     }
-    let bar = indicatif::ProgressBar::new(0);
+    // The snapshot's size is not known ahead (pages arrive until `done`): a spinner
+    // with how far the received pages reach, not a bar with a made-up length.
+    let bar = indicatif::ProgressBar::new_spinner();
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "bootstrap [{bar:40}] {pos}/{len} documents ({eta})",
+        "{spinner} bootstrap: through slot {pos} ({elapsed})",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(style);
     }
     let mut fut = std::pin::pin!(fut);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -323,12 +333,12 @@ async fn with_bootstrap_progress<T>(
             }
             _ = tick.tick() => {
                 let peer = handle.status().peer.map(|p| p.node);
-                if let Some((done, total)) = peer
+                if let Some(progress) = peer
                     .and_then(|p| handle.node().snapshot_progress(p).ok().flatten())
                 {
-                    bar.set_length(total);
-                    bar.set_position(done);
+                    bar.set_position(progress.slot);
                 }
+                bar.tick();
             }
         }
     }

@@ -136,7 +136,12 @@ impl TcpRelay {
         Ok((conn, peer))
     }
 
-    async fn dial(&self) -> Result<Wire, NetError> {
+    /// Connects once, with the typed reason when it fails (the sync layer's
+    /// [`Relay::connect`] gets the same error as an [`io::Error`], for its retries).
+    ///
+    /// # Errors
+    /// Refused (with the server's code), TLS, authentication, timeout, I/O.
+    pub async fn dial(&self) -> Result<Wire, NetError> {
         let (conn, peer) = self.dial_conn().await?;
         Ok(pump::spawn(
             conn,
@@ -257,7 +262,12 @@ impl UnixRelay {
         }
     }
 
-    async fn dial(&self) -> Result<Wire, NetError> {
+    /// Connects once, with the typed reason when it fails (the sync layer's
+    /// [`Relay::connect`] gets the same error as an [`io::Error`], for its retries).
+    ///
+    /// # Errors
+    /// Refused (with the server's code), TLS, authentication, timeout, I/O.
+    pub async fn dial(&self) -> Result<Wire, NetError> {
         let work = async {
             let s = tokio::net::UnixStream::connect(&self.path).await?;
             let conn = handshake::client(s, None, &self.database, &self.creds).await?;

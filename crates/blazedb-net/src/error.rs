@@ -1,5 +1,6 @@
-//! Network errors. Relays hand them to the sync layer inside [`std::io::Error`]
-//! (`io::Error::other`), so callers can downcast to [`NetError`] for the typed reason.
+//! Network errors. A relay's `dial` returns them typed; the sync layer, which knows no
+//! transport, gets them through `Relay::connect` as an [`std::io::Error`] for its logs
+//! and retries. Callers that act on the reason call `dial`.
 
 use crate::frame::RefuseCode;
 
@@ -53,13 +54,6 @@ impl NetError {
             NetError::Refused { code, .. } => Some(*code),
             _ => None,
         }
-    }
-
-    /// Finds a `NetError` inside an I/O error a relay returned.
-    #[must_use]
-    pub fn from_io(e: &std::io::Error) -> Option<&NetError> {
-        e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<NetError>())
     }
 }
 

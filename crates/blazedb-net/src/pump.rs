@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use blazedb_sync::{Budget, Delivery, Grant, Wire};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::frame::{Frame, RefuseCode};
@@ -258,11 +258,11 @@ where
     ours.send_budget = opts.send_budget;
     let Wire {
         tx: to_sync,
-        rx: mut from_sync,
+        rx: from_sync,
         ..
     } = theirs;
     let parts = conn.into_parts();
-    let (r, mut w) = tokio::io::split(parts.io);
+    let (r, w) = tokio::io::split(parts.io);
     // Bytes the handshake's codec read past the welcome come first.
     let mut reader = std::io::Cursor::new(parts.read_buf.to_vec()).chain(r);
     let live = Arc::new(Live {
@@ -271,87 +271,146 @@ where
         sent: Mutex::new(VecDeque::new()),
         proven: Mutex::new(Instant::now()),
     });
-    let (frame_max, read_budget, idle) = (opts.frame_max, opts.read_budget, opts.live.idle_timeout);
     let addr = peer_addr.clone();
     // The reader's verdict reaches the writer before the wire closes: the sync side may
     // end (closing `from_sync`) as soon as the reader drops `to_sync`, and the refusal
     // must still be written then.
-    let (verdict_tx, mut verdict) = tokio::sync::oneshot::channel::<Stop>();
-    let live_r = Arc::clone(&live);
+    let (verdict_tx, verdict) = tokio::sync::oneshot::channel::<Stop>();
+    let reading = ReadSide {
+        frame_max: opts.frame_max,
+        read_budget: opts.read_budget,
+        live: Arc::clone(&live),
+    };
     let read_task = tokio::spawn(async move {
-        let stop = loop {
-            let mut len = [0u8; 4];
-            if let Err(e) = reader.read_exact(&mut len).await {
-                tracing::debug!(peer = %addr, error = %e, "connection read ended");
-                break Stop::Quiet;
-            }
-            let len = u32::from_be_bytes(len) as usize;
-            if len > frame_max {
-                break Stop::Refuse(
-                    RefuseCode::Protocol,
-                    format!("a frame of {len} bytes is over the limit of {frame_max}"),
-                );
-            }
-            let permit = match &read_budget {
-                None => None,
-                Some(b) => match b.take(len).await {
-                    Some(p) => Some(p),
-                    None => break Stop::Quiet,
-                },
-            };
-            let body = match read_body(&mut reader, len).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!(peer = %addr, error = %e, "connection read ended mid-frame");
-                    break Stop::Quiet;
-                }
-            };
-            match Frame::decode(&body) {
-                Ok(Frame::Sync(msg)) => {
-                    drop(body);
-                    if to_sync.send(Delivery { msg, permit }).await.is_err() {
-                        break Stop::Quiet;
-                    }
-                }
-                Ok(Frame::Beat { nonce, echo }) => live_r.saw(nonce, echo),
-                Ok(Frame::Refused { code, message }) => {
-                    tracing::info!(peer = %addr, code = code.as_str(), %message, "peer closed the connection");
-                    break Stop::Quiet;
-                }
-                Ok(other) => {
-                    break Stop::Refuse(
-                        RefuseCode::Protocol,
-                        format!("unexpected {} frame after the handshake", other.kind()),
-                    );
-                }
-                Err(e) => break Stop::Refuse(RefuseCode::Protocol, e.to_string()),
-            }
-        };
+        let stop = reading.run(&mut reader, &to_sync, &addr).await;
         if let Stop::Refuse(code, m) = &stop {
             tracing::warn!(peer = %addr, code = code.as_str(), reason = %m, "closing a sync connection");
         }
         let _ = verdict_tx.send(stop);
         drop(to_sync);
     });
-    let abort = read_task.abort_handle();
-    let (mut shutdown, mut revocation, heartbeat) =
-        (opts.shutdown, opts.revocation, opts.live.heartbeat);
+    let writing = WriteSide {
+        shutdown: opts.shutdown,
+        revocation: opts.revocation,
+        heartbeat: opts.live.heartbeat,
+        idle: opts.live.idle_timeout,
+        live,
+        peer_addr,
+    };
     tokio::spawn(async move {
         let _guard = guard;
-        let mut read_task = read_task;
+        writing.run(w, from_sync, read_task, verdict).await;
+    });
+    ours
+}
+
+/// The reading task's part: frames in, messages handed to the sync layer.
+struct ReadSide {
+    frame_max: usize,
+    read_budget: Option<Budget>,
+    live: Arc<Live>,
+}
+
+impl ReadSide {
+    /// Reads frames until the connection ends or the peer breaks the protocol, and
+    /// says which ([`Stop`]).
+    async fn run<R>(&self, reader: &mut R, to_sync: &mpsc::Sender<Delivery>, addr: &str) -> Stop
+    where
+        R: AsyncRead + Unpin,
+    {
+        loop {
+            let mut len = [0u8; 4];
+            if let Err(e) = reader.read_exact(&mut len).await {
+                tracing::debug!(peer = %addr, error = %e, "connection read ended");
+                return Stop::Quiet;
+            }
+            let len = u32::from_be_bytes(len) as usize;
+            if len > self.frame_max {
+                return Stop::Refuse(
+                    RefuseCode::Protocol,
+                    format!(
+                        "a frame of {len} bytes is over the limit of {}",
+                        self.frame_max
+                    ),
+                );
+            }
+            let permit = match &self.read_budget {
+                None => None,
+                Some(b) => match b.take(len).await {
+                    Some(p) => Some(p),
+                    None => return Stop::Quiet,
+                },
+            };
+            let body = match read_body(reader, len).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(peer = %addr, error = %e, "connection read ended mid-frame");
+                    return Stop::Quiet;
+                }
+            };
+            match Frame::decode(&body) {
+                Ok(Frame::Sync(msg)) => {
+                    drop(body);
+                    if to_sync.send(Delivery { msg, permit }).await.is_err() {
+                        return Stop::Quiet;
+                    }
+                }
+                Ok(Frame::Beat { nonce, echo }) => self.live.saw(nonce, echo),
+                Ok(Frame::Refused { code, message }) => {
+                    tracing::info!(peer = %addr, code = code.as_str(), %message, "peer closed the connection");
+                    return Stop::Quiet;
+                }
+                Ok(other) => {
+                    return Stop::Refuse(
+                        RefuseCode::Protocol,
+                        format!("unexpected {} frame after the handshake", other.kind()),
+                    );
+                }
+                Err(e) => return Stop::Refuse(RefuseCode::Protocol, e.to_string()),
+            }
+        }
+    }
+}
+
+/// The writing task's part: the sync layer's messages out, beats and echoes, and the
+/// farewell when either side ends.
+struct WriteSide {
+    shutdown: Option<watch::Receiver<bool>>,
+    revocation: Option<Revocation>,
+    heartbeat: Duration,
+    idle: Duration,
+    live: Arc<Live>,
+    peer_addr: String,
+}
+
+impl WriteSide {
+    /// Writes until the reader ends, the sync layer closes, the listener shuts down,
+    /// the user is revoked, or the peer stops reading; then says why (when it still
+    /// can) and stops the reader.
+    async fn run<W>(
+        mut self,
+        mut w: W,
+        mut from_sync: mpsc::Receiver<Delivery>,
+        mut read_task: tokio::task::JoinHandle<()>,
+        mut verdict: tokio::sync::oneshot::Receiver<Stop>,
+    ) where
+        W: AsyncWrite + Unpin,
+    {
+        let abort = read_task.abort_handle();
+        let (idle, live) = (self.idle, Arc::clone(&self.live));
         // The first beat goes out at once, so the peer can echo it soon.
-        let mut beat = tokio::time::interval(heartbeat);
+        let mut beat = tokio::time::interval(self.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ours: Option<(RefuseCode, String)> = None;
         let mut writable = true;
         loop {
             tokio::select! {
                 biased;
-                down = changed_or_never(&mut shutdown) => if down {
+                down = changed_or_never(&mut self.shutdown) => if down {
                     ours = Some((RefuseCode::ShuttingDown, "the server is shutting down".into()));
                     break;
                 },
-                () = revoked(&mut revocation) => {
+                () = revoked(&mut self.revocation) => {
                     ours = Some((RefuseCode::Auth, "this user's credential was revoked".into()));
                     break;
                 }
@@ -365,7 +424,7 @@ where
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => { writable = false; break; }
                         Err(_) => {
-                            tracing::warn!(peer = %peer_addr, "closing a sync connection: the peer does not read");
+                            tracing::warn!(peer = %self.peer_addr, "closing a sync connection: the peer does not read");
                             writable = false;
                             break;
                         }
@@ -380,7 +439,7 @@ where
                 }
                 _ = beat.tick() => {
                     if live.unproven_for() > idle {
-                        tracing::warn!(peer = %peer_addr, "closing a sync connection: the peer has read nothing we sent for too long");
+                        tracing::warn!(peer = %self.peer_addr, "closing a sync connection: the peer has read nothing we sent for too long");
                         ours = Some((RefuseCode::Timeout, "nothing we sent was read for too long".into()));
                         break;
                     }
@@ -404,6 +463,5 @@ where
             let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
         }
         abort.abort();
-    });
-    ours
+    }
 }

@@ -76,23 +76,10 @@ fn tls(s: &Served, creds: Credentials) -> TcpRelay {
 }
 
 async fn refusal(relay: &TcpRelay) -> NetError {
-    let e = relay.connect().await.expect_err("must be refused");
-    let kind = e.kind();
-    NetError::from_io(&e).map_or_else(
-        || NetError::Io(std::io::Error::new(kind, e.to_string())),
-        |n| {
-            // Re-create an owned copy for matching.
-            match n {
-                NetError::Refused { code, message } => NetError::Refused {
-                    code: *code,
-                    message: message.clone(),
-                },
-                NetError::Auth(m) => NetError::Auth(m.clone()),
-                NetError::Tls(m) => NetError::Tls(m.clone()),
-                other => NetError::Protocol(other.to_string()),
-            }
-        },
-    )
+    match relay.dial().await {
+        Ok(_) => panic!("must be refused"),
+        Err(e) => e,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -319,11 +319,9 @@ async fn anonymous_sockets_cannot_take_the_place_of_authenticated_clients() {
     );
     // A third honest client (from another address) still gets through the handshake,
     // and is told the server is busy: a typed refusal, not a broken connection.
-    let e = honest_relay(&s)
-        .connect()
-        .await
-        .expect_err("at the connection limit");
-    let e = blazedb_net::NetError::from_io(&e).expect("a net error");
+    let Err(e) = honest_relay(&s).dial().await else {
+        panic!("at the connection limit: refused");
+    };
     assert_eq!(e.refused(), Some(RefuseCode::Busy), "{e}");
     // The clients in place were never disturbed: the server still answers them.
     for mut w in [a, b] {

@@ -258,6 +258,28 @@ fn readable_by_others(path: &Path) -> Option<u32> {
     (mode & MODE_READABLE_BY_OTHERS != 0).then_some(mode)
 }
 
+/// TLS from the certificate and key files given, or plain TCP when asked for (never
+/// both), or a self-signed certificate when neither.
+fn tls_choice(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    plain: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Tls> {
+    Ok(match (cert, key, plain) {
+        (Some(_), _, true) | (_, Some(_), true) => {
+            bail!("TLS files and plain TCP exclude each other")
+        }
+        (Some(cert), Some(key), false) => {
+            warn_if_readable_by_others(&key, "the TLS key file", warnings);
+            Tls::Files { cert, key }
+        }
+        (Some(_), None, _) | (None, Some(_), _) => bail!("give both --tls-cert and --tls-key"),
+        (None, None, true) => Tls::PlainTcpInsecure,
+        (None, None, false) => Tls::SelfSigned,
+    })
+}
+
 fn warn_if_readable_by_others(path: &Path, what: &str, warnings: &mut Vec<String>) {
     if let Some(mode) = readable_by_others(path) {
         warnings.push(format!(
@@ -443,23 +465,12 @@ impl Settings {
         if let Some(f) = &password_file {
             warn_if_readable_by_others(f, "the password file", &mut warnings);
         }
-        let plain = args.plain_tcp_insecure || file.plain_tcp_insecure;
-        let tls = match (
+        let tls = tls_choice(
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
-            plain,
-        ) {
-            (Some(_), _, true) | (_, Some(_), true) => {
-                bail!("TLS files and plain TCP exclude each other")
-            }
-            (Some(cert), Some(key), false) => {
-                warn_if_readable_by_others(&key, "the TLS key file", &mut warnings);
-                Tls::Files { cert, key }
-            }
-            (Some(_), None, _) | (None, Some(_), _) => bail!("give both --tls-cert and --tls-key"),
-            (None, None, true) => Tls::PlainTcpInsecure,
-            (None, None, false) => Tls::SelfSigned,
-        };
+            args.plain_tcp_insecure || file.plain_tcp_insecure,
+            &mut warnings,
+        )?;
         Ok(Settings {
             data_dir,
             database,

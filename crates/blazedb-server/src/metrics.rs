@@ -154,108 +154,127 @@ impl Backoff {
 /// The metrics, Prometheus text format.
 fn render(server: &Server) -> String {
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
+    render_listener(&mut out, server);
+    render_sessions(&mut out, server);
+    out
+}
+
+/// One metric without labels: help, type and value.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+/// The listener's counters and budgets (absent while the server is starting).
+fn render_listener(out: &mut String, server: &Server) {
     if let Some(st) = server.stats() {
-        metric(
-            "blazedb_connections_open",
-            "gauge",
-            "Connections open now, handshaking ones included.",
-            st.open.load(Ordering::Relaxed),
-        );
-        metric(
-            "blazedb_connections_accepted_total",
-            "counter",
-            "Connections that authenticated.",
-            st.accepted.load(Ordering::Relaxed),
-        );
-        metric(
-            "blazedb_connections_refused_auth_total",
-            "counter",
-            "Connections refused for wrong or missing credentials.",
-            st.refused_auth.load(Ordering::Relaxed),
-        );
-        metric(
-            "blazedb_connections_refused_busy_total",
-            "counter",
-            "Connections refused at the connection limit.",
-            st.refused_busy.load(Ordering::Relaxed),
-        );
-        metric(
-            "blazedb_handshakes_failed_total",
-            "counter",
-            "Connections that failed TLS or the handshake otherwise.",
-            st.handshake_failed.load(Ordering::Relaxed),
-        );
-        metric(
-            "blazedb_connections_handshaking",
-            "gauge",
-            "Connections in TLS or the handshake now (they hold no client slot).",
-            st.handshaking.load(Ordering::Relaxed),
-        );
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        for (name, kind, help, value) in [
+            (
+                "blazedb_connections_open",
+                "gauge",
+                "Connections open now, handshaking ones included.",
+                load(&st.open),
+            ),
+            (
+                "blazedb_connections_accepted_total",
+                "counter",
+                "Connections that authenticated.",
+                load(&st.accepted),
+            ),
+            (
+                "blazedb_connections_refused_auth_total",
+                "counter",
+                "Connections refused for wrong or missing credentials.",
+                load(&st.refused_auth),
+            ),
+            (
+                "blazedb_connections_refused_busy_total",
+                "counter",
+                "Connections refused at the connection limit.",
+                load(&st.refused_busy),
+            ),
+            (
+                "blazedb_handshakes_failed_total",
+                "counter",
+                "Connections that failed TLS or the handshake otherwise.",
+                load(&st.handshake_failed),
+            ),
+            (
+                "blazedb_connections_handshaking",
+                "gauge",
+                "Connections in TLS or the handshake now (they hold no client slot).",
+                load(&st.handshaking),
+            ),
+        ] {
+            metric(out, name, kind, help, value);
+        }
     }
     if let Some(c) = server.control() {
         metric(
+            out,
             "blazedb_read_budget_free_bytes",
             "gauge",
             "Bytes of the budget for received messages free now.",
             c.read_budget_available() as u64,
         );
         metric(
+            out,
             "blazedb_send_budget_free_bytes",
             "gauge",
             "Bytes of the budget for messages to send free now.",
             c.send_budget_available() as u64,
         );
     }
+}
+
+/// The open sync sessions: sums over them, and each client's lag.
+fn render_sessions(out: &mut String, server: &Server) {
     let conns = server.connections();
     let sum = |f: fn(&blazedb::sync::SyncStatus) -> u64| conns.iter().map(f).sum::<u64>();
     metric(
+        out,
         "blazedb_sessions",
         "gauge",
         "Sync sessions running.",
         conns.len() as u64,
     );
-    metric(
-        "blazedb_writes_received_open_sessions",
-        "gauge",
-        "Writes received over the open sessions.",
-        sum(|s| s.writes_received),
-    );
-    metric(
-        "blazedb_writes_rejected_open_sessions",
-        "gauge",
-        "Writes received over the open sessions that lost a conflict here on arrival.",
-        sum(|s| s.writes_rejected),
-    );
-    metric(
-        "blazedb_writes_sent_open_sessions",
-        "gauge",
-        "Writes sent over the open sessions.",
-        sum(|s| s.writes_sent),
-    );
-    metric(
-        "blazedb_bytes_received_open_sessions",
-        "gauge",
-        "Bytes received over the open sessions.",
-        sum(|s| s.bytes_received),
-    );
-    metric(
-        "blazedb_bytes_sent_open_sessions",
-        "gauge",
-        "Bytes sent over the open sessions.",
-        sum(|s| s.bytes_sent),
-    );
-    metric(
-        "blazedb_conflicts_open_sessions",
-        "gauge",
-        "Conflicts recorded through the open sessions.",
-        sum(|s| s.conflicts),
-    );
+    for (name, help, value) in [
+        (
+            "blazedb_writes_received_open_sessions",
+            "Writes received over the open sessions.",
+            sum(|s| s.writes_received),
+        ),
+        (
+            "blazedb_writes_rejected_open_sessions",
+            "Writes received over the open sessions that lost a conflict here on arrival.",
+            sum(|s| s.writes_rejected),
+        ),
+        (
+            "blazedb_writes_sent_open_sessions",
+            "Writes sent over the open sessions.",
+            sum(|s| s.writes_sent),
+        ),
+        (
+            "blazedb_bytes_received_open_sessions",
+            "Bytes received over the open sessions.",
+            sum(|s| s.bytes_received),
+        ),
+        (
+            "blazedb_bytes_sent_open_sessions",
+            "Bytes sent over the open sessions.",
+            sum(|s| s.bytes_sent),
+        ),
+        (
+            "blazedb_conflicts_open_sessions",
+            "Conflicts recorded through the open sessions.",
+            sum(|s| s.conflicts),
+        ),
+    ] {
+        metric(out, name, "gauge", help, value);
+    }
     let last = server.node().and_then(|n| n.log_last().ok()).unwrap_or(0);
     let _ = writeln!(
         out,
@@ -272,7 +291,6 @@ fn render(server: &Server) -> String {
             last.saturating_sub(s.acked)
         );
     }
-    out
 }
 
 #[cfg(test)]

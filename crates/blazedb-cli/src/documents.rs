@@ -3,8 +3,8 @@
 
 use std::io::BufRead;
 
+use blazedb::Access;
 use blazedb::json::fields_from_json;
-use blazedb::query::Access;
 use blazedb::sync::{SyncNode, SyncOptions};
 use blazedb::{Database, DocId, Document, Patch, WriteTxn};
 use serde_json::{Value as Json, json};

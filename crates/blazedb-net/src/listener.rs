@@ -206,7 +206,7 @@ pub struct ListenerControl {
 
 impl ListenerControl {
     /// Ends every connection with a `ShuttingDown` refusal (written if the peer reads
-    /// within [`pump::CLOSE_GRACE`]).
+    /// within [`CLOSE_GRACE`](crate::pump::CLOSE_GRACE)).
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }

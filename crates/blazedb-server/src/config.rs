@@ -22,7 +22,7 @@ use serde::Deserialize;
 /// Connections the sync listener may hold at once (`max_connections`): zero would serve
 /// nobody; past this the process runs out of descriptors long before.
 pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=100_000;
-pub const MAX_CONNECTIONS_DEFAULT: usize = blazedb::net::listener::CONNECTIONS_MAX_DEFAULT;
+pub const MAX_CONNECTIONS_DEFAULT: usize = blazedb::net::CONNECTIONS_MAX_DEFAULT;
 /// Milliseconds to finish TLS and authentication (`handshake_timeout_ms`): below this a
 /// client on a real network cannot finish; above it a stalled handshake holds its slot
 /// for too long.
@@ -36,15 +36,14 @@ pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 35_000;
 /// Connections still in TLS or the handshake (`max_handshakes`, and per address
 /// `max_handshakes_per_ip`): anonymous sockets hold only these.
 pub const MAX_HANDSHAKES: RangeInclusive<usize> = 1..=100_000;
-pub const MAX_HANDSHAKES_DEFAULT: usize = blazedb::net::listener::HANDSHAKES_MAX_DEFAULT;
-pub const MAX_HANDSHAKES_PER_IP_DEFAULT: usize = blazedb::net::listener::HANDSHAKES_PER_IP_DEFAULT;
+pub const MAX_HANDSHAKES_DEFAULT: usize = blazedb::net::HANDSHAKES_MAX_DEFAULT;
+pub const MAX_HANDSHAKES_PER_IP_DEFAULT: usize = blazedb::net::HANDSHAKES_PER_IP_DEFAULT;
 /// MiB of sync messages held in memory by all connections together
 /// (`message_budget_mib`), half for received messages, half for messages to send: each
 /// half must hold one largest frame (18 MiB).
 pub const MESSAGE_BUDGET_MIB: RangeInclusive<usize> = 40..=8_192;
-pub const MESSAGE_BUDGET_MIB_DEFAULT: usize = (blazedb::net::listener::READ_BUDGET_DEFAULT
-    + blazedb::net::listener::SEND_BUDGET_DEFAULT)
-    >> 20;
+pub const MESSAGE_BUDGET_MIB_DEFAULT: usize =
+    (blazedb::net::READ_BUDGET_DEFAULT + blazedb::net::SEND_BUDGET_DEFAULT) >> 20;
 /// MiB of the database's page cache (`cache_mib`).
 pub const CACHE_MIB: RangeInclusive<usize> = 1..=65_536;
 pub const CACHE_MIB_DEFAULT: usize = blazedb::DEFAULT_CACHE_BYTES >> 20;
@@ -474,9 +473,10 @@ impl Settings {
         Ok(Settings {
             data_dir,
             database,
-            listen: args.listen.or(file.listen).unwrap_or_else(|| {
-                SocketAddr::from(([127, 0, 0, 1], blazedb::net::server::PORT_DEFAULT))
-            }),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], blazedb::net::PORT_DEFAULT))),
             auth_token,
             shared_secret,
             peer_token,

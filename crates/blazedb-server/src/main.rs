@@ -100,7 +100,7 @@ async fn run(args: config::Args) -> Result<()> {
         )
     })?;
     // Named users: always watched, so users added while the server runs get in.
-    let users_file = blazedb::net::users::users_path(db.path());
+    let users_file = blazedb::net::users_path(db.path());
     let users = tokio::task::spawn_blocking(move || {
         UserDirectory::open(&users_file, users_password.as_bytes())
     })

@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use anyhow::{Context, Result, bail};
 use blazedb::net::Permissions;
-use blazedb::net::users::{UserFile, users_path};
+use blazedb::net::{UserFile, users_path};
 
 use crate::config::{Args, Settings, UserAction};
 

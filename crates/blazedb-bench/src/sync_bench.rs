@@ -1,4 +1,5 @@
-//! `blazedb-bench sync`: what sync costs (SPEC §1: local-only pays nothing for it).
+//! `blazedb-bench sync`: what sync costs, and that a program which links the sync layer
+//! but does not enable it pays nothing for it.
 //!
 //! 1. Local writes with the sync layer compiled in but not enabled, against the same
 //!    loop in a build of this benchmark without the `sync` feature (run as a child

@@ -1,6 +1,6 @@
 //! `blazedb demo`: the README's main job. Starts a real sync server (TLS on loopback,
 //! self-signed certificate, auth token) on a server-role database and three client
-//! databases that sync with it over TCP, plays the conflict situations of SPEC §3.2,
+//! databases that sync with it over TCP, plays the conflict situations of docs/semantics.md,
 //! and prints what each node holds and who won each conflict and why. It ends by
 //! checking that every replica exports the same bytes; a difference is an error (exit
 //! code 8), so the demo is also a test.

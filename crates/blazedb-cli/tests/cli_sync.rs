@@ -1,5 +1,5 @@
 //! `blazedb` syncing for real: CLI-driven databases syncing through a real
-//! `blazedb-server` process over TLS on 127.0.0.1 (conflicts decided per SPEC §3.2 and
+//! `blazedb-server` process over TLS on 127.0.0.1 (conflicts decided by docs/semantics.md and
 //! visible in `conflicts`), live sync with `--watch`, peer-to-peer sync of two local
 //! databases, and the demo (the README's main job).
 

@@ -1,4 +1,4 @@
-//! The conflict rules of SPEC §3.2 over real TLS connections to a `Server`: each
+//! The conflict rules (docs/semantics.md) over real TLS connections to a `Server`: each
 //! situation ends with the winner the rules name, on the server and on every client.
 
 use std::time::Duration;

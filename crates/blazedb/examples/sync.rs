@@ -1,5 +1,5 @@
 //! Sync at work, in one process: a server and three clients connected through
-//! in-memory relays, playing the situations of SPEC §3.2 and printing who won and why.
+//! in-memory relays, playing the situations of docs/semantics.md and printing who won and why.
 //!
 //! `cargo run --release -p blazedb --features sync --example sync`
 

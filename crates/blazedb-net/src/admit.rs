@@ -255,9 +255,12 @@ where
     });
 }
 
-async fn handshake_one<S>(
+/// The handshake's proofs over `io` (TLS or not), then the connection's pump; the
+/// authenticated slot is taken only once the proofs verified.
+async fn authenticate<S>(
     shared: &Arc<Shared>,
-    s: S,
+    io: S,
+    channel: Option<crate::frame::Bytes32>,
     peer: String,
     mut open: Open,
 ) -> Result<Wire, NetError>
@@ -266,6 +269,25 @@ where
 {
     let slots = Arc::clone(&shared.slots);
     let take = move || slots.try_acquire_owned().ok();
+    let (conn, admitted, slot) = handshake::server(io, channel, &shared.auth, take).await?;
+    open.done();
+    Ok(pump::spawn(
+        conn,
+        peer,
+        options(shared, admitted),
+        (slot, open),
+    ))
+}
+
+async fn handshake_one<S>(
+    shared: &Arc<Shared>,
+    s: S,
+    peer: String,
+    open: Open,
+) -> Result<Wire, NetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     match &shared.acceptor {
         Some(acceptor) => {
             let tls = acceptor
@@ -277,26 +299,9 @@ where
                 EXPORTER_LABEL,
                 None,
             ))?;
-            let (conn, admitted, slot) =
-                handshake::server(tls, Some(channel), &shared.auth, take).await?;
-            open.done();
-            Ok(pump::spawn(
-                conn,
-                peer,
-                options(shared, admitted),
-                (slot, open),
-            ))
+            authenticate(shared, tls, Some(channel), peer, open).await
         }
-        None => {
-            let (conn, admitted, slot) = handshake::server(s, None, &shared.auth, take).await?;
-            open.done();
-            Ok(pump::spawn(
-                conn,
-                peer,
-                options(shared, admitted),
-                (slot, open),
-            ))
-        }
+        None => authenticate(shared, s, None, peer, open).await,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod grant;
 pub mod handle;
 pub mod merge;
 pub mod node;
+mod peer;
 mod principal;
 pub mod proto;
 mod record;

@@ -24,10 +24,11 @@ mod send;
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::authz;
-use crate::clock::{NodeId, Role};
+use crate::clock::NodeId;
 use crate::error::SyncError;
 use crate::grant::Grant;
 use crate::node::{SnapshotPage, SyncNode};
+pub use crate::peer::PeerInfo;
 use crate::proto::{ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
 use crate::record::SnapshotProgress;
 
@@ -84,17 +85,6 @@ impl Default for SessionConfig {
             grant: Grant::peer(),
         }
     }
-}
-
-/// The peer, once its `Hello` arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerInfo {
-    pub node: NodeId,
-    pub role: Role,
-    /// Whether we send to it (our mode and its acceptance).
-    pub we_send: bool,
-    /// Whether it sends to us and we accept.
-    pub we_accept: bool,
 }
 
 /// Counters of one session.

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::NodeId;
 use crate::node::SyncNode;
 use crate::proto::Msg;
-use crate::relay::{Delivery, Wire};
+use crate::relay::{Delivery, RelayTarget, Wire};
 use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
 
 /// How often a session checks its timers (resends, hello retries).
@@ -125,7 +125,7 @@ pub(crate) struct Control {
     /// A dialer's relay description: the peer is remembered under it as soon as it
     /// says hello (see `SyncNode::peer_at`), so a process killed mid-session still
     /// resumes from its cursors after a restart.
-    pub remember_as: Option<String>,
+    pub remember_as: Option<RelayTarget>,
 }
 
 async fn blocking<T: Send + 'static>(

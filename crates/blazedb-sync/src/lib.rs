@@ -43,7 +43,9 @@ pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode, SyncOptions};
 pub use proto::Msg;
 pub use record::{ConflictEntry, Item, LogEntry, SnapDoc, SnapshotProgress};
-pub use relay::{Budget, Delivery, Listener, MemoryListener, MemoryRelay, Relay, Wire, memory};
+pub use relay::{
+    Budget, Delivery, Listener, MemoryListener, MemoryRelay, Relay, RelayTarget, Wire, memory,
+};
 pub use session::{ConnectionMode, Session, SessionConfig, SessionStats};
 pub use topology::{NodeRef, SyncMode, Topology};
 pub use vv::{Dot, Vv};

@@ -233,6 +233,9 @@ impl Session {
             Err(SyncError::Protocol(reason)) => {
                 out.push(self.error(ErrorCode::Protocol, reason, true));
             }
+            Err(SyncError::BadName(e)) => {
+                out.push(self.error(ErrorCode::Protocol, e.to_string(), true));
+            }
             Err(SyncError::Merge(e)) => {
                 // A non-causal delivery: the peer broke the protocol.
                 out.push(self.error(ErrorCode::Protocol, e.to_string(), true));
@@ -335,8 +338,9 @@ impl Session {
                     out.extend(self.poll_inner(now_us)?);
                 }
             }
-            Err(SyncError::Protocol(_)) => {
-                // Not the page that continues our progress: say where we are.
+            Err(SyncError::Protocol(_) | SyncError::BadName(_)) => {
+                // Not the page that continues our progress (or a name we cannot
+                // hold, answered alike): say where we are.
                 let slot = match self.node.snapshot_progress(peer.node).map_err(db_closed)? {
                     Some(p) if p.at == at => p.slot,
                     _ => 0,

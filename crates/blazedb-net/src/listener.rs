@@ -38,7 +38,7 @@ use crate::tls::ServerIdentity;
 use crate::users::UserDirectory;
 
 /// Default limit on authenticated connections (the sync layer's serving default).
-pub use blazedb_sync::serve::CONNECTIONS_MAX_DEFAULT;
+pub use blazedb_sync::hub::CONNECTIONS_MAX_DEFAULT;
 /// Default limit on connections in TLS or the handshake.
 pub const HANDSHAKES_MAX_DEFAULT: usize = 256;
 /// Default limit on connections in TLS or the handshake from one address.

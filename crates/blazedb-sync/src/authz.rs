@@ -7,9 +7,9 @@
 
 use crate::clock::{NodeId, Role};
 use crate::grant::Grant;
+use crate::peer::PeerInfo;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg};
 use crate::record::Item;
-use crate::session::PeerInfo;
 
 /// Why a message is refused.
 #[derive(Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::NodeId;
 use crate::node::SyncNode;
 use crate::proto::Msg;
-use crate::relay::{Delivery, Wire};
+use crate::relay::{Delivery, RelayTarget, Wire};
 use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
 
 /// How often a session checks its timers (resends, hello retries).
@@ -125,7 +125,7 @@ pub(crate) struct Control {
     /// A dialer's relay description: the peer is remembered under it as soon as it
     /// says hello (see `SyncNode::peer_at`), so a process killed mid-session still
     /// resumes from its cursors after a restart.
-    pub remember_as: Option<String>,
+    pub remember_as: Option<RelayTarget>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -216,40 +216,10 @@ pub(crate) async fn run(
 ) -> (End, Option<PeerInfo>, SessionStats) {
     let now = || (node.options().clock)();
     cfg.grant = wire.grant.clone();
-    // The first message (the accepting side reads it before starting the session)
-    // keeps its budget until it has been handled, like every other.
-    let mut first: Option<Delivery> = None;
-    let hint = if accepting && hint.is_none() {
-        let m = tokio::select! {
-            biased;
-            _ = wait_stop(&mut ctl.stop) => return (End::Stopped, None, SessionStats::default()),
-            m = wire.rx.recv() => m,
-        };
-        let Some(m) = m else {
-            return (End::Disconnected, None, SessionStats::default());
-        };
-        let peer = match &m.msg {
-            Msg::Hello { node, .. } => Some(*node),
-            _ => None,
-        };
-        first = Some(m);
-        peer
-    } else {
-        hint
+    let (mut session, mut first) = match open(&node, cfg, &mut wire, hint, accepting, ctl).await {
+        Ok(opened) => opened,
+        Err((end, stats)) => return (end, None, stats),
     };
-    let session = Session::new(node.clone(), cfg);
-    let t0 = now();
-    let (session, hello) = blocking(session, move |s| s.hello(hint, t0)).await;
-    let (Some(mut session), Some(Ok(hello))) = (session, hello) else {
-        return (
-            End::Closed("could not start the session".into()),
-            None,
-            SessionStats::default(),
-        );
-    };
-    if let Err(e) = send(&wire, hello, &mut ctl.stop).await {
-        return (e.end(), None, session.stats().clone());
-    }
     let mut tick = tokio::time::interval(ctl.period.min(TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_period = tokio::time::Instant::now();
@@ -334,13 +304,7 @@ pub(crate) async fn run(
                 return (e.end(), session.peer(), session.stats().clone());
             }
         }
-        if let Some(p) = session.peer()
-            && let Some(target) = ctl.remember_as.take()
-        {
-            let node = node.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || node.remember_peer_at(&target, p.node)).await;
-        }
+        remember_peer(&node, &session, ctl).await;
         status.send_replace(snapshot(&session, &wire.peer_addr, pushed, asked));
         if let Some(reason) = session.closed() {
             return (
@@ -349,5 +313,62 @@ pub(crate) async fn run(
                 session.stats().clone(),
             );
         }
+    }
+}
+
+/// Opens the session: the accepting side first reads the dialer's hello (returned, to
+/// be handled first), then our hello goes out. On failure, how the connection ended.
+async fn open(
+    node: &SyncNode,
+    cfg: SessionConfig,
+    wire: &mut Wire,
+    hint: Option<NodeId>,
+    accepting: bool,
+    ctl: &mut Control,
+) -> Result<(Session, Option<Delivery>), (End, SessionStats)> {
+    // The first message (the accepting side reads it before starting the session)
+    // keeps its budget until it has been handled, like every other.
+    let mut first: Option<Delivery> = None;
+    let hint = if accepting && hint.is_none() {
+        let m = tokio::select! {
+            biased;
+            _ = wait_stop(&mut ctl.stop) => return Err((End::Stopped, SessionStats::default())),
+            m = wire.rx.recv() => m,
+        };
+        let Some(m) = m else {
+            return Err((End::Disconnected, SessionStats::default()));
+        };
+        let peer = match &m.msg {
+            Msg::Hello { node, .. } => Some(*node),
+            _ => None,
+        };
+        first = Some(m);
+        peer
+    } else {
+        hint
+    };
+    let session = Session::new(node.clone(), cfg);
+    let t0 = (node.options().clock)();
+    let (session, hello) = blocking(session, move |s| s.hello(hint, t0)).await;
+    let (Some(session), Some(Ok(hello))) = (session, hello) else {
+        return Err((
+            End::Closed("could not start the session".into()),
+            SessionStats::default(),
+        ));
+    };
+    if let Err(e) = send(wire, hello, &mut ctl.stop).await {
+        return Err((e.end(), session.stats().clone()));
+    }
+    Ok((session, first))
+}
+
+/// Once the peer is known, records it as the one this dialer's target reached (once
+/// per connection).
+async fn remember_peer(node: &SyncNode, session: &Session, ctl: &mut Control) {
+    if let Some(p) = session.peer()
+        && let Some(target) = ctl.remember_as.take()
+    {
+        let node = node.clone();
+        let _ = tokio::task::spawn_blocking(move || node.remember_peer_at(&target, p.node)).await;
     }
 }

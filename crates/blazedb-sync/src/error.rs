@@ -32,9 +32,30 @@ pub enum SyncError {
     #[error("protocol violation by the peer: {0}")]
     Protocol(String),
 
+    /// A peer sent a collection name this database cannot hold: a protocol violation
+    /// like [`SyncError::Protocol`] (the same text), with the engine's refusal kept.
+    #[error("protocol violation by the peer: {0}")]
+    BadName(#[source] blazedb_core::Error),
+
     /// A sync record in the local database could not be decoded (damage or a bug).
     #[error("sync record '{what}' is undecodable: {detail}")]
     Corrupt { what: &'static str, detail: String },
+
+    /// A sync record could not be encoded (a bug): the codec's error kept.
+    #[error("sync record '{what}' is undecodable: cannot encode: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
+
+    /// A sync record could not be decoded (damage or a bug): the codec's error kept.
+    #[error("sync record '{what}' is undecodable: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
 
     /// The peer asked for log entries this node no longer keeps (garbage-collected):
     /// it must bootstrap from a snapshot.

@@ -6,7 +6,7 @@
 //! [`Grant::peer`]. Peers reached in-process, and the server a node dials itself, are
 //! trusted as peers.
 //!
-//! Invariants (kept by `session.rs`, checked before anything is applied):
+//! Invariants (kept by the session, `session/`, checked before anything is applied):
 //! - A peer's `Hello` may not claim a role above `role`; its own writes carry the role
 //!   it said hello with, so a client credential never yields server priority.
 //! - A peer that may not `relay` sends only its own writes: never another node's write,

@@ -377,7 +377,7 @@ impl SyncHandle {
 async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_MIN;
     let mut seed = inner.node.node_id().0;
-    let target = inner.relay.describe();
+    let target = inner.relay.target();
     let mut hint: Option<NodeId> = {
         let (node, target) = (inner.node.clone(), target.clone());
         tokio::task::spawn_blocking(move || node.peer_at(&target).ok().flatten())

@@ -22,8 +22,9 @@ pub(crate) const META_KEY: &[u8] = b"meta";
 pub(crate) const NS_DOC: &str = "sync.doc";
 /// Namespace of peer records, keyed by node id (8 bytes, big-endian).
 pub(crate) const NS_PEER: &str = "sync.peer";
-/// Namespace of the peer last reached through each relay, keyed by the relay's
-/// description; the value is the node id (8 bytes, big-endian).
+/// Namespace of the peer last reached through each relay, keyed by its
+/// [`crate::RelayTarget`] (the relay's description as UTF-8, as ever); the value is
+/// the node id (8 bytes, big-endian).
 pub(crate) const NS_TARGET: &str = "sync.target";
 /// Namespace marking losses already recorded, keyed by the loss's identity.
 pub(crate) const NS_LOSS_KEY: &str = "sync.loss-key";
@@ -202,17 +203,11 @@ pub(crate) fn split_doc_key(key: &[u8]) -> Result<(String, DocId)> {
 }
 
 pub(crate) fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(v).map_err(|e| SyncError::Corrupt {
-        what,
-        detail: format!("cannot encode: {e}"),
-    })
+    postcard::to_allocvec(v).map_err(|source| SyncError::Encode { what, source })
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| SyncError::Corrupt {
-        what,
-        detail: e.to_string(),
-    })
+    postcard::from_bytes(bytes).map_err(|source| SyncError::Decode { what, source })
 }
 
 pub(crate) fn doc_key(collection: &str, id: DocId) -> Vec<u8> {

@@ -14,11 +14,13 @@
 //! - A wire says what its peer may do ([`Grant`]); only a transport that authenticated
 //!   the peer narrows it.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::grant::Grant;
@@ -135,8 +137,59 @@ pub trait Relay: Send + Sync + 'static {
     /// # Errors
     /// The transport's (refused, unreachable, handshake failed, ...).
     fn connect(&self) -> BoxFuture<'_, io::Result<Wire>>;
-    /// What it connects to, for status and logs.
+    /// What it connects to, for status and logs (display text only: what this node
+    /// remembers about the relay is keyed by [`Relay::target`]).
     fn describe(&self) -> String;
+    /// The key under which this node remembers the peer it reached through the relay
+    /// (see [`crate::SyncNode::peer_at`]). By default the description, which is what
+    /// such keys have always been: a relay whose description may change while it
+    /// still reaches the same peer overrides it with a stable name.
+    fn target(&self) -> RelayTarget {
+        RelayTarget::new(self.describe())
+    }
+}
+
+/// The persisted key of a sync target: which relay a dialer used, so a restarted
+/// dialer finds the peer it reached there (`SyncNode::peer_at`).
+///
+/// Invariant: its stored encoding is its name's UTF-8 bytes, exactly the bytes of the
+/// relay descriptions stored as keys before this type existed (namespace
+/// `sync.target`, docs/format.md), so existing databases keep resolving their targets.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RelayTarget(String);
+
+impl RelayTarget {
+    /// The target named `name` (e.g. `memory:hub`).
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> RelayTarget {
+        RelayTarget(name.into())
+    }
+
+    /// Its name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its stored key: the name's UTF-8 bytes.
+    #[must_use]
+    pub fn key(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// A stored key read back (read lossily should it not be UTF-8, which no key this
+    /// crate writes is).
+    #[must_use]
+    pub fn from_key(key: &[u8]) -> RelayTarget {
+        RelayTarget(String::from_utf8_lossy(key).into_owned())
+    }
+}
+
+impl fmt::Display for RelayTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Accepts connections from peers (a server's side).
@@ -214,5 +267,20 @@ impl Listener for MemoryListener {
 
     fn describe(&self) -> String {
         format!("memory:{}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_target_is_stored_as_the_description_it_replaced() {
+        let (relay, _listener) = memory("hub");
+        let target = relay.target();
+        assert_eq!(target.key(), relay.describe().as_bytes());
+        assert_eq!(target.key(), b"memory:hub");
+        assert_eq!(RelayTarget::from_key(target.key()), target);
+        assert_eq!(target.to_string(), "memory:hub");
     }
 }

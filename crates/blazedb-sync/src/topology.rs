@@ -14,9 +14,9 @@ use blazedb_engine::Database;
 use crate::clock::Role;
 use crate::error::{Result, SyncError};
 use crate::handle::{SyncHandle, SyncPolicy, SyncStatus};
+use crate::hub::ServeHandle;
 use crate::node::{SyncNode, SyncOptions};
 use crate::relay::memory;
-use crate::serve::ServeHandle;
 use crate::session::ConnectionMode;
 
 /// Where a registered node may connect.

@@ -300,20 +300,7 @@ fn make_write(
 }
 
 fn run(s: &Scenario) -> Result<(), TestCaseError> {
-    let mut nodes: Vec<Node> = (0..s.roles.len())
-        .map(|i| Node {
-            id: NodeId(i as u64 + 1),
-            role: s.roles[i],
-            clock: Clock::default(),
-            skew_us: s.skews_us[i],
-            counter: 0,
-            docs: BTreeMap::new(),
-            hist: BTreeMap::new(),
-            log: Vec::new(),
-            cursor: BTreeMap::new(),
-            recorded: BTreeMap::new(),
-        })
-        .collect();
+    let mut nodes = new_nodes(s);
     let mut registry: BTreeMap<Dot, MWrite> = BTreeMap::new();
     let mut now_us: u64 = 1_000_000;
     for a in &s.actions {
@@ -329,26 +316,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                 now_us += u64::from(advance_us);
                 let n = &mut nodes[node];
                 let local_now = now_us.saturating_add_signed(n.skew_us);
-                let Some((w, m, expected)) = make_write(n, doc, kind, vals, mask, local_now) else {
-                    continue;
-                };
-                let applied = n
-                    .docs
-                    .get_mut(&doc)
-                    .expect("state")
-                    .apply(&w)
-                    .map_err(|e| TestCaseError::fail(format!("local write: {e}")))?;
-                prop_assert!(applied.new && applied.defeated.is_empty());
-                prop_assert_eq!(
-                    n.docs[&doc].eval_within(MAX_BYTES),
-                    expected,
-                    "a local write takes effect"
-                );
-                n.hist.entry(doc).or_default().push(m.clone());
-                n.log.push((doc, w));
-                n.note_losses(doc, Vec::new());
-                n.check_against_model(doc, "after local write")?;
-                registry.insert(m.dot(), m);
+                local_write(n, &mut registry, doc, kind, vals, mask, local_now)?;
             }
             Action::Deliver { from, to } if linked(s, from, to) => {
                 let at = nodes[to].cursor.get(&from).copied().unwrap_or(0);
@@ -371,81 +339,164 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
             // side's writes (then only the losses the remaining evidence shows are
             // reported, which covers every loss the model counts).
             Action::Join { from, to, doc } if linked(s, from, to) => {
-                let theirs = nodes[from].docs.get(&doc).cloned().unwrap_or_default();
-                let their_log: Vec<Write> = nodes[from]
-                    .log
-                    .iter()
-                    .filter(|(d, _)| *d == doc)
-                    .map(|(_, w)| w.clone())
-                    .collect();
-                let n = &mut nodes[to];
-                let state = n.docs.entry(doc).or_default();
-                let defeated = state.join(&theirs, n.id);
-                let once = state.clone();
-                let again = state.join(&theirs, n.id);
-                prop_assert_eq!(
-                    &*state,
-                    &once,
-                    "joining the same state twice changes nothing"
-                );
-                prop_assert!(again.is_empty());
-                for w in their_log {
-                    let hist = n.hist.entry(doc).or_default();
-                    if !hist.iter().any(|m| m.dot() == w.stamp.dot) {
-                        hist.push(registry[&w.stamp.dot].clone());
-                        n.clock.observe(w.stamp.hlc);
-                        n.log.push((doc, w));
-                    }
-                }
-                n.note_losses(doc, defeated);
-                n.check_against_model(doc, "after join")?;
+                join(&mut nodes, &registry, from, to, doc)?;
             }
-            Action::Collect { node, doc } => {
-                // Stable at `node`, as the real node judges it from acknowledgments of
-                // its log: everything `node` had applied up to the write (this document's
-                // part of its log) is at every node, and `node` has every write
-                // concurrent with it (so every write still to come follows it).
-                let everywhere = |d: Dot| {
-                    nodes.iter().all(|n| {
-                        n.hist
-                            .get(&doc)
-                            .is_some_and(|h| h.iter().any(|m| m.dot() == d))
-                    })
-                };
-                let mine: Vec<MWrite> = nodes[node].hist.get(&doc).cloned().unwrap_or_default();
-                let all_of_doc: Vec<&MWrite> = registry
-                    .values()
-                    .filter(|m| {
-                        nodes.iter().any(|n| {
-                            n.hist
-                                .get(&doc)
-                                .is_some_and(|h| h.iter().any(|x| x.dot() == m.dot()))
-                        })
-                    })
-                    .collect();
-                let prefix_everywhere = mine.iter().take_while(|w| everywhere(w.dot())).count();
-                let stable: Vec<Dot> = mine[..prefix_everywhere]
-                    .iter()
-                    .filter(|w| {
-                        all_of_doc
-                            .iter()
-                            .filter(|o| o.concurrent(w))
-                            .all(|o| mine.iter().any(|m| m.dot() == o.dot()))
-                    })
-                    .map(MWrite::dot)
-                    .collect();
-                let n = &mut nodes[node];
-                if let Some(state) = n.docs.get_mut(&doc) {
-                    for d in stable {
-                        state.mark_stable(d);
-                    }
-                    state.collect();
-                    n.check_against_model(doc, "after collect")?;
-                }
-            }
+            Action::Collect { node, doc } => collect(&mut nodes, &registry, node, doc)?,
             _ => {}
         }
     }
+    exchange_until_quiet(s, &mut nodes, &registry)?;
+    check_convergence(s, &nodes, &registry)?;
+    check_recorded_losses(&nodes, &registry)
+}
+
+fn new_nodes(s: &Scenario) -> Vec<Node> {
+    (0..s.roles.len())
+        .map(|i| Node {
+            id: NodeId(i as u64 + 1),
+            role: s.roles[i],
+            clock: Clock::default(),
+            skew_us: s.skews_us[i],
+            counter: 0,
+            docs: BTreeMap::new(),
+            hist: BTreeMap::new(),
+            log: Vec::new(),
+            cursor: BTreeMap::new(),
+            recorded: BTreeMap::new(),
+        })
+        .collect()
+}
+
+/// Node `n` makes a write (if the action makes one for the document's state) and
+/// checks it took effect as written.
+fn local_write(
+    n: &mut Node,
+    registry: &mut BTreeMap<Dot, MWrite>,
+    doc: usize,
+    kind: u8,
+    vals: [u8; 3],
+    mask: u8,
+    local_now: u64,
+) -> Result<(), TestCaseError> {
+    let Some((w, m, expected)) = make_write(n, doc, kind, vals, mask, local_now) else {
+        return Ok(());
+    };
+    let applied = n
+        .docs
+        .get_mut(&doc)
+        .expect("state")
+        .apply(&w)
+        .map_err(|e| TestCaseError::fail(format!("local write: {e}")))?;
+    prop_assert!(applied.new && applied.defeated.is_empty());
+    prop_assert_eq!(
+        n.docs[&doc].eval_within(MAX_BYTES),
+        expected,
+        "a local write takes effect"
+    );
+    n.hist.entry(doc).or_default().push(m.clone());
+    n.log.push((doc, w));
+    n.note_losses(doc, Vec::new());
+    n.check_against_model(doc, "after local write")?;
+    registry.insert(m.dot(), m);
+    Ok(())
+}
+
+/// `to` takes over `from`'s whole state of `doc`.
+fn join(
+    nodes: &mut [Node],
+    registry: &BTreeMap<Dot, MWrite>,
+    from: usize,
+    to: usize,
+    doc: usize,
+) -> Result<(), TestCaseError> {
+    let theirs = nodes[from].docs.get(&doc).cloned().unwrap_or_default();
+    let their_log: Vec<Write> = nodes[from]
+        .log
+        .iter()
+        .filter(|(d, _)| *d == doc)
+        .map(|(_, w)| w.clone())
+        .collect();
+    let n = &mut nodes[to];
+    let state = n.docs.entry(doc).or_default();
+    let defeated = state.join(&theirs, n.id);
+    let once = state.clone();
+    let again = state.join(&theirs, n.id);
+    prop_assert_eq!(
+        &*state,
+        &once,
+        "joining the same state twice changes nothing"
+    );
+    prop_assert!(again.is_empty());
+    for w in their_log {
+        let hist = n.hist.entry(doc).or_default();
+        if !hist.iter().any(|m| m.dot() == w.stamp.dot) {
+            hist.push(registry[&w.stamp.dot].clone());
+            n.clock.observe(w.stamp.hlc);
+            n.log.push((doc, w));
+        }
+    }
+    n.note_losses(doc, defeated);
+    n.check_against_model(doc, "after join")?;
+    Ok(())
+}
+
+/// `node` marks what is stable in `doc` and collects garbage.
+fn collect(
+    nodes: &mut [Node],
+    registry: &BTreeMap<Dot, MWrite>,
+    node: usize,
+    doc: usize,
+) -> Result<(), TestCaseError> {
+    // Stable at `node`, as the real node judges it from acknowledgments of
+    // its log: everything `node` had applied up to the write (this document's
+    // part of its log) is at every node, and `node` has every write
+    // concurrent with it (so every write still to come follows it).
+    let everywhere = |d: Dot| {
+        nodes.iter().all(|n| {
+            n.hist
+                .get(&doc)
+                .is_some_and(|h| h.iter().any(|m| m.dot() == d))
+        })
+    };
+    let mine: Vec<MWrite> = nodes[node].hist.get(&doc).cloned().unwrap_or_default();
+    let all_of_doc: Vec<&MWrite> = registry
+        .values()
+        .filter(|m| {
+            nodes.iter().any(|n| {
+                n.hist
+                    .get(&doc)
+                    .is_some_and(|h| h.iter().any(|x| x.dot() == m.dot()))
+            })
+        })
+        .collect();
+    let prefix_everywhere = mine.iter().take_while(|w| everywhere(w.dot())).count();
+    let stable: Vec<Dot> = mine[..prefix_everywhere]
+        .iter()
+        .filter(|w| {
+            all_of_doc
+                .iter()
+                .filter(|o| o.concurrent(w))
+                .all(|o| mine.iter().any(|m| m.dot() == o.dot()))
+        })
+        .map(MWrite::dot)
+        .collect();
+    let n = &mut nodes[node];
+    if let Some(state) = n.docs.get_mut(&doc) {
+        for d in stable {
+            state.mark_stable(d);
+        }
+        state.collect();
+        n.check_against_model(doc, "after collect")?;
+    }
+    Ok(())
+}
+
+/// Final exchange until nothing moves.
+fn exchange_until_quiet(
+    s: &Scenario,
+    nodes: &mut [Node],
+    registry: &BTreeMap<Dot, MWrite>,
+) -> Result<(), TestCaseError> {
     // Final exchange until nothing moves.
     loop {
         let mut moved = false;
@@ -470,6 +521,16 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
             break;
         }
     }
+    Ok(())
+}
+
+/// Every node shows the model's document, and every loss the model counts is recorded
+/// at its origin.
+fn check_convergence(
+    s: &Scenario,
+    nodes: &[Node],
+    registry: &BTreeMap<Dot, MWrite>,
+) -> Result<(), TestCaseError> {
     for doc in 0..s.docs {
         let full: Vec<MWrite> = registry
             .values()
@@ -487,7 +548,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
             max_bytes: MAX_BYTES,
         };
         let want = model.eval();
-        for n in &nodes {
+        for n in nodes {
             let got = n.docs.get(&doc).and_then(|d| d.eval_within(MAX_BYTES));
             prop_assert_eq!(&got, &want, "convergence: node {} doc {}", n.id, doc);
         }
@@ -502,8 +563,16 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
             );
         }
     }
+    Ok(())
+}
+
+/// Every recorded loss is justified by the rules.
+fn check_recorded_losses(
+    nodes: &[Node],
+    registry: &BTreeMap<Dot, MWrite>,
+) -> Result<(), TestCaseError> {
     // Every recorded loss is justified by the rules.
-    for n in &nodes {
+    for n in nodes {
         for ((dot, field), loss) in &n.recorded {
             let loser = &registry[dot];
             if loss.reason == LossReason::TooLarge {

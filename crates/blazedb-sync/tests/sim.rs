@@ -803,8 +803,19 @@ impl World {
     }
 
     fn check(&self) -> Result<(), String> {
-        let contents: Vec<BTreeMap<(String, DocId), Fields>> = self
-            .nodes
+        let contents = self.contents();
+        self.check_same_contents(&contents)?;
+        let expired = self.expired_writes()?;
+        let expected_losses = self.check_against_model(&contents[0], &expired)?;
+        for (i, n) in self.nodes.iter().enumerate() {
+            self.check_node_log(i, n, &expected_losses)?;
+        }
+        Ok(())
+    }
+
+    /// Every node's documents, by collection and id.
+    fn contents(&self) -> Vec<BTreeMap<(String, DocId), Fields>> {
+        self.nodes
             .iter()
             .map(|n| {
                 let db = n.db.as_ref().expect("running");
@@ -816,7 +827,14 @@ impl World {
                 }
                 m
             })
-            .collect();
+            .collect()
+    }
+
+    /// Every node holds what node 0 holds.
+    fn check_same_contents(
+        &self,
+        contents: &[BTreeMap<(String, DocId), Fields>],
+    ) -> Result<(), String> {
         for (i, c) in contents.iter().enumerate().skip(1) {
             if c != &contents[0] && tracing_on() {
                 for key in c.keys().chain(contents[0].keys()) {
@@ -835,6 +853,11 @@ impl World {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The writes that expired (each checked to be in its origin's conflict log).
+    fn expired_writes(&self) -> Result<BTreeSet<Dot>, String> {
         // Writes that came from beyond a hub's retention horizon (a node that wrote
         // before it ever synced, against history the hub had collected) expire; each
         // is in a conflict log. The model runs over every other write made.
@@ -874,6 +897,16 @@ impl World {
                 ));
             }
         }
+        Ok(expired)
+    }
+
+    /// Node 0 holds what the model says of every write made that did not expire;
+    /// returns the losses the model counts.
+    fn check_against_model(
+        &self,
+        contents: &BTreeMap<(String, DocId), Fields>,
+        expired: &BTreeSet<Dot>,
+    ) -> Result<BTreeSet<(Dot, Option<String>)>, String> {
         let mut by_doc: BTreeMap<(String, DocId), Vec<MWrite>> = BTreeMap::new();
         for (dot, (c, id, m)) in &self.registry {
             if !expired.contains(dot) {
@@ -887,7 +920,7 @@ impl World {
                 max_bytes: DOCUMENT_BYTES_MAX,
             };
             let want = model.eval();
-            let got = contents[0].get(key).cloned();
+            let got = contents.get(key).cloned();
             if got != want {
                 return Err(format!(
                     "{key:?}: nodes hold {got:?}, the model says {want:?}"
@@ -895,59 +928,68 @@ impl World {
             }
             expected_losses.extend(model.losses());
         }
-        for (i, n) in self.nodes.iter().enumerate() {
-            let sync = n.sync.as_ref().expect("running");
-            let recorded: BTreeSet<(Dot, Option<String>)> = sync
-                .conflicts(0, usize::MAX)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|c| (c.loser.dot, c.field))
-                .collect();
-            for (dot, field) in expected_losses
-                .iter()
-                .filter(|(d, _)| d.node == sync.node_id())
-            {
-                if !recorded.contains(&(*dot, field.clone())) {
-                    return Err(format!(
-                        "node {i}: loss of {dot} field {field:?} not in its conflict log"
-                    ));
-                }
-            }
-            // Each write at most once in each node's log (applied once, never echoed);
-            // with nothing collected, every write made is there.
-            let log = sync.log_writes().map_err(|e| e.to_string())?;
-            let mut seen = BTreeSet::new();
-            for e in &log {
-                let blazedb_sync::Item::Write(w) = &e.item else {
-                    continue;
-                };
-                if !seen.insert(w.stamp.dot) {
-                    return Err(format!("node {i}: write {} twice in its log", w.stamp.dot));
-                }
-            }
-            self.stats_conflicts_add(&recorded);
-            let too_large = sync
-                .conflicts(0, usize::MAX)
-                .map_err(|e| e.to_string())?
-                .iter()
-                .filter(|c| c.reason == blazedb_sync::LossReason::TooLarge)
-                .count();
-            TOO_LARGE_SEEN.fetch_add(too_large as u64, Ordering::Relaxed);
-            let collected = sync.log_floor().map_err(|e| e.to_string())? > 0
-                || sync
-                    .bootstrapped_from()
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                || log
-                    .iter()
-                    .any(|e| matches!(e.item, blazedb_sync::Item::State(_)));
-            if !collected && seen.len() != self.registry.len() {
+        Ok(expected_losses)
+    }
+
+    /// Node `i`'s conflict log holds the losses of its writes, and its log each write
+    /// at most once (every write made, with nothing collected).
+    fn check_node_log(
+        &self,
+        i: usize,
+        n: &SimNode,
+        expected_losses: &BTreeSet<(Dot, Option<String>)>,
+    ) -> Result<(), String> {
+        let sync = n.sync.as_ref().expect("running");
+        let recorded: BTreeSet<(Dot, Option<String>)> = sync
+            .conflicts(0, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| (c.loser.dot, c.field))
+            .collect();
+        for (dot, field) in expected_losses
+            .iter()
+            .filter(|(d, _)| d.node == sync.node_id())
+        {
+            if !recorded.contains(&(*dot, field.clone())) {
                 return Err(format!(
-                    "node {i}: log holds {} writes, {} were made",
-                    seen.len(),
-                    self.registry.len()
+                    "node {i}: loss of {dot} field {field:?} not in its conflict log"
                 ));
             }
+        }
+        // Each write at most once in each node's log (applied once, never echoed);
+        // with nothing collected, every write made is there.
+        let log = sync.log_writes().map_err(|e| e.to_string())?;
+        let mut seen = BTreeSet::new();
+        for e in &log {
+            let blazedb_sync::Item::Write(w) = &e.item else {
+                continue;
+            };
+            if !seen.insert(w.stamp.dot) {
+                return Err(format!("node {i}: write {} twice in its log", w.stamp.dot));
+            }
+        }
+        self.stats_conflicts_add(&recorded);
+        let too_large = sync
+            .conflicts(0, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|c| c.reason == blazedb_sync::LossReason::TooLarge)
+            .count();
+        TOO_LARGE_SEEN.fetch_add(too_large as u64, Ordering::Relaxed);
+        let collected = sync.log_floor().map_err(|e| e.to_string())? > 0
+            || sync
+                .bootstrapped_from()
+                .map_err(|e| e.to_string())?
+                .is_some()
+            || log
+                .iter()
+                .any(|e| matches!(e.item, blazedb_sync::Item::State(_)));
+        if !collected && seen.len() != self.registry.len() {
+            return Err(format!(
+                "node {i}: log holds {} writes, {} were made",
+                seen.len(),
+                self.registry.len()
+            ));
         }
         Ok(())
     }

@@ -38,7 +38,8 @@ impl SyncNode {
     ///
     /// # Errors
     /// [`SyncError::ClockSkew`] if a write's stamp is too far ahead of the local clock;
-    /// [`SyncError::Protocol`] for a write the peer may not send (a forged role);
+    /// [`SyncError::Protocol`] for a write the peer may not send (a forged role),
+    /// [`SyncError::BadName`] for a collection name this database cannot hold;
     /// [`SyncError::Merge`] for a non-causal delivery; database errors. On any error
     /// nothing was applied.
     pub fn apply_batch(
@@ -96,7 +97,7 @@ impl SyncNode {
                         blazedb_core::NameKind::Collection,
                         &d.collection,
                     )
-                    .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                    .map_err(SyncError::BadName)?;
                     continue;
                 }
             };
@@ -111,7 +112,7 @@ impl SyncNode {
                 continue;
             }
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &w.collection)
-                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                .map_err(SyncError::BadName)?;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use super::SyncNode;
 use crate::clock::NodeId;
 use crate::error::Result;
 use crate::record::{self, NS_PEER, PeerRecord};
+use crate::relay::RelayTarget;
 
 impl SyncNode {
     /// Every relay target this node has dialled, with the peer it reached there (see
@@ -19,16 +20,13 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn known_targets(&self) -> Result<Vec<(String, NodeId)>> {
+    pub fn known_targets(&self) -> Result<Vec<(RelayTarget, NodeId)>> {
         let r = self.db.begin_read()?;
         Ok(r.aux_scan(record::NS_TARGET)?
             .into_iter()
             .filter_map(|(k, v)| {
                 let id = <[u8; 8]>::try_from(v.as_slice()).ok()?;
-                Some((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    NodeId(u64::from_be_bytes(id)),
-                ))
+                Some((RelayTarget::from_key(&k), NodeId(u64::from_be_bytes(id))))
             })
             .collect())
     }
@@ -57,15 +55,15 @@ impl SyncNode {
             .contains_key(&peer)
     }
 
-    /// The peer last reached through the relay described as `target`: a dialer that
+    /// The peer last reached through the relay with `target`: a dialer that
     /// restarts names it in its hello, so the peer resumes from our cursor instead of
     /// sending its log (or a snapshot) from the start.
     ///
     /// # Errors
     /// Database errors.
-    pub fn peer_at(&self, target: &str) -> Result<Option<NodeId>> {
+    pub fn peer_at(&self, target: &RelayTarget) -> Result<Option<NodeId>> {
         let r = self.db.begin_read()?;
-        Ok(r.aux_get(record::NS_TARGET, target.as_bytes())?
+        Ok(r.aux_get(record::NS_TARGET, target.key())?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(|b| NodeId(u64::from_be_bytes(b))))
     }
@@ -74,12 +72,12 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn remember_peer_at(&self, target: &str, peer: NodeId) -> Result<()> {
+    pub fn remember_peer_at(&self, target: &RelayTarget, peer: NodeId) -> Result<()> {
         if self.peer_at(target)? == Some(peer) {
             return Ok(());
         }
         let mut tx = self.db.begin_apply()?;
-        tx.aux_put(record::NS_TARGET, target.as_bytes(), &peer.0.to_be_bytes())?;
+        tx.aux_put(record::NS_TARGET, target.key(), &peer.0.to_be_bytes())?;
         tx.commit()?;
         Ok(())
     }

@@ -94,7 +94,8 @@ impl SyncNode {
     ///
     /// # Errors
     /// [`SyncError::Protocol`] for a page that does not continue the progress (the
-    /// error says where it stands); database errors.
+    /// error says where it stands); [`SyncError::BadName`] for a collection name this
+    /// database cannot hold; database errors.
     pub fn apply_snapshot(
         &self,
         peer: NodeId,
@@ -138,7 +139,7 @@ impl SyncNode {
         }
         for d in docs {
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
-                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                .map_err(SyncError::BadName)?;
             if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
                 self.append_log(&mut tx, &mut meta, Some(peer), Item::State(d.clone()))?;
             }

@@ -1,5 +1,5 @@
-//! Serving: a node accepting connections from many peers (a hub-and-spoke server), one
-//! session per connection, all sharing the node.
+//! The hub: a node serving many peers (the server of hub-and-spoke), its accept loop
+//! and registry of connections, one session per connection, all sharing the node.
 //!
 //! Invariants:
 //! - At most `max_connections` sessions run; further connections are closed at once

@@ -335,7 +335,6 @@ async fn with_bootstrap_progress<T>(
                 let peer = handle.status().peer.map(|p| p.node);
                 if let Some(progress) = peer
                     .and_then(|p| handle.node().snapshot_progress(p).ok().flatten())
-                    .map(|s| (s.at, s.slot))
                 {
                     bar.set_position(progress.slot);
                 }

@@ -37,7 +37,7 @@ impl fmt::Display for NodeId {
 }
 
 /// A database's sync role. `Server` has priority over `Client` in concurrent conflicts
-/// (SPEC §3.2 rule 2); the order of the variants is that priority.
+/// (docs/semantics.md rule 2); the order of the variants is that priority.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

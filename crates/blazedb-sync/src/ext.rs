@@ -1,4 +1,4 @@
-//! `db.enable_sync(relay, role)`: the SPEC §3.1 entry point, as an extension of
+//! `db.enable_sync(relay, role)`: the entry point to sync, as an extension of
 //! [`Database`] (the engine does not know the sync layer).
 
 use std::future::Future;

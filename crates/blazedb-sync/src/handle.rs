@@ -82,7 +82,7 @@ impl SyncPolicy {
     }
 }
 
-/// Sync status of one connection (SPEC §3.3 "Status").
+/// Sync status of one connection (docs/semantics.md, "Status").
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncStatus {
     pub node: NodeId,

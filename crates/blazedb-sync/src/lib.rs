@@ -2,8 +2,8 @@
 //!
 //! - [`clock`]: node ids, roles, the hybrid logical clock.
 //! - [`vv`]: dots and version vectors.
-//! - [`write`]: a write as shipped between nodes; priorities and loss reasons.
-//! - [`merge`]: the conflict rules of SPEC §3.2 over one document's writes.
+//! - [`mod@write`]: a write as shipped between nodes; priorities and loss reasons.
+//! - [`merge`]: the conflict rules of docs/semantics.md over one document's writes.
 //! - [`node`]: [`SyncNode`], a database's persisted sync state: absorbing local writes,
 //!   applying remote batches, the log peers read, cursors, the conflict log.
 //! - [`grant`]: what a peer may do, as its transport authenticated it; the session

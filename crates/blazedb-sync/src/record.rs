@@ -115,7 +115,7 @@ pub(crate) struct PeerRecord {
     pub forgotten: bool,
 }
 
-/// How far a snapshot from a peer has been received. Stored inside [`PeerRecord`]:
+/// How far a snapshot from a peer has been received. Stored inside `PeerRecord`:
 /// postcard encodes a struct as the tuple of its fields, so this is byte for byte the
 /// `(u64, u64)` it replaced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ impl PeerRecord {
     }
 }
 
-/// One recorded loss of one of this node's writes (SPEC §3.2 rule 6).
+/// One recorded loss of one of this node's writes (docs/semantics.md rule 6).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConflictEntry {
     /// Position in the conflict log, from 1.

@@ -48,7 +48,7 @@ impl Stamp {
         self.dot.node
     }
 
-    /// Priority between two *concurrent* writes (SPEC §3.2 rules 2 and 3): the server
+    /// Priority between two *concurrent* writes (docs/semantics.md rules 2 and 3): the server
     /// role first, then the later clock reading, then the larger node id. Total: two
     /// distinct writes never compare equal (a node's readings strictly increase).
     #[must_use]

@@ -1,4 +1,4 @@
-//! The merge (`blazedb_sync::merge`) against a reference model of SPEC §3.2.
+//! The merge (`blazedb_sync::merge`) against a reference model of docs/semantics.md.
 //!
 //! The model is a direct transcription of the rules over *full* histories: every write
 //! with the explicit set of writes its origin had seen, no pruning, no version vectors.

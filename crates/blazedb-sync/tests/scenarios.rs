@@ -1,4 +1,4 @@
-//! The situations users meet, each pinned by a test named after it (SPEC §3.2, §3.3).
+//! The situations users meet, each pinned by a test named after it (docs/semantics.md: the rules and how sync works).
 //! Nodes run in one process, connected through in-memory relays by a `Topology`;
 //! "concurrent" writes are made while the nodes are disconnected.
 

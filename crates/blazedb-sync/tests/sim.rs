@@ -14,7 +14,7 @@
 //! - it goes quiet (no echo, no ping-pong: bounded steps, nothing left in flight);
 //! - convergence: every node holds the same documents, deletes included (in the star:
 //!   every client equals the server);
-//! - those documents are what the reference model of SPEC §3.2 gives for all writes
+//! - those documents are what the reference model of docs/semantics.md gives for all writes
 //!   made (no acknowledged write lost, every loss explained by the rules);
 //! - every loss the model predicts is in the conflict log of the write's origin;
 //! - each node's sync log holds each write exactly once (applied once, never echoed).

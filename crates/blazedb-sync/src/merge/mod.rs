@@ -1,4 +1,4 @@
-//! The conflict rules of SPEC §3.2 as a merge over one document's writes.
+//! The conflict rules of docs/semantics.md as a merge over one document's writes.
 //!
 //! # Semantics
 //!

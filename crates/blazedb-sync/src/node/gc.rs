@@ -14,15 +14,15 @@ use crate::error::Result;
 use crate::record::{self, Item, LOG, LogEntry, NS_PEER, PeerRecord};
 
 impl SyncNode {
-    /// Collects what every known peer has (SPEC §3.3): the sync log below the lowest
-    /// position every peer holds, and — with [`SyncOptions::tombstone_gc`] — the
+    /// Collects what every known peer has (docs/semantics.md, "Garbage collection"): the sync log below the lowest
+    /// position every peer holds, and — with [`SyncOptions::tombstone_gc`](crate::SyncOptions::tombstone_gc) — the
     /// tombstones and history those writes leave in document states.
     ///
     /// A log position `p` is *stable for peer P* once P acknowledged it and this node
     /// has applied P's log up to where P's log stood at that acknowledgment: then P
     /// has every write up to `p`, and every write P made before it had them is here
     /// (`PeerRecord::settle`). The log is pruned up to the minimum over known peers.
-    /// Peers silent beyond [`SyncOptions::retention_us`] are forgotten first. With no
+    /// Peers silent beyond [`SyncOptions::retention_us`](crate::SyncOptions::retention_us) are forgotten first. With no
     /// known peer nothing is pruned. Does at most a bounded chunk per call.
     ///
     /// # Errors

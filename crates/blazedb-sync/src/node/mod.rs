@@ -12,9 +12,9 @@
 //! - `peers.rs`: cursors, acknowledgments, relay targets, open sessions.
 //!
 //! Invariants kept by this module (every room relies on them):
-//! - Sync metadata ([`Meta`]) exists once [`SyncNode::enable`] returned; every write
+//! - Sync metadata (`Meta`) exists once [`SyncNode::enable`] returned; every write
 //!   transaction loads it in `begin` and saves it in `finish`, with the merge states it
-//!   touched ([`States`]), in one commit.
+//!   touched (`States`), in one commit.
 //! - A node's id and role never change once stored (`RoleMismatch` otherwise).
 //! - Local writes are absorbed before any remote write is applied in the same
 //!   transaction (`absorb.rs`), so each local write's causal context is exactly what
@@ -67,7 +67,7 @@ pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// Options of a sync node.
 #[derive(Clone)]
 pub struct SyncOptions {
-    /// How far ahead of the local clock a remote stamp may be (SPEC §3.2 clock hygiene).
+    /// How far ahead of the local clock a remote stamp may be (docs/semantics.md, "Clock hygiene").
     pub drift_max_us: u64,
     /// The wall clock (the system clock by default; simulations inject their own).
     pub clock: WallClock,

@@ -62,7 +62,7 @@ impl ConnectionMode {
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     pub mode: ConnectionMode,
-    /// Most writes per batch (capped at [`BATCH_WRITES_MAX`]).
+    /// Most writes per batch (capped at [`BATCH_WRITES_MAX`](crate::proto::BATCH_WRITES_MAX)).
     pub batch_max: usize,
     /// Batches in flight.
     pub window: usize,

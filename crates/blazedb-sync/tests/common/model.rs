@@ -1,4 +1,4 @@
-//! The reference model of SPEC §3.2: a direct transcription of the rules over *full*
+//! The reference model of docs/semantics.md: a direct transcription of the rules over *full*
 //! histories (every write with the explicit set of writes its origin had seen; no
 //! pruning, no version vectors), independent of the merge's own code paths; with the
 //! size rule (`merge`'s module docs, rule 5) over a document limit of the model's own,

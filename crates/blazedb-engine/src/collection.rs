@@ -48,6 +48,22 @@ impl Collection<'_> {
 
     /// Inserts a new document. See [`crate::WriteTxn::insert`].
     ///
+    ///
+    /// ```
+    /// # fn main() -> blazedb::Result<()> {
+    /// use blazedb::{Database, Document, KdfParams};
+    ///
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "notes", "password")?;
+    /// let todo = db.collection("todo");
+    /// let id = todo.insert(Document::new().with("title", "write docs"))?;
+    /// let doc = todo.get(id)?.expect("just inserted");
+    /// assert_eq!(doc.get("title"), Some(&"write docs".into()));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`crate::WriteTxn::insert`].
     pub fn insert(&self, doc: Document) -> Result<DocId> {
@@ -63,6 +79,23 @@ impl Collection<'_> {
     }
 
     /// Patches a document; returns it as patched.
+    ///
+    ///
+    /// ```
+    /// # fn main() -> blazedb::Result<()> {
+    /// use blazedb::{Database, Document, KdfParams, Patch};
+    ///
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "notes", "password")?;
+    /// let todo = db.collection("todo");
+    /// let id = todo.insert(Document::new().with("title", "x").with("done", false))?;
+    /// let doc = todo.patch(id, &Patch::new().set("done", true).unset("title"))?;
+    /// assert_eq!(doc.get("done"), Some(&true.into()));
+    /// assert_eq!(doc.get("title"), None);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// As [`crate::WriteTxn::patch`].

@@ -299,6 +299,22 @@ impl crate::Database {
     /// Subscribes to every change of `collection`, with a mailbox of `capacity` events
     /// (see [`MAILBOX_DEFAULT`]).
     ///
+    ///
+    /// ```
+    /// # fn main() -> blazedb::Result<()> {
+    /// use blazedb::{Database, Document, EventKind, KdfParams};
+    ///
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "notes", "password")?;
+    /// let events = db.subscribe("todo", 64)?;
+    /// let id = db.collection("todo").insert(Document::new().with("title", "x"))?;
+    /// let ev = events.try_recv().expect("delivered at commit");
+    /// assert_eq!((ev.id, ev.kind), (id, EventKind::Added));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidName`]; [`Error::InvalidValue`] for a capacity of 0 or above
     /// [`MAILBOX_MAX`]; [`Error::TooLarge`] beyond [`SUBSCRIPTIONS_MAX`] subscriptions.

@@ -62,9 +62,8 @@ pub enum OpenMode {
 /// A builder for opening a database with options other than the defaults.
 ///
 /// ```
-/// # fn main() -> blazedb_core::Result<()> {
-/// use blazedb_engine::{Durability, OpenOptions};
-/// use blazedb_crypto::KdfParams;
+/// # fn main() -> blazedb::Result<()> {
+/// use blazedb::{Durability, KdfParams, OpenOptions};
 /// let dir = tempfile::tempdir().expect("tempdir");
 /// let db = OpenOptions::new()
 ///     .kdf(KdfParams::INSECURE_FAST) // tests only: cheap password hashing

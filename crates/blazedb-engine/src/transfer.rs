@@ -51,6 +51,28 @@ fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 impl Database {
     /// Writes `collections` (all when `None`) as NDJSON from one consistent snapshot.
     ///
+    ///
+    /// ```
+    /// # fn main() -> blazedb::Result<()> {
+    /// use blazedb::{Database, Document, ImportOptions, KdfParams};
+    ///
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "notes", "password")?;
+    /// db.collection("todo").insert(Document::new().with("title", "x"))?;
+    /// let mut ndjson = Vec::new();
+    /// let report = db.export_ndjson(&mut ndjson, None)?;
+    /// assert_eq!(report.documents, 1);
+    /// // Into another database: the same documents, ids included.
+    /// let copy = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "copy", "password")?;
+    /// copy.import_ndjson(&mut ndjson.as_slice(), ImportOptions::default())?;
+    /// assert_eq!(copy.collection("todo").count()?, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// Name errors, corruption, and I/O errors of `out`.
     pub fn export_ndjson(

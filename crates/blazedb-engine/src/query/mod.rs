@@ -29,8 +29,8 @@ pub enum Order {
 /// A query on one collection.
 ///
 /// ```
-/// # fn main() -> blazedb_core::Result<()> {
-/// use blazedb_engine::query::{Filter, Order, Query};
+/// # fn main() -> blazedb::Result<()> {
+/// use blazedb::{Filter, Order, Query};
 /// let q = Query::new("bugs")
 ///     .filter(Filter::and([Filter::eq("status", "open")?, Filter::ge("severity", 2i64)?]))
 ///     .sort("severity", Order::Desc)?
@@ -193,6 +193,27 @@ pub(crate) fn run_scan(
 impl crate::Database {
     /// Runs a query in a fresh snapshot. See [`crate::ReadTxn::query`].
     ///
+    ///
+    /// ```
+    /// # fn main() -> blazedb::Result<()> {
+    /// use blazedb::{Database, Document, Filter, KdfParams, Order, Query};
+    ///
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "tracker", "password")?;
+    /// for severity in 0..10i64 {
+    ///     db.collection("bugs").insert(Document::new().with("severity", severity))?;
+    /// }
+    /// let q = Query::new("bugs")
+    ///     .filter(Filter::gt("severity", 6i64)?)
+    ///     .sort("severity", Order::Desc)?;
+    /// let worst = db.query(&q)?;
+    /// assert_eq!(worst.len(), 3);
+    /// assert_eq!(worst[0].get("severity"), Some(&9i64.into()));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`crate::ReadTxn::query`].
     pub fn query(&self, q: &Query) -> Result<Vec<Document>> {
@@ -216,6 +237,26 @@ impl crate::Database {
     }
 
     /// Creates and fills an index in its own transaction (all or nothing).
+    ///
+    ///
+    /// ```
+    /// # fn main() -> blazedb::Result<()> {
+    /// use blazedb::{Database, Document, Filter, IndexSpec, KdfParams, Query};
+    ///
+    /// let dir = tempfile::tempdir().expect("tempdir");
+    /// let db = Database::builder()
+    ///     .kdf(KdfParams::INSECURE_FAST)
+    ///     .open(dir.path(), "people", "password")?;
+    /// db.collection("people").insert(Document::new().with("email", "ann@example.com"))?;
+    /// db.create_index(&IndexSpec::new("by_email", "people", &["email"]).unique())?;
+    /// // A second document with the same email is refused, and nothing is written.
+    /// let dup = db.collection("people").insert(Document::new().with("email", "ann@example.com"));
+    /// assert!(dup.is_err());
+    /// // Equality on the indexed field is answered from the index.
+    /// let q = Query::new("people").filter(Filter::eq("email", "ann@example.com")?);
+    /// assert_eq!(db.count_query(&q)?, 1);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// As [`crate::WriteTxn::create_index`].

@@ -271,9 +271,8 @@ impl Database {
         })?;
         crate::private::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
         let mut suffix = [0u8; 8];
-        blazedb_crypto::random_bytes(&mut suffix).map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        blazedb_crypto::random_bytes(&mut suffix)
+            .map_err(Error::random("making the temporary directory's name"))?;
         let tmp = dir.join(format!(
             ".{name}{DIR_SUFFIX}.creating-{}",
             u64::from_le_bytes(suffix)
@@ -307,13 +306,10 @@ impl Database {
 
     fn create_in(tmp: &Path, name: &str, password: &[u8], opts: &OpenOptions) -> Result<Database> {
         let lock = lock(tmp, false)?;
-        let data_key = DataKey::generate().map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        let data_key = DataKey::generate().map_err(Error::random("making the data key"))?;
         let mut db_id = [0u8; 16];
-        blazedb_crypto::random_bytes(&mut db_id).map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        blazedb_crypto::random_bytes(&mut db_id)
+            .map_err(Error::random("making the database id"))?;
         let keyfile = KeyFile::seal(&data_key, password, opts.kdf, db_id)?;
         keyfile.write_atomic(&tmp.join(KEY_FILE))?;
         let store = Store::create(&tmp.join(DATA_FILE), &Self::store_options(opts))

@@ -1,7 +1,8 @@
 //! The BlazeDB engine: an embedded, password-encrypted document database.
 //!
 //! Layout:
-//! - [`database`]: [`Database`] — open/create (key file, lock), flush, backup, password.
+//! - [`database`]: [`Database`] — open/create (key file, lock), flush, backup, password;
+//!   the handle itself and its shared state are in `handle`, below everything that uses it.
 //! - [`options`]: [`OpenOptions`], [`Durability`], [`OpenMode`].
 //! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
 //! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
@@ -22,6 +23,7 @@ pub mod changes;
 mod codec;
 pub mod collection;
 pub mod database;
+mod handle;
 pub mod hooks;
 pub mod index;
 pub mod json;

@@ -19,10 +19,11 @@ use crate::changes::{Change, changes_after};
 use crate::codec::{
     CatalogRecord, ChangeRecord, CountersRecord, DocRecord, FieldsRef, OpRecord, encode,
 };
-use crate::database::Database;
+use crate::handle::Database;
+use crate::index::IndexCache;
 use crate::options::Durability;
 use crate::raw::{collection_names, get_doc, scan_docs};
-use crate::vault::{CollTag, DocKey};
+use crate::vault::{CollTag, DocKey, Vault};
 
 /// Fields to set and fields to remove on an existing document.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -236,18 +237,16 @@ impl ReadTxn {
 
 /// The write transaction. Commit with [`WriteTxn::commit`]; dropping it rolls back.
 pub struct WriteTxn<'db> {
-    pub(crate) db: &'db Database,
-    pub(crate) tx: WriteTx<'db>,
+    db: &'db Database,
+    tx: WriteTx<'db>,
     counters: CountersRecord,
     first_seq: u64,
     capture: bool,
     durability: Durability,
     known_collections: HashSet<CollTag>,
     writes: usize,
-    pub(crate) poisoned: Option<String>,
-    /// The index directory, loaded on first need; written back at commit if dirty.
-    pub(crate) indexes: Option<Vec<crate::index::IndexRecord>>,
-    pub(crate) indexes_dirty: bool,
+    poisoned: Option<String>,
+    indexes: IndexCache,
     /// Whether live subscribers existed when the transaction began: then each write is
     /// recorded (before/after) for delivery at commit.
     watch: bool,
@@ -281,11 +280,26 @@ impl<'db> WriteTxn<'db> {
             known_collections: HashSet::new(),
             writes: 0,
             poisoned: None,
-            indexes: None,
-            indexes_dirty: false,
+            indexes: IndexCache::default(),
             watch: db.inner.hub.has_subscribers(),
             written: Vec::new(),
         })
+    }
+
+    /// The storage transaction, the vault and the index directory, borrowed together
+    /// for index maintenance (which changes the directory while writing index trees).
+    pub(crate) fn index_parts(&mut self) -> (&mut WriteTx<'db>, &'db Vault, &mut IndexCache) {
+        (&mut self.tx, &self.db.inner.vault, &mut self.indexes)
+    }
+
+    /// Marks the transaction failed: every later write and the commit are refused, so a
+    /// half-applied write can never be committed.
+    pub(crate) fn poison(&mut self, reason: String) {
+        self.poisoned = Some(reason);
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
     }
 
     pub(crate) fn db(&self) -> &'db Database {
@@ -698,8 +712,7 @@ impl<'db> WriteTxn<'db> {
         if let Some(reason) = self.poisoned.take() {
             return Err(Error::Failed { reason });
         }
-        if self.indexes_dirty {
-            let dir = self.indexes.take().unwrap_or_default();
+        if let Some(dir) = self.indexes.take_dirty() {
             let sealed = crate::index::seal_directory(&self.db.inner.vault, &dir)?;
             self.mutate(|tx| tx.insert(Table::Meta, crate::index::META_INDEXES, &sealed))?;
         }

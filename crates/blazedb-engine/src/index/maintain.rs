@@ -10,7 +10,10 @@ use super::{
     load_directory, stored_key, unique_conflict,
 };
 use crate::raw::scan_docs;
+use blazedb_storage::WriteTx;
+
 use crate::txn::WriteTxn;
+use crate::vault::Vault;
 
 /// One index's change for one document write: remove the old key, insert the new one.
 pub(crate) struct IndexOp {
@@ -19,14 +22,37 @@ pub(crate) struct IndexOp {
     insert: Option<Vec<u8>>,
 }
 
+/// A write transaction's copy of the index directory: loaded on first need, and written
+/// back at commit when `dirty` (some index was created, dropped or changed).
+#[derive(Default)]
+pub(crate) struct IndexCache {
+    dir: Option<Vec<IndexRecord>>,
+    dirty: bool,
+}
+
+impl IndexCache {
+    fn load(&mut self, tx: &mut WriteTx<'_>, vault: &Vault) -> Result<&mut Vec<IndexRecord>> {
+        if self.dir.is_none() {
+            self.dir = Some(load_directory(tx, vault)?);
+        }
+        Ok(self.dir.get_or_insert_with(Vec::new))
+    }
+
+    /// The directory to write back at commit, if it changed.
+    pub(crate) fn take_dirty(&mut self) -> Option<Vec<IndexRecord>> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        Some(self.dir.take().unwrap_or_default())
+    }
+}
+
 impl WriteTxn<'_> {
     /// The index directory, loaded on first use.
     pub(crate) fn index_dir(&mut self) -> Result<&mut Vec<IndexRecord>> {
-        if self.indexes.is_none() {
-            let dir = load_directory(&mut self.tx, &self.db.inner.vault)?;
-            self.indexes = Some(dir);
-        }
-        Ok(self.indexes.get_or_insert_with(Vec::new))
+        let (tx, vault, cache) = self.index_parts();
+        cache.load(tx, vault)
     }
 
     /// Whether `collection` has any index.
@@ -74,8 +100,10 @@ impl WriteTxn<'_> {
                 && !truncated
                 && new.is_some_and(|d| super::constrained(&paths, d))
                 && let Some(key) = &insert
-                && let Some(existing) =
-                    unique_conflict(&mut self.tx, &self.db.inner.vault, rec, key)?
+                && let Some(existing) = {
+                    let (tx, vault, _) = self.index_parts();
+                    unique_conflict(tx, vault, rec, key)?
+                }
             {
                 match merged.as_deref_mut() {
                     None => {
@@ -107,14 +135,14 @@ impl WriteTxn<'_> {
         }
         let result = self.apply_index_ops_inner(ops);
         if let Err(e) = &result {
-            self.poisoned = Some(format!("transaction aborted by an index error: {e}"));
+            self.poison(format!("transaction aborted by an index error: {e}"));
         }
         result
     }
 
     fn apply_index_ops_inner(&mut self, ops: Vec<IndexOp>) -> Result<()> {
-        let vault = &self.db.inner.vault;
-        let dir = self.indexes.get_or_insert_with(Vec::new);
+        let (tx, vault, cache) = self.index_parts();
+        let dir = cache.dir.get_or_insert_with(Vec::new);
         for op in ops {
             let rec = dir
                 .get_mut(op.index)
@@ -125,7 +153,7 @@ impl WriteTxn<'_> {
                 vault,
             };
             if let Some(k) = &op.remove
-                && !tree.remove(&mut self.tx, k)?
+                && !tree.remove(tx, k)?
             {
                 return Err(Error::corrupt_record(
                     "index",
@@ -133,11 +161,11 @@ impl WriteTxn<'_> {
                 ));
             }
             if let Some(k) = &op.insert {
-                tree.insert(&mut self.tx, k)?;
+                tree.insert(tx, k)?;
             }
             rec.tree = tree.meta;
         }
-        self.indexes_dirty = true;
+        cache.dirty = true;
         Ok(())
     }
 
@@ -151,16 +179,16 @@ impl WriteTxn<'_> {
     /// after these errors.
     pub fn create_index(&mut self, spec: &IndexSpec) -> Result<IndexInfo> {
         let paths = check_spec(spec, self.index_dir()?)?;
-        if self.poisoned.is_some() {
+        if self.is_poisoned() {
             return Err(Error::Failed {
                 reason: "transaction already failed".into(),
             });
         }
-        let vault = &self.db.inner.vault;
+        let (tx, vault, _) = self.index_parts();
         let coll = vault.coll_tag(&spec.collection);
         let mut keys = Vec::new();
         let mut unique_keys = Vec::new();
-        scan_docs(&mut self.tx, vault, &coll, &mut |d| {
+        scan_docs(tx, vault, &coll, &mut |d| {
             let key = doc_key(&paths, &d)?;
             if spec.unique && super::constrained(&paths, &d) {
                 unique_keys.push(key.clone());
@@ -180,11 +208,11 @@ impl WriteTxn<'_> {
             }
         }
         let tag = index_tag(vault, &spec.name);
-        let built = Tree::bulk_load(&mut self.tx, vault, tag, &keys);
+        let built = Tree::bulk_load(tx, vault, tag, &keys);
         let tree = match built {
             Ok(t) => t,
             Err(e) => {
-                self.poisoned = Some(format!("transaction aborted by an index build error: {e}"));
+                self.poison(format!("transaction aborted by an index build error: {e}"));
                 return Err(e);
             }
         };
@@ -197,7 +225,7 @@ impl WriteTxn<'_> {
         };
         let info = rec.info();
         self.index_dir()?.push(rec);
-        self.indexes_dirty = true;
+        self.index_parts().2.dirty = true;
         Ok(info)
     }
 
@@ -211,8 +239,9 @@ impl WriteTxn<'_> {
             return Ok(false);
         };
         dir.remove(pos);
-        self.indexes_dirty = true;
-        let tag = index_tag(&self.db.inner.vault, name);
+        let (_, vault, cache) = self.index_parts();
+        cache.dirty = true;
+        let tag = index_tag(vault, name);
         self.mutate(|tx| Tree::destroy(tx, &tag))?;
         Ok(true)
     }

@@ -17,6 +17,8 @@
 pub(crate) mod btree;
 mod maintain;
 
+pub(crate) use maintain::IndexCache;
+
 use std::ops::ControlFlow;
 
 use blazedb_core::name::check_name;

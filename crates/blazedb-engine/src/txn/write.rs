@@ -1,0 +1,154 @@
+//! The writer's life: begin (the next sequence number), storage mutations that poison
+//! the transaction when they fail, durability, commit (with live events and commit
+//! hooks) and rollback.
+
+use std::collections::HashSet;
+
+use blazedb_core::{Error, Result};
+use blazedb_storage::{Table, WriteTx};
+
+use super::WriteTxn;
+use crate::codec::CountersRecord;
+use crate::handle::Database;
+use crate::index::IndexCache;
+use crate::options::Durability;
+use crate::vault::Vault;
+
+impl<'db> WriteTxn<'db> {
+    pub(crate) fn begin(db: &'db Database, capture: bool) -> Result<WriteTxn<'db>> {
+        let mut tx = db.inner.store.write().map_err(|e| db.storage_err(e))?;
+        // The next sequence number follows the newest change-log entry. Invariant for
+        // whoever prunes the log (sync GC): the newest entry is never pruned, so numbers
+        // are never reused.
+        let last = tx.last(Table::Changes).map_err(|e| db.storage_err(e))?;
+        let next_seq = match last {
+            None => 1,
+            Some((k, _)) => {
+                let bytes: [u8; 8] = k.as_slice().try_into().map_err(|_| {
+                    Error::corrupt_record("changes", "key is not a sequence number")
+                })?;
+                u64::from_be_bytes(bytes) + 1
+            }
+        };
+        let counters = CountersRecord { next_seq };
+        Ok(WriteTxn {
+            db,
+            tx,
+            counters,
+            first_seq: counters.next_seq,
+            capture,
+            durability: db.inner.durability,
+            known_collections: HashSet::new(),
+            writes: 0,
+            poisoned: None,
+            indexes: IndexCache::default(),
+            watch: db.inner.hub.has_subscribers(),
+            written: Vec::new(),
+        })
+    }
+
+    /// The storage transaction, the vault and the index directory, borrowed together
+    /// for index maintenance (which changes the directory while writing index trees).
+    pub(crate) fn index_parts(&mut self) -> (&mut WriteTx<'db>, &'db Vault, &mut IndexCache) {
+        (&mut self.tx, &self.db.inner.vault, &mut self.indexes)
+    }
+
+    /// Marks the transaction failed: every later write and the commit are refused, so a
+    /// half-applied write can never be committed.
+    pub(crate) fn poison(&mut self, reason: String) {
+        self.poisoned = Some(reason);
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    pub(crate) fn db(&self) -> &'db Database {
+        self.db
+    }
+
+    pub(crate) fn raw(&mut self) -> &mut WriteTx<'db> {
+        &mut self.tx
+    }
+
+    pub(crate) fn mutate_pub(
+        &mut self,
+        f: impl FnOnce(&mut WriteTx<'db>) -> Result<(), blazedb_storage::StorageError>,
+    ) -> Result<()> {
+        self.mutate(f)
+    }
+
+    /// Whether this transaction's writes are captured in the change log (false for
+    /// transactions from [`Database::begin_apply`]).
+    #[must_use]
+    pub fn captures_changes(&self) -> bool {
+        self.capture
+    }
+
+    /// Overrides the durability of this transaction's commit.
+    pub fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
+    }
+
+    /// Runs a storage mutation; a failure poisons the transaction.
+    pub(crate) fn mutate(
+        &mut self,
+        f: impl FnOnce(&mut WriteTx<'db>) -> Result<(), blazedb_storage::StorageError>,
+    ) -> Result<()> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Failed {
+                reason: reason.clone(),
+            });
+        }
+        f(&mut self.tx).map_err(|e| {
+            let err = self.db.storage_err(e);
+            self.poisoned = Some(format!("transaction aborted by an earlier error: {err}"));
+            err
+        })
+    }
+
+    /// Commits atomically: all of the transaction's writes and change-log entries, or
+    /// none. With [`Durability::Immediate`] it returns once they are on disk.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] if an earlier write of this transaction failed in storage (the
+    /// transaction is rolled back) or the store failed; storage errors. If a durable
+    /// commit's flush fails, the commit may or may not have reached disk and the
+    /// database refuses further writes until reopened.
+    pub fn commit(mut self) -> Result<()> {
+        if let Some(reason) = self.poisoned.take() {
+            return Err(Error::Failed { reason });
+        }
+        if let Some(dir) = self.indexes.take_dirty() {
+            let sealed = crate::index::seal_directory(&self.db.inner.vault, &dir)?;
+            self.mutate(|tx| tx.insert(Table::Meta, crate::index::META_INDEXES, &sealed))?;
+        }
+        let durable = self.durability == Durability::Immediate;
+        let db = self.db;
+        if !self.watch {
+            self.tx.commit(durable).map_err(|e| db.storage_err(e))?;
+            db.inner.hooks.fire();
+            return Ok(());
+        }
+        // The ticket is taken while this transaction still holds the writer lock, so
+        // ticket order is commit order; it is published whatever the outcome.
+        let hub = &db.inner.hub;
+        let ticket = hub.ticket();
+        let result = self.tx.commit(durable).map_err(|e| db.storage_err(e));
+        hub.publish(
+            ticket,
+            if result.is_ok() {
+                self.written
+            } else {
+                Vec::new()
+            },
+        );
+        if result.is_ok() {
+            db.inner.hooks.fire();
+        }
+        result
+    }
+
+    /// Rolls back (the same as dropping the transaction).
+    pub fn rollback(self) {}
+}

@@ -18,7 +18,6 @@
 
 #![forbid(unsafe_code)]
 
-mod aux;
 pub mod changes;
 mod codec;
 pub mod collection;
@@ -34,6 +33,7 @@ mod private;
 pub mod query;
 mod raw;
 pub mod serde_fields;
+mod sync_records;
 pub mod transfer;
 pub mod txn;
 pub mod typed;

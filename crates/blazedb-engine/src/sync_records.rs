@@ -1,5 +1,6 @@
-//! Hooks for the layers above the engine (sync, indexes): auxiliary sealed records and
-//! transactions whose writes are not captured.
+//! The sync layer's own records beside the documents: auxiliary sealed records
+//! (key-value namespaces and ordered logs, in storage table `aux`) and transactions
+//! whose writes are not captured.
 //!
 //! Auxiliary records live in named namespaces. Their keys are stored as keyed tags and
 //! their keys and values sealed together, so like everything else they reveal nothing

@@ -12,7 +12,7 @@ use super::{
 use crate::raw::scan_docs;
 use blazedb_storage::WriteTx;
 
-use crate::txn::WriteTxn;
+use crate::txn::{Poison, WriteTxn};
 use crate::vault::Vault;
 
 /// One index's change for one document write: remove the old key, insert the new one.
@@ -135,7 +135,9 @@ impl WriteTxn<'_> {
         }
         let result = self.apply_index_ops_inner(ops);
         if let Err(e) = &result {
-            self.poison(format!("transaction aborted by an index error: {e}"));
+            self.poison(Poison::Index {
+                cause: e.to_string(),
+            });
         }
         result
     }
@@ -212,7 +214,9 @@ impl WriteTxn<'_> {
         let tree = match built {
             Ok(t) => t,
             Err(e) => {
-                self.poison(format!("transaction aborted by an index build error: {e}"));
+                self.poison(Poison::IndexBuild {
+                    cause: e.to_string(),
+                });
                 return Err(e);
             }
         };

@@ -14,7 +14,8 @@
 //!   index changes, live events);
 //! - `documents`: the document operations of the writer (insert, put, patch, delete…);
 //! - `change_log`: reading and pruning the change log, from either kind of transaction;
-//! - `patch`: [`Patch`].
+//! - `patch`: [`Patch`];
+//! - `poison`: why a writer refuses to go on after a failed write.
 
 use std::collections::HashSet;
 
@@ -29,11 +30,13 @@ use crate::vault::CollTag;
 mod change_log;
 mod documents;
 mod patch;
+mod poison;
 mod read;
 mod store;
 mod write;
 
 pub use patch::Patch;
+pub(crate) use poison::Poison;
 
 /// A consistent snapshot. Never blocks writers and is never blocked by them.
 pub struct ReadTxn {
@@ -51,7 +54,9 @@ pub struct WriteTxn<'db> {
     durability: Durability,
     known_collections: HashSet<CollTag>,
     writes: usize,
-    poisoned: Option<String>,
+    /// Set when a write failed after touching storage: every later write and the
+    /// commit are refused.
+    poisoned: Option<Poison>,
     indexes: IndexCache,
     /// Whether live subscribers existed when the transaction began: then each write is
     /// recorded (before/after) for delivery at commit.

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use blazedb_core::{Error, Result};
 use blazedb_storage::{Table, WriteTx};
 
-use super::WriteTxn;
+use super::{Poison, WriteTxn};
 use crate::codec::CountersRecord;
 use crate::handle::Database;
 use crate::index::IndexCache;
@@ -55,7 +55,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Marks the transaction failed: every later write and the commit are refused, so a
     /// half-applied write can never be committed.
-    pub(crate) fn poison(&mut self, reason: String) {
+    pub(crate) fn poison(&mut self, reason: Poison) {
         self.poisoned = Some(reason);
     }
 
@@ -97,12 +97,14 @@ impl<'db> WriteTxn<'db> {
     ) -> Result<()> {
         if let Some(reason) = &self.poisoned {
             return Err(Error::Failed {
-                reason: reason.clone(),
+                reason: reason.to_string(),
             });
         }
         f(&mut self.tx).map_err(|e| {
             let err = self.db.storage_err(e);
-            self.poisoned = Some(format!("transaction aborted by an earlier error: {err}"));
+            self.poisoned = Some(Poison::Storage {
+                cause: err.to_string(),
+            });
             err
         })
     }
@@ -116,8 +118,10 @@ impl<'db> WriteTxn<'db> {
     /// commit's flush fails, the commit may or may not have reached disk and the
     /// database refuses further writes until reopened.
     pub fn commit(mut self) -> Result<()> {
-        if let Some(reason) = self.poisoned.take() {
-            return Err(Error::Failed { reason });
+        if let Some(poison) = self.poisoned.take() {
+            return Err(Error::Failed {
+                reason: poison.to_string(),
+            });
         }
         if let Some(dir) = self.indexes.take_dirty() {
             let sealed = crate::index::seal_directory(&self.db.inner.vault, &dir)?;

@@ -10,6 +10,17 @@
 //! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads),
 //!   `private` (files 0600 and directories 0700 from their creation on).
 //!
+//! The internal surface: [`internal`] (hidden from the documentation) holds what only
+//! the sync layer may use — writes without change capture (`begin_apply`), the sync
+//! layer's auxiliary records and logs, change-log pruning, merged puts that override
+//! this database's index refusals, and the serde helpers of the sync formats. Each can
+//! break an invariant applications rely on (an uncaptured write never replicates; a
+//! merged put may share a unique value), so none is an inherent public method: they are
+//! methods of sealed traits (`SyncDatabase`, `SyncWrite`, `SyncRead`) that a caller
+//! must import by name, and no type outside the engine can implement. The rule: anything
+//! the sync layer needs that an application must not call goes there, never into the
+//! public types' inherent methods or public modules.
+//!
 //! Architecture invariants:
 //! - Storage only ever receives sealed values and keyed tags: no document id, collection
 //!   name or field value is written in plaintext (see `docs/security.md`).
@@ -25,6 +36,8 @@ pub mod database;
 mod handle;
 pub mod hooks;
 pub mod index;
+#[doc(hidden)]
+pub mod internal;
 pub mod json;
 mod keyfile;
 pub mod live;
@@ -32,7 +45,7 @@ pub mod options;
 mod private;
 pub mod query;
 mod raw;
-pub mod serde_fields;
+mod serde_fields;
 mod sync_records;
 pub mod transfer;
 pub mod txn;

@@ -36,6 +36,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use blazedb_engine::internal::SyncDatabase;
 use blazedb_engine::{
     Change, ChangeOp, Database, DocId, Document, Fields, IndexSpec, Patch, Result, Timestamp,
     database_path,

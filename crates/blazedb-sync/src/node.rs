@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Document};
-use blazedb_engine::serde_fields::{document_bytes_of, field_bytes};
+use blazedb_engine::internal::serde_fields::{document_bytes_of, field_bytes};
+use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 use blazedb_engine::{ChangeOp, Database, Durability, WriteTxn};
 
 use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};

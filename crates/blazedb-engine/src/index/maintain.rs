@@ -62,7 +62,7 @@ impl WriteTxn<'_> {
 
     /// Computes the index changes of a write and checks unique indexes, before anything
     /// is modified: a violation leaves the transaction untouched and usable. With
-    /// `merged` (a document the sync layer stores, see [`WriteTxn::put_merged`]) a
+    /// `merged` (a document the sync layer stores, see [`crate::internal::SyncWrite::put_merged`]) a
     /// violation or a value too long for a key is noted there instead of refused.
     pub(crate) fn index_ops(
         &mut self,

@@ -54,14 +54,14 @@ impl WriteTxn<'_> {
         self.counters.next_seq.saturating_sub(1)
     }
 
-    /// For the sync layer: removes change-log entries with sequence numbers up to `upto`
-    /// (entries it has taken over), except the newest entry of the log, which is kept so
-    /// sequence numbers are never reused. Returns how many were removed. Each call is
-    /// bounded by `max` removals.
+    /// Removes change-log entries with sequence numbers up to `upto`, except the newest
+    /// entry of the log, which is kept so sequence numbers are never reused; at most `max`
+    /// of them. Returns how many were removed. The sync layer reaches it as
+    /// [`crate::internal::SyncWrite::prune_changes`].
     ///
     /// # Errors
     /// Storage errors (the transaction is then poisoned).
-    pub fn prune_changes(&mut self, upto: u64, max: usize) -> Result<u64> {
+    pub(crate) fn remove_taken_changes(&mut self, upto: u64, max: usize) -> Result<u64> {
         let newest = self.counters.next_seq.saturating_sub(1);
         let upto = upto.min(newest.saturating_sub(1));
         let mut keys = Vec::new();

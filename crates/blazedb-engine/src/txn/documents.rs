@@ -53,29 +53,9 @@ impl WriteTxn<'_> {
         self.put_inner(collection, doc, None)
     }
 
-    /// For the sync layer: [`WriteTxn::put`] of a document that a merge of replicated
-    /// writes decided, which this database must hold whatever its own indexes say
-    /// (indexes belong to one database; the writes' origins may have none, so no rule
-    /// shared by the replicas can respect them). A unique index takes the document even
-    /// when another one has the same values, and values too long for an index key are
-    /// indexed by a cut key (see [`crate::index::INDEX_KEY_BYTES_MAX`]); each such case
-    /// is returned. Every index still holds exactly one entry per document
-    /// ([`ReadTxn::check_indexes`]) and queries stay exact; local writes keep being
-    /// refused in both cases.
-    ///
-    /// # Errors
-    /// As [`WriteTxn::put`], except the two index refusals.
-    pub fn put_merged(
-        &mut self,
-        collection: &str,
-        doc: Document,
-    ) -> Result<Vec<crate::index::IndexNote>> {
-        let mut notes = Vec::new();
-        self.put_inner(collection, doc, Some(&mut notes))?;
-        Ok(notes)
-    }
-
-    pub(super) fn put_inner(
+    /// A put that notes index refusals in `merged` instead of failing, when given
+    /// (see [`crate::internal::SyncWrite::put_merged`]).
+    pub(crate) fn put_inner(
         &mut self,
         collection: &str,
         doc: Document,

@@ -79,7 +79,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Whether this transaction's writes are captured in the change log (false for
-    /// transactions from [`Database::begin_apply`]).
+    /// transactions from [`crate::internal::SyncDatabase::begin_apply`]).
     #[must_use]
     pub fn captures_changes(&self) -> bool {
         self.capture

@@ -1,11 +1,11 @@
 //! Secondary indexes: equality and range, single-field and compound, optionally unique.
 //!
-//! An index is a sealed B+tree ([`btree`]) of keys `enc(v1) ‖ enc(v2) ‖ … ‖ id` where
-//! `enc` is the order-preserving encoding of [`crate::query::keyenc`] and `id` the
+//! An index is a sealed B+tree (`btree`) of keys `enc(v1) ‖ enc(v2) ‖ … ‖ id` where
+//! `enc` is the order-preserving encoding of `query::keyenc` and `id` the
 //! document's 16 bytes. Every document of the collection has exactly one entry (a
 //! missing field encodes as "missing"), so an index also yields documents in
 //! `(fields…, id)` order — except documents the sync layer stored with values too long
-//! for a key, indexed by a cut key (see [`TRUNCATED_KEY_BYTES`]): in range like their
+//! for a key, indexed by a cut key (see `TRUNCATED_KEY_BYTES`): in range like their
 //! whole key, not in order among themselves (queries then sort in memory).
 //!
 //! The index directory (definitions and tree metas) is one sealed record, `meta/indexes`,
@@ -37,7 +37,7 @@ pub(crate) const META_INDEXES: &[u8] = b"indexes";
 /// Longest index key (encoded values and id). Longer indexed values are refused with
 /// [`Error::TooLarge`], because a key must fit a node many times over — except in a
 /// document the sync layer stores ([`crate::internal::SyncWrite::put_merged`]): its key is cut
-/// (see [`TRUNCATED_KEY_BYTES`]).
+/// (see `TRUNCATED_KEY_BYTES`).
 pub const INDEX_KEY_BYTES_MAX: usize = 1024;
 /// Length of a cut key: the first `TRUNCATED_KEY_BYTES - 16` bytes of the encoded
 /// values, then the id. One byte longer than any whole key, so a cut key is known by its

@@ -31,7 +31,7 @@ impl ReadTxn {
     /// order. For the sync layer.
     ///
     /// # Errors
-    /// [`Error::Corruption`].
+    /// [`Error::Corruption`](blazedb_core::Error::Corruption).
     pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         changes_after(&mut &self.tx, &self.db.inner.vault, after, limit)
     }
@@ -42,7 +42,7 @@ impl WriteTxn<'_> {
     /// (for the sync layer, which takes local changes over inside its own transaction).
     ///
     /// # Errors
-    /// [`Error::Corruption`].
+    /// [`Error::Corruption`](blazedb_core::Error::Corruption).
     pub fn changes_after(&mut self, after: u64, limit: usize) -> Result<Vec<Change>> {
         changes_after(&mut self.tx, &self.db.inner.vault, after, limit)
     }

@@ -19,7 +19,7 @@ impl ReadTxn {
     /// The document `id` of `collection`, if present.
     ///
     /// # Errors
-    /// [`Error::InvalidName`]; [`Error::Corruption`] if the stored record fails
+    /// [`Error::InvalidName`](blazedb_core::Error::InvalidName); [`Error::Corruption`](blazedb_core::Error::Corruption) if the stored record fails
     /// authentication.
     pub fn get(&self, collection: &str, id: DocId) -> Result<Option<Document>> {
         check_name(NameKind::Collection, collection)?;
@@ -77,7 +77,7 @@ impl ReadTxn {
     /// Runs a query in this snapshot, through an index when one applies.
     ///
     /// # Errors
-    /// [`Error::InvalidName`] / [`Error::InvalidValue`] for a bad query; corruption.
+    /// [`Error::InvalidName`](blazedb_core::Error::InvalidName) / [`Error::InvalidValue`](blazedb_core::Error::InvalidValue) for a bad query; corruption.
     pub fn query(&self, q: &crate::query::Query) -> Result<Vec<Document>> {
         q.validate()?;
         let vault = &self.db.inner.vault;
@@ -117,7 +117,7 @@ impl ReadTxn {
     /// Verifies every secondary index against a rebuild from the documents.
     ///
     /// # Errors
-    /// [`Error::Corruption`] naming the first index that disagrees.
+    /// [`Error::Corruption`](blazedb_core::Error::Corruption) naming the first index that disagrees.
     pub fn check_indexes(&self) -> Result<Vec<crate::index::IndexInfo>> {
         crate::index::check_all(&mut &self.tx, &self.db.inner.vault)
     }
@@ -134,7 +134,7 @@ impl ReadTxn {
     /// Names of all collections that have ever been written to and not dropped.
     ///
     /// # Errors
-    /// [`Error::Corruption`].
+    /// [`Error::Corruption`](blazedb_core::Error::Corruption).
     pub fn collections(&self) -> Result<Vec<String>> {
         collection_names(&mut &self.tx, &self.db.inner.vault)
     }

@@ -42,6 +42,7 @@ pub mod json;
 mod keyfile;
 pub mod live;
 pub mod options;
+mod poison;
 mod private;
 pub mod query;
 mod raw;

@@ -1,18 +1,18 @@
 //! Index maintenance inside write transactions, and index creation and removal.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use blazedb_core::{Document, Error, Result};
+use blazedb_storage::WriteTx;
 
 use super::btree::Tree;
 use super::{
     IndexInfo, IndexNote, IndexRecord, IndexSpec, check_spec, doc_key, index_tag, is_truncated,
     load_directory, stored_key, unique_conflict,
 };
+use crate::poison::{self, Poison};
 use crate::raw::scan_docs;
-use blazedb_storage::WriteTx;
-
-use crate::txn::{Poison, WriteTxn};
 use crate::vault::Vault;
 
 /// One index's change for one document write: remove the old key, insert the new one.
@@ -48,11 +48,23 @@ impl IndexCache {
     }
 }
 
-impl WriteTxn<'_> {
+/// What index maintenance works on inside a write transaction, lent by the transaction
+/// for one operation (`WriteTxn::index_work`): its storage transaction, the vault and
+/// the directory of its database, its copy of the index directory and its poison slot. Index maintenance thus needs nothing else of the
+/// transaction.
+pub(crate) struct IndexWork<'a, 'db> {
+    pub(crate) tx: &'a mut WriteTx<'db>,
+    pub(crate) vault: &'db Vault,
+    /// The database's directory, named in storage errors.
+    pub(crate) path: &'db Path,
+    pub(crate) cache: &'a mut IndexCache,
+    pub(crate) poisoned: &'a mut Option<Poison>,
+}
+
+impl IndexWork<'_, '_> {
     /// The index directory, loaded on first use.
-    pub(crate) fn index_dir(&mut self) -> Result<&mut Vec<IndexRecord>> {
-        let (tx, vault, cache) = self.index_parts();
-        cache.load(tx, vault)
+    fn index_dir(&mut self) -> Result<&mut Vec<IndexRecord>> {
+        self.cache.load(self.tx, self.vault)
     }
 
     /// Whether `collection` has any index.
@@ -100,10 +112,7 @@ impl WriteTxn<'_> {
                 && !truncated
                 && new.is_some_and(|d| super::constrained(&paths, d))
                 && let Some(key) = &insert
-                && let Some(existing) = {
-                    let (tx, vault, _) = self.index_parts();
-                    unique_conflict(tx, vault, rec, key)?
-                }
+                && let Some(existing) = unique_conflict(self.tx, self.vault, rec, key)?
             {
                 match merged.as_deref_mut() {
                     None => {
@@ -127,7 +136,7 @@ impl WriteTxn<'_> {
         Ok(ops)
     }
 
-    /// Applies index changes computed by [`WriteTxn::index_ops`]. A failure poisons the
+    /// Applies index changes computed by [`IndexWork::index_ops`]. A failure poisons the
     /// transaction (the document is already written).
     pub(crate) fn apply_index_ops(&mut self, ops: Vec<IndexOp>) -> Result<()> {
         if ops.is_empty() {
@@ -135,7 +144,7 @@ impl WriteTxn<'_> {
         }
         let result = self.apply_index_ops_inner(ops);
         if let Err(e) = &result {
-            self.poison(Poison::Index {
+            *self.poisoned = Some(Poison::Index {
                 cause: e.to_string(),
             });
         }
@@ -143,8 +152,8 @@ impl WriteTxn<'_> {
     }
 
     fn apply_index_ops_inner(&mut self, ops: Vec<IndexOp>) -> Result<()> {
-        let (tx, vault, cache) = self.index_parts();
-        let dir = cache.dir.get_or_insert_with(Vec::new);
+        let (tx, vault) = (&mut *self.tx, self.vault);
+        let dir = self.cache.dir.get_or_insert_with(Vec::new);
         for op in ops {
             let rec = dir
                 .get_mut(op.index)
@@ -167,7 +176,7 @@ impl WriteTxn<'_> {
             }
             rec.tree = tree.meta;
         }
-        cache.dirty = true;
+        self.cache.dirty = true;
         Ok(())
     }
 
@@ -179,14 +188,14 @@ impl WriteTxn<'_> {
     /// name; [`Error::UniqueViolation`] if existing documents violate a unique index;
     /// [`Error::TooLarge`] for an indexed value too large. The transaction stays usable
     /// after these errors.
-    pub fn create_index(&mut self, spec: &IndexSpec) -> Result<IndexInfo> {
+    pub(crate) fn create_index(&mut self, spec: &IndexSpec) -> Result<IndexInfo> {
         let paths = check_spec(spec, self.index_dir()?)?;
-        if self.is_poisoned() {
+        if self.poisoned.is_some() {
             return Err(Error::Failed {
                 reason: "transaction already failed".into(),
             });
         }
-        let (tx, vault, _) = self.index_parts();
+        let (tx, vault) = (&mut *self.tx, self.vault);
         let coll = vault.coll_tag(&spec.collection);
         let mut keys = Vec::new();
         let mut unique_keys = Vec::new();
@@ -214,7 +223,7 @@ impl WriteTxn<'_> {
         let tree = match built {
             Ok(t) => t,
             Err(e) => {
-                self.poison(Poison::IndexBuild {
+                *self.poisoned = Some(Poison::IndexBuild {
                     cause: e.to_string(),
                 });
                 return Err(e);
@@ -229,7 +238,7 @@ impl WriteTxn<'_> {
         };
         let info = rec.info();
         self.index_dir()?.push(rec);
-        self.index_parts().2.dirty = true;
+        self.cache.dirty = true;
         Ok(info)
     }
 
@@ -237,16 +246,17 @@ impl WriteTxn<'_> {
     ///
     /// # Errors
     /// Storage errors (which poison the transaction).
-    pub fn drop_index(&mut self, name: &str) -> Result<bool> {
+    pub(crate) fn drop_index(&mut self, name: &str) -> Result<bool> {
         let dir = self.index_dir()?;
         let Some(pos) = dir.iter().position(|r| r.name == name) else {
             return Ok(false);
         };
         dir.remove(pos);
-        let (_, vault, cache) = self.index_parts();
-        cache.dirty = true;
-        let tag = index_tag(vault, name);
-        self.mutate(|tx| Tree::destroy(tx, &tag))?;
+        self.cache.dirty = true;
+        let tag = index_tag(self.vault, name);
+        poison::mutate(self.poisoned, self.path, self.tx, |tx| {
+            Tree::destroy(tx, &tag)
+        })?;
         Ok(true)
     }
 
@@ -254,7 +264,7 @@ impl WriteTxn<'_> {
     ///
     /// # Errors
     /// Corruption.
-    pub fn indexes(&mut self) -> Result<Vec<IndexInfo>> {
+    pub(crate) fn indexes(&mut self) -> Result<Vec<IndexInfo>> {
         Ok(self.index_dir()?.iter().map(IndexRecord::info).collect())
     }
 }

@@ -17,7 +17,7 @@
 pub(crate) mod btree;
 mod maintain;
 
-pub(crate) use maintain::IndexCache;
+pub(crate) use maintain::{IndexCache, IndexWork};
 
 use std::ops::ControlFlow;
 

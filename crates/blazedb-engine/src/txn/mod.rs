@@ -14,8 +14,8 @@
 //!   index changes, live events);
 //! - `documents`: the document operations of the writer (insert, put, patch, delete…);
 //! - `change_log`: reading and pruning the change log, from either kind of transaction;
-//! - `patch`: [`Patch`];
-//! - `poison`: why a writer refuses to go on after a failed write.
+//! - `indexes`: create, drop and list indexes (the work is the index module's);
+//! - `patch`: [`Patch`].
 
 use std::collections::HashSet;
 
@@ -25,18 +25,18 @@ use crate::codec::CountersRecord;
 use crate::handle::Database;
 use crate::index::IndexCache;
 use crate::options::Durability;
+use crate::poison::Poison;
 use crate::vault::CollTag;
 
 mod change_log;
 mod documents;
+mod indexes;
 mod patch;
-mod poison;
 mod read;
 mod store;
 mod write;
 
 pub use patch::Patch;
-pub(crate) use poison::Poison;
 
 /// A consistent snapshot. Never blocks writers and is never blocked by them.
 pub struct ReadTxn {

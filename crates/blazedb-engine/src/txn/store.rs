@@ -16,7 +16,7 @@ use crate::vault::{CollTag, DocKey};
 impl WriteTxn<'_> {
     /// Whether a write to `collection` must read the document's previous state.
     pub(super) fn needs_old(&mut self, collection: &str) -> Result<bool> {
-        Ok(self.watch || self.has_indexes(collection)?)
+        Ok(self.watch || self.index_work().has_indexes(collection)?)
     }
 
     pub(super) fn count_write(&mut self) -> Result<()> {
@@ -75,7 +75,7 @@ impl WriteTxn<'_> {
         merged: Option<&mut Vec<crate::index::IndexNote>>,
     ) -> Result<()> {
         self.count_write()?;
-        let index_ops = self.index_ops(collection, old, doc, merged)?;
+        let index_ops = self.index_work().index_ops(collection, old, doc, merged)?;
         if self.watch {
             self.written.push(crate::live::Written {
                 collection: collection.to_owned(),
@@ -128,6 +128,6 @@ impl WriteTxn<'_> {
         if change.is_some() {
             self.counters.next_seq += 1;
         }
-        self.apply_index_ops(index_ops)
+        self.index_work().apply_index_ops(index_ops)
     }
 }

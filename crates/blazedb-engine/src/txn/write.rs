@@ -7,12 +7,11 @@ use std::collections::HashSet;
 use blazedb_core::{Error, Result};
 use blazedb_storage::{Table, WriteTx};
 
-use super::{Poison, WriteTxn};
+use super::WriteTxn;
 use crate::codec::CountersRecord;
 use crate::handle::Database;
-use crate::index::IndexCache;
+use crate::index::{IndexCache, IndexWork};
 use crate::options::Durability;
-use crate::vault::Vault;
 
 impl<'db> WriteTxn<'db> {
     pub(crate) fn begin(db: &'db Database, capture: bool) -> Result<WriteTxn<'db>> {
@@ -47,20 +46,17 @@ impl<'db> WriteTxn<'db> {
         })
     }
 
-    /// The storage transaction, the vault and the index directory, borrowed together
-    /// for index maintenance (which changes the directory while writing index trees).
-    pub(crate) fn index_parts(&mut self) -> (&mut WriteTx<'db>, &'db Vault, &mut IndexCache) {
-        (&mut self.tx, &self.db.inner.vault, &mut self.indexes)
-    }
-
-    /// Marks the transaction failed: every later write and the commit are refused, so a
-    /// half-applied write can never be committed.
-    pub(crate) fn poison(&mut self, reason: Poison) {
-        self.poisoned = Some(reason);
-    }
-
-    pub(crate) fn is_poisoned(&self) -> bool {
-        self.poisoned.is_some()
+    /// What index maintenance works on, lent for one operation: the storage
+    /// transaction, the index directory and the poison slot (an index change that fails
+    /// after the document was written poisons the transaction).
+    pub(crate) fn index_work(&mut self) -> IndexWork<'_, 'db> {
+        IndexWork {
+            tx: &mut self.tx,
+            vault: &self.db.inner.vault,
+            path: self.db.path(),
+            cache: &mut self.indexes,
+            poisoned: &mut self.poisoned,
+        }
     }
 
     pub(crate) fn db(&self) -> &'db Database {
@@ -95,18 +91,7 @@ impl<'db> WriteTxn<'db> {
         &mut self,
         f: impl FnOnce(&mut WriteTx<'db>) -> Result<(), blazedb_storage::StorageError>,
     ) -> Result<()> {
-        if let Some(reason) = &self.poisoned {
-            return Err(Error::Failed {
-                reason: reason.to_string(),
-            });
-        }
-        f(&mut self.tx).map_err(|e| {
-            let err = self.db.storage_err(e);
-            self.poisoned = Some(Poison::Storage {
-                cause: err.to_string(),
-            });
-            err
-        })
+        crate::poison::mutate(&mut self.poisoned, self.db.path(), &mut self.tx, f)
     }
 
     /// Commits atomically: all of the transaction's writes and change-log entries, or

@@ -173,7 +173,7 @@ impl SyncWrite for WriteTxn<'_> {
             blazedb_core::limits::AUX_RECORD_BYTES_MAX,
         )?;
         let sealed = vault.seal(Table::Aux, &k, &bytes);
-        self.mutate_pub(|tx| tx.insert(Table::Aux, &k, &sealed))
+        self.mutate(|tx| tx.insert(Table::Aux, &k, &sealed))
     }
 
     fn aux_remove(&mut self, ns: &str, key: &[u8]) -> Result<bool> {
@@ -181,7 +181,7 @@ impl SyncWrite for WriteTxn<'_> {
         let vault = &self.db().inner.vault;
         let k = vault.aux_key(&vault.aux_ns_tag(ns), key);
         let mut present = false;
-        self.mutate_pub(|tx| {
+        self.mutate(|tx| {
             present = tx.remove(Table::Aux, &k)?;
             Ok(())
         })?;
@@ -203,7 +203,7 @@ impl SyncWrite for WriteTxn<'_> {
         let vault = &self.db().inner.vault;
         let k = log_key(vault, ns, seq);
         let sealed = vault.seal(Table::Aux, &k, value);
-        self.mutate_pub(|tx| tx.insert(Table::Aux, &k, &sealed))
+        self.mutate(|tx| tx.insert(Table::Aux, &k, &sealed))
     }
 
     fn aux_log_remove(&mut self, ns: &str, from: u64, upto: u64) -> Result<u64> {
@@ -211,7 +211,7 @@ impl SyncWrite for WriteTxn<'_> {
         let vault = &self.db().inner.vault;
         let keys: Vec<[u8; 24]> = (from..=upto).map(|s| log_key(vault, ns, s)).collect();
         let mut removed = 0;
-        self.mutate_pub(|tx| {
+        self.mutate(|tx| {
             for k in &keys {
                 if tx.remove(Table::Aux, k)? {
                     removed += 1;

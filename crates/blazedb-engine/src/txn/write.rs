@@ -67,13 +67,6 @@ impl<'db> WriteTxn<'db> {
         &mut self.tx
     }
 
-    pub(crate) fn mutate_pub(
-        &mut self,
-        f: impl FnOnce(&mut WriteTx<'db>) -> Result<(), blazedb_storage::StorageError>,
-    ) -> Result<()> {
-        self.mutate(f)
-    }
-
     /// Whether this transaction's writes are captured in the change log (false for
     /// transactions from [`crate::internal::SyncDatabase::begin_apply`]).
     #[must_use]

@@ -1,54 +1,23 @@
-//! Documents and their ids.
+//! Documents: an id and fields, and the validation of their fields.
+//!
+//! Invariant: a [`Document`] that passed [`validate_fields`] has only valid field names
+//! and values within the limits of [`crate::limits`]. Ids live in [`crate::id`], which
+//! depends on nothing, so the error type can name them without a circle.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::id::DocId;
 use crate::name::check_field_name;
 use crate::value::Value;
 
 /// A document's fields: field name → value, ordered by name.
 pub type Fields = BTreeMap<String, Value>;
 
-/// A document id: a UUID, time-ordered (v7) when BlazeDB generates it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DocId(pub Uuid);
-
-impl DocId {
-    /// A fresh time-ordered (UUIDv7) id.
-    #[must_use]
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// The 16 bytes of the id, big-endian as in the UUID's text form.
-    #[must_use]
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        self.0.as_bytes()
-    }
-
-    /// Builds an id from its 16 bytes.
-    #[must_use]
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        Self(Uuid::from_bytes(bytes))
-    }
-}
-
-impl Default for DocId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
+// Parsing lives here rather than in `id`, which must not depend on the error type.
 impl FromStr for DocId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
@@ -57,12 +26,6 @@ impl FromStr for DocId {
             .map_err(|e| Error::InvalidValue {
                 reason: format!("'{s}' is not a document id (a UUID): {e}"),
             })
-    }
-}
-
-impl From<Uuid> for DocId {
-    fn from(u: Uuid) -> Self {
-        Self(u)
     }
 }
 

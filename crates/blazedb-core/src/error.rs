@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::document::DocId;
+use crate::id::DocId;
 
 /// Shorthand for results of BlazeDB operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -155,6 +155,16 @@ pub enum Error {
     #[error("this thread already has a write transaction open on this database")]
     TransactionInProgress,
 
+    /// The operating system's random-number generator failed, so a key, salt or name
+    /// that must be unpredictable could not be made. `context` says what was being made.
+    /// Nothing was created or modified.
+    #[error("the system random-number generator failed while {context}: {source}")]
+    Random {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// An operating-system I/O error. `context` says what was being done.
     #[error("I/O error while {context}: {source}")]
     Io {
@@ -168,6 +178,17 @@ impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
         move |source| Error::Io { context, source }
+    }
+
+    /// Wraps a failure of the system random-number generator with what was being made.
+    pub fn random<E>(context: &'static str) -> impl FnOnce(E) -> Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| Error::Random {
+            context,
+            source: Box::new(e),
+        }
     }
 
     /// A record that failed to decrypt or decode.

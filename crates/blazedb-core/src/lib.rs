@@ -1,7 +1,8 @@
 //! Domain types shared by every BlazeDB crate.
 //!
 //! - [`value`]: the document value model ([`Value`], [`Timestamp`]).
-//! - [`document`]: [`Document`] and [`DocId`].
+//! - [`id`]: [`DocId`] (depends on nothing else here).
+//! - [`document`]: [`Document`] and its field validation.
 //! - [`name`]: validation of database, collection and field names.
 //! - [`limits`]: every bound the engine enforces, as named constants.
 //! - [`error`]: the umbrella [`Error`] returned by the public API.
@@ -12,10 +13,12 @@
 
 pub mod document;
 pub mod error;
+pub mod id;
 pub mod limits;
 pub mod name;
 pub mod value;
 
-pub use document::{DocId, Document, Fields};
+pub use document::{Document, Fields};
 pub use error::{CorruptionSite, Error, NameKind, Result};
+pub use id::DocId;
 pub use value::{Timestamp, Value};

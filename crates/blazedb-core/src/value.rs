@@ -1,4 +1,4 @@
-//! The document value model (SPEC §2): null, bool, 64-bit int, float, string, bytes,
+//! The document value model (docs/format.md, "postcard encoding"): null, bool, 64-bit int, float, string, bytes,
 //! timestamp, UUID, array and nested map.
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //!   a commit has all of its entries and a rollback none.
 //! - Sequence numbers are assigned consecutively from 1, in commit order, and never
 //!   reused (the next number is persisted with each commit).
-//! - Writes applied through [`crate::Database::begin_apply`] (remote changes) are not
+//! - Writes applied through [`crate::internal::SyncDatabase::begin_apply`] (remote changes) are not
 //!   captured.
 
 use std::collections::BTreeMap;

@@ -1,6 +1,5 @@
 //! [`Database`]: opening, creating, locking, flushing, backup and password changes.
 
-use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,8 +10,11 @@ use blazedb_crypto::{DataKey, KdfParams};
 use blazedb_storage::{Store, StoreOptions, Table};
 
 use crate::codec::{FormatRecord, RECORD_VERSION, decode, encode};
+pub use crate::handle::Database;
+use crate::handle::Inner;
+use crate::hooks::{CommitHook, HookHost, Hooks};
 use crate::keyfile::{KeyFile, sync_dir};
-use crate::options::{Durability, OpenMode, OpenOptions};
+use crate::options::{OpenMode, OpenOptions};
 use crate::raw::storage_err;
 use crate::txn::{ReadTxn, WriteTxn};
 use crate::vault::Vault;
@@ -24,47 +26,6 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// The directory suffix: database `notes` in `dir` lives in `dir/notes.blazedb/`.
 pub const DIR_SUFFIX: &str = ".blazedb";
 pub(crate) const META_FORMAT: &[u8] = b"format";
-
-/// An open, encrypted database. Cheap to clone (a shared handle); `Send + Sync`.
-/// The database closes when the last clone is dropped, flushing pending commits.
-#[derive(Clone)]
-pub struct Database {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) store: Store,
-    pub(crate) vault: Vault,
-    pub(crate) durability: Durability,
-    /// Live-query subscriptions and their delivery sequencer.
-    pub(crate) hub: Arc<crate::live::Hub>,
-    /// Commit notifications for the sync layer.
-    pub(crate) hooks: crate::hooks::Hooks,
-    path: PathBuf,
-    name: String,
-    data_key: DataKey,
-    keyfile: Mutex<KeyFile>,
-    /// Opened with [`OpenMode::ReadOnly`]: nothing is written.
-    read_only: bool,
-    /// Held (flock) for the handle's life: exclusive for a read-write handle (one owner
-    /// at a time), shared for a read-only one (read-only handles coexist).
-    _lock: File,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Subscribers blocked in recv learn that no more events will come.
-        self.hub.close_all();
-    }
-}
-
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Database")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The directory holding database `name` in `dir`.
 #[must_use]
@@ -231,7 +192,7 @@ impl Database {
                 vault,
                 durability: opts.durability,
                 hub: Arc::default(),
-                hooks: crate::hooks::Hooks::default(),
+                hooks: Hooks::default(),
                 path,
                 name: name.to_owned(),
                 data_key,
@@ -271,9 +232,8 @@ impl Database {
         })?;
         crate::private::create_dir_all(dir).map_err(Error::io("creating the parent directory"))?;
         let mut suffix = [0u8; 8];
-        blazedb_crypto::random_bytes(&mut suffix).map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        blazedb_crypto::random_bytes(&mut suffix)
+            .map_err(Error::random("making the temporary directory's name"))?;
         let tmp = dir.join(format!(
             ".{name}{DIR_SUFFIX}.creating-{}",
             u64::from_le_bytes(suffix)
@@ -307,13 +267,10 @@ impl Database {
 
     fn create_in(tmp: &Path, name: &str, password: &[u8], opts: &OpenOptions) -> Result<Database> {
         let lock = lock(tmp, false)?;
-        let data_key = DataKey::generate().map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        let data_key = DataKey::generate().map_err(Error::random("making the data key"))?;
         let mut db_id = [0u8; 16];
-        blazedb_crypto::random_bytes(&mut db_id).map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        blazedb_crypto::random_bytes(&mut db_id)
+            .map_err(Error::random("making the database id"))?;
         let keyfile = KeyFile::seal(&data_key, password, opts.kdf, db_id)?;
         keyfile.write_atomic(&tmp.join(KEY_FILE))?;
         let store = Store::create(&tmp.join(DATA_FILE), &Self::store_options(opts))
@@ -345,16 +302,6 @@ impl Database {
         Ok(db)
     }
 
-    pub(crate) fn storage_err(&self, e: blazedb_storage::StorageError) -> Error {
-        storage_err(e, &self.inner.path)
-    }
-
-    /// The database's directory.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// The database's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -377,6 +324,16 @@ impl Database {
         Ok(())
     }
 
+    /// Calls `hook` after every successful commit of this database (local writes and
+    /// applied remote changes alike) until the returned guard is dropped.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] beyond [`crate::hooks::COMMIT_HOOKS_MAX`] hooks.
+    pub fn on_commit(&self, hook: impl Fn() + Send + Sync + 'static) -> Result<CommitHook> {
+        let host: Arc<dyn HookHost> = Arc::clone(&self.inner) as Arc<dyn HookHost>;
+        Hooks::register(host, hook)
+    }
+
     /// Begins a read transaction: a consistent snapshot that never blocks writers.
     ///
     /// # Errors
@@ -395,7 +352,7 @@ impl Database {
         WriteTxn::begin(self, true)
     }
 
-    /// Makes every commit so far durable, including [`Durability::Eventual`] ones. On a
+    /// Makes every commit so far durable, including [`crate::Durability::Eventual`] ones. On a
     /// read-only handle there are none, and it returns at once.
     ///
     /// # Errors
@@ -505,6 +462,22 @@ impl Database {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .kdf
+    }
+}
+
+// Here rather than in `options`, so that the options module stays below the database.
+impl OpenOptions {
+    /// Opens (or creates) the database `name` in directory `dir`.
+    ///
+    /// # Errors
+    /// See [`Database::open`].
+    pub fn open(
+        &self,
+        dir: impl AsRef<Path>,
+        name: &str,
+        password: impl AsRef<[u8]>,
+    ) -> Result<Database> {
+        Database::open_with(dir.as_ref(), name, password.as_ref(), self)
     }
 }
 

@@ -10,8 +10,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::database::Database;
-
 /// Most hooks on one database (each sync connection registers one).
 pub const COMMIT_HOOKS_MAX: usize = 4096;
 
@@ -42,32 +40,39 @@ impl Hooks {
     }
 }
 
+/// The owner of a hook list: what a [`CommitHook`] holds to find its list again when
+/// dropped. The database's shared state implements it; holding it keeps the database
+/// open while the guard lives, as a handle would. The trait keeps this module free of
+/// the database type, which owns the hook list.
+pub(crate) trait HookHost: Send + Sync {
+    fn hooks(&self) -> &Hooks;
+}
+
 /// Removes its hook when dropped.
 pub struct CommitHook {
-    db: Database,
+    host: Arc<dyn HookHost>,
     id: u64,
 }
 
 impl Drop for CommitHook {
     fn drop(&mut self) {
-        let hooks = &self.db.inner.hooks;
+        let hooks = self.host.hooks();
         let mut list = hooks.list.lock().unwrap_or_else(PoisonError::into_inner);
         list.retain(|(id, _)| *id != self.id);
         hooks.any.store(!list.is_empty(), Ordering::Release);
     }
 }
 
-impl Database {
-    /// Calls `hook` after every successful commit of this database (local writes and
-    /// applied remote changes alike) until the returned guard is dropped.
+impl Hooks {
+    /// Adds `hook` to the list of `host` until the returned guard is dropped.
     ///
     /// # Errors
     /// [`blazedb_core::Error::TooLarge`] beyond [`COMMIT_HOOKS_MAX`] hooks.
-    pub fn on_commit(
-        &self,
+    pub(crate) fn register(
+        host: Arc<dyn HookHost>,
         hook: impl Fn() + Send + Sync + 'static,
     ) -> blazedb_core::Result<CommitHook> {
-        let hooks = &self.inner.hooks;
+        let hooks = host.hooks();
         let mut list = hooks.list.lock().unwrap_or_else(PoisonError::into_inner);
         if list.len() >= COMMIT_HOOKS_MAX {
             return Err(blazedb_core::Error::TooLarge {
@@ -79,9 +84,7 @@ impl Database {
         let id = hooks.next_id.fetch_add(1, Ordering::Relaxed);
         list.push((id, Arc::new(hook)));
         hooks.any.store(true, Ordering::Release);
-        Ok(CommitHook {
-            db: self.clone(),
-            id,
-        })
+        drop(list);
+        Ok(CommitHook { host, id })
     }
 }

@@ -45,9 +45,8 @@ impl KeyFile {
         db_id: [u8; 16],
     ) -> Result<KeyFile, Error> {
         let mut salt = [0u8; 16];
-        blazedb_crypto::random_bytes(&mut salt).map_err(|e| Error::InvalidValue {
-            reason: e.to_string(),
-        })?;
+        blazedb_crypto::random_bytes(&mut salt)
+            .map_err(Error::random("making the key file's salt"))?;
         let mut kf = KeyFile {
             kdf,
             salt,

@@ -1,13 +1,25 @@
 //! The BlazeDB engine: an embedded, password-encrypted document database.
 //!
 //! Layout:
-//! - [`database`]: [`Database`] — open/create (key file, lock), flush, backup, password.
+//! - [`database`]: [`Database`] — open/create (key file, lock), flush, backup, password;
+//!   the handle itself and its shared state are in `handle`, below everything that uses it.
 //! - [`options`]: [`OpenOptions`], [`Durability`], [`OpenMode`].
 //! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
 //! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
 //! - [`changes`]: the change log read by the sync layer.
 //! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads),
 //!   `private` (files 0600 and directories 0700 from their creation on).
+//!
+//! The internal surface: [`internal`] (hidden from the documentation) holds what only
+//! the sync layer may use — writes without change capture (`begin_apply`), the sync
+//! layer's auxiliary records and logs, change-log pruning, merged puts that override
+//! this database's index refusals, and the serde helpers of the sync formats. Each can
+//! break an invariant applications rely on (an uncaptured write never replicates; a
+//! merged put may share a unique value), so none is an inherent public method: they are
+//! methods of sealed traits (`SyncDatabase`, `SyncWrite`, `SyncRead`) that a caller
+//! must import by name, and no type outside the engine can implement. The rule: anything
+//! the sync layer needs that an application must not call goes there, never into the
+//! public types' inherent methods or public modules.
 //!
 //! Architecture invariants:
 //! - Storage only ever receives sealed values and keyed tags: no document id, collection
@@ -17,21 +29,25 @@
 
 #![forbid(unsafe_code)]
 
-mod aux;
 pub mod changes;
 mod codec;
 pub mod collection;
 pub mod database;
+mod handle;
 pub mod hooks;
 pub mod index;
+#[doc(hidden)]
+pub mod internal;
 pub mod json;
 mod keyfile;
 pub mod live;
 pub mod options;
+mod poison;
 mod private;
 pub mod query;
 mod raw;
-pub mod serde_fields;
+mod serde_fields;
+mod sync_records;
 pub mod transfer;
 pub mod txn;
 pub mod typed;

@@ -1,11 +1,6 @@
 //! Options for opening a database.
 
-use std::path::Path;
-
 use blazedb_crypto::KdfParams;
-
-use crate::Database;
-use blazedb_core::Result;
 
 /// The default page cache size of [`OpenOptions::cache_size`]: 128 MiB. Measured
 /// (`blazedb-bench engine`, 100,000 documents, a 136 MiB file): against the storage
@@ -22,7 +17,7 @@ pub enum Durability {
     #[default]
     Immediate,
     /// `commit` returns once the transaction is visible to readers; it reaches disk with
-    /// the next durable commit, [`Database::flush`] or a clean close. A crash may lose it
+    /// the next durable commit, [`crate::Database::flush`] or a clean close. A crash may lose it
     /// (never partially: transactions stay atomic).
     Eventual,
 }
@@ -52,10 +47,10 @@ pub enum OpenMode {
     ///   second gets [`Error::AlreadyOpen`](blazedb_core::Error::AlreadyOpen). `LOCK`
     ///   is created (empty, mode 0600) only if it is missing.
     ///
-    /// Every write — [`Database::begin_write`], `begin_apply`, index changes, imports,
+    /// Every write — [`crate::Database::begin_write`], `begin_apply`, index changes, imports,
     /// password changes — fails with [`Error::ReadOnly`](blazedb_core::Error::ReadOnly)
-    /// before anything is touched. [`Database::flush`] succeeds (there is nothing to
-    /// flush), and [`Database::backup_to`] works (it only reads this database).
+    /// before anything is touched. [`crate::Database::flush`] succeeds (there is nothing to
+    /// flush), and [`crate::Database::backup_to`] works (it only reads this database).
     ReadOnly,
 }
 
@@ -150,18 +145,5 @@ impl OpenOptions {
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
         self
-    }
-
-    /// Opens (or creates) the database `name` in directory `dir`.
-    ///
-    /// # Errors
-    /// See [`Database::open`].
-    pub fn open(
-        &self,
-        dir: impl AsRef<Path>,
-        name: &str,
-        password: impl AsRef<[u8]>,
-    ) -> Result<Database> {
-        Database::open_with(dir.as_ref(), name, password.as_ref(), self)
     }
 }

@@ -1,7 +1,7 @@
 //! Serde adapters for document fields and values, in the engine's record encoding, for
 //! the layers above that put documents into their own records (the sync layer's write
 //! records, on disk and on the wire). Domain types stay non-serde; a record opts in
-//! with `#[serde(with = "blazedb_engine::serde_fields")]`.
+//! with `#[serde(with = "blazedb_engine::internal::serde_fields")]`.
 //!
 //! Invariant: decoding is bounded. Nesting deeper than
 //! [`blazedb_core::limits::VALUE_DEPTH_MAX`] is refused *while* decoding (the decoder

@@ -36,6 +36,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use blazedb_engine::internal::SyncDatabase;
 use blazedb_engine::{
     Change, ChangeOp, Database, DocId, Document, Fields, IndexSpec, Patch, Result, Timestamp,
     database_path,
@@ -518,6 +519,78 @@ struct Stats {
     side_acknowledged: u64,
 }
 
+/// Replays one round into the model: its acknowledged ops, then the op in flight at the
+/// kill if the change log shows it committed (its ACK may not have been printed). Returns
+/// the op indexes whose documents the round may have touched, for the cheap check, and
+/// the index of the op in flight.
+fn replay_round(
+    db: &Database,
+    model: &mut Model,
+    stats: &mut Stats,
+    start: u64,
+    acks: &[u64],
+    ctx: &str,
+) -> Result<(BTreeSet<u64>, u64)> {
+    // This round's ops and the documents they touched, for the cheap check.
+    let mut touched = BTreeSet::new();
+    let mut replay = |model: &mut Model, i: u64, op: Op| {
+        touched.insert(i);
+        if let Op::Patch(j) | Op::Delete(j) = op {
+            touched.insert(j);
+        }
+        model.apply(i, op);
+    };
+    for &i in acks {
+        let op = model.plan(i);
+        replay(model, i, op);
+    }
+    // The op after the last ACK may have committed (and even be durable) without its
+    // ACK having been printed. The change log tells which; the documents must agree.
+    let in_flight = start + acks.len() as u64;
+    let op = model.plan(in_flight);
+    let found = db.begin_read()?.last_seq()?;
+    if op.writes() > 0 && found == model.seq() + op.writes() {
+        replay(model, in_flight, op);
+        stats.in_flight_committed += 1;
+    } else if found == model.seq() {
+        stats.in_flight_lost += u64::from(op.writes() > 0);
+        touched.insert(in_flight);
+    } else {
+        panic!(
+            "{ctx}: change log ends at {found}; acknowledged ops end at {}, op {in_flight} \
+             ({op:?}) would end it at {}",
+            model.seq(),
+            model.seq() + op.writes()
+        );
+    }
+    Ok((touched, in_flight))
+}
+
+/// Prints what the run did, for whoever reads the test's output.
+fn print_summary(seed: u64, kills: u64, started: Instant, m: &Model, s: &Stats, size: u64) {
+    println!(
+        "crash_sigkill summary (seed {seed}): {kills} kills in {:.1?} ({:.1?} in children); \
+         {} killed before their first ACK; {} checked on a copy (so the next child repaired \
+         the crashed original); {} ops acknowledged; op in flight committed unacknowledged \
+         {} times, not committed {} times; now {} live single docs, {} deleted, {} \
+         transactions, {} change-log entries, {} concurrent (group-commit) writes \
+         acknowledged, file {} KiB",
+        started.elapsed(),
+        s.in_children,
+        s.killed_before_first_ack,
+        s.checked_on_copy,
+        s.acknowledged,
+        s.in_flight_committed,
+        s.in_flight_lost,
+        m.singles.len(),
+        m.deleted.len(),
+        m.txns.len(),
+        m.seq(),
+        s.side_acknowledged,
+        size / 1024
+    );
+}
+
 #[test]
 fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() -> Result<()> {
     let env_u64 = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u64>());
@@ -584,38 +657,8 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
         }
         stats.side_acknowledged += side_acks.len() as u64;
         let from = model.seq();
-        // This round's ops and the documents they touched, for the cheap check.
-        let mut touched = BTreeSet::new();
-        let mut replay = |model: &mut Model, i: u64, op: Op| {
-            touched.insert(i);
-            if let Op::Patch(j) | Op::Delete(j) = op {
-                touched.insert(j);
-            }
-            model.apply(i, op);
-        };
-        for &i in &acks {
-            let op = model.plan(i);
-            replay(&mut model, i, op);
-        }
-        // The op after the last ACK may have committed (and even be durable) without its
-        // ACK having been printed. The change log tells which; the documents must agree.
-        let in_flight = start + acks.len() as u64;
-        let op = model.plan(in_flight);
-        let found = db.begin_read()?.last_seq()?;
-        if op.writes() > 0 && found == model.seq() + op.writes() {
-            replay(&mut model, in_flight, op);
-            stats.in_flight_committed += 1;
-        } else if found == model.seq() {
-            stats.in_flight_lost += u64::from(op.writes() > 0);
-            touched.insert(in_flight);
-        } else {
-            panic!(
-                "{ctx}: change log ends at {found}; acknowledged ops end at {}, op {in_flight} \
-                 ({op:?}) would end it at {}",
-                model.seq(),
-                model.seq() + op.writes()
-            );
-        }
+        let (mut touched, in_flight) =
+            replay_round(&db, &mut model, &mut stats, start, &acks, &ctx)?;
         // Nothing after the op in flight ran.
         touched.insert(in_flight + 1);
         check_ops(&db, &model, &touched, &ctx)?;
@@ -630,27 +673,6 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
     let db = common::open(dir.path(), DB)?;
     check_all(&db, &model, "final check")?;
     let size = std::fs::metadata(db.path().join("data.redb")).map_or(0, |m| m.len());
-    let (m, s) = (&model, &stats);
-    println!(
-        "crash_sigkill summary (seed {seed}): {kills} kills in {:.1?} ({:.1?} in children); \
-         {} killed before their first ACK; {} checked on a copy (so the next child repaired \
-         the crashed original); {} ops acknowledged; op in flight committed unacknowledged \
-         {} times, not committed {} times; now {} live single docs, {} deleted, {} \
-         transactions, {} change-log entries, {} concurrent (group-commit) writes \
-         acknowledged, file {} KiB",
-        started.elapsed(),
-        s.in_children,
-        s.killed_before_first_ack,
-        s.checked_on_copy,
-        s.acknowledged,
-        s.in_flight_committed,
-        s.in_flight_lost,
-        m.singles.len(),
-        m.deleted.len(),
-        m.txns.len(),
-        m.seq(),
-        s.side_acknowledged,
-        size / 1024
-    );
+    print_summary(seed, kills, started, &model, &stats, size);
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 use blazedb_engine::{ChangeOp, DocId, Document, Error, Patch, Value};
 use common::open;
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use blazedb_engine::internal::{SyncDatabase, SyncWrite};
 use blazedb_engine::query::Access;
 use blazedb_engine::{
     Database, DocId, Document, Error, Filter, IndexNote, IndexSpec, Order, Patch, Query, Value,

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Barrier;
 use std::time::Duration;
 
+use blazedb_engine::internal::SyncDatabase;
 use blazedb_engine::{
     ChangeOp, DocId, Document, EventKind, Filter, Patch, Query, SubscriptionError,
 };

@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use blazedb_engine::internal::SyncDatabase;
 use blazedb_engine::{
     Database, Document, Error, Filter, ImportOptions, IndexSpec, KdfParams, OpenMode, Patch, Query,
     Result, database_path,

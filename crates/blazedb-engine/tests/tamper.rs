@@ -15,6 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 use blazedb_engine::{
     CorruptionSite, DocId, Document, Error, Fields, OpenMode, Patch, Result, Timestamp, Value,
     database_path,

@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 
 use blazedb_engine::Durability;
+use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};

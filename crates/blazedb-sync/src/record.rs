@@ -6,6 +6,7 @@
 //! describes, so the sync state and the data never disagree after a crash.
 
 use blazedb_core::DocId;
+use blazedb_engine::internal::{SyncRead, SyncWrite};
 use blazedb_engine::{ReadTxn, WriteTxn};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -20,12 +20,12 @@ pub enum Op {
     /// re-creation after a delete). Everything the origin had seen of the document is
     /// overwritten; fields written concurrently elsewhere are not.
     Put {
-        #[serde(with = "blazedb_engine::serde_fields")]
+        #[serde(with = "blazedb_engine::internal::serde_fields")]
         fields: Fields,
     },
     /// Some fields set, some removed (patch).
     Patch {
-        #[serde(with = "blazedb_engine::serde_fields")]
+        #[serde(with = "blazedb_engine::internal::serde_fields")]
         set: Fields,
         unset: Vec<String>,
     },
@@ -123,7 +123,7 @@ impl std::fmt::Display for LossReason {
 /// What a losing or winning side held: a field value, a removed field, or a delete.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Held {
-    Value(#[serde(with = "blazedb_engine::serde_fields::value")] Value),
+    Value(#[serde(with = "blazedb_engine::internal::serde_fields::value")] Value),
     Unset,
     Deleted,
     /// A write that kept the document alive (it beat a delete).

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use blazedb_core::{DocId, Fields, Value};
-use blazedb_engine::serde_fields::document_bytes;
+use blazedb_engine::internal::serde_fields::document_bytes;
 use blazedb_sync::clock::Clock;
 use blazedb_sync::merge::{DocState, Loss};
 use blazedb_sync::{Dot, LossReason, NodeId, Op, Role, Stamp, Write};

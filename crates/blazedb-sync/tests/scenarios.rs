@@ -898,7 +898,7 @@ async fn concurrent_large_fields_overflowing_a_document_leave_the_later_write_ou
         ["a", "n", "note", "title"],
         "the first writer's field and the small later one; not the overflowing one"
     );
-    let size = blazedb_engine::serde_fields::document_bytes(&d.fields);
+    let size = blazedb_engine::internal::serde_fields::document_bytes(&d.fields);
     assert!(size <= blazedb_core::limits::DOCUMENT_BYTES_MAX, "{size}");
     let lost = net.conflicts(2);
     assert_eq!(lost.len(), 1, "{lost:?}");

@@ -6,7 +6,7 @@
 
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Fields, Value};
-use blazedb_engine::serde_fields::document_bytes;
+use blazedb_engine::internal::serde_fields::document_bytes;
 use blazedb_sync::merge::DocState;
 use blazedb_sync::{Dot, Held, Hlc, LossReason, NodeId, Op, Role, Stamp, Vv, Write};
 

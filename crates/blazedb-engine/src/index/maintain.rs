@@ -1,16 +1,19 @@
 //! Index maintenance inside write transactions, and index creation and removal.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use blazedb_core::{Document, Error, Result};
+use blazedb_storage::WriteTx;
 
 use super::btree::Tree;
 use super::{
     IndexInfo, IndexNote, IndexRecord, IndexSpec, check_spec, doc_key, index_tag, is_truncated,
     load_directory, stored_key, unique_conflict,
 };
+use crate::poison::{self, Poison};
 use crate::raw::scan_docs;
-use crate::txn::WriteTxn;
+use crate::vault::Vault;
 
 /// One index's change for one document write: remove the old key, insert the new one.
 pub(crate) struct IndexOp {
@@ -19,14 +22,49 @@ pub(crate) struct IndexOp {
     insert: Option<Vec<u8>>,
 }
 
-impl WriteTxn<'_> {
-    /// The index directory, loaded on first use.
-    pub(crate) fn index_dir(&mut self) -> Result<&mut Vec<IndexRecord>> {
-        if self.indexes.is_none() {
-            let dir = load_directory(&mut self.tx, &self.db.inner.vault)?;
-            self.indexes = Some(dir);
+/// A write transaction's copy of the index directory: loaded on first need, and written
+/// back at commit when `dirty` (some index was created, dropped or changed).
+#[derive(Default)]
+pub(crate) struct IndexCache {
+    dir: Option<Vec<IndexRecord>>,
+    dirty: bool,
+}
+
+impl IndexCache {
+    fn load(&mut self, tx: &mut WriteTx<'_>, vault: &Vault) -> Result<&mut Vec<IndexRecord>> {
+        if self.dir.is_none() {
+            self.dir = Some(load_directory(tx, vault)?);
         }
-        Ok(self.indexes.get_or_insert_with(Vec::new))
+        Ok(self.dir.get_or_insert_with(Vec::new))
+    }
+
+    /// The directory to write back at commit, if it changed.
+    pub(crate) fn take_dirty(&mut self) -> Option<Vec<IndexRecord>> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        Some(self.dir.take().unwrap_or_default())
+    }
+}
+
+/// What index maintenance works on inside a write transaction, lent by the transaction
+/// for one operation (`WriteTxn::index_work`): its storage transaction, the vault and
+/// the directory of its database, its copy of the index directory and its poison slot. Index maintenance thus needs nothing else of the
+/// transaction.
+pub(crate) struct IndexWork<'a, 'db> {
+    pub(crate) tx: &'a mut WriteTx<'db>,
+    pub(crate) vault: &'db Vault,
+    /// The database's directory, named in storage errors.
+    pub(crate) path: &'db Path,
+    pub(crate) cache: &'a mut IndexCache,
+    pub(crate) poisoned: &'a mut Option<Poison>,
+}
+
+impl IndexWork<'_, '_> {
+    /// The index directory, loaded on first use.
+    fn index_dir(&mut self) -> Result<&mut Vec<IndexRecord>> {
+        self.cache.load(self.tx, self.vault)
     }
 
     /// Whether `collection` has any index.
@@ -36,7 +74,7 @@ impl WriteTxn<'_> {
 
     /// Computes the index changes of a write and checks unique indexes, before anything
     /// is modified: a violation leaves the transaction untouched and usable. With
-    /// `merged` (a document the sync layer stores, see [`WriteTxn::put_merged`]) a
+    /// `merged` (a document the sync layer stores, see [`crate::internal::SyncWrite::put_merged`]) a
     /// violation or a value too long for a key is noted there instead of refused.
     pub(crate) fn index_ops(
         &mut self,
@@ -74,8 +112,7 @@ impl WriteTxn<'_> {
                 && !truncated
                 && new.is_some_and(|d| super::constrained(&paths, d))
                 && let Some(key) = &insert
-                && let Some(existing) =
-                    unique_conflict(&mut self.tx, &self.db.inner.vault, rec, key)?
+                && let Some(existing) = unique_conflict(self.tx, self.vault, rec, key)?
             {
                 match merged.as_deref_mut() {
                     None => {
@@ -99,7 +136,7 @@ impl WriteTxn<'_> {
         Ok(ops)
     }
 
-    /// Applies index changes computed by [`WriteTxn::index_ops`]. A failure poisons the
+    /// Applies index changes computed by [`IndexWork::index_ops`]. A failure poisons the
     /// transaction (the document is already written).
     pub(crate) fn apply_index_ops(&mut self, ops: Vec<IndexOp>) -> Result<()> {
         if ops.is_empty() {
@@ -107,14 +144,16 @@ impl WriteTxn<'_> {
         }
         let result = self.apply_index_ops_inner(ops);
         if let Err(e) = &result {
-            self.poisoned = Some(format!("transaction aborted by an index error: {e}"));
+            *self.poisoned = Some(Poison::Index {
+                cause: e.to_string(),
+            });
         }
         result
     }
 
     fn apply_index_ops_inner(&mut self, ops: Vec<IndexOp>) -> Result<()> {
-        let vault = &self.db.inner.vault;
-        let dir = self.indexes.get_or_insert_with(Vec::new);
+        let (tx, vault) = (&mut *self.tx, self.vault);
+        let dir = self.cache.dir.get_or_insert_with(Vec::new);
         for op in ops {
             let rec = dir
                 .get_mut(op.index)
@@ -125,7 +164,7 @@ impl WriteTxn<'_> {
                 vault,
             };
             if let Some(k) = &op.remove
-                && !tree.remove(&mut self.tx, k)?
+                && !tree.remove(tx, k)?
             {
                 return Err(Error::corrupt_record(
                     "index",
@@ -133,11 +172,11 @@ impl WriteTxn<'_> {
                 ));
             }
             if let Some(k) = &op.insert {
-                tree.insert(&mut self.tx, k)?;
+                tree.insert(tx, k)?;
             }
             rec.tree = tree.meta;
         }
-        self.indexes_dirty = true;
+        self.cache.dirty = true;
         Ok(())
     }
 
@@ -149,18 +188,18 @@ impl WriteTxn<'_> {
     /// name; [`Error::UniqueViolation`] if existing documents violate a unique index;
     /// [`Error::TooLarge`] for an indexed value too large. The transaction stays usable
     /// after these errors.
-    pub fn create_index(&mut self, spec: &IndexSpec) -> Result<IndexInfo> {
+    pub(crate) fn create_index(&mut self, spec: &IndexSpec) -> Result<IndexInfo> {
         let paths = check_spec(spec, self.index_dir()?)?;
         if self.poisoned.is_some() {
             return Err(Error::Failed {
                 reason: "transaction already failed".into(),
             });
         }
-        let vault = &self.db.inner.vault;
+        let (tx, vault) = (&mut *self.tx, self.vault);
         let coll = vault.coll_tag(&spec.collection);
         let mut keys = Vec::new();
         let mut unique_keys = Vec::new();
-        scan_docs(&mut self.tx, vault, &coll, &mut |d| {
+        scan_docs(tx, vault, &coll, &mut |d| {
             let key = doc_key(&paths, &d)?;
             if spec.unique && super::constrained(&paths, &d) {
                 unique_keys.push(key.clone());
@@ -180,11 +219,13 @@ impl WriteTxn<'_> {
             }
         }
         let tag = index_tag(vault, &spec.name);
-        let built = Tree::bulk_load(&mut self.tx, vault, tag, &keys);
+        let built = Tree::bulk_load(tx, vault, tag, &keys);
         let tree = match built {
             Ok(t) => t,
             Err(e) => {
-                self.poisoned = Some(format!("transaction aborted by an index build error: {e}"));
+                *self.poisoned = Some(Poison::IndexBuild {
+                    cause: e.to_string(),
+                });
                 return Err(e);
             }
         };
@@ -197,7 +238,7 @@ impl WriteTxn<'_> {
         };
         let info = rec.info();
         self.index_dir()?.push(rec);
-        self.indexes_dirty = true;
+        self.cache.dirty = true;
         Ok(info)
     }
 
@@ -205,15 +246,17 @@ impl WriteTxn<'_> {
     ///
     /// # Errors
     /// Storage errors (which poison the transaction).
-    pub fn drop_index(&mut self, name: &str) -> Result<bool> {
+    pub(crate) fn drop_index(&mut self, name: &str) -> Result<bool> {
         let dir = self.index_dir()?;
         let Some(pos) = dir.iter().position(|r| r.name == name) else {
             return Ok(false);
         };
         dir.remove(pos);
-        self.indexes_dirty = true;
-        let tag = index_tag(&self.db.inner.vault, name);
-        self.mutate(|tx| Tree::destroy(tx, &tag))?;
+        self.cache.dirty = true;
+        let tag = index_tag(self.vault, name);
+        poison::mutate(self.poisoned, self.path, self.tx, |tx| {
+            Tree::destroy(tx, &tag)
+        })?;
         Ok(true)
     }
 
@@ -221,7 +264,7 @@ impl WriteTxn<'_> {
     ///
     /// # Errors
     /// Corruption.
-    pub fn indexes(&mut self) -> Result<Vec<IndexInfo>> {
+    pub(crate) fn indexes(&mut self) -> Result<Vec<IndexInfo>> {
         Ok(self.index_dir()?.iter().map(IndexRecord::info).collect())
     }
 }

@@ -1,7 +1,7 @@
 //! Secondary indexes: equality and range, single-field and compound, optionally unique.
 //!
 //! An index is a sealed B+tree (`btree.rs`) of keys `enc(v1) ‖ enc(v2) ‖ … ‖ id` where
-//! `enc` is the order-preserving encoding of [`crate::query::keyenc`] and `id` the
+//! `enc` is the order-preserving encoding of `query::keyenc` and `id` the
 //! document's 16 bytes. Every document of the collection has exactly one entry (a
 //! missing field encodes as "missing"), so an index also yields documents in
 //! `(fields…, id)` order — except documents the sync layer stored with values too long
@@ -16,6 +16,8 @@
 
 pub(crate) mod btree;
 mod maintain;
+
+pub(crate) use maintain::{IndexCache, IndexWork};
 
 use std::ops::ControlFlow;
 
@@ -34,7 +36,7 @@ use btree::TreeMeta;
 pub(crate) const META_INDEXES: &[u8] = b"indexes";
 /// Longest index key (encoded values and id). Longer indexed values are refused with
 /// [`Error::TooLarge`], because a key must fit a node many times over — except in a
-/// document the sync layer stores ([`crate::WriteTxn::put_merged`]): its key is cut
+/// document the sync layer stores ([`crate::internal::SyncWrite::put_merged`]): its key is cut
 /// (see `TRUNCATED_KEY_BYTES`).
 pub const INDEX_KEY_BYTES_MAX: usize = 1024;
 /// Length of a cut key: the first `TRUNCATED_KEY_BYTES - 16` bytes of the encoded
@@ -182,7 +184,7 @@ pub(crate) fn doc_key(paths: &[FieldPath], doc: &Document) -> Result<Vec<u8>> {
 }
 
 /// The key `doc` has in an index: [`doc_key`], or the cut key when that is too long
-/// (only documents stored by [`crate::WriteTxn::put_merged`] have one).
+/// (only documents stored by [`crate::internal::SyncWrite::put_merged`] have one).
 pub(crate) fn stored_key(paths: &[FieldPath], doc: &Document) -> Vec<u8> {
     let mut out = encoded_values(paths, doc);
     if out.len() + 16 > INDEX_KEY_BYTES_MAX {
@@ -197,7 +199,7 @@ pub(crate) fn is_truncated(key: &[u8]) -> bool {
     key.len() == TRUNCATED_KEY_BYTES
 }
 
-/// What [`crate::WriteTxn::put_merged`] let through that a local write would have been
+/// What [`crate::internal::SyncWrite::put_merged`] let through that a local write would have been
 /// refused for. The index still holds exactly one entry per document
 /// ([`crate::ReadTxn::check_indexes`]) and queries stay exact.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! Results are deterministic: ordered by the sort keys, then by document id.
 
 pub mod filter;
-pub mod keyenc;
+pub(crate) mod keyenc;
 pub mod order;
 pub(crate) mod plan;
 

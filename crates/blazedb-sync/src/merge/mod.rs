@@ -19,7 +19,7 @@
 //!    (a re-creation: a new life, whose put overwrites the old life entirely).
 //! 4. The document exists when some non-delete write follows every effective delete.
 //! 5. *Size.* The visible document is one every replica can store: its record, measured
-//!    as the engine measures it (`blazedb_engine::serde_fields::document_bytes`: the
+//!    as the engine measures it (`blazedb_engine::internal::serde_fields::document_bytes`: the
 //!    id, the field count, every field's name and value), is at most
 //!    `DOCUMENT_BYTES_MAX`. Each write fit where it was made (the engine refuses
 //!    anything larger), but fields won by different concurrent writes can together
@@ -103,7 +103,7 @@ use crate::write::{Held, LossReason, Stamp};
 /// A retained field assignment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Slot {
-    Set(#[serde(with = "blazedb_engine::serde_fields::value")] Value),
+    Set(#[serde(with = "blazedb_engine::internal::serde_fields::value")] Value),
     Unset,
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use blazedb_core::Fields;
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
-use blazedb_engine::serde_fields::{document_bytes_of, field_bytes};
+use blazedb_engine::internal::serde_fields::{document_bytes_of, field_bytes};
 
 use super::{Body, DocState, Loss, Rec, Slot};
 use crate::clock::NodeId;

@@ -11,6 +11,7 @@
 
 use blazedb_core::DocId;
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
+use blazedb_engine::internal::SyncWrite;
 use blazedb_engine::{ChangeOp, WriteTxn};
 
 use super::{States, SyncNode};

@@ -14,7 +14,8 @@
 
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Document};
-use blazedb_engine::serde_fields::{document_bytes_of, field_bytes};
+use blazedb_engine::internal::serde_fields::{document_bytes_of, field_bytes};
+use blazedb_engine::internal::{SyncDatabase, SyncWrite};
 use blazedb_engine::{Durability, WriteTxn};
 
 use super::{BatchReport, States, SyncNode};

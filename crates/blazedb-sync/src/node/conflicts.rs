@@ -7,6 +7,7 @@
 
 use blazedb_core::DocId;
 use blazedb_engine::WriteTxn;
+use blazedb_engine::internal::{SyncRead, SyncWrite};
 
 use super::SyncNode;
 use crate::error::Result;

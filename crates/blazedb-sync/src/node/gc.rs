@@ -12,6 +12,7 @@ use super::{GC_CHUNK, GcReport, States, SyncNode};
 use crate::clock::NodeId;
 use crate::error::Result;
 use crate::record::{self, Item, LOG, LogEntry, NS_PEER, PeerRecord};
+use blazedb_engine::internal::SyncWrite;
 
 impl SyncNode {
     /// Collects what every known peer has (docs/semantics.md, "Garbage collection"): the sync log below the lowest

@@ -8,6 +8,7 @@
 //!   is a write sent to the node that made it.
 
 use blazedb_engine::WriteTxn;
+use blazedb_engine::internal::{SyncRead, SyncWrite};
 
 use super::{BATCH_BYTES_MAX, SyncNode};
 use crate::clock::NodeId;

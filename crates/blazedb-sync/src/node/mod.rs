@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use blazedb_core::DocId;
+use blazedb_engine::internal::{SyncDatabase, SyncWrite};
 use blazedb_engine::{Database, Durability, WriteTxn};
 
 use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};

@@ -7,6 +7,7 @@
 //! - Connection counts live in memory only, shared by the node's clones.
 
 use blazedb_engine::Durability;
+use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 
 use super::SyncNode;
 use crate::clock::NodeId;

@@ -12,6 +12,7 @@
 //! - The last page moves the peer's cursor to the snapshot's log position.
 
 use blazedb_engine::WriteTxn;
+use blazedb_engine::internal::{SyncRead, SyncWrite};
 
 use super::BatchReport;
 use super::{GC_CHUNK, SNAPSHOT_PAGE_BYTES, SnapshotPage, States, SyncNode};

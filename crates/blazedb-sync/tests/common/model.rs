@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use blazedb_core::{Fields, Value};
-use blazedb_engine::serde_fields::document_bytes;
+use blazedb_engine::internal::serde_fields::document_bytes;
 use blazedb_sync::{Dot, Op, Role, Stamp};
 
 /// The fields the generated histories write.

@@ -1,0 +1,51 @@
+//! Document ids.
+//!
+//! Invariant: this module depends on no other module of the crate (the error type names
+//! [`DocId`], and parsing an id from text, which can fail, lives in `document`), so the
+//! lower modules can all use ids without a circle of imports.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// A document id: a UUID, time-ordered (v7) when BlazeDB generates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocId(pub Uuid);
+
+impl DocId {
+    /// A fresh time-ordered (UUIDv7) id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The 16 bytes of the id, big-endian as in the UUID's text form.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// Builds an id from its 16 bytes.
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+}
+
+impl Default for DocId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl From<Uuid> for DocId {
+    fn from(u: Uuid) -> Self {
+        Self(u)
+    }
+}

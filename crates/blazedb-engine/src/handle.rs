@@ -1,0 +1,82 @@
+//! The [`Database`] handle and the state its clones share.
+//!
+//! This module sits below everything that works on a database (transactions, hooks,
+//! opening and creating): they name the handle from here, and this module imports none
+//! of them, so the engine's modules form no circle. Opening, creating and the public
+//! operations live in `database`.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use blazedb_core::Error;
+use blazedb_crypto::DataKey;
+use blazedb_storage::Store;
+
+use crate::hooks::{HookHost, Hooks};
+use crate::keyfile::KeyFile;
+use crate::live::Hub;
+use crate::options::Durability;
+use crate::raw::storage_err;
+use crate::vault::Vault;
+
+/// An open, encrypted database. Cheap to clone (a shared handle); `Send + Sync`.
+/// The database closes when the last clone is dropped, flushing pending commits.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) vault: Vault,
+    pub(crate) durability: Durability,
+    /// Live-query subscriptions and their delivery sequencer.
+    pub(crate) hub: Arc<Hub>,
+    /// Commit notifications for the sync layer.
+    pub(crate) hooks: Hooks,
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) data_key: DataKey,
+    pub(crate) keyfile: Mutex<KeyFile>,
+    /// Opened with [`OpenMode::ReadOnly`]: nothing is written.
+    pub(crate) read_only: bool,
+    /// Held (flock) for the handle's life: exclusive for a read-write handle (one owner
+    /// at a time), shared for a read-only one (read-only handles coexist).
+    pub(crate) _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Subscribers blocked in recv learn that no more events will come.
+        self.hub.close_all();
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HookHost for Inner {
+    fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+}
+
+impl Database {
+    /// A storage error of this database, naming its directory.
+    pub(crate) fn storage_err(&self, e: blazedb_storage::StorageError) -> Error {
+        storage_err(e, &self.inner.path)
+    }
+
+    /// The database's directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}

@@ -3,7 +3,7 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::Zeroizing;
 
-use crate::CryptoError;
+use crate::error::CryptoError;
 
 /// Argon2id cost parameters. They are stored in the key file, so they can be raised
 /// later (by changing the password) without touching data.

@@ -14,8 +14,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::error::{CryptoError, random_bytes};
 use crate::seal::{SEAL_OVERHEAD, SealKey};
-use crate::{CryptoError, random_bytes};
 
 /// Length of a wrapped data key: nonce, 32 key bytes, tag.
 pub const WRAPPED_KEY_LEN: usize = 32 + SEAL_OVERHEAD;

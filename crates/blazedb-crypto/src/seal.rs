@@ -8,7 +8,7 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use rand::Rng;
 
-use crate::CryptoError;
+use crate::error::CryptoError;
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use blazedb_engine::{Database, DocId, Document, Durability, KdfParams};
 
-use crate::best;
+use crate::measure::best;
 
 /// The collection every measurement writes to.
 pub(crate) const COLLECTION: &str = "docs";
@@ -105,7 +105,7 @@ pub(crate) fn gets_each(db: &Database, ids: &[DocId]) -> Result<Duration> {
         }
     }
     let elapsed = start.elapsed();
-    crate::check_found("BlazeDB", found, ids.len())?;
+    crate::measure::check_found("BlazeDB", found, ids.len())?;
     Ok(elapsed)
 }
 
@@ -122,7 +122,7 @@ pub(crate) fn gets_one_txn(db: &Database, ids: &[DocId]) -> Result<Duration> {
     }
     drop(tx);
     let elapsed = start.elapsed();
-    crate::check_found("BlazeDB", found, ids.len())?;
+    crate::measure::check_found("BlazeDB", found, ids.len())?;
     Ok(elapsed)
 }
 
@@ -184,5 +184,5 @@ pub(crate) fn kdf_time(repeats: usize) -> Result<Duration> {
 
 /// Total size in bytes of the files in the database directory of `name` in `dir`.
 pub(crate) fn db_size(dir: &Path, name: &str) -> Result<u64> {
-    crate::dir_size(&blazedb_engine::database_path(dir, name))
+    crate::measure::dir_size(&blazedb_engine::database_path(dir, name))
 }

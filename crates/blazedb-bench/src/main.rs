@@ -12,6 +12,7 @@ mod blaze;
 mod blaze_idx;
 mod docgen;
 mod indexed;
+mod measure;
 mod net_bench;
 mod net_fanout;
 mod query;
@@ -23,9 +24,10 @@ mod sqlite;
 mod sqlite_idx;
 mod sync_bench;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
+use crate::measure::{fs_type, load_average};
+use crate::run::{Selection, Sizes};
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
@@ -53,61 +55,6 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
   --only LIST   engine: comma-separated subset of: commit1, commit8, bulk, gets, open
                 (gets and open also run bulk, which builds their database);
                 query: subset of: indexed, latency";
-
-/// Problem sizes of one run.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sizes {
-    /// Single-writer durable commits.
-    pub commits_one: usize,
-    /// Concurrent writer threads.
-    pub threads: usize,
-    /// Durable commits per concurrent writer.
-    pub commits_per_thread: usize,
-    /// Documents in the bulk transaction (and the get/open database).
-    pub bulk: usize,
-    /// Random point gets per variant.
-    pub gets: usize,
-    /// Alternating BlazeDB/SQLite rounds the commit figures are split into.
-    pub rounds: usize,
-    /// Repetitions of each open/KDF timing (the best is reported).
-    pub open_repeats: usize,
-}
-
-impl Sizes {
-    fn new(quick: bool) -> Self {
-        if quick {
-            Sizes {
-                commits_one: 200,
-                threads: 8,
-                commits_per_thread: 25,
-                bulk: 10_000,
-                gets: 20_000,
-                rounds: 2,
-                open_repeats: 3,
-            }
-        } else {
-            Sizes {
-                commits_one: 2_000,
-                threads: 8,
-                commits_per_thread: 250,
-                bulk: 100_000,
-                gets: 200_000,
-                rounds: 4,
-                open_repeats: 7,
-            }
-        }
-    }
-}
-
-/// Which figures to run.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Selection {
-    pub commit1: bool,
-    pub commit8: bool,
-    pub bulk: bool,
-    pub gets: bool,
-    pub open: bool,
-}
 
 /// The command to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,59 +175,6 @@ fn parse_args() -> Result<Option<Args>> {
         }
     }
     Ok(Some(out))
-}
-
-/// Fails unless an engine found every document it was asked for (a benchmark that
-/// silently read less would report a false speed).
-pub(crate) fn check_found(engine: &str, found: usize, wanted: usize) -> Result<()> {
-    if found != wanted {
-        bail!("{engine} found {found} of {wanted} documents");
-    }
-    Ok(())
-}
-
-/// The best (smallest) of `times`, zero when empty: the run least disturbed by other
-/// processes, used for the short open/KDF timings.
-pub(crate) fn best(times: &[Duration]) -> Duration {
-    times.iter().min().copied().unwrap_or_default()
-}
-
-/// Total size in bytes of the regular files directly inside `dir`.
-pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let meta = entry?.metadata()?;
-        if meta.is_file() {
-            total += meta.len();
-        }
-    }
-    Ok(total)
-}
-
-/// The file-system type holding `dir` (best effort, from `/proc/mounts`).
-fn fs_type(dir: &Path) -> String {
-    let Ok(dir) = dir.canonicalize() else {
-        return "unknown".into();
-    };
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
-        return "unknown".into();
-    };
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (_dev, mnt, fs) = (f.next()?, f.next()?, f.next()?);
-            dir.starts_with(mnt).then(|| (mnt.len(), fs.to_owned()))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map_or_else(|| "unknown".into(), |(_, fs)| fs)
-}
-
-/// The system load average (1, 5, 15 minutes), as `/proc/loadavg` reports it.
-pub(crate) fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn main() -> Result<()> {

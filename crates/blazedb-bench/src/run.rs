@@ -11,7 +11,62 @@ use rand::{RngExt, SeedableRng};
 use crate::docgen::{DocGen, DocSpec, mean_json_len};
 use crate::report::{Goal, Row, ms, table};
 use crate::sqlite::Row as SqlRow;
-use crate::{Selection, Sizes, blaze, sqlite};
+use crate::{blaze, sqlite};
+
+/// Problem sizes of one run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    /// Single-writer durable commits.
+    pub commits_one: usize,
+    /// Concurrent writer threads.
+    pub threads: usize,
+    /// Durable commits per concurrent writer.
+    pub commits_per_thread: usize,
+    /// Documents in the bulk transaction (and the get/open database).
+    pub bulk: usize,
+    /// Random point gets per variant.
+    pub gets: usize,
+    /// Alternating BlazeDB/SQLite rounds the commit figures are split into.
+    pub rounds: usize,
+    /// Repetitions of each open/KDF timing (the best is reported).
+    pub open_repeats: usize,
+}
+
+impl Sizes {
+    pub(crate) fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                commits_one: 200,
+                threads: 8,
+                commits_per_thread: 25,
+                bulk: 10_000,
+                gets: 20_000,
+                rounds: 2,
+                open_repeats: 3,
+            }
+        } else {
+            Sizes {
+                commits_one: 2_000,
+                threads: 8,
+                commits_per_thread: 250,
+                bulk: 100_000,
+                gets: 200_000,
+                rounds: 4,
+                open_repeats: 7,
+            }
+        }
+    }
+}
+
+/// Which figures to run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Selection {
+    pub commit1: bool,
+    pub commit8: bool,
+    pub bulk: bool,
+    pub gets: bool,
+    pub open: bool,
+}
 
 fn progress(what: &str) {
     eprintln!("  running: {what}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, params};
 
-use crate::best;
+use crate::measure::best;
 
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB). Large
 /// enough to hold the whole bulk table, like redb's default 1 GiB cache does.
@@ -145,7 +145,7 @@ pub(crate) fn gets_each(conn: &Connection, ids: &[String]) -> Result<Duration> {
         }
     }
     let elapsed = start.elapsed();
-    crate::check_found("SQLite", found, ids.len())?;
+    crate::measure::check_found("SQLite", found, ids.len())?;
     Ok(elapsed)
 }
 
@@ -162,7 +162,7 @@ pub(crate) fn gets_one_txn(conn: &Connection, ids: &[String]) -> Result<Duration
     }
     conn.execute_batch("COMMIT")?;
     let elapsed = start.elapsed();
-    crate::check_found("SQLite", found, ids.len())?;
+    crate::measure::check_found("SQLite", found, ids.len())?;
     Ok(elapsed)
 }
 

@@ -190,7 +190,7 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
     }
     let apply = t.elapsed();
     let applied = dst_db.collection("docs").count()? as usize;
-    crate::check_found("the receiving node", applied, sizes.apply)?;
+    crate::measure::check_found("the receiving node", applied, sizes.apply)?;
 
     println!();
     println!("Figure                                                  | writes/s   | ratio | goal");

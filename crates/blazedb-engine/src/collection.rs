@@ -1,8 +1,12 @@
 //! [`Collection`]: a named collection on a database; each call is its own transaction.
+//!
+//! Above the handle and the transactions (it imports them; they import nothing of it).
+//! [`Database::collection`] makes one, so the handle's signatures name [`Collection`]:
+//! the one intended pair of modules that name each other (see `handle`).
 
 use blazedb_core::{DocId, Document, Result};
 
-use crate::database::Database;
+use crate::handle::Database;
 use crate::txn::Patch;
 
 /// A handle on one collection. Every method runs in its own transaction; batch methods

@@ -1,9 +1,17 @@
 //! The [`Database`] handle and the state its clones share.
 //!
 //! This module sits below everything that works on a database (transactions, hooks,
-//! opening and creating): they name the handle from here, and this module imports none
-//! of them, so the engine's modules form no circle. Opening, creating and the public
-//! operations live in `database`.
+//! opening and creating, export and import): they name the handle from here, and this
+//! module imports none of them. Opening, creating and the public operations live in
+//! `database`; the types the handle's methods take and return live in rooms below it
+//! (`options`, `query`, `index`, `live`, `ndjson`), so those rooms never import it.
+//!
+//! One circle remains, and only under the rule that an `impl Database` block belongs to
+//! this module wherever it is written: `Database::collection` and `Database::typed`
+//! (public API) return [`crate::Collection`] and [`crate::TypedCollection`], which hold
+//! the `&Database` they were made from (and give it back, `Collection::database`). A
+//! per-collection handle and the database it borrows name each other by design; every
+//! other module imports the handle one way.
 
 use std::fmt;
 use std::fs::File;

@@ -7,6 +7,8 @@
 //! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
 //! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
 //! - [`changes`]: the change log read by the sync layer.
+//! - [`transfer`]: NDJSON export and import jobs; their record format, options and
+//!   reports in `ndjson`, below the handle.
 //! - `codec` (record formats), `vault` (sealing, tags), `keyfile`, `raw` (shared reads),
 //!   `private` (files 0600 and directories 0700 from their creation on).
 //!
@@ -26,6 +28,9 @@
 //!   name or field value is written in plaintext (see `docs/security.md`).
 //! - Every committed write has its change-log entry in the same storage commit.
 //! - A wrong password never opens the data file, so it cannot modify it.
+//! - The modules import each other one way (types a handle method names live below the
+//!   handle; `index::maintain` above `index`), except the handle and the per-collection
+//!   handles it makes (`collection`, `typed`): see `handle`.
 
 #![forbid(unsafe_code)]
 
@@ -41,6 +46,7 @@ pub mod internal;
 pub mod json;
 mod keyfile;
 pub mod live;
+mod ndjson;
 pub mod options;
 mod poison;
 mod private;
@@ -63,8 +69,8 @@ pub use database::{Database, database_path};
 pub use hooks::CommitHook;
 pub use index::{IndexInfo, IndexNote, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
+pub use ndjson::{ExportReport, ImportOptions, ImportReport};
 pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
 pub use query::{Filter, Order, Plan, Query};
-pub use transfer::{ExportReport, ImportOptions, ImportReport};
 pub use txn::{Patch, ReadTxn, WriteTxn};
 pub use typed::{TypedCollection, from_document_fields, to_document_fields};

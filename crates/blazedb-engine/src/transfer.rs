@@ -5,48 +5,20 @@
 //! documents by id, keys sorted, so two replicas with equal contents export equal bytes.
 //! Memory stays bounded: export holds only the ids of one collection (16 bytes each);
 //! import reads one line at a time (at most [`LINE_BYTES_MAX`]).
+//!
+//! This room holds the two jobs, [`Database::export_ndjson`] and
+//! [`Database::import_ndjson`], run over transactions; the record format, the options
+//! and the reports are in `ndjson`, below the handle, so the handle's signatures name
+//! nothing of this module and the modules import each other in no circle.
 
 use std::io::{BufRead, Read, Write};
 use std::ops::ControlFlow;
 
-use blazedb_core::{DocId, Document, Error, Result};
-use serde_json::{Value as Json, json};
+use blazedb_core::{DocId, Error, Result};
 
-use crate::Database;
-use crate::json::{fields_from_json, fields_to_json};
-
-/// Longest accepted import line: the largest document plus room for its encoding.
-pub const LINE_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// What an export wrote.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExportReport {
-    pub collections: u64,
-    pub documents: u64,
-    pub bytes: u64,
-}
-
-/// How to import.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ImportOptions {
-    /// Replace documents whose id exists (default: such a record is an error).
-    pub replace: bool,
-    /// Import the good records and report the bad ones, instead of importing nothing
-    /// when any record is bad.
-    pub partial: bool,
-}
-
-/// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ImportReport {
-    pub imported: u64,
-    /// Bad records skipped (only with [`ImportOptions::partial`]): line and reason.
-    pub skipped: Vec<(u64, String)>,
-}
-
-fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
-    Error::io(context)
-}
+use crate::handle::Database;
+pub use crate::ndjson::{ExportReport, ImportOptions, ImportReport, LINE_BYTES_MAX};
+use crate::ndjson::{io, parse_record, record_line};
 
 impl Database {
     /// Writes `collections` (all when `None`) as NDJSON from one consistent snapshot.
@@ -97,11 +69,7 @@ impl Database {
                 let doc = r.get(name, id)?.ok_or_else(|| {
                     Error::corrupt_record("docs", "document vanished from a snapshot")
                 })?;
-                let line = json!({"collection": name, "id": id.to_string(), "fields": fields_to_json(&doc.fields)});
-                let mut text = serde_json::to_vec(&line).map_err(|e| Error::InvalidValue {
-                    reason: e.to_string(),
-                })?;
-                text.push(b'\n');
+                let text = record_line(name, id, &doc.fields)?;
                 out.write_all(&text).map_err(io("writing the export"))?;
                 report.documents += 1;
                 report.bytes += text.len() as u64;
@@ -170,43 +138,4 @@ impl Database {
         tx.commit()?;
         Ok(report)
     }
-}
-
-/// Parses one record line into its collection and document.
-fn parse_record(line: &[u8]) -> Result<(String, Document)> {
-    let v: Json = serde_json::from_slice(line).map_err(|e| Error::InvalidValue {
-        reason: format!("not JSON: {e}"),
-    })?;
-    let Json::Object(m) = &v else {
-        return Err(Error::InvalidValue {
-            reason: "a record must be a JSON object".into(),
-        });
-    };
-    if let Some(k) = m
-        .keys()
-        .find(|k| !matches!(k.as_str(), "collection" | "id" | "fields"))
-    {
-        return Err(Error::InvalidValue {
-            reason: format!("unknown record key '{k}'"),
-        });
-    }
-    let collection =
-        m.get("collection")
-            .and_then(Json::as_str)
-            .ok_or_else(|| Error::InvalidValue {
-                reason: "missing \"collection\" string".into(),
-            })?;
-    let id = match m.get("id") {
-        Some(Json::String(s)) => s.parse::<DocId>()?,
-        Some(_) => {
-            return Err(Error::InvalidValue {
-                reason: "\"id\" must be a UUID string".into(),
-            });
-        }
-        None => DocId::new(),
-    };
-    let fields = fields_from_json(m.get("fields").ok_or_else(|| Error::InvalidValue {
-        reason: "missing \"fields\" object".into(),
-    })?)?;
-    Ok((collection.to_owned(), Document { id, fields }))
 }

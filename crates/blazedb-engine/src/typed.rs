@@ -6,6 +6,9 @@
 //! structs → `Map`, `None` and unit → `Null`, unit enum variants → `String`, other enum
 //! variants → a one-entry `Map`. Types that serialize as strings in human-readable formats
 //! (UUIDs, dates) are stored as strings.
+//!
+//! Above `collection` and the handle; [`Database::typed`] makes a [`TypedCollection`],
+//! so, like [`Database::collection`], the handle's signatures name it (see `handle`).
 
 use std::any::type_name;
 use std::collections::BTreeMap;
@@ -17,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_value::Value as SV;
 
 use crate::collection::Collection;
-use crate::database::Database;
+use crate::handle::Database;
 
 fn mapping<T>(reason: impl Into<String>) -> Error {
     Error::Mapping {

@@ -24,7 +24,7 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::StorageError;
+use crate::error::StorageError;
 
 #[derive(Default)]
 struct State {

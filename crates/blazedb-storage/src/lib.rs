@@ -5,6 +5,13 @@
 //! - [`ReadTx`] / [`WriteTx`]: snapshot reads and the single writer.
 //! - [`group`]: group commit (many non-durable commits made durable by one fsync).
 //!
+//! Rooms, each importing only rooms below it (no circle of module imports): `error`,
+//! `table` (the [`Table`] set), `group`, `overlay` at the bottom; `shared` (the open
+//! file, group-commit state and writer mark that a store and its write transaction
+//! share); `tx` (transactions, over `shared`); `store` (opening, flushing, backups,
+//! over `tx` and `shared`). Rooms import each other's items from the defining room,
+//! never through this crate root.
+//!
 //! Architecture invariants:
 //! - Keys and values are opaque bytes here; this crate never sees plaintext user data
 //!   (the engine seals everything before it arrives).
@@ -18,73 +25,12 @@
 mod error;
 pub mod group;
 mod overlay;
+mod shared;
 mod store;
+mod table;
 mod tx;
 
 pub use error::StorageError;
 pub use store::{Store, StoreOptions};
+pub use table::Table;
 pub use tx::{Bounds, Entry, ReadTx, WriteTx, prefix_upper};
-
-/// The tables of a BlazeDB file. All map bytes to bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Table {
-    /// Database-wide records: format version, key check, counters.
-    Meta,
-    /// Collection catalog: collection tag → sealed collection record.
-    Catalog,
-    /// Documents: collection tag ‖ id tag → sealed document.
-    Docs,
-    /// Change log: sequence number (u64 big-endian) → sealed change entry.
-    Changes,
-    /// Auxiliary records of higher layers (sync metadata): namespace tag ‖ key tag →
-    /// sealed record.
-    Aux,
-    /// Secondary-index nodes: index tag ‖ node id (u64 big-endian) → sealed node.
-    Index,
-}
-
-impl Table {
-    /// Every table, in a fixed order.
-    pub const ALL: [Table; 6] = [
-        Table::Meta,
-        Table::Catalog,
-        Table::Docs,
-        Table::Changes,
-        Table::Aux,
-        Table::Index,
-    ];
-
-    /// The table's name in the file (and in error messages).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Meta => "meta",
-            Table::Catalog => "catalog",
-            Table::Docs => "docs",
-            Table::Changes => "changes",
-            Table::Aux => "aux",
-            Table::Index => "index",
-        }
-    }
-
-    /// A one-byte code for the table, used to bind sealed values to their table.
-    #[must_use]
-    pub fn code(self) -> u8 {
-        match self {
-            Table::Meta => 1,
-            Table::Catalog => 2,
-            Table::Docs => 3,
-            Table::Changes => 4,
-            Table::Aux => 5,
-            Table::Index => 6,
-        }
-    }
-
-    fn index(self) -> usize {
-        self.code() as usize - 1
-    }
-
-    fn def(self) -> redb::TableDefinition<'static, &'static [u8], &'static [u8]> {
-        redb::TableDefinition::new(self.name())
-    }
-}

@@ -2,16 +2,16 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
-use std::thread::ThreadId;
+use std::sync::PoisonError;
 
 use redb::ReadableDatabase;
 
-use crate::error::guard;
-use crate::group::{GroupCommit, GroupStats};
+use crate::error::{StorageError, guard};
+use crate::group::GroupStats;
 use crate::overlay::Overlay;
+use crate::shared::Shared;
+use crate::table::Table;
 use crate::tx::{ReadTx, WriteTx};
-use crate::{StorageError, Table};
 
 /// Options for opening a store.
 #[derive(Clone, Debug)]
@@ -36,13 +36,9 @@ impl Default for StoreOptions {
 
 /// One database file.
 pub struct Store {
-    /// `Some` until the store drops; taken then so the engine's own `Drop` (which closes
-    /// the file and can panic on a damaged one) runs under the panic guard.
-    db: Option<redb::Database>,
-    pub(crate) group: GroupCommit,
-    /// The thread holding the write transaction, if any: a second `write()` or a
-    /// `flush()` from that thread would wait for itself forever.
-    pub(crate) writer: Mutex<Option<ThreadId>>,
+    /// The open file, group commit and writer mark (shared with [`WriteTx`]); its `Drop`
+    /// closes the file under the panic guard.
+    shared: Shared,
     path: PathBuf,
     /// Opened by [`Store::open_read_only`]: every write is refused.
     read_only: bool,
@@ -137,9 +133,7 @@ impl Store {
 
     fn assemble(db: redb::Database, path: &Path, opts: &StoreOptions, read_only: bool) -> Store {
         Store {
-            db: Some(db),
-            group: GroupCommit::default(),
-            writer: Mutex::new(None),
+            shared: Shared::new(db),
             path: path.to_owned(),
             read_only,
             cache_bytes: opts.cache_bytes,
@@ -186,12 +180,9 @@ impl Store {
         })
     }
 
-    /// The engine handle. Present for the store's whole life (taken only in `Drop`).
-    pub(crate) fn db(&self) -> &redb::Database {
-        match &self.db {
-            Some(db) => db,
-            None => unreachable!("the redb handle is taken only when the store drops"),
-        }
+    /// The engine handle. Present for the store's whole life.
+    fn db(&self) -> &redb::Database {
+        self.shared.db()
     }
 
     /// The file's path.
@@ -217,18 +208,18 @@ impl Store {
         if self.read_only {
             return Err(StorageError::ReadOnly);
         }
-        self.group.check()?;
+        self.shared.group.check()?;
         self.check_not_writer()?;
-        self.group.write_started();
+        self.shared.group.write_started();
         let began = guard(|| {
             let mut txn = self.db().begin_write()?;
             txn.set_durability(redb::Durability::None)?;
             Ok(txn)
         });
         match began {
-            Ok(txn) => Ok(WriteTx::new(self, txn)),
+            Ok(txn) => Ok(WriteTx::new(&self.shared, txn)),
             Err(e) => {
-                self.group.write_finished();
+                self.shared.group.write_finished();
                 Err(e)
             }
         }
@@ -236,7 +227,13 @@ impl Store {
 
     fn check_not_writer(&self) -> Result<(), StorageError> {
         let me = std::thread::current().id();
-        if *self.writer.lock().unwrap_or_else(PoisonError::into_inner) == Some(me) {
+        if *self
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == Some(me)
+        {
             return Err(StorageError::NestedWrite);
         }
         Ok(())
@@ -252,27 +249,18 @@ impl Store {
             return Ok(());
         }
         self.check_not_writer()?;
-        let ticket = self.group.committed();
+        let ticket = self.shared.group.committed();
         self.wait_durable(ticket)
     }
 
-    pub(crate) fn wait_durable(&self, ticket: u64) -> Result<(), StorageError> {
-        self.group.wait_durable(ticket, || {
-            guard(|| {
-                let mut txn = self.db().begin_write()?;
-                // redb's writer lock is held: every commit that returned is ordered before.
-                let covered = self.group.committed();
-                txn.set_durability(redb::Durability::Immediate)?;
-                txn.commit()?;
-                Ok(covered)
-            })
-        })
+    fn wait_durable(&self, ticket: u64) -> Result<(), StorageError> {
+        self.shared.wait_durable(ticket)
     }
 
     /// Group-commit counters.
     #[must_use]
     pub fn group_stats(&self) -> GroupStats {
-        self.group.stats()
+        self.shared.group.stats()
     }
 
     /// Writes a consistent copy of the current committed state to a new file at `dest`
@@ -309,13 +297,9 @@ impl Drop for Store {
     fn drop(&mut self) {
         // Persist non-durable commits (Durability::Eventual) on a clean close. A failure
         // here cannot be reported; those commits were never acknowledged as durable.
-        if self.group.check().is_ok() {
+        if self.shared.group.check().is_ok() {
             let _ = self.flush();
         }
-        let db = self.db.take();
-        let _ = guard(|| {
-            drop(db);
-            Ok(())
-        });
+        // Dropping `shared` then closes the file under the panic guard.
     }
 }

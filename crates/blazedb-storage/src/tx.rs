@@ -6,8 +6,9 @@ use std::sync::PoisonError;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::error::guard;
-use crate::{StorageError, Store, Table};
+use crate::error::{StorageError, guard};
+use crate::shared::Shared;
+use crate::table::Table;
 
 /// An owned key-value pair.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -182,10 +183,10 @@ self_cell::self_cell!(
 type OpenTables<'a> = [Option<RawTable<'a>>; 6];
 
 /// Records the writer thread for the life of a write transaction.
-struct WriterMark<'s>(&'s Store);
+struct WriterMark<'s>(&'s Shared);
 
 impl<'s> WriterMark<'s> {
-    fn new(store: &'s Store) -> Self {
+    fn new(store: &'s Shared) -> Self {
         *store.writer.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(std::thread::current().id());
         Self(store)
@@ -201,7 +202,7 @@ impl Drop for WriterMark<'_> {
 
 /// The single write transaction. Dropping it without [`WriteTx::commit`] rolls back.
 pub struct WriteTx<'s> {
-    store: &'s Store,
+    store: &'s Shared,
     /// `Some` until commit or drop; dropping it aborts the redb transaction, which runs
     /// engine code, so `Drop` does it under the panic guard.
     cell: Option<WriteCell>,
@@ -220,7 +221,7 @@ impl Drop for WriteTx<'_> {
 }
 
 impl<'s> WriteTx<'s> {
-    pub(crate) fn new(store: &'s Store, txn: redb::WriteTransaction) -> Self {
+    pub(crate) fn new(store: &'s Shared, txn: redb::WriteTransaction) -> Self {
         Self {
             store,
             cell: Some(WriteCell::new(txn, |_| Default::default())),

@@ -13,11 +13,13 @@
 //! the document write's transaction, so an index never disagrees with the documents of
 //! any committed state. Building an index is one transaction: a crash midway leaves no
 //! index at all.
+//!
+//! Rooms: `btree` (the tree) below this module (specs, directory, keys, checks);
+//! `maintain` (maintenance, create/drop) above it: it imports from here, nothing here
+//! imports it, and users name its items at `index::maintain` — no circle of imports.
 
 pub(crate) mod btree;
-mod maintain;
-
-pub(crate) use maintain::{IndexCache, IndexWork};
+pub(crate) mod maintain;
 
 use std::ops::ControlFlow;
 

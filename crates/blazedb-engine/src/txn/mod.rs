@@ -23,7 +23,7 @@ use blazedb_storage::{ReadTx, WriteTx};
 
 use crate::codec::CountersRecord;
 use crate::handle::Database;
-use crate::index::IndexCache;
+use crate::index::maintain::IndexCache;
 use crate::options::Durability;
 use crate::poison::Poison;
 use crate::vault::CollTag;

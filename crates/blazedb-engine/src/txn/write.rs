@@ -10,7 +10,7 @@ use blazedb_storage::{Table, WriteTx};
 use super::WriteTxn;
 use crate::codec::CountersRecord;
 use crate::handle::Database;
-use crate::index::{IndexCache, IndexWork};
+use crate::index::maintain::{IndexCache, IndexWork};
 use crate::options::Durability;
 
 impl<'db> WriteTxn<'db> {

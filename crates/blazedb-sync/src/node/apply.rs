@@ -18,19 +18,12 @@ use blazedb_engine::internal::serde_fields::{document_bytes_of, field_bytes};
 use blazedb_engine::internal::{SyncDatabase, SyncWrite};
 use blazedb_engine::{Durability, WriteTxn};
 
-use super::{BatchReport, States, SyncNode};
+use super::{Arrival, BatchReport, States, SyncNode};
 use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
 use crate::merge::Loss;
 use crate::record::{self, Item, Meta, NS_PEER, PeerRecord, SnapDoc};
 use crate::write::Write;
-
-/// Where the writes being applied come from, and when.
-#[derive(Clone, Copy)]
-struct Arrival {
-    peer: NodeId,
-    now: u64,
-}
 
 impl SyncNode {
     /// Applies items received from `peer` (its log up to position `upto`), in order,

@@ -51,6 +51,14 @@ pub const RETENTION_DEFAULT_US: u64 = 30 * 24 * 3600 * 1_000_000;
 /// Most sync-log entries collected (or dropped by a wipe) in one transaction.
 const GC_CHUNK: u64 = 10_000;
 
+/// Where the writes being applied come from, and when (`apply.rs`). Declared here,
+/// with the node, because the node's methods name it.
+#[derive(Clone, Copy)]
+struct Arrival {
+    peer: NodeId,
+    now: u64,
+}
+
 /// What one garbage collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {

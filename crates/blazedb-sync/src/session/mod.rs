@@ -24,15 +24,13 @@ mod send;
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::authz;
-use crate::clock::NodeId;
+use crate::clock::{NodeId, Role};
 use crate::error::SyncError;
 use crate::grant::Grant;
 use crate::node::{SnapshotPage, SyncNode};
 pub use crate::peer::PeerInfo;
 use crate::proto::{ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
 use crate::record::SnapshotProgress;
-
-use receive::{Ended, PeerHello};
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
@@ -103,6 +101,30 @@ pub struct SessionStats {
     /// Peer clock minus ours at its `Hello` (µs; positive: the peer is ahead).
     pub skew_us: Option<i64>,
     pub last_error: Option<String>,
+}
+
+/// How a handler ended. The replies of one that stopped early (a refusal, a late
+/// copy of a snapshot page) are not added to `SessionStats::bytes_sent`: the
+/// accounting the session has always had, kept as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Through,
+    Early,
+}
+
+/// The fields of the peer's `Hello`.
+pub(crate) struct PeerHello {
+    pub version: u16,
+    pub node: NodeId,
+    pub role: Role,
+    pub want_after: u64,
+    pub accept: bool,
+    pub send: bool,
+    /// The peer's wall clock when it sent the `Hello` (µs).
+    pub peer_now: u64,
+    pub have_yours: bool,
+    pub log_last: u64,
+    pub resume: Option<SnapshotProgress>,
 }
 
 /// One session's state.

@@ -4,38 +4,14 @@
 //! Invariant: a handler that refuses a message (an `Error` reply) changes nothing but
 //! the session's error state; the refusals that end the session are fatal `Error`s.
 
-use crate::clock::{NodeId, Role};
+use crate::clock::NodeId;
 use crate::error::SyncError;
 use crate::node::SnapshotPage;
 use crate::principal::Binding;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION};
-use crate::record::{Item, SnapshotProgress};
+use crate::record::Item;
 
-use super::{Closed, HelloSent, PeerInfo, Pong, Session, db_closed};
-
-/// How a handler ended. The replies of one that stopped early (a refusal, a late
-/// copy of a snapshot page) are not added to `SessionStats::bytes_sent`: the
-/// accounting the session has always had, kept as it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Ended {
-    Through,
-    Early,
-}
-
-/// The fields of the peer's `Hello`.
-pub(super) struct PeerHello {
-    pub version: u16,
-    pub node: NodeId,
-    pub role: Role,
-    pub want_after: u64,
-    pub accept: bool,
-    pub send: bool,
-    /// The peer's wall clock when it sent the `Hello` (µs).
-    pub peer_now: u64,
-    pub have_yours: bool,
-    pub log_last: u64,
-    pub resume: Option<SnapshotProgress>,
-}
+use super::{Closed, Ended, HelloSent, PeerHello, PeerInfo, Pong, Session, db_closed};
 
 impl Session {
     /// The peer introduces itself (again, if our `Hello` or its got lost): the first

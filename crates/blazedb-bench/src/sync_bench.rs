@@ -125,7 +125,7 @@ fn rate(n: usize, d: Duration) -> f64 {
 
 #[cfg(feature = "sync")]
 pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
-    use blazedb_sync::{Role, SyncNode, SyncOptions};
+    use blazedb_sync::{Role, SyncConfig, SyncNode};
 
     println!("  building the benchmark without the sync feature (first run compiles it)...");
     run_child(10, dir, 0)?;
@@ -148,7 +148,7 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
 
     println!("  running: 2. local writes with sync enabled, taken over into the sync log");
     let db = open(dir, "enabled")?;
-    let node = SyncNode::enable(&db, Role::Client, SyncOptions::default())?;
+    let node = SyncNode::enable(&db, Role::Client, &SyncConfig::default())?;
     let docs = DocGen::new(7).take(sizes.writes);
     let c = db.collection("docs");
     let t = Instant::now();
@@ -165,7 +165,7 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
         sizes.apply, sizes.batch
     );
     let src_db = open(dir, "source")?;
-    let src = SyncNode::enable(&src_db, Role::Server, SyncOptions::default())?;
+    let src = SyncNode::enable(&src_db, Role::Server, &SyncConfig::default())?;
     let mut tx = src_db.begin_write()?;
     for d in DocGen::new(9).take(sizes.apply) {
         tx.insert("docs", d.to_document())?;
@@ -173,7 +173,7 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
     tx.commit()?;
     src.absorb()?;
     let dst_db = open(dir, "destination")?;
-    let dst = SyncNode::enable(&dst_db, Role::Client, SyncOptions::default())?;
+    let dst = SyncNode::enable(&dst_db, Role::Client, &SyncConfig::default())?;
     let mut batches = Vec::new();
     let mut after = 0;
     loop {

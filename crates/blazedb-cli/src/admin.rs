@@ -49,7 +49,7 @@ pub fn info(ctx: &mut Ctx<'_>) -> CliResult {
     ctx.outside_tx("info")?;
     let (role, node) = match SyncNode::stored_role(ctx.db)? {
         Some(role) => {
-            let n = SyncNode::enable(ctx.db, role, blazedb::sync::SyncOptions::default())?;
+            let n = SyncNode::enable(ctx.db, role, &blazedb::sync::SyncConfig::default())?;
             (json!(role.to_string()), json!(n.node_id().to_string()))
         }
         None => (Json::Null, Json::Null),

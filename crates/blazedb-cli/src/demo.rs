@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use blazedb::json::to_json;
 use blazedb::net::{Credentials, RemoteNode, Server};
-use blazedb::sync::{ConflictEntry, Held, Role, SyncHandle, SyncOptions, SyncPolicy};
+use blazedb::sync::{ConflictEntry, Held, Role, SyncConfig, SyncHandle};
 use blazedb::{Database, DocId, Document, KdfParams, Patch};
 use comfy_table::Table;
 
@@ -205,14 +205,8 @@ async fn start(dir: &Path) -> CliResult<Demo> {
     let mut clients = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let db = open(dir, name)?;
-        let sync = SyncHandle::enable(
-            &db,
-            remote.relay(),
-            Role::Client,
-            SyncPolicy::default(),
-            SyncOptions::default(),
-        )
-        .await?;
+        let sync =
+            SyncHandle::enable(&db, remote.relay(), Role::Client, SyncConfig::default()).await?;
         clients.push(Client { name, db, sync });
     }
     say("clients: alice, bob and carol connect to it over TLS, pinning that fingerprint\n");

@@ -5,7 +5,7 @@ use std::io::BufRead;
 
 use blazedb::Access;
 use blazedb::json::fields_from_json;
-use blazedb::sync::{SyncNode, SyncOptions};
+use blazedb::sync::{SyncConfig, SyncNode};
 use blazedb::{Database, DocId, Document, Patch, WriteTxn};
 use serde_json::{Value as Json, json};
 
@@ -121,7 +121,7 @@ pub fn needs_stamping(db: &Database, cmd: &Cmd) -> CliResult<bool> {
     let Some(role) = SyncNode::stored_role(db)? else {
         return Ok(false);
     };
-    Ok(SyncNode::enable(db, role, SyncOptions::default())?.has_unabsorbed()?)
+    Ok(SyncNode::enable(db, role, &SyncConfig::default())?.has_unabsorbed()?)
 }
 
 /// Each field's stamp: origin node and role, hybrid-clock time, and the origin's write
@@ -130,7 +130,7 @@ fn field_meta(ctx: &Ctx<'_>, collection: &str, id: DocId) -> CliResult<Json> {
     let Some(role) = SyncNode::stored_role(ctx.db)? else {
         return Ok(Json::Null);
     };
-    let node = SyncNode::enable(ctx.db, role, SyncOptions::default())?;
+    let node = SyncNode::enable(ctx.db, role, &SyncConfig::default())?;
     // Local writes since the last sync get their stamps now, as they would at the next
     // sync (stamped with the role the database keeps). With none waiting (always so on a
     // read-only handle, see `needs_stamping`) this only reads.

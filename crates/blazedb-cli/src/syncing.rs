@@ -8,8 +8,8 @@ use std::time::Duration;
 use blazedb::json::to_json;
 use blazedb::net::{Credentials, Fingerprint, NetError, Security, ServerTrust, TcpRelay};
 use blazedb::sync::{
-    ConflictEntry, ConnectionMode, Held, Relay, Role, Stamp, SyncHandle, SyncMode, SyncNode,
-    SyncOptions, SyncPolicy, SyncStatus, Topology,
+    ConflictEntry, ConnectionMode, Held, Relay, Role, Stamp, SyncConfig, SyncHandle, SyncMode,
+    SyncNode, SyncStatus, Topology,
 };
 use blazedb::{Database, OpenMode};
 use serde_json::{Value as Json, json};
@@ -130,7 +130,7 @@ pub fn role_for(db: &Database, asked: Option<RoleArg>) -> CliResult<Role> {
 /// # Errors
 /// As [`SyncNode::enable`].
 pub fn enable(db: &Database, role: Role) -> CliResult<SyncNode> {
-    Ok(SyncNode::enable(db, role, SyncOptions::default())?)
+    Ok(SyncNode::enable(db, role, &SyncConfig::default())?)
 }
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
@@ -278,14 +278,7 @@ pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
     let rt = runtime()?;
     let status = rt.block_on(async move {
         probe(&relay).await?;
-        let handle = SyncHandle::enable(
-            &db,
-            relay,
-            role,
-            SyncPolicy::default(),
-            SyncOptions::default(),
-        )
-        .await?;
+        let handle = SyncHandle::enable(&db, relay, role, SyncConfig::default()).await?;
         let s = with_bootstrap_progress(&handle, handle.sync_now(timeout)).await;
         let s = s.map_err(|e| match e {
             blazedb::sync::SyncError::Forbidden(_) => CliError::new(Exit::Denied, e.to_string())

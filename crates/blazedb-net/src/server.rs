@@ -19,9 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use blazedb_engine::Database;
-use blazedb_sync::{
-    NodeRef, Role, ServeHandle, SyncNode, SyncOptions, SyncPolicy, SyncStatus, Topology,
-};
+use blazedb_sync::{NodeRef, Role, ServeHandle, SyncConfig, SyncNode, SyncStatus, Topology};
 use zeroize::Zeroizing;
 
 use crate::admit::ListenerStats;
@@ -79,8 +77,9 @@ pub struct Server {
     /// Bytes of received / queued messages held in memory, all connections together.
     pub read_budget: usize,
     pub send_budget: usize,
-    pub policy: SyncPolicy,
-    pub sync_options: SyncOptions,
+    /// How the served database syncs (its database-wide knobs, and the connection
+    /// knobs every client's connection uses on this side).
+    pub sync: SyncConfig,
     running: Mutex<Option<Running>>,
 }
 
@@ -124,8 +123,7 @@ impl Server {
             liveness: Liveness::default(),
             read_budget: READ_BUDGET_DEFAULT,
             send_budget: SEND_BUDGET_DEFAULT,
-            policy: SyncPolicy::default(),
-            sync_options: SyncOptions::default(),
+            sync: SyncConfig::default(),
             running: Mutex::new(None),
         }
     }
@@ -200,12 +198,12 @@ impl Server {
         let addr = listener.local_addr().unwrap_or(self.listen);
         let stats = listener.stats();
         let control = listener.control();
-        let (db, sync_opts) = (self.db.clone(), self.sync_options.clone());
+        let (db, config) = (self.db.clone(), self.sync.clone());
         let node =
-            tokio::task::spawn_blocking(move || SyncNode::enable(&db, Role::Server, sync_opts))
+            tokio::task::spawn_blocking(move || SyncNode::enable(&db, Role::Server, &config))
                 .await
                 .map_err(|e| NetError::Config(format!("starting the sync node: {e}")))??;
-        let serve = ServeHandle::start(node, listener, self.policy.clone(), self.max_connections)?;
+        let serve = ServeHandle::start(node, listener, &self.sync, self.max_connections)?;
         tracing::info!(%addr, database = %self.database_name, fingerprint = ?self.fingerprint, "sync server listening");
         *self.lock() = Some(Running {
             serve,
@@ -412,7 +410,7 @@ pub trait ConnectRemote {
         &mut self,
         node: NodeRef,
         remote: &RemoteNode,
-        policy: SyncPolicy,
+        config: &SyncConfig,
     ) -> Result<String, NetError>;
 }
 
@@ -421,8 +419,8 @@ impl ConnectRemote for Topology {
         &mut self,
         node: NodeRef,
         remote: &RemoteNode,
-        policy: SyncPolicy,
+        config: &SyncConfig,
     ) -> Result<String, NetError> {
-        Ok(self.connect_relay(node, Arc::new(remote.relay()), policy)?)
+        Ok(self.connect_relay(node, Arc::new(remote.relay()), config)?)
     }
 }

@@ -15,7 +15,7 @@ use blazedb_net::{
     ServerIdentity, ServerTrust, TcpRelay,
 };
 use blazedb_sync::relay::Relay;
-use blazedb_sync::{EnableSync, Role, ServeHandle, SyncNode, SyncOptions, SyncPolicy};
+use blazedb_sync::{EnableSync, Role, ServeHandle, SyncConfig, SyncNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(20);
@@ -54,8 +54,8 @@ async fn serve(
         .expect("bind");
     let addr = listener.local_addr().expect("tcp");
     let stats = listener.stats();
-    let node = SyncNode::enable(&db, Role::Server, SyncOptions::default()).expect("enable");
-    let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 64).expect("serve");
+    let node = SyncNode::enable(&db, Role::Server, &SyncConfig::default()).expect("enable");
+    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 64).expect("serve");
     Served {
         db,
         serve,
@@ -141,7 +141,7 @@ async fn plain_tcp_and_unix_sockets_sync_with_a_shared_secret() {
     let node = sync.node().clone();
     drop(sync);
     let _serve_unix =
-        ServeHandle::start(node, listener, SyncPolicy::default(), 4).expect("serve unix");
+        ServeHandle::start(node, listener, &SyncConfig::default(), 4).expect("serve unix");
     let third = open(dir.path(), "third");
     let via_unix = blazedb_net::UnixRelay::new(&sock, "main", Credentials::none().secret("s3cret"));
     let sync3 = third

@@ -17,7 +17,7 @@ use blazedb_net::{
     TcpRelay,
 };
 use blazedb_sync::relay::Relay;
-use blazedb_sync::{Role, ServeHandle, SyncNode, SyncOptions, SyncPolicy};
+use blazedb_sync::{Role, ServeHandle, SyncConfig, SyncNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,8 +48,8 @@ async fn serve(opts: impl FnOnce(&mut ListenOptions)) -> Served {
         .expect("bind");
     let addr = listener.local_addr().expect("tcp");
     let stats = listener.stats();
-    let node = SyncNode::enable(&db, Role::Server, SyncOptions::default()).expect("enable");
-    let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 4096).expect("serve");
+    let node = SyncNode::enable(&db, Role::Server, &SyncConfig::default()).expect("enable");
+    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 4096).expect("serve");
     Served {
         db,
         _serve: serve,

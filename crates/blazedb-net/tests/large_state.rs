@@ -8,7 +8,7 @@ use std::time::Duration;
 use blazedb_core::{DocId, Document, Value};
 use blazedb_engine::{Database, KdfParams};
 use blazedb_net::{Credentials, RemoteNode, Server};
-use blazedb_sync::{EnableSync, LossReason, Role, SyncOptions};
+use blazedb_sync::{EnableSync, LossReason, Role, SyncAdvanced, SyncConfig};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -25,9 +25,12 @@ async fn a_merge_state_larger_than_a_client_frame_bootstraps_a_fresh_client() {
     let server_db = open(dir.path(), "server");
     let mut server = Server::new(0, &server_db, "main", Some("tok"), None);
     // Collect the log as soon as every peer has it, so a new client needs a snapshot.
-    server.sync_options = SyncOptions {
-        gc_every_us: 0,
-        ..SyncOptions::default()
+    server.sync = SyncConfig {
+        advanced: SyncAdvanced {
+            gc_every_us: 0,
+            ..SyncAdvanced::default()
+        },
+        ..SyncConfig::default()
     };
     let addr = server.start().await.expect("start");
     let remote = RemoteNode::pinned(

@@ -145,7 +145,7 @@ async fn an_offline_client_and_a_restarted_server_converge_without_losing_writes
     assert!(p3.child.wait().await.expect("wait").success());
     let server = Database::open(&data, "main", "server-pw").expect("open the server's database");
     let node =
-        blazedb_sync::SyncNode::enable(&server, Role::Server, blazedb_sync::SyncOptions::default())
+        blazedb_sync::SyncNode::enable(&server, Role::Server, &blazedb_sync::SyncConfig::default())
             .expect("enable");
     let mut dots = std::collections::BTreeSet::new();
     for e in node.log_writes().expect("log") {

@@ -214,7 +214,7 @@ pub(crate) async fn run(
     ctl: &mut Control,
     status: &watch::Sender<ConnStatus>,
 ) -> (End, Option<PeerInfo>, SessionStats) {
-    let now = || (node.options().clock)();
+    let now = || (node.config().advanced.clock)();
     cfg.grant = wire.grant.clone();
     let (mut session, mut first) = match open(&node, cfg, &mut wire, hint, accepting, ctl).await {
         Ok(opened) => opened,
@@ -348,7 +348,7 @@ async fn open(
         hint
     };
     let session = Session::new(node.clone(), cfg);
-    let t0 = (node.options().clock)();
+    let t0 = (node.config().advanced.clock)();
     let (session, hello) = blocking(session, move |s| s.hello(hint, t0)).await;
     let (Some(session), Some(Ok(hello))) = (session, hello) else {
         return Err((

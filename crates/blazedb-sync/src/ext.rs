@@ -6,15 +6,15 @@ use std::future::Future;
 use blazedb_engine::Database;
 
 use crate::clock::Role;
+use crate::config::SyncConfig;
 use crate::error::Result;
-use crate::handle::{SyncHandle, SyncPolicy};
-use crate::node::SyncOptions;
+use crate::handle::SyncHandle;
 use crate::relay::Relay;
 
 /// Sync for a [`Database`].
 pub trait EnableSync {
     /// Enables sync with `role` and starts syncing through `relay` with the default
-    /// policy (every collection, live). The returned handle starts, stops, syncs now,
+    /// [`SyncConfig`] (every collection, live). The returned handle starts, stops, syncs now,
     /// reports status and reads the conflict log; dropping it stops syncing.
     ///
     /// # Errors
@@ -26,7 +26,7 @@ pub trait EnableSync {
         role: Role,
     ) -> impl Future<Output = Result<SyncHandle>> + Send;
 
-    /// As [`EnableSync::enable_sync`], with a policy and options.
+    /// As [`EnableSync::enable_sync`], with `config`.
     ///
     /// # Errors
     /// As [`EnableSync::enable_sync`].
@@ -34,8 +34,7 @@ pub trait EnableSync {
         &self,
         relay: impl Relay,
         role: Role,
-        policy: SyncPolicy,
-        opts: SyncOptions,
+        config: SyncConfig,
     ) -> impl Future<Output = Result<SyncHandle>> + Send;
 }
 
@@ -45,22 +44,15 @@ impl EnableSync for Database {
         relay: impl Relay,
         role: Role,
     ) -> impl Future<Output = Result<SyncHandle>> + Send {
-        SyncHandle::enable(
-            self,
-            relay,
-            role,
-            SyncPolicy::default(),
-            SyncOptions::default(),
-        )
+        SyncHandle::enable(self, relay, role, SyncConfig::default())
     }
 
     fn enable_sync_with(
         &self,
         relay: impl Relay,
         role: Role,
-        policy: SyncPolicy,
-        opts: SyncOptions,
+        config: SyncConfig,
     ) -> impl Future<Output = Result<SyncHandle>> + Send {
-        SyncHandle::enable(self, relay, role, policy, opts)
+        SyncHandle::enable(self, relay, role, config)
     }
 }

@@ -1,7 +1,6 @@
 //! [`SyncHandle`]: a database syncing with one peer it dials (a client with its
-//! server, or a peer), reconnecting with backoff; and [`SyncPolicy`].
+//! server, or a peer), reconnecting with backoff.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,75 +11,18 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{NodeId, Role};
+use crate::config::SyncConfig;
 use crate::conn::{CommitSignal, ConnStatus, Control, End};
 use crate::error::{Result, SyncError};
-use crate::node::{SyncNode, SyncOptions};
+use crate::node::SyncNode;
 use crate::record::ConflictEntry;
 use crate::relay::Relay;
-use crate::session::{ConnectionMode, PeerInfo, SessionConfig, SessionStats};
+use crate::session::{PeerInfo, SessionStats};
 
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// What a connection syncs, and how.
-#[derive(Clone, Debug)]
-pub struct SyncPolicy {
-    /// Collections that sync (`None`: every collection). Writes to others stay local.
-    pub collections: Option<BTreeSet<String>>,
-    /// Writes per batch (at most [`crate::proto::BATCH_WRITES_MAX`]).
-    pub batch_size: usize,
-    /// Live: changes go out as they commit. Periodic: every `interval`.
-    pub live: bool,
-    pub interval: Duration,
-    pub mode: ConnectionMode,
-}
-
-impl Default for SyncPolicy {
-    fn default() -> Self {
-        Self {
-            collections: None,
-            batch_size: 256,
-            live: true,
-            interval: Duration::from_secs(5),
-            mode: ConnectionMode::Bidirectional,
-        }
-    }
-}
-
-impl SyncPolicy {
-    /// Only these collections sync.
-    #[must_use]
-    pub fn collections<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
-        self.collections = Some(names.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Changes go out every `interval` instead of as they commit.
-    #[must_use]
-    pub fn periodic(mut self, interval: Duration) -> Self {
-        self.live = false;
-        self.interval = interval;
-        self
-    }
-
-    /// The connection's direction, from this side.
-    #[must_use]
-    pub fn mode(mut self, mode: ConnectionMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    pub(crate) fn session_config(&self) -> SessionConfig {
-        SessionConfig {
-            mode: self.mode,
-            batch_max: self.batch_size,
-            collections: self.collections.clone(),
-            ..SessionConfig::default()
-        }
-    }
-}
 
 /// Sync status of one connection (docs/semantics.md, "Status").
 #[derive(Clone, Debug, PartialEq)]
@@ -169,7 +111,7 @@ pub(crate) fn status_of(
 struct Inner {
     node: SyncNode,
     relay: Arc<dyn Relay>,
-    policy: SyncPolicy,
+    config: SyncConfig,
     status_tx: watch::Sender<ConnStatus>,
     status_rx: watch::Receiver<ConnStatus>,
     /// Counters of sessions that ended.
@@ -215,7 +157,7 @@ fn jitter(d: Duration, seed: &mut u64) -> Duration {
 }
 
 impl SyncHandle {
-    /// Enables sync on `db` with `role` and starts syncing through `relay`.
+    /// Enables sync on `db` with `role` and `config` and starts syncing through `relay`.
     ///
     /// # Errors
     /// [`SyncError::RoleMismatch`]; database errors.
@@ -223,31 +165,31 @@ impl SyncHandle {
         db: &Database,
         relay: impl Relay,
         role: Role,
-        policy: SyncPolicy,
-        opts: SyncOptions,
+        config: SyncConfig,
     ) -> Result<SyncHandle> {
-        let db2 = db.clone();
-        let node = tokio::task::spawn_blocking(move || SyncNode::enable(&db2, role, opts))
+        let (db2, node_config) = (db.clone(), config.clone());
+        let node = tokio::task::spawn_blocking(move || SyncNode::enable(&db2, role, &node_config))
             .await
             .map_err(|e| SyncError::Stopped(e.to_string()))??;
-        Self::start_with(node, Arc::new(relay), policy)
+        Self::start_with(node, Arc::new(relay), &config)
     }
 
-    /// Starts syncing an enabled node through `relay`.
+    /// Starts syncing an enabled node through `relay`, with the connection knobs of
+    /// `config` (the node keeps the database-wide ones it was enabled with).
     ///
     /// # Errors
     /// Database errors (registering the commit hook).
     pub fn start_with(
         node: SyncNode,
         relay: Arc<dyn Relay>,
-        policy: SyncPolicy,
+        config: &SyncConfig,
     ) -> Result<SyncHandle> {
         let (status_tx, status_rx) = watch::channel(ConnStatus::default());
         let signal = CommitSignal::new(node.database())?;
         let inner = Arc::new(Inner {
             node,
             relay,
-            policy,
+            config: config.clone(),
             status_tx,
             status_rx,
             base: Mutex::new(SessionStats::default()),
@@ -395,15 +337,15 @@ async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 inner.status_tx.send_modify(|s| s.refused = None);
                 let mut ctl = Control {
                     stop: stop.clone(),
-                    commits: inner.policy.live.then(|| inner.signal.subscribe()),
-                    period: inner.policy.interval,
+                    commits: inner.config.live.then(|| inner.signal.subscribe()),
+                    period: inner.config.interval,
                     wake: Arc::clone(&inner.wake),
                     ping: Arc::clone(&inner.ping),
                     remember_as: Some(target.clone()),
                 };
                 let (end, peer, stats) = crate::conn::run(
                     inner.node.clone(),
-                    inner.policy.session_config(),
+                    inner.config.session_config(),
                     wire,
                     hint,
                     false,

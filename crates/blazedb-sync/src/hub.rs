@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::config::SyncConfig;
 use crate::conn::{CommitSignal, ConnStatus, Control};
 use crate::error::Result;
-use crate::handle::{SyncPolicy, SyncStatus, status_of};
+use crate::handle::{SyncStatus, status_of};
 use crate::node::SyncNode;
 use crate::relay::Listener;
 use crate::session::SessionStats;
@@ -64,7 +65,7 @@ impl ServeHandle {
     pub fn start(
         node: SyncNode,
         listener: impl Listener,
-        policy: SyncPolicy,
+        config: &SyncConfig,
         max_connections: usize,
     ) -> Result<ServeHandle> {
         let registry = Arc::new(Registry {
@@ -77,7 +78,7 @@ impl ServeHandle {
         let task = tokio::spawn(accept_loop(
             node.clone(),
             listener,
-            policy,
+            config.clone(),
             max_connections.max(1),
             Arc::clone(&registry),
             stop_rx,
@@ -134,7 +135,7 @@ impl ServeHandle {
 async fn accept_loop(
     node: SyncNode,
     mut listener: impl Listener,
-    policy: SyncPolicy,
+    config: SyncConfig,
     max: usize,
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
@@ -169,13 +170,13 @@ async fn accept_loop(
             .insert(id, (wire.peer_addr.clone(), status_rx));
         let mut ctl = Control {
             stop: stop.clone(),
-            commits: policy.live.then(|| signal.subscribe()),
-            period: policy.interval,
+            commits: config.live.then(|| signal.subscribe()),
+            period: config.interval,
             wake: Arc::new(Notify::new()),
             ping: Arc::new(AtomicU64::new(0)),
             remember_as: None,
         };
-        let (node, cfg, registry) = (node.clone(), policy.session_config(), Arc::clone(&registry));
+        let (node, cfg, registry) = (node.clone(), config.session_config(), Arc::clone(&registry));
         tasks.spawn(async move {
             let addr = wire.peer_addr.clone();
             let (end, _, _) =

@@ -14,6 +14,7 @@
 
 mod authz;
 pub mod clock;
+pub mod config;
 mod conn;
 mod error;
 mod ext;
@@ -33,14 +34,15 @@ pub mod vv;
 pub mod write;
 
 pub use clock::{Hlc, NodeId, Role};
+pub use config::{SyncAdvanced, SyncConfig};
 pub use conn::ConnStatus;
 pub use error::{Result, SyncError};
 pub use ext::EnableSync;
 pub use grant::Grant;
-pub use handle::{SyncHandle, SyncPolicy, SyncStatus};
+pub use handle::{SyncHandle, SyncStatus};
 pub use hub::ServeHandle;
 pub use merge::{DocState, Loss, MergeError};
-pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode, SyncOptions};
+pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode, WallClock};
 pub use proto::Msg;
 pub use record::{ConflictEntry, Item, LogEntry, SnapDoc, SnapshotProgress};
 pub use relay::{

@@ -161,7 +161,7 @@ impl SyncNode {
 mod tests {
     use super::*;
     use crate::clock::Role;
-    use crate::node::SyncOptions;
+    use crate::config::SyncConfig;
 
     fn node() -> (tempfile::TempDir, SyncNode) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -169,7 +169,7 @@ mod tests {
             .kdf(blazedb_engine::KdfParams::INSECURE_FAST)
             .open(dir.path(), "hub", "pw")
             .expect("open");
-        let n = SyncNode::enable(&db, Role::Server, SyncOptions::default()).expect("enable");
+        let n = SyncNode::enable(&db, Role::Server, &SyncConfig::default()).expect("enable");
         (dir, n)
     }
 

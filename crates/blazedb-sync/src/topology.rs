@@ -12,10 +12,11 @@ use std::time::Duration;
 use blazedb_engine::Database;
 
 use crate::clock::Role;
+use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
-use crate::handle::{SyncHandle, SyncPolicy, SyncStatus};
+use crate::handle::{SyncHandle, SyncStatus};
 use crate::hub::ServeHandle;
-use crate::node::{SyncNode, SyncOptions};
+use crate::node::SyncNode;
 use crate::relay::memory;
 use crate::session::ConnectionMode;
 
@@ -65,7 +66,7 @@ pub struct Topology {
     nodes: Vec<Registered>,
     conns: Vec<Connection>,
     remotes: Vec<RemoteConnection>,
-    opts: SyncOptions,
+    config: SyncConfig,
 }
 
 impl std::fmt::Debug for Topology {
@@ -83,17 +84,18 @@ fn mirror(mode: ConnectionMode) -> ConnectionMode {
 }
 
 impl Topology {
-    /// An empty topology with default sync options.
+    /// An empty topology with the default [`SyncConfig`].
     #[must_use]
     pub fn new() -> Topology {
         Topology::default()
     }
 
-    /// An empty topology whose nodes use `opts`.
+    /// An empty topology whose nodes are enabled with `config`, and whose local
+    /// connections made by [`Topology::connect_local`] use its connection knobs.
     #[must_use]
-    pub fn with_options(opts: SyncOptions) -> Topology {
+    pub fn with_config(config: SyncConfig) -> Topology {
         Topology {
-            opts,
+            config,
             ..Topology::default()
         }
     }
@@ -110,11 +112,11 @@ impl Topology {
         mode: SyncMode,
         role: Role,
     ) -> Result<NodeRef> {
-        let opts = self.opts.clone();
-        self.register_with(db, name, mode, role, opts)
+        let config = self.config.clone();
+        self.register_with(db, name, mode, role, &config)
     }
 
-    /// As [`Topology::register`], with this node's own options.
+    /// As [`Topology::register`], with this node's own configuration.
     ///
     /// # Errors
     /// As [`Topology::register`].
@@ -124,14 +126,14 @@ impl Topology {
         name: &str,
         mode: SyncMode,
         role: Role,
-        opts: SyncOptions,
+        config: &SyncConfig,
     ) -> Result<NodeRef> {
         if self.nodes.iter().any(|n| n.name == name) {
             return Err(SyncError::Protocol(format!(
                 "a node named '{name}' is registered already"
             )));
         }
-        let node = SyncNode::enable(db, role, opts)?;
+        let node = SyncNode::enable(db, role, config)?;
         self.nodes.push(Registered {
             name: name.to_owned(),
             mode,
@@ -158,11 +160,12 @@ impl Topology {
         to: NodeRef,
         mode: ConnectionMode,
     ) -> Result<()> {
-        self.connect_local_with(from, to, SyncPolicy::default().mode(mode))
+        let config = self.config.clone().mode(mode);
+        self.connect_local_with(from, to, &config)
     }
 
-    /// As [`Topology::connect_local`], with a full policy (collections, batch size,
-    /// live or periodic) applied on both sides.
+    /// As [`Topology::connect_local`], with the connection knobs of `config`
+    /// (collections, direction, batch size, live or periodic) applied on both sides.
     ///
     /// # Errors
     /// As [`Topology::connect_local`].
@@ -170,7 +173,7 @@ impl Topology {
         &mut self,
         from: NodeRef,
         to: NodeRef,
-        policy: SyncPolicy,
+        config: &SyncConfig,
     ) -> Result<()> {
         let (a, b) = (self.get(from)?, self.get(to)?);
         if from == to {
@@ -197,17 +200,13 @@ impl Topology {
             )));
         }
         let (relay, listener) = memory(&format!("{}->{}", a.name, b.name));
-        let server_policy = SyncPolicy {
-            mode: mirror(policy.mode),
-            ..policy.clone()
-        };
-        let server = ServeHandle::start(b.node.clone(), listener, server_policy, 1)?;
-        let dialer =
-            SyncHandle::start_with(a.node.clone(), std::sync::Arc::new(relay), policy.clone())?;
+        let server_config = config.clone().mode(mirror(config.mode));
+        let server = ServeHandle::start(b.node.clone(), listener, &server_config, 1)?;
+        let dialer = SyncHandle::start_with(a.node.clone(), std::sync::Arc::new(relay), config)?;
         self.conns.push(Connection {
             from,
             to,
-            mode: policy.mode,
+            mode: config.mode,
             dialer,
             server,
         });
@@ -225,7 +224,7 @@ impl Topology {
         &mut self,
         from: NodeRef,
         relay: std::sync::Arc<dyn crate::relay::Relay>,
-        policy: SyncPolicy,
+        config: &SyncConfig,
     ) -> Result<String> {
         let a = self.get(from)?;
         if a.mode == SyncMode::LocalOnly {
@@ -241,11 +240,11 @@ impl Topology {
                 a.name
             )));
         }
-        let dialer = SyncHandle::start_with(a.node.clone(), relay, policy.clone())?;
+        let dialer = SyncHandle::start_with(a.node.clone(), relay, config)?;
         self.remotes.push(RemoteConnection {
             from,
             to: to.clone(),
-            mode: policy.mode,
+            mode: config.mode,
             dialer,
         });
         Ok(to)

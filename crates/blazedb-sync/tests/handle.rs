@@ -7,7 +7,7 @@ use std::time::Duration;
 use blazedb_core::Document;
 use blazedb_engine::{Database, KdfParams};
 use blazedb_sync::clock::wall_now_us;
-use blazedb_sync::{EnableSync, Role, ServeHandle, SyncNode, SyncOptions, SyncPolicy, memory};
+use blazedb_sync::{EnableSync, Role, ServeHandle, SyncAdvanced, SyncConfig, SyncNode, memory};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -22,9 +22,9 @@ fn open(dir: &std::path::Path, name: &str) -> Database {
 async fn enable_sync_reports_status_through_offline_periods_and_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-    let node = SyncNode::enable(&server, Role::Server, SyncOptions::default()).expect("enable");
+    let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
     let (relay, listener) = memory("server");
-    let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 16).expect("serve");
+    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
     let sync = client
         .enable_sync(relay, Role::Client)
         .await
@@ -68,17 +68,20 @@ async fn enable_sync_reports_status_through_offline_periods_and_catches_up() {
 async fn a_clock_far_ahead_is_refused_and_the_skew_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-    let node = SyncNode::enable(&server, Role::Server, SyncOptions::default()).expect("enable");
+    let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
     let (relay, listener) = memory("server");
-    let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 16).expect("serve");
+    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
     let ahead_us: u64 = 10 * 60 * 1_000_000; // beyond the 5-minute default bound
-    let fast = SyncOptions {
-        clock: Arc::new(move || wall_now_us() + ahead_us),
-        stamp_with_write_time: false,
-        ..SyncOptions::default()
+    let fast = SyncConfig {
+        advanced: SyncAdvanced {
+            clock: Arc::new(move || wall_now_us() + ahead_us),
+            stamp_with_write_time: false,
+            ..SyncAdvanced::default()
+        },
+        ..SyncConfig::default()
     };
     let sync = client
-        .enable_sync_with(relay, Role::Client, SyncPolicy::default(), fast)
+        .enable_sync_with(relay, Role::Client, fast)
         .await
         .expect("enable_sync");
     let id = client
@@ -125,16 +128,16 @@ async fn next_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_and_periodic_policies_both_deliver_without_being_asked() {
     for policy in [
-        SyncPolicy::default(),
-        SyncPolicy::default().periodic(Duration::from_millis(300)),
+        SyncConfig::default(),
+        SyncConfig::default().periodic(Duration::from_millis(300)),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-        let node = SyncNode::enable(&server, Role::Server, SyncOptions::default()).expect("enable");
+        let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
         let (relay, listener) = memory("server");
-        let serve = ServeHandle::start(node, listener, SyncPolicy::default(), 16).expect("serve");
+        let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
         let sync = client
-            .enable_sync_with(relay, Role::Client, policy.clone(), SyncOptions::default())
+            .enable_sync_with(relay, Role::Client, policy.clone())
             .await
             .expect("enable_sync");
         // Subscribed on the server: the applied remote write is delivered like a local one.

@@ -15,7 +15,7 @@ use blazedb_core::{DocId, Document, Fields, Value};
 use blazedb_engine::{Database, KdfParams};
 use blazedb_sync::{
     DocState, Dot, Grant, Hlc, Item, Msg, NodeId, Op, Role, Session, SessionConfig, SnapDoc, Stamp,
-    SyncNode, SyncOptions, Vv, Write,
+    SyncConfig, SyncNode, Vv, Write,
 };
 use proptest::prelude::*;
 
@@ -166,7 +166,7 @@ fn hub() -> Hub {
         .kdf(KdfParams::INSECURE_FAST)
         .open(dir.path(), "hub", "pw")
         .expect("open");
-    let node = SyncNode::enable(&db, Role::Server, SyncOptions::default()).expect("enable");
+    let node = SyncNode::enable(&db, Role::Server, &SyncConfig::default()).expect("enable");
     for i in 0..SEEDED {
         db.collection(COLL)
             .put(

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use blazedb_core::Document;
 use blazedb_engine::{Database, Error, KdfParams, OpenMode, database_path};
-use blazedb_sync::{Role, SyncError, SyncNode, SyncOptions};
+use blazedb_sync::{Role, SyncConfig, SyncError, SyncNode};
 
 fn open(dir: &Path, name: &str, mode: OpenMode) -> Database {
     Database::builder()
@@ -35,7 +35,7 @@ fn an_enabled_database_enables_and_reads_its_sync_state_on_a_read_only_handle_un
     let dir = tempfile::tempdir().expect("tempdir");
     let (node_id, log_last) = {
         let db = open(dir.path(), "a", OpenMode::OpenOrCreate);
-        let node = SyncNode::enable(&db, Role::Client, SyncOptions::default()).expect("enable");
+        let node = SyncNode::enable(&db, Role::Client, &SyncConfig::default()).expect("enable");
         db.collection("t")
             .insert(Document::new().with("k", 1i64))
             .expect("insert");
@@ -51,13 +51,13 @@ fn an_enabled_database_enables_and_reads_its_sync_state_on_a_read_only_handle_un
         SyncNode::stored_role(&db).expect("stored role"),
         Some(Role::Client)
     );
-    let node = SyncNode::enable(&db, Role::Client, SyncOptions::default()).expect("enable");
+    let node = SyncNode::enable(&db, Role::Client, &SyncConfig::default()).expect("enable");
     assert_eq!(node.node_id(), node_id);
     assert_eq!(node.log_last().expect("log_last"), log_last);
     assert_eq!(node.unabsorbed().expect("unabsorbed"), 1);
     assert!(node.conflicts(0, usize::MAX).expect("conflicts").is_empty());
     assert!(node.known_targets().expect("targets").is_empty());
-    let other = SyncNode::enable(&db, Role::Server, SyncOptions::default());
+    let other = SyncNode::enable(&db, Role::Server, &SyncConfig::default());
     assert!(
         matches!(other, Err(SyncError::RoleMismatch { .. })),
         "{other:?}"
@@ -79,7 +79,7 @@ fn enabling_sync_for_the_first_time_on_a_read_only_handle_is_refused_and_writes_
     let path = database_path(dir.path(), "a");
     let before = files(&path);
     let db = open(dir.path(), "a", OpenMode::ReadOnly);
-    let r = SyncNode::enable(&db, Role::Client, SyncOptions::default());
+    let r = SyncNode::enable(&db, Role::Client, &SyncConfig::default());
     assert!(
         matches!(r, Err(SyncError::Db(Error::ReadOnly { .. }))),
         "{r:?}"

@@ -488,9 +488,9 @@ async fn a_pull_only_connection_receives_but_never_sends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_limited_to_some_collections_leaves_the_others_local() {
     let mut net = Net::new(&[Role::Server, Role::Client]);
-    let policy = blazedb_sync::SyncPolicy::default().collections(["shared"]);
+    let config = blazedb_sync::SyncConfig::default().collections(["shared"]);
     net.topo
-        .connect_local_with(net.refs[1], net.refs[0], policy)
+        .connect_local_with(net.refs[1], net.refs[0], &config)
         .expect("connect");
     let a = net.dbs[1]
         .collection("shared")
@@ -527,11 +527,11 @@ async fn local_only_fields_never_travel_and_survive_remote_replacements() {
             .expect("open")
     };
     let (a, b) = (open("a"), open("b"));
-    let opts = blazedb_sync::SyncOptions {
+    let config = blazedb_sync::SyncConfig {
         local_fields: ["note".to_owned()].into(),
-        ..blazedb_sync::SyncOptions::default()
+        ..blazedb_sync::SyncConfig::default()
     };
-    let mut topo = Topology::with_options(opts);
+    let mut topo = Topology::with_config(config);
     let ra = topo
         .register(&a, "a", SyncMode::LocalOnly, Role::Server)
         .expect("register");
@@ -578,11 +578,11 @@ async fn local_only_fields_never_travel_and_survive_remote_replacements() {
     topo.shutdown().await;
 }
 
-fn hub_options(retention_us: u64) -> blazedb_sync::SyncOptions {
-    blazedb_sync::SyncOptions {
+fn hub_config(retention_us: u64) -> blazedb_sync::SyncConfig {
+    blazedb_sync::SyncConfig {
         tombstone_gc: true,
         retention_us,
-        ..blazedb_sync::SyncOptions::default()
+        ..blazedb_sync::SyncConfig::default()
     }
 }
 
@@ -612,7 +612,7 @@ fn hub_and_two_clients(dir: &std::path::Path, second: &str) -> Hub {
             "server",
             SyncMode::LocalAndRemote,
             Role::Server,
-            hub_options(u64::MAX),
+            &hub_config(u64::MAX),
         )
         .expect("register");
     let r1 = topo
@@ -709,7 +709,7 @@ async fn a_client_forgotten_past_the_retention_bootstraps_again_without_resurrec
             "server",
             SyncMode::LocalAndRemote,
             Role::Server,
-            hub_options(0),
+            &hub_config(0),
         )
         .expect("register");
     let rs = topo
@@ -928,11 +928,11 @@ async fn local_only_fields_that_no_longer_fit_beside_a_merged_document_are_dropp
             .expect("open")
     };
     let (a, b) = (open("a"), open("b"));
-    let opts = blazedb_sync::SyncOptions {
+    let config = blazedb_sync::SyncConfig {
         local_fields: ["note".to_owned(), "tag".to_owned()].into(),
-        ..blazedb_sync::SyncOptions::default()
+        ..blazedb_sync::SyncConfig::default()
     };
-    let mut topo = Topology::with_options(opts);
+    let mut topo = Topology::with_config(config);
     let ra = topo
         .register(&a, "a", SyncMode::LocalOnly, Role::Server)
         .expect("register");

@@ -34,7 +34,8 @@ use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Document, Fields, Value};
 use blazedb_engine::{Database, Durability, KdfParams, Patch};
 use blazedb_sync::{
-    ConnectionMode, Dot, Msg, NodeId, Role, Session, SessionConfig, SyncNode, SyncOptions,
+    ConnectionMode, Dot, Msg, NodeId, Role, Session, SessionConfig, SyncAdvanced, SyncConfig,
+    SyncNode,
 };
 use common::model::{FIELDS, MWrite, Model};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -321,17 +322,20 @@ impl World {
             .open(&n.dir, "db", "pw")
             .expect("open");
         let clock = Arc::clone(&n.clock);
-        let opts = SyncOptions {
-            drift_max_us: DRIFT_US,
-            clock: Arc::new(move || clock.load(Ordering::SeqCst)),
-            stamp_with_write_time: false,
-            durability: Durability::Eventual,
+        let config = SyncConfig {
             local_fields: Default::default(),
             tombstone_gc: n.hub && std::env::var("BLAZEDB_SIM_NO_TGC").is_err(),
-            gc_every_us: 200_000,
-            ..SyncOptions::default()
+            advanced: SyncAdvanced {
+                drift_max_us: DRIFT_US,
+                clock: Arc::new(move || clock.load(Ordering::SeqCst)),
+                stamp_with_write_time: false,
+                durability: Durability::Eventual,
+                gc_every_us: 200_000,
+                ..SyncAdvanced::default()
+            },
+            ..SyncConfig::default()
         };
-        n.sync = Some(SyncNode::enable(&db, n.role, opts).expect("enable"));
+        n.sync = Some(SyncNode::enable(&db, n.role, &config).expect("enable"));
         n.db = Some(db);
     }
 

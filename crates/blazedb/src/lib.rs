@@ -85,7 +85,9 @@ pub mod json {
 pub mod sync {
     // Turning sync on, and watching it.
     pub use blazedb_sync::{ConnStatus, SessionStats};
-    pub use blazedb_sync::{EnableSync, SyncHandle, SyncOptions, SyncPolicy, SyncStatus};
+    pub use blazedb_sync::{
+        EnableSync, SyncAdvanced, SyncConfig, SyncHandle, SyncStatus, WallClock,
+    };
     // Roles and identities.
     pub use blazedb_sync::{NodeId, Role};
     // What a write carries, and what lost.

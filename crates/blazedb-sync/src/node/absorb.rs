@@ -136,7 +136,7 @@ impl SyncNode {
                     ChangeOp::Update { set, unset } => Op::Patch { set, unset },
                     ChangeOp::Delete => Op::Delete,
                 };
-                let at = if self.opts.stamp_with_write_time {
+                let at = if self.opts.advanced.stamp_with_write_time {
                     u64::try_from(c.at.as_micros()).unwrap_or(0)
                 } else {
                     self.now_us()

@@ -95,7 +95,7 @@ impl SyncNode {
                     continue;
                 }
             };
-            Clock::check_drift(w.stamp.hlc, now, self.opts.drift_max_us)?;
+            Clock::check_drift(w.stamp.hlc, now, self.opts.advanced.drift_max_us)?;
             if w.stamp.node() == peer && w.stamp.role != peer_role {
                 return Err(SyncError::Protocol(format!(
                     "peer {peer} is a {peer_role} but sent its own write {} as a {}",

@@ -1,5 +1,5 @@
 //! Garbage collection: the sync log below what every known peer has, and (with
-//! `SyncOptions::tombstone_gc`) the tombstones and history those writes leave.
+//! `SyncConfig::tombstone_gc`) the tombstones and history those writes leave.
 //!
 //! Invariants:
 //! - Nothing a known peer may still need is collected: the floor is the minimum over
@@ -16,14 +16,14 @@ use blazedb_engine::internal::SyncWrite;
 
 impl SyncNode {
     /// Collects what every known peer has (docs/semantics.md, "Garbage collection"): the sync log below the lowest
-    /// position every peer holds, and — with [`SyncOptions::tombstone_gc`](crate::SyncOptions::tombstone_gc) — the
+    /// position every peer holds, and — with [`SyncConfig::tombstone_gc`](crate::SyncConfig::tombstone_gc) — the
     /// tombstones and history those writes leave in document states.
     ///
     /// A log position `p` is *stable for peer P* once P acknowledged it and this node
     /// has applied P's log up to where P's log stood at that acknowledgment: then P
     /// has every write up to `p`, and every write P made before it had them is here
     /// (`PeerRecord::settle`). The log is pruned up to the minimum over known peers.
-    /// Peers silent beyond [`SyncOptions::retention_us`](crate::SyncOptions::retention_us) are forgotten first. With no
+    /// Peers silent beyond [`SyncConfig::retention_us`](crate::SyncConfig::retention_us) are forgotten first. With no
     /// known peer nothing is pruned. Does at most a bounded chunk per call.
     ///
     /// # Errors
@@ -108,7 +108,7 @@ impl SyncNode {
     /// [`SyncNode::maybe_collect_garbage`]).
     pub(crate) fn gc_due(&self, now_us: u64) -> bool {
         let last = self.last_gc_us.load(std::sync::atomic::Ordering::Acquire);
-        now_us.saturating_sub(last) >= self.opts.gc_every_us
+        now_us.saturating_sub(last) >= self.opts.advanced.gc_every_us
     }
 
     /// Runs [`SyncNode::collect_garbage`] if the last run is older than `every_us`.

@@ -26,9 +26,10 @@ use std::sync::Arc;
 
 use blazedb_core::DocId;
 use blazedb_engine::internal::{SyncDatabase, SyncWrite};
-use blazedb_engine::{Database, Durability, WriteTxn};
+use blazedb_engine::{Database, WriteTxn};
 
-use crate::clock::{Clock, DRIFT_MAX_DEFAULT_US, NodeId, Role, wall_now_us};
+use crate::clock::{Clock, NodeId, Role};
+use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
 use crate::merge::DocState;
 use crate::record::{self, INDEX, META_KEY, META_VERSION, Meta, NS_DOC, NS_META, SnapDoc};
@@ -72,67 +73,6 @@ pub struct GcReport {
 
 /// A source of wall-clock time in microseconds since the epoch.
 pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// Options of a sync node.
-#[derive(Clone)]
-pub struct SyncOptions {
-    /// How far ahead of the local clock a remote stamp may be (docs/semantics.md, "Clock hygiene").
-    pub drift_max_us: u64,
-    /// The wall clock (the system clock by default; simulations inject their own).
-    pub clock: WallClock,
-    /// Stamp local writes with the time they were made (from the change log) rather
-    /// than the time sync took them over. On by default; simulations with an injected
-    /// clock turn it off.
-    pub stamp_with_write_time: bool,
-    /// Top-level fields that never sync: they stay in this database's documents, are
-    /// never sent, and remote writes leave them alone (a remote delete still removes
-    /// the whole document; and where a merged document grows so that one no longer
-    /// fits beside it within the engine's document limit, it is dropped with a
-    /// warning: those that still fit are kept, in name order). Exclusion belongs to the
-    /// database rather than to one connection: a field kept off one connection would
-    /// still travel over another and come back through a third.
-    pub local_fields: std::collections::BTreeSet<String>,
-    /// A peer not heard from for this long is forgotten: garbage collection stops
-    /// waiting for it, and if it comes back it must bootstrap again (its unsent writes
-    /// go to its conflict log as expired). Default: 30 days.
-    pub retention_us: u64,
-    /// Collect tombstones and conflict history once stable (see
-    /// [`SyncNode::collect_garbage`]). Safe only on a node that every other node syncs
-    /// with directly — the server of a hub-and-spoke deployment — so off by default;
-    /// the sync log is pruned either way.
-    pub tombstone_gc: bool,
-    /// How often sessions run garbage collection (at most; they share the rate).
-    pub gc_every_us: u64,
-    /// Durability of the sync layer's own transactions (applied batches, taken-over
-    /// local writes). Durable by default: a batch is acknowledged only once it is on
-    /// disk, so a peer may forget what it sent.
-    pub durability: Durability,
-}
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        Self {
-            drift_max_us: DRIFT_MAX_DEFAULT_US,
-            clock: Arc::new(wall_now_us),
-            stamp_with_write_time: true,
-            durability: Durability::Immediate,
-            local_fields: std::collections::BTreeSet::new(),
-            retention_us: RETENTION_DEFAULT_US,
-            tombstone_gc: false,
-            gc_every_us: 10_000_000,
-        }
-    }
-}
-
-impl std::fmt::Debug for SyncOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncOptions")
-            .field("drift_max_us", &self.drift_max_us)
-            .field("stamp_with_write_time", &self.stamp_with_write_time)
-            .field("local_fields", &self.local_fields)
-            .finish_non_exhaustive()
-    }
-}
 
 /// What applying a batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -223,7 +163,7 @@ impl States {
 #[derive(Clone)]
 pub struct SyncNode {
     db: Database,
-    opts: SyncOptions,
+    opts: SyncConfig,
     node: NodeId,
     role: Role,
     /// Peers with a session open now (never forgotten for silence), with counts.
@@ -253,7 +193,8 @@ impl SyncNode {
     /// [`SyncError::RoleMismatch`] if it was enabled with the other role before;
     /// database errors (`Error::ReadOnly` when a read-only handle is enabled for the
     /// first time). Nothing is written on error.
-    pub fn enable(db: &Database, role: Role, opts: SyncOptions) -> Result<SyncNode> {
+    pub fn enable(db: &Database, role: Role, config: &SyncConfig) -> Result<SyncNode> {
+        let opts = config.clone();
         if let Some(meta) = record::load_meta(&mut &db.begin_read()?)? {
             return Self::enabled(db, role, opts, &meta);
         }
@@ -283,7 +224,7 @@ impl SyncNode {
                 };
                 let this = SyncNode {
                     db: db.clone(),
-                    opts: opts.clone(),
+                    opts,
                     node,
                     role,
                     connected: Arc::default(),
@@ -299,7 +240,7 @@ impl SyncNode {
 
     /// The node of a database whose stored sync metadata is `meta`, if `role` is the one
     /// it keeps.
-    fn enabled(db: &Database, role: Role, opts: SyncOptions, meta: &Meta) -> Result<SyncNode> {
+    fn enabled(db: &Database, role: Role, opts: SyncConfig, meta: &Meta) -> Result<SyncNode> {
         if meta.role != role {
             return Err(SyncError::RoleMismatch {
                 stored: meta.role,
@@ -344,19 +285,19 @@ impl SyncNode {
         &self.db
     }
 
-    /// The options.
+    /// The configuration the node was enabled with (its database-wide knobs apply).
     #[must_use]
-    pub fn options(&self) -> &SyncOptions {
+    pub fn config(&self) -> &SyncConfig {
         &self.opts
     }
 
     fn now_us(&self) -> u64 {
-        (self.opts.clock)()
+        (self.opts.advanced.clock)()
     }
 
     fn begin(&self) -> Result<(WriteTxn<'_>, Meta)> {
         let mut tx = self.db.begin_apply()?;
-        tx.set_durability(self.opts.durability);
+        tx.set_durability(self.opts.advanced.durability);
         let meta = record::load_meta(&mut tx)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
             detail: "the sync metadata record is missing".into(),

@@ -25,7 +25,7 @@ impl Session {
         Ok(out)
     }
 
-    /// The collections this session carries: the policy's, within the peer's grant.
+    /// The collections this session carries: the configuration's, within the peer's grant.
     pub(super) fn keep(&self) -> impl Fn(&str) -> bool + use<> {
         let set = self.cfg.collections.clone();
         let grant = self.cfg.grant.clone();
@@ -110,7 +110,7 @@ impl Session {
         };
         if let Err(e) = self
             .node
-            .maybe_collect_garbage(now_us, self.node.options().gc_every_us)
+            .maybe_collect_garbage(now_us, self.node.config().advanced.gc_every_us)
         {
             tracing::warn!(error = %e, "garbage collection failed");
         }

@@ -140,6 +140,9 @@ pub fn wall_now_us() -> u64 {
     u64::try_from(blazedb_core::Timestamp::now().as_micros()).unwrap_or(0)
 }
 
+/// A source of wall-clock time in microseconds since the epoch.
+pub type WallClock = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,31 @@ use std::time::Duration;
 
 use blazedb_engine::Durability;
 
-use crate::clock::{DRIFT_MAX_DEFAULT_US, wall_now_us};
-use crate::node::{RETENTION_DEFAULT_US, WallClock};
-use crate::session::{ConnectionMode, SessionConfig};
+use crate::clock::{DRIFT_MAX_DEFAULT_US, WallClock, wall_now_us};
+
+/// Default retention of silent peers: 30 days.
+pub const RETENTION_DEFAULT_US: u64 = 30 * 24 * 3600 * 1_000_000;
+
+/// Which directions a connection carries, seen from this side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConnectionMode {
+    /// Both ways.
+    #[default]
+    Bidirectional,
+    /// Only receive the peer's writes.
+    PullOnly,
+    /// Only send our writes.
+    PushOnly,
+}
+
+impl ConnectionMode {
+    pub(crate) fn sends(self) -> bool {
+        self != ConnectionMode::PullOnly
+    }
+    pub(crate) fn accepts(self) -> bool {
+        self != ConnectionMode::PushOnly
+    }
+}
 
 /// How a database syncs: built once, with [`Default`] and the builder methods, and
 /// passed to every entry point (`enable_sync_with`, [`crate::SyncNode::enable`],
@@ -188,16 +210,6 @@ impl SyncConfig {
     pub fn advanced(mut self, advanced: SyncAdvanced) -> Self {
         self.advanced = advanced;
         self
-    }
-
-    /// This connection's session settings.
-    pub(crate) fn session_config(&self) -> SessionConfig {
-        SessionConfig {
-            mode: self.mode,
-            batch_max: self.advanced.batch_size,
-            collections: self.collections.clone(),
-            ..SessionConfig::default()
-        }
     }
 }
 

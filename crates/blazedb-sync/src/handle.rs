@@ -345,7 +345,7 @@ async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 };
                 let (end, peer, stats) = crate::conn::run(
                     inner.node.clone(),
-                    inner.config.session_config(),
+                    crate::session::SessionConfig::of(&inner.config),
                     wire,
                     hint,
                     false,

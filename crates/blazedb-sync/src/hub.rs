@@ -176,7 +176,11 @@ async fn accept_loop(
             ping: Arc::new(AtomicU64::new(0)),
             remember_as: None,
         };
-        let (node, cfg, registry) = (node.clone(), config.session_config(), Arc::clone(&registry));
+        let (node, cfg, registry) = (
+            node.clone(),
+            crate::session::SessionConfig::of(&config),
+            Arc::clone(&registry),
+        );
         tasks.spawn(async move {
             let addr = wire.peer_addr.clone();
             let (end, _, _) =

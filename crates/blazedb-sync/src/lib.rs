@@ -33,8 +33,8 @@ pub mod topology;
 pub mod vv;
 pub mod write;
 
-pub use clock::{Hlc, NodeId, Role};
-pub use config::{SyncAdvanced, SyncConfig};
+pub use clock::{Hlc, NodeId, Role, WallClock};
+pub use config::{ConnectionMode, SyncAdvanced, SyncConfig};
 pub use conn::ConnStatus;
 pub use error::{Result, SyncError};
 pub use ext::EnableSync;
@@ -42,13 +42,13 @@ pub use grant::Grant;
 pub use handle::{SyncHandle, SyncStatus};
 pub use hub::ServeHandle;
 pub use merge::{DocState, Loss, MergeError};
-pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode, WallClock};
+pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode};
 pub use proto::Msg;
 pub use record::{ConflictEntry, Item, LogEntry, SnapDoc, SnapshotProgress};
 pub use relay::{
     Budget, Delivery, Listener, MemoryListener, MemoryRelay, Relay, RelayTarget, Wire, memory,
 };
-pub use session::{ConnectionMode, Session, SessionConfig, SessionStats};
+pub use session::{Session, SessionConfig, SessionStats};
 pub use topology::{NodeRef, SyncMode, Topology};
 pub use vv::{Dot, Vv};
 pub use write::{Held, LossReason, Op, Stamp, Write};

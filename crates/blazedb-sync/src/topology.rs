@@ -12,13 +12,13 @@ use std::time::Duration;
 use blazedb_engine::Database;
 
 use crate::clock::Role;
+use crate::config::ConnectionMode;
 use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
 use crate::handle::{SyncHandle, SyncStatus};
 use crate::hub::ServeHandle;
 use crate::node::SyncNode;
 use crate::relay::memory;
-use crate::session::ConnectionMode;
 
 /// Where a registered node may connect.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

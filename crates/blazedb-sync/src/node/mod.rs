@@ -47,8 +47,6 @@ mod snapshot;
 pub const BATCH_BYTES_MAX: usize = 1 << 20;
 /// Target size of one snapshot page.
 pub const SNAPSHOT_PAGE_BYTES: usize = 1 << 20;
-/// Default retention of silent peers: 30 days.
-pub const RETENTION_DEFAULT_US: u64 = 30 * 24 * 3600 * 1_000_000;
 /// Most sync-log entries collected (or dropped by a wipe) in one transaction.
 const GC_CHUNK: u64 = 10_000;
 
@@ -70,9 +68,6 @@ pub struct GcReport {
     /// Peers forgotten for silence beyond the retention.
     pub peers_forgotten: u64,
 }
-
-/// A source of wall-clock time in microseconds since the epoch.
-pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// What applying a batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::authz;
 use crate::clock::{NodeId, Role};
+use crate::config::{ConnectionMode, SyncConfig};
 use crate::error::SyncError;
 use crate::grant::Grant;
 use crate::node::{SnapshotPage, SyncNode};
@@ -34,27 +35,6 @@ use crate::record::SnapshotProgress;
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
-
-/// Which directions a connection carries, seen from this side.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ConnectionMode {
-    /// Both ways.
-    #[default]
-    Bidirectional,
-    /// Only receive the peer's writes.
-    PullOnly,
-    /// Only send our writes.
-    PushOnly,
-}
-
-impl ConnectionMode {
-    fn sends(self) -> bool {
-        self != ConnectionMode::PullOnly
-    }
-    fn accepts(self) -> bool {
-        self != ConnectionMode::PushOnly
-    }
-}
 
 /// How one session behaves.
 #[derive(Clone, Debug)]
@@ -81,6 +61,18 @@ impl Default for SessionConfig {
             resend_after_us: RESEND_AFTER_DEFAULT_US,
             collections: None,
             grant: Grant::peer(),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The session settings of one connection made with `config`.
+    pub(crate) fn of(config: &SyncConfig) -> SessionConfig {
+        SessionConfig {
+            mode: config.mode,
+            batch_max: config.advanced.batch_size,
+            collections: config.collections.clone(),
+            ..SessionConfig::default()
         }
     }
 }

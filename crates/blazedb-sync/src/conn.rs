@@ -216,7 +216,10 @@ pub(crate) async fn run(
 ) -> (End, Option<PeerInfo>, SessionStats) {
     let now = || (node.config().advanced.clock)();
     cfg.grant = wire.grant.clone();
-    let (mut session, mut first) = match open(&node, cfg, &mut wire, hint, accepting, ctl).await {
+    // Boxed: the opening's state would otherwise stay part of this future, so of every
+    // connection's memory, for the whole session (measured: 3.6 KB unboxed, 2.7 KB).
+    let opening = Box::pin(open(&node, cfg, &mut wire, hint, accepting, ctl));
+    let (mut session, mut first) = match opening.await {
         Ok(opened) => opened,
         Err((end, stats)) => return (end, None, stats),
     };

@@ -20,7 +20,7 @@ use crate::syncing::stamp_json;
 pub const INSERT_STREAM_MAX: usize = 1_000_000;
 
 fn id_of(text: &str) -> CliResult<DocId> {
-    text.parse::<DocId>().map_err(CliError::from)
+    Ok(text.parse::<DocId>().map_err(blazedb::Error::from)?)
 }
 
 fn fields_of(text: &str) -> CliResult<blazedb::Fields> {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::id::DocId;
+use crate::id::{DocId, ParseIdError};
 
 /// Shorthand for results of BlazeDB operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -172,6 +172,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<ParseIdError> for Error {
+    fn from(e: ParseIdError) -> Self {
+        Error::InvalidValue {
+            reason: e.to_string(),
+        }
+    }
 }
 
 impl Error {

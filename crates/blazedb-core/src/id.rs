@@ -1,10 +1,12 @@
 //! Document ids.
 //!
 //! Invariant: this module depends on no other module of the crate (the error type names
-//! [`DocId`], and parsing an id from text, which can fail, lives in `document`), so the
-//! lower modules can all use ids without a circle of imports.
+//! [`DocId`]): parsing fails with this module's own [`ParseIdError`], which the crate's
+//! error type converts from, so the lower modules can all use ids without a circle of
+//! imports.
 
 use std::fmt;
+use std::str::FromStr;
 
 use uuid::Uuid;
 
@@ -47,5 +49,24 @@ impl fmt::Display for DocId {
 impl From<Uuid> for DocId {
     fn from(u: Uuid) -> Self {
         Self(u)
+    }
+}
+
+/// Text that is not a document id. Converts into the crate's error as
+/// `Error::InvalidValue`, so `?` works in functions returning `blazedb::Result`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("'{text}' is not a document id (a UUID): {reason}")]
+pub struct ParseIdError {
+    text: String,
+    reason: String,
+}
+
+impl FromStr for DocId {
+    type Err = ParseIdError;
+    fn from_str(s: &str) -> Result<Self, ParseIdError> {
+        Uuid::parse_str(s).map(DocId).map_err(|e| ParseIdError {
+            text: s.to_owned(),
+            reason: e.to_string(),
+        })
     }
 }

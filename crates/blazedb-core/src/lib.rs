@@ -20,5 +20,5 @@ pub mod value;
 
 pub use document::{Document, Fields};
 pub use error::{CorruptionSite, Error, NameKind, Result};
-pub use id::DocId;
+pub use id::{DocId, ParseIdError};
 pub use value::{Timestamp, Value};

@@ -1,22 +1,14 @@
-//! [`Collection`]: a named collection on a database; each call is its own transaction.
+//! What a [`Collection`] does: a named collection on a database; each call is its own
+//! transaction.
 //!
 //! Above the handle and the transactions (it imports them; they import nothing of it).
-//! [`Database::collection`] makes one, so the handle's signatures name [`Collection`]:
-//! the one intended pair of modules that name each other (see `handle`).
+//! The struct itself is defined with the [`Database`] it borrows, in `handle`, so the
+//! handle's constructor [`Database::collection`] names nothing above the handle.
 
 use blazedb_core::{DocId, Document, Result};
 
-use crate::handle::Database;
+use crate::handle::{Collection, Database};
 use crate::txn::Patch;
-
-/// A handle on one collection. Every method runs in its own transaction; batch methods
-/// (`*_many`) are atomic: all of the batch or none of it. For several collections in one
-/// transaction use [`Database::begin_write`].
-#[derive(Clone, Debug)]
-pub struct Collection<'db> {
-    db: &'db Database,
-    name: String,
-}
 
 impl Database {
     /// A handle on collection `name`. The name is checked on use; the collection comes

@@ -1,4 +1,5 @@
-//! The [`Database`] handle and the state its clones share.
+//! The [`Database`] handle, the state its clones share, and the per-collection handles
+//! that borrow it ([`Collection`], [`TypedCollection`]).
 //!
 //! This module sits below everything that works on a database (transactions, hooks,
 //! opening and creating, export and import): they name the handle from here, and this
@@ -6,15 +7,14 @@
 //! `database`; the types the handle's methods take and return live in rooms below it
 //! (`options`, `query`, `index`, `live`, `ndjson`), so those rooms never import it.
 //!
-//! One circle remains, and only under the rule that an `impl Database` block belongs to
-//! this module wherever it is written: `Database::collection` and `Database::typed`
-//! (public API) return [`crate::Collection`] and [`crate::TypedCollection`], which hold
-//! the `&Database` they were made from (and give it back, `Collection::database`). A
-//! per-collection handle and the database it borrows name each other by design; every
-//! other module imports the handle one way.
+//! The collection handles are defined here, beside the database they borrow, and only
+//! their methods live in `collection` and `typed`: `Database::collection` returns a
+//! `Collection` that gives the `&Database` back (`Collection::database`), and with the
+//! struct in another module that pair would name each other.
 
 use std::fmt;
 use std::fs::File;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +53,21 @@ pub(crate) struct Inner {
     /// Held (flock) for the handle's life: exclusive for a read-write handle (one owner
     /// at a time), shared for a read-only one (read-only handles coexist).
     pub(crate) _lock: File,
+}
+
+/// A handle on one collection. Every method runs in its own transaction; batch methods
+/// (`*_many`) are atomic: all of the batch or none of it. For several collections in one
+/// transaction use [`Database::begin_write`].
+#[derive(Clone, Debug)]
+pub struct Collection<'db> {
+    pub(crate) db: &'db Database,
+    pub(crate) name: String,
+}
+
+/// A collection whose documents map to and from `T` (see `Database::typed`).
+pub struct TypedCollection<'db, T> {
+    pub(crate) inner: Collection<'db>,
+    pub(crate) _type: PhantomData<fn() -> T>,
 }
 
 impl Drop for Inner {

@@ -5,7 +5,8 @@
 //!   the handle itself and its shared state are in `handle`, below everything that uses it.
 //! - [`options`]: [`OpenOptions`], [`Durability`], [`OpenMode`].
 //! - [`txn`]: [`ReadTxn`] and [`WriteTxn`] — snapshots, CRUD, change capture.
-//! - [`collection`] / [`typed`]: per-collection handles, untyped and serde-typed.
+//! - [`Collection`] / [`TypedCollection`] ([`typed`]): per-collection handles, untyped and
+//!   serde-typed.
 //! - [`changes`]: the change log read by the sync layer.
 //! - [`transfer`]: NDJSON export and import jobs; their record format, options and
 //!   reports in `ndjson`, below the handle.
@@ -36,7 +37,7 @@
 
 pub mod changes;
 mod codec;
-pub mod collection;
+mod collection;
 pub mod database;
 mod handle;
 pub mod hooks;
@@ -60,12 +61,13 @@ pub mod typed;
 mod vault;
 
 pub use blazedb_core::{
-    CorruptionSite, DocId, Document, Error, Fields, NameKind, Result, Timestamp, Value,
+    CorruptionSite, DocId, Document, Error, Fields, NameKind, ParseIdError, Result, Timestamp,
+    Value,
 };
 pub use blazedb_crypto::KdfParams;
 pub use changes::{Change, ChangeOp};
-pub use collection::Collection;
 pub use database::{Database, database_path};
+pub use handle::{Collection, TypedCollection};
 pub use hooks::CommitHook;
 pub use index::{IndexInfo, IndexNote, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
@@ -73,4 +75,4 @@ pub use ndjson::{ExportReport, ImportOptions, ImportReport};
 pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
 pub use query::{Filter, Order, Plan, Query};
 pub use txn::{Patch, ReadTxn, WriteTxn};
-pub use typed::{TypedCollection, from_document_fields, to_document_fields};
+pub use typed::{from_document_fields, to_document_fields};

@@ -7,8 +7,9 @@
 //! variants → a one-entry `Map`. Types that serialize as strings in human-readable formats
 //! (UUIDs, dates) are stored as strings.
 //!
-//! Above `collection` and the handle; [`Database::typed`] makes a [`TypedCollection`],
-//! so, like [`Database::collection`], the handle's signatures name it (see `handle`).
+//! Above `collection` and the handle. [`TypedCollection`] is defined with the
+//! [`Database`] it borrows, in `handle`, so the handle's constructor [`Database::typed`]
+//! names nothing above the handle.
 
 use std::any::type_name;
 use std::collections::BTreeMap;
@@ -19,8 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_value::Value as SV;
 
-use crate::collection::Collection;
-use crate::handle::Database;
+use crate::handle::{Database, TypedCollection};
 
 fn mapping<T>(reason: impl Into<String>) -> Error {
     Error::Mapping {
@@ -112,12 +112,6 @@ pub fn from_document_fields<T: DeserializeOwned>(fields: Fields) -> Result<T> {
         .map_err(|e| mapping::<T>(e.to_string()))
 }
 
-/// A collection whose documents map to and from `T`.
-pub struct TypedCollection<'db, T> {
-    inner: Collection<'db>,
-    _type: PhantomData<fn() -> T>,
-}
-
 impl Database {
     /// A typed handle on collection `name`:
     ///
@@ -146,7 +140,7 @@ impl<T: Serialize + DeserializeOwned> TypedCollection<'_, T> {
     /// Inserts `value` as a new document with a fresh id.
     ///
     /// # Errors
-    /// [`Error::Mapping`]; as [`Collection::insert`].
+    /// [`Error::Mapping`]; as [`Collection::insert`](crate::Collection::insert).
     pub fn insert(&self, value: &T) -> Result<DocId> {
         let fields = to_document_fields(value)?;
         self.inner.insert(Document {
@@ -158,7 +152,7 @@ impl<T: Serialize + DeserializeOwned> TypedCollection<'_, T> {
     /// Creates or replaces document `id` with `value`.
     ///
     /// # Errors
-    /// [`Error::Mapping`]; as [`Collection::put`].
+    /// [`Error::Mapping`]; as [`Collection::put`](crate::Collection::put).
     pub fn put(&self, id: DocId, value: &T) -> Result<bool> {
         self.inner.put(Document {
             id,
@@ -169,7 +163,7 @@ impl<T: Serialize + DeserializeOwned> TypedCollection<'_, T> {
     /// Reads document `id` as a `T`.
     ///
     /// # Errors
-    /// [`Error::Mapping`] if the stored fields do not fit `T`; as [`Collection::get`].
+    /// [`Error::Mapping`] if the stored fields do not fit `T`; as [`Collection::get`](crate::Collection::get).
     pub fn get(&self, id: DocId) -> Result<Option<T>> {
         self.inner
             .get(id)?
@@ -180,7 +174,7 @@ impl<T: Serialize + DeserializeOwned> TypedCollection<'_, T> {
     /// Deletes document `id`.
     ///
     /// # Errors
-    /// As [`Collection::delete`].
+    /// As [`Collection::delete`](crate::Collection::delete).
     pub fn delete(&self, id: DocId) -> Result<()> {
         self.inner.delete(id)
     }
@@ -212,7 +206,7 @@ impl<T: Serialize + DeserializeOwned> TypedCollection<'_, T> {
     /// Every document as `(id, T)`, sorted by id.
     ///
     /// # Errors
-    /// [`Error::Mapping`]; as [`Collection::all`].
+    /// [`Error::Mapping`]; as [`Collection::all`](crate::Collection::all).
     pub fn all(&self) -> Result<Vec<(DocId, T)>> {
         self.inner
             .all()?

@@ -39,7 +39,7 @@ pub use blazedb_engine::{
     DEFAULT_CACHE_BYTES, Database, Durability, KdfParams, OpenMode, OpenOptions, database_path,
 };
 // Documents and values.
-pub use blazedb_engine::{DocId, Document, Fields, Timestamp, Value};
+pub use blazedb_engine::{DocId, Document, Fields, ParseIdError, Timestamp, Value};
 // Reading and writing.
 pub use blazedb_engine::{Collection, Patch, ReadTxn, WriteTxn};
 // Documents as Rust types (serde).

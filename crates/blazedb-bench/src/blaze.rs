@@ -81,6 +81,21 @@ pub(crate) fn create_bulk_db(dir: &Path, name: &str) -> Result<Database> {
         .with_context(|| format!("creating BlazeDB database {name}"))
 }
 
+/// A database that captures its local writes in the change log, as one with sync enabled
+/// does (a new database is local-only and keeps none): what the change log costs.
+pub(crate) fn create_capturing_db(dir: &Path, name: &str) -> Result<Database> {
+    use blazedb_engine::internal::SyncWrite;
+    let db = Database::builder()
+        .kdf(KdfParams::INSECURE_FAST)
+        .durability(Durability::Immediate)
+        .open(dir, name, PASSWORD)
+        .with_context(|| format!("creating BlazeDB database {name}"))?;
+    let mut tx = db.begin_write()?;
+    tx.enable_change_capture()?;
+    tx.commit()?;
+    Ok(db)
+}
+
 /// Time to insert every document in one durable write transaction (begin, inserts,
 /// commit).
 pub(crate) fn bulk_insert(db: &Database, docs: Vec<Document>) -> Result<Duration> {

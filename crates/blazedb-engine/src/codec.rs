@@ -146,6 +146,14 @@ pub(crate) struct FormatRecord {
     pub db_id: [u8; 16],
 }
 
+/// Whether local writes are captured in the change log (`meta/capture`). Written `false`
+/// when a database is created and `true` when sync is first enabled; absent in databases
+/// made before the record existed, which capture (they always did).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CaptureRecord {
+    pub on: bool,
+}
+
 /// A write transaction's counters (in memory; derived from the change log at begin).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct CountersRecord {

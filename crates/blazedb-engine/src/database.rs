@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blazedb_core::name::check_name;
@@ -9,7 +10,7 @@ use blazedb_core::{CorruptionSite, Error, NameKind, Result};
 use blazedb_crypto::{DataKey, KdfParams};
 use blazedb_storage::{Store, StoreOptions, Table};
 
-use crate::codec::{FormatRecord, RECORD_VERSION, decode, encode};
+use crate::codec::{CaptureRecord, FormatRecord, RECORD_VERSION, decode, encode};
 pub use crate::handle::Database;
 use crate::handle::Inner;
 use crate::hooks::{CommitHook, HookHost, Hooks};
@@ -26,6 +27,8 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// The directory suffix: database `notes` in `dir` lives in `dir/notes.blazedb/`.
 pub const DIR_SUFFIX: &str = ".blazedb";
 pub(crate) const META_FORMAT: &[u8] = b"format";
+/// Key of the change-capture record in the meta table (see [`CaptureRecord`]).
+pub(crate) const META_CAPTURE: &[u8] = b"capture";
 
 /// The directory holding database `name` in `dir`.
 #[must_use]
@@ -55,22 +58,37 @@ fn lock(path: &Path, shared: bool) -> Result<File> {
         create()
     };
     let f = opened.map_err(Error::io("opening the lock file"))?;
-    let taken = if shared {
-        f.try_lock_shared()
-    } else {
-        f.try_lock()
-    };
-    match taken {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen {
-            path: path.to_owned(),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(Error::Io {
-            context: "locking the database",
-            source: e,
-        }),
+    // A lock just released can still be held for an instant by a child process that
+    // another thread is spawning: between fork and exec the child holds copies of every
+    // descriptor, close-on-exec ones included. So a refusal is retried a few times (at
+    // most ~60 ms in all) before the database is reported as in use.
+    for wait_ms in LOCK_RETRY_MS {
+        let taken = if shared {
+            f.try_lock_shared()
+        } else {
+            f.try_lock()
+        };
+        match taken {
+            Ok(()) => return Ok(f),
+            Err(fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::Io {
+                    context: "locking the database",
+                    source: e,
+                });
+            }
+        }
     }
+    Err(Error::AlreadyOpen {
+        path: path.to_owned(),
+    })
 }
+
+/// Pauses between attempts to take a database's lock (the last attempt is followed by
+/// the refusal, not a pause: its entry is 0).
+const LOCK_RETRY_MS: [u64; 6] = [1, 3, 6, 15, 35, 0];
 
 impl Database {
     /// Opens database `name` in directory `dir` with `password`, creating it if absent,
@@ -161,8 +179,11 @@ impl Database {
             // write (recovery, integrity check), and a refused open must leave the file
             // untouched. A file that needs crash recovery cannot be opened this way;
             // then the read-write open below recovers it and the check runs after.
-            match Store::peek(&data, Table::Meta, META_FORMAT) {
-                Ok(sealed) => verify_format(&vault, keyfile.db_id, sealed.as_deref())?,
+            match Store::peek(&data, Table::Meta, &[META_FORMAT, META_CAPTURE]) {
+                Ok(sealed) => {
+                    verify_format(&vault, keyfile.db_id, sealed[0].as_deref())?;
+                    capture_of(&vault, sealed[1].as_deref())?;
+                }
                 // Only recovery justifies opening read-write before the pairing is proven.
                 Err(blazedb_storage::StorageError::NeedsRecovery) => {}
                 Err(e) => return Err(storage_err(e, &path)),
@@ -172,7 +193,20 @@ impl Database {
         .map_err(|e| storage_err(e, &path))?;
         let db = Self::assemble(store, vault, path, name, data_key, keyfile, lock, opts);
         db.check_format()?;
+        db.load_capture()?;
         Ok(db)
+    }
+
+    /// Reads whether local writes are captured in the change log (see `Inner::capture`).
+    /// A database from before the record existed has none, and keeps capturing.
+    fn load_capture(&self) -> Result<()> {
+        let tx = self.inner.store.read().map_err(|e| self.storage_err(e))?;
+        let sealed = tx
+            .get(Table::Meta, META_CAPTURE)
+            .map_err(|e| self.storage_err(e))?;
+        let on = capture_of(&self.inner.vault, sealed.as_deref())?;
+        self.inner.capture.store(on, Ordering::Release);
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -198,6 +232,7 @@ impl Database {
                 data_key,
                 keyfile: Mutex::new(keyfile),
                 read_only: opts.mode == OpenMode::ReadOnly,
+                capture: AtomicBool::new(false),
                 _lock: lock,
             }),
         }
@@ -296,6 +331,11 @@ impl Database {
         )?;
         let sealed = db.inner.vault.seal(Table::Meta, META_FORMAT, &rec);
         tx.insert(Table::Meta, META_FORMAT, &sealed)
+            .map_err(|e| db.storage_err(e))?;
+        // A new database is local-only until sync is enabled: no change log.
+        let rec = encode("capture record", &CaptureRecord { on: false })?;
+        let sealed = db.inner.vault.seal(Table::Meta, META_CAPTURE, &rec);
+        tx.insert(Table::Meta, META_CAPTURE, &sealed)
             .map_err(|e| db.storage_err(e))?;
         tx.commit(true).map_err(|e| db.storage_err(e))?;
         sync_dir(tmp)?;
@@ -478,6 +518,18 @@ impl OpenOptions {
         password: impl AsRef<[u8]>,
     ) -> Result<Database> {
         Database::open_with(dir.as_ref(), name, password.as_ref(), self)
+    }
+}
+
+/// Whether the sealed `meta/capture` record says local writes are captured; a database
+/// without the record (made before it existed) captures.
+fn capture_of(vault: &Vault, sealed: Option<&[u8]>) -> Result<bool> {
+    match sealed {
+        None => Ok(true),
+        Some(sealed) => {
+            let plain = vault.open(Table::Meta, META_CAPTURE, sealed)?;
+            Ok(decode::<CaptureRecord>("meta", &plain)?.on)
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use std::fmt;
 use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use blazedb_core::Error;
@@ -50,6 +51,12 @@ pub(crate) struct Inner {
     pub(crate) keyfile: Mutex<KeyFile>,
     /// Opened with [`OpenMode::ReadOnly`]: nothing is written.
     pub(crate) read_only: bool,
+    /// Whether local writes go to the change log (the `meta/capture` record). Off until
+    /// sync is first enabled: a local-only database pays nothing for sync. Set (before
+    /// the enabling transaction commits, so while it holds the writer lock) by
+    /// `SyncWrite::enable_change_capture`; a writer reads it after taking the writer
+    /// lock, so no write begun after the enabling transaction escapes the log.
+    pub(crate) capture: AtomicBool,
     /// Held (flock) for the handle's life: exclusive for a read-write handle (one owner
     /// at a time), shared for a read-only one (read-only handles coexist).
     pub(crate) _lock: File,

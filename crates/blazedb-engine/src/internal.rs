@@ -18,7 +18,10 @@ use blazedb_core::name::check_name;
 use blazedb_core::{Document, NameKind, Result};
 use blazedb_storage::Table;
 
-use crate::codec::encode_within;
+use std::sync::atomic::Ordering;
+
+use crate::codec::{CaptureRecord, encode_within};
+use crate::database::META_CAPTURE;
 use crate::handle::Database;
 use crate::index::IndexNote;
 use crate::sync_records::{self, AuxRecord, log_key};
@@ -127,6 +130,16 @@ pub trait SyncWrite: sealed::Sealed {
     /// # Errors
     /// As [`WriteTxn::put`], except the two index refusals.
     fn put_merged(&mut self, collection: &str, doc: Document) -> Result<Vec<IndexNote>>;
+
+    /// Turns change capture on for good: from this transaction on, every local write is
+    /// captured in the change log (a database is created without, so a local-only one
+    /// pays nothing for sync). Call it in the transaction that takes the existing
+    /// documents over: writes committed before it are in no log, and every write begun
+    /// after it commits is captured. Idempotent.
+    ///
+    /// # Errors
+    /// Storage errors (the transaction is then poisoned).
+    fn enable_change_capture(&mut self) -> Result<()>;
 }
 
 /// Internal reads of a snapshot, for the sync layer: auxiliary records and logs.
@@ -240,6 +253,18 @@ impl SyncWrite for WriteTxn<'_> {
         let mut notes = Vec::new();
         self.put_inner(collection, doc, Some(&mut notes))?;
         Ok(notes)
+    }
+
+    fn enable_change_capture(&mut self) -> Result<()> {
+        let vault = &self.db().inner.vault;
+        let rec = encode_within("capture record", &CaptureRecord { on: true }, 64)?;
+        let sealed = vault.seal(Table::Meta, META_CAPTURE, &rec);
+        self.mutate(|tx| tx.insert(Table::Meta, META_CAPTURE, &sealed))?;
+        // Set before this transaction commits, while it holds the writer lock: the next
+        // writer begins after the commit and sees it. Should the commit fail, writes are
+        // captured that no one takes over; they cost space, never a lost write.
+        self.db().inner.capture.store(true, Ordering::Release);
+        Ok(())
     }
 }
 

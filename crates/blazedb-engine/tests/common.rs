@@ -17,6 +17,23 @@ pub fn open(dir: &Path, name: &str) -> Result<Database> {
     fast().open(dir, name, PASSWORD)
 }
 
+/// Turns change capture on for `db`, as enabling sync does: a new database is
+/// local-only and keeps no change log until then. The flag is stored, so later opens
+/// capture too.
+pub fn capture_changes(db: &Database) -> Result<()> {
+    use blazedb_engine::internal::SyncWrite;
+    let mut tx = db.begin_write()?;
+    tx.enable_change_capture()?;
+    tx.commit()
+}
+
+/// [`open`], then [`capture_changes`]: for tests of the change log.
+pub fn open_capturing(dir: &Path, name: &str) -> Result<Database> {
+    let db = open(dir, name)?;
+    capture_changes(&db)?;
+    Ok(db)
+}
+
 /// Every file of a database directory with its bytes, for "nothing changed" checks.
 pub fn snapshot_files(path: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = std::fs::read_dir(path)

@@ -10,7 +10,7 @@ use blazedb_engine::{DocId, Document, Value};
 #[test]
 fn concurrent_durable_writers_all_commit_and_nothing_is_lost() -> blazedb_engine::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = common::open(dir.path(), "db")?;
+    let db = common::open_capturing(dir.path(), "db")?;
     const THREADS: u64 = 8;
     const EACH: u64 = 40;
     let barrier = Barrier::new(THREADS as usize);

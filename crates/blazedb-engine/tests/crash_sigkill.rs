@@ -606,7 +606,9 @@ fn every_acknowledged_commit_survives_sigkill_and_no_transaction_is_partial() ->
     let scratch = (tempfile::Builder::new().tempdir_in("/dev/shm"))
         .or_else(|_| tempfile::tempdir())
         .expect("scratch dir");
-    drop(common::open(dir.path(), DB)?);
+    // Capturing, so the change log is checked too (the flag is stored: the child's
+    // opens capture).
+    drop(common::open_capturing(dir.path(), DB)?);
     let mut stats = Stats::default();
     let (mut model, mut next) = (Model::default(), 0u64);
     // A decaying maximum of spawn-to-first-ACK: the window start-up kills are spread over.

@@ -66,7 +66,7 @@ fn put_replaces_whole_documents_and_patch_sets_and_unsets_fields() -> blazedb_en
 #[test]
 fn patch_and_delete_of_missing_documents_are_not_found() -> blazedb_engine::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), "db")?;
+    let db = common::open_capturing(dir.path(), "db")?;
     let c = db.collection("c");
     let id = DocId::new();
     assert!(matches!(
@@ -85,7 +85,7 @@ fn patch_and_delete_of_missing_documents_are_not_found() -> blazedb_engine::Resu
 #[test]
 fn invalid_names_and_values_are_typed_errors_that_write_nothing() -> blazedb_engine::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), "db")?;
+    let db = common::open_capturing(dir.path(), "db")?;
     assert!(matches!(
         db.collection("bad/name").insert(Document::new()),
         Err(Error::InvalidName { .. })
@@ -178,7 +178,7 @@ fn a_read_snapshot_does_not_see_later_commits() -> blazedb_engine::Result<()> {
 fn every_write_is_captured_once_in_commit_order_with_what_it_changed() -> blazedb_engine::Result<()>
 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), "db")?;
+    let db = common::open_capturing(dir.path(), "db")?;
     let c = db.collection("c");
     let id = c.insert(Document::new().with("a", 1i64))?;
     c.put(Document::with_id(id).with("b", 2i64))?;
@@ -224,7 +224,7 @@ fn every_write_is_captured_once_in_commit_order_with_what_it_changed() -> blazed
 fn applied_writes_are_not_captured_but_commit_with_their_aux_records() -> blazedb_engine::Result<()>
 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), "db")?;
+    let db = common::open_capturing(dir.path(), "db")?;
     let mut tx = db.begin_apply()?;
     let id = tx.insert("c", Document::new())?;
     tx.aux_put("sync", b"cursor", b"42")?;
@@ -257,7 +257,7 @@ fn aux_records_may_outgrow_a_document() -> blazedb_engine::Result<()> {
 fn data_survives_close_and_reopen() -> blazedb_engine::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = {
-        let db = open(dir.path(), "db")?;
+        let db = common::open_capturing(dir.path(), "db")?;
         db.collection("c").insert(Document::new().with("k", "v"))?
     };
     let db = open(dir.path(), "db")?;
@@ -294,5 +294,41 @@ fn a_panic_in_a_scan_callback_reaches_the_caller_and_the_database_stays_usable()
     );
     db.collection("c").insert(Document::new())?;
     assert_eq!(db.collection("c").count()?, 2);
+    Ok(())
+}
+
+#[test]
+fn a_new_database_keeps_no_change_log_and_capture_once_enabled_survives_reopen()
+-> blazedb_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = open(dir.path(), "db")?;
+        let c = db.collection("c");
+        let id = c.insert(Document::new().with("a", 1i64))?;
+        c.patch(id, &Patch::new().set("a", 2i64))?;
+        c.delete(id)?;
+        c.insert(Document::new())?;
+        let r = db.begin_read()?;
+        assert_eq!(r.last_seq()?, 0, "local-only: no change-log entry");
+        assert!(r.changes_after(0, 100)?.is_empty());
+    }
+    {
+        let db = open(dir.path(), "db")?;
+        db.collection("c").insert(Document::new())?;
+        assert_eq!(
+            db.begin_read()?.last_seq()?,
+            0,
+            "still local-only after reopen"
+        );
+        common::capture_changes(&db)?;
+        db.collection("c").insert(Document::new())?;
+        assert_eq!(db.begin_read()?.last_seq()?, 1, "captured once enabled");
+    }
+    let db = open(dir.path(), "db")?;
+    let id = db.collection("c").insert(Document::new())?;
+    let changes = db.begin_read()?.changes_after(0, 100)?;
+    assert_eq!(changes.len(), 2, "capture is kept across reopens");
+    assert_eq!(changes[1].id, id);
+    assert_eq!(db.collection("c").count()?, 4);
     Ok(())
 }

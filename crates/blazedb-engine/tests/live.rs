@@ -22,6 +22,8 @@ fn concurrent_writers_every_subscriber_sees_every_change_once_in_commit_order()
     let db = common::fast()
         .durability(blazedb_engine::Durability::Eventual)
         .open(dir.path(), "db", common::PASSWORD)?;
+    // Capturing: the change log is the commit order the events are checked against.
+    common::capture_changes(&db)?;
     let subs: Vec<_> = (0..3)
         .map(|_| db.subscribe("c", 100_000))
         .collect::<Result<_, _>>()?;

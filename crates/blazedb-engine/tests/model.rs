@@ -243,7 +243,9 @@ fn assert_matches(db: &Database, model: &Model) -> Result<(), TestCaseError> {
 
 fn run(steps: &[Step]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut db = Some(common::open(dir.path(), "model").expect("open"));
+    // Capturing, so the log is checked against the model; reopens below capture because
+    // the flag is stored.
+    let mut db = Some(common::open_capturing(dir.path(), "model").expect("open"));
     let mut model = Model::default();
     for step in steps {
         let handle = db.as_ref().expect("open database");

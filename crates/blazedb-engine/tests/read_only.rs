@@ -274,7 +274,7 @@ fn a_database_a_crash_left_opens_read_only_with_every_durable_commit_and_stays_a
     let needs = blazedb_storage::Store::peek(
         &copy.join("data.redb"),
         blazedb_storage::Table::Meta,
-        b"format",
+        &[b"format"],
     );
     assert!(
         matches!(needs, Err(blazedb_storage::StorageError::NeedsRecovery)),

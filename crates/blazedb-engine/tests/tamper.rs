@@ -84,7 +84,8 @@ fn varied_doc(i: usize) -> Document {
 /// and an aux record; then closed.
 fn build_pristine() -> Result<Pristine> {
     let root = tempfile::tempdir().expect("tempdir");
-    let db = common::open(root.path(), NAME)?;
+    // Capturing, so the change log is part of what tampering must not get past.
+    let db = common::open_capturing(root.path(), NAME)?;
     let mut ids = Vec::new();
     for batch in 0..10 {
         let mut tx = db.begin_write()?;

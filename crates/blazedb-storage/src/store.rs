@@ -158,14 +158,19 @@ impl Store {
         Ok(Self::assemble(db, path, opts, false))
     }
 
-    /// Reads one value from a closed store file without modifying it (a read-only open).
-    /// Used to check a file before opening it read-write, which may write to it.
+    /// Reads values of table `t` from a closed store file without modifying it (a
+    /// read-only open), one per key of `keys`, in order. Used to check a file before
+    /// opening it read-write, which may write to it.
     ///
     /// # Errors
     /// [`StorageError::AlreadyOpen`] if a writer holds it; other errors when a read-only
     /// open is impossible (e.g. the file needs crash recovery, which only a read-write
     /// open performs) or the file is damaged.
-    pub fn peek(path: &Path, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    pub fn peek(
+        path: &Path,
+        t: Table,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
         guard(|| {
             let db = redb::ReadOnlyDatabase::open(path)?;
             let txn = db.begin_read()?;
@@ -175,8 +180,11 @@ impl Store {
                 redb::ReadableTableMetadata::len(&txn.open_table(each.def())?)?;
             }
             let table = txn.open_table(t.def())?;
-            let value = redb::ReadableTable::get(&table, key)?.map(|g| g.value().to_vec());
-            Ok(value)
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(redb::ReadableTable::get(&table, *key)?.map(|g| g.value().to_vec()));
+            }
+            Ok(values)
         })
     }
 

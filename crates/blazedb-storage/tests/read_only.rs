@@ -89,7 +89,7 @@ fn a_file_that_needs_crash_recovery_is_recovered_in_memory_and_left_as_it_was() 
     drop(live);
     assert!(
         matches!(
-            Store::peek(&crashed, Table::Docs, &key(0)),
+            Store::peek(&crashed, Table::Docs, &[&key(0)]),
             Err(StorageError::NeedsRecovery)
         ),
         "the copy needs recovery"
@@ -106,7 +106,7 @@ fn a_file_that_needs_crash_recovery_is_recovered_in_memory_and_left_as_it_was() 
     }
     // Still unrecovered on disk: a read-write open would repair it.
     assert!(matches!(
-        Store::peek(&crashed, Table::Docs, &key(0)),
+        Store::peek(&crashed, Table::Docs, &[&key(0)]),
         Err(StorageError::NeedsRecovery)
     ));
 }

@@ -379,6 +379,67 @@ async fn a_change_at_one_client_reaches_three_others_through_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_only_client_keeps_no_change_log_and_uploads_everything_once_sync_is_enabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |n: &str| {
+        Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), n, "pw")
+            .expect("open")
+    };
+    let client = open("client");
+    let notes = client.collection("notes");
+    let ids: Vec<DocId> = (0..50i64)
+        .map(|i| notes.insert(Document::new().with("i", i)).expect("insert"))
+        .collect();
+    notes
+        .patch(ids[0], &Patch::new().set("i", 100i64))
+        .expect("patch");
+    notes.delete(ids[1]).expect("delete");
+    assert_eq!(
+        client.begin_read().expect("read").last_seq().expect("seq"),
+        0,
+        "a local-only database writes no change log"
+    );
+    let server = open("server");
+    let mut topo = Topology::new();
+    let s = topo
+        .register(&server, "server", SyncMode::LocalAndRemote, Role::Server)
+        .expect("register");
+    let c = topo
+        .register(&client, "client", SyncMode::LocalAndRemote, Role::Client)
+        .expect("register");
+    topo.connect_local(c, s, ConnectionMode::Bidirectional)
+        .expect("connect");
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(server.collection("notes").count().expect("count"), 49);
+    // Writes after enabling are captured and reach the server too.
+    let later = notes
+        .insert(Document::new().with("i", -1i64))
+        .expect("insert");
+    notes
+        .patch(ids[2], &Patch::new().set("i", 200i64))
+        .expect("patch");
+    assert!(
+        client.begin_read().expect("read").last_seq().expect("seq") > 0,
+        "once sync is enabled, local writes are captured"
+    );
+    topo.sync_all(T).await.expect("sync");
+    assert_eq!(
+        client.collection("notes").all().expect("all"),
+        server.collection("notes").all().expect("all")
+    );
+    assert!(
+        server
+            .collection("notes")
+            .get(later)
+            .expect("get")
+            .is_some()
+    );
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_client_receives_the_data_the_server_held_before_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
     let open = |n: &str| {

@@ -3,8 +3,7 @@
 //! `cargo run --release -p blazedb --example quickstart`
 //!
 //! Creates a database in a temporary directory, writes documents (untyped and typed),
-//! commits a multi-collection transaction, shows the change log the sync layer will read,
-//! proves the file holds no plaintext, that a wrong password is a typed error that
+//! commits a multi-collection transaction, proves the file holds no plaintext, that a wrong password is a typed error that
 //! modifies nothing, and makes an online backup.
 
 use blazedb::{Database, DocId, Document, Error, KdfParams, Patch};
@@ -62,15 +61,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.collection("bugs").count()?,
         db.collection("log").count()?
     );
-
-    // Every committed write is in the change log, in commit order (what sync reads).
-    println!("change log:");
-    for c in db.begin_read()?.changes_after(0, 100)? {
-        println!(
-            "  #{} (txn {}) {}/{} {:?}",
-            c.seq, c.txn, c.collection, c.id, c.op
-        );
-    }
 
     // Typed errors, nothing modified.
     match notes.delete(DocId::new()) {

@@ -3,6 +3,7 @@
 //! hooks) and rollback.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 
 use blazedb_core::{Error, Result};
 use blazedb_storage::{Table, WriteTx};
@@ -30,6 +31,9 @@ impl<'db> WriteTxn<'db> {
             }
         };
         let counters = CountersRecord { next_seq };
+        // Read after taking the writer lock (`store.write` above): an enabling
+        // transaction sets the flag before it commits, so it is seen here.
+        let capture = capture && db.inner.capture.load(Ordering::Acquire);
         Ok(WriteTxn {
             db,
             tx,
@@ -67,8 +71,9 @@ impl<'db> WriteTxn<'db> {
         &mut self.tx
     }
 
-    /// Whether this transaction's writes are captured in the change log (false for
-    /// transactions from [`crate::internal::SyncDatabase::begin_apply`]).
+    /// Whether this transaction's writes are captured in the change log: only once sync
+    /// was enabled on the database (a local-only database keeps no change log), and
+    /// never for transactions from [`crate::internal::SyncDatabase::begin_apply`].
     #[must_use]
     pub fn captures_changes(&self) -> bool {
         self.capture

@@ -225,6 +225,9 @@ impl SyncNode {
                     connected: Arc::default(),
                     last_gc_us: Arc::default(),
                 };
+                // From this transaction on, local writes are captured; what was
+                // written before (in no change log) is taken over by the scan below.
+                tx.enable_change_capture()?;
                 this.adopt_existing(&mut tx, &mut meta)?;
                 record::save(&mut tx, "meta", NS_META, META_KEY, &meta)?;
                 tx.commit()?;

@@ -201,3 +201,48 @@ pub(crate) fn kdf_time(repeats: usize) -> Result<Duration> {
 pub(crate) fn db_size(dir: &Path, name: &str) -> Result<u64> {
     crate::measure::dir_size(&blazedb_engine::database_path(dir, name))
 }
+
+/// Where the database's bytes go, per document: each table's pages (and how much of them
+/// is the records themselves), then the file bytes no table uses.
+pub(crate) fn space_note(db: &Database, docs: usize) -> Result<String> {
+    let report = db.space()?;
+    let per_doc = |bytes: u64| bytes as f64 / docs.max(1) as f64;
+    let mut parts = Vec::new();
+    for (name, t) in &report.tables {
+        let pages = (t.leaf_pages + t.branch_pages) * report.page_bytes;
+        if pages == 0 {
+            continue;
+        }
+        parts.push(format!(
+            "{name} {:.0} B ({:.0} B records, {:.0}% full)",
+            per_doc(pages),
+            per_doc(t.stored_bytes),
+            100.0 * t.stored_bytes as f64 / pages as f64
+        ));
+    }
+    parts.push(format!("unused {:.0} B", per_doc(report.unused_bytes())));
+    Ok(format!(
+        "{:.0} B per document in the data file: {}",
+        per_doc(report.file_bytes),
+        parts.join(", ")
+    ))
+}
+
+/// Compacts database `name` (closed) and says what it gave back, how long it took and
+/// where the bytes go afterwards.
+pub(crate) fn compaction_note(dir: &Path, name: &str, docs: usize) -> Result<String> {
+    let mut db = Database::builder()
+        .open(dir, name, PASSWORD)
+        .with_context(|| format!("opening BlazeDB database {name}"))?;
+    let t = Instant::now();
+    let r = db.compact()?;
+    let took = t.elapsed();
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    Ok(format!(
+        "compaction of {name} ({docs} docs): {:.1} MiB -> {:.1} MiB in {:.0} ms; after it, {}",
+        mib(r.before_bytes),
+        mib(r.after_bytes),
+        took.as_secs_f64() * 1000.0,
+        space_note(&db, docs)?
+    ))
+}

@@ -240,6 +240,7 @@ fn bulk_gets_open(
     progress("3. bulk insert, one transaction, change capture on (BlazeDB)");
     let captured = blaze::create_capturing_db(dir, "bulk-capture")?;
     let c = blaze::bulk_insert(&captured, blaze_docs(&specs))?;
+    let captured_space = blaze::space_note(&captured, sizes.bulk)?;
     drop(captured);
     rows.push(Row::rate(
         format!(
@@ -266,14 +267,19 @@ fn bulk_gets_open(
         mib(blaze::db_size(dir, "bulk-capture")?),
         mib(sqlite::db_size(dir, "bulk")?),
     ));
+    notes.push(format!(
+        "bulk, local-only: {}",
+        blaze::space_note(&db, sizes.bulk)?
+    ));
+    notes.push(format!("bulk, change log on: {captured_space}"));
 
     if sel.gets {
         gets(&db, &conn, &specs, sizes, rows)?;
     }
 
+    drop(db);
     if sel.open {
         let probe = &specs[specs.len() / 2];
-        drop(db);
         conn.close().map_err(|(_, e)| e)?;
         let n = sizes.open_repeats;
         progress("5. KDF alone");
@@ -320,6 +326,8 @@ fn bulk_gets_open(
              Connection::open + the first point get (it has no password step)"
         ));
     }
+    progress("3. compaction of the bulk database (BlazeDB)");
+    notes.push(blaze::compaction_note(dir, "bulk", sizes.bulk)?);
     Ok(())
 }
 

@@ -53,8 +53,15 @@ pub(crate) fn run(dir: &Path, sizes: &QuerySizes) -> Result<()> {
         let groups = i64::try_from((n / 10).max(1))?;
         progress(&format!("2. loading {n} docs, {groups} groups (both)"));
         let l = indexed::load(dir, &name, n, groups, 20 + i as u64)?;
-        results.push(measure_size(dir, &name, &l, sizes, 100 * (i as u64 + 1))?);
+        let mut result = measure_size(dir, &name, &l, sizes, 100 * (i as u64 + 1))?;
         drop(l);
+        progress(&format!("2. {n} docs: compaction (BlazeDB)"));
+        result.note = format!(
+            "{}; {}",
+            result.note,
+            crate::blaze::compaction_note(dir, &name, n)?
+        );
+        results.push(result);
         indexed::remove(dir, &name)?;
     }
     print_tables(&results, sizes);
@@ -196,7 +203,7 @@ fn measure_size(
     let note = format!(
         "{n} docs: load {:.0} ms + index {:.0} ms, warm scan {:.0} ms, files {:.1} MiB \
          (BlazeDB); load {:.0} ms + index {:.0} ms, warm scan {:.0} ms, files {:.1} MiB \
-         (SQLite); file sizes after the puts",
+         (SQLite); file sizes after the puts; BlazeDB {}",
         ms(l.blaze_load),
         ms(l.blaze_index),
         ms(warm_b),
@@ -205,6 +212,7 @@ fn measure_size(
         ms(l.sqlite_index),
         ms(warm_s),
         sqlite_idx::size(dir, name)? as f64 / 1_048_576.0,
+        crate::blaze::space_note(db, n)?,
     );
     Ok(SizeResult {
         docs: n,

@@ -148,6 +148,9 @@ pub enum Cmd {
         /// Destination `DIR/NAME` (must not exist).
         dest: PathBuf,
     },
+    /// Rewrite the data file without unused space (freed by deletes, replaces and
+    /// imports); prints its size before and after. Needs the database to itself.
+    Compact,
     /// Change the password (new one from --new-password-file, BLAZEDB_NEW_PASSWORD or
     /// a prompt).
     Passwd {
@@ -195,6 +198,7 @@ impl Cmd {
             | Cmd::Delete { .. }
             | Cmd::Index(IndexCmd::Create { .. } | IndexCmd::Drop { .. })
             | Cmd::Import { .. }
+            | Cmd::Compact
             | Cmd::Passwd { .. }
             | Cmd::Sync(_) => OpenMode::OpenExisting,
         }

@@ -48,6 +48,13 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: Cmd) -> CliResult {
             partial,
         } => admin::import(ctx, file.as_deref(), replace, partial),
         Cmd::Backup { dest } => admin::backup(ctx, &dest),
+        // Compaction needs the only handle on the database; the shell holds one for
+        // its whole session (a one-shot `blazedb compact` is run in `main`).
+        Cmd::Compact => Err(CliError::new(
+            Exit::Usage,
+            "compact cannot run inside the shell, which holds the database open",
+        )
+        .hint("quit the shell and run `blazedb compact`")),
         Cmd::Passwd { new_password_file } => admin::passwd(ctx, new_password_file.as_deref()),
         Cmd::Sync(a) => syncing::sync(ctx, &a),
         Cmd::Status => syncing::status(ctx),

@@ -48,6 +48,28 @@ fn create(g: &Global, role: Option<args::RoleArg>) -> CliResult {
     }))
 }
 
+/// `blazedb compact`: needs the only handle on the database (`Database::compact`), so it
+/// runs here, outside the context every other command shares.
+fn compact(g: &Global) -> CliResult {
+    let mut db = open_for(g, &Cmd::Compact)?;
+    let r = db.compact()?;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    let saved = r.before_bytes.saturating_sub(r.after_bytes);
+    Out::new(g.format).value(&json!({
+        "compacted": db.path().display().to_string(),
+        "before_bytes": r.before_bytes,
+        "after_bytes": r.after_bytes,
+        "saved_bytes": saved,
+        "summary": format!(
+            "{:.1} MiB -> {:.1} MiB (saved {:.1} MiB, {:.0}%)",
+            mib(r.before_bytes),
+            mib(r.after_bytes),
+            mib(saved),
+            100.0 * saved as f64 / r.before_bytes.max(1) as f64
+        ),
+    }))
+}
+
 /// Opens the database for `cmd`: read-only for the commands that only read, so they
 /// never modify the database's files; read-write for the others.
 fn open_for(g: &Global, cmd: &Cmd) -> CliResult<blazedb::Database> {
@@ -67,6 +89,7 @@ fn run(cli: Cli) -> CliResult {
     match cli.cmd {
         Some(TopCmd::Demo(a)) => demo::run(a.keep.as_deref()),
         Some(TopCmd::Db(Cmd::Create { role })) => create(&g, role),
+        Some(TopCmd::Db(Cmd::Compact)) => compact(&g),
         Some(TopCmd::Db(cmd)) => {
             let db = open_for(&g, &cmd)?;
             let r = dispatch::run(&mut ctx::Ctx::new(&db, g), cmd);

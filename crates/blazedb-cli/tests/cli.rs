@@ -384,6 +384,35 @@ fn backup_copies_and_passwd_changes_the_password() {
 }
 
 #[test]
+fn compact_gives_back_the_space_a_replacing_import_left_and_the_export_is_unchanged() {
+    let s = Scratch::new();
+    s.create("db/main", None);
+    let docs: String = (0..3000)
+        .map(|i| format!("{{\"n\": {i}, \"text\": \"{}\"}}\n", "x".repeat(150)))
+        .collect();
+    s.on_with_input("db/main", &["insert", "t", "-"], &docs);
+    let exported = s.on("db/main", &["export"]).stdout;
+    s.on_with_input("db/main", &["import", "--replace"], &exported)
+        .json();
+    let r = s.on("db/main", &["compact"]).json();
+    let (before, after) = (
+        r["before_bytes"].as_u64().expect("before_bytes"),
+        r["after_bytes"].as_u64().expect("after_bytes"),
+    );
+    assert!(
+        after < before * 3 / 4,
+        "a file rewritten by a replacing import shrinks: {r}"
+    );
+    assert_eq!(r["saved_bytes"].as_u64(), Some(before - after));
+    assert!(r["summary"].as_str().is_some_and(|t| t.contains("MiB ->")));
+    assert_eq!(s.on("db/main", &["export"]).stdout, exported);
+    // The shell holds the database for its whole session: compaction is refused there.
+    let repl = s.on_with_input("db/main", &["repl"], "compact\n");
+    assert_eq!(repl.code, 2, "{}", repl.stderr);
+    assert!(repl.stderr.contains("blazedb compact"), "{}", repl.stderr);
+}
+
+#[test]
 fn the_repl_runs_commands_and_transactions_commit_or_roll_back() {
     let s = Scratch::new();
     s.create("db/main", None);

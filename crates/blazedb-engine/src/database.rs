@@ -23,6 +23,9 @@ use crate::vault::Vault;
 /// File names inside a database directory.
 pub(crate) const KEY_FILE: &str = "blazedb.key";
 pub(crate) const DATA_FILE: &str = "data.redb";
+/// Where `Database::compact` builds the new data file before renaming it over
+/// `DATA_FILE`; one left by an interrupted compaction is removed at a read-write open.
+pub(crate) const COMPACT_FILE: &str = "data.redb.compacting";
 pub(crate) const LOCK_FILE: &str = "LOCK";
 /// The directory suffix: database `notes` in `dir` lives in `dir/notes.blazedb/`.
 pub const DIR_SUFFIX: &str = ".blazedb";
@@ -179,6 +182,14 @@ impl Database {
             // write (recovery, integrity check), and a refused open must leave the file
             // untouched. A file that needs crash recovery cannot be opened this way;
             // then the read-write open below recovers it and the check runs after.
+            // A partial copy left by an interrupted `compact` (see `COMPACT_FILE`); the
+            // exclusive lock is held, so no compaction is running.
+            match fs::remove_file(path.join(COMPACT_FILE)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("removing an interrupted compaction's copy")(e));
+                }
+                _ => {}
+            }
             match Store::peek(&data, Table::Meta, &[META_FORMAT, META_CAPTURE]) {
                 Ok(sealed) => {
                     verify_format(&vault, keyfile.db_id, sealed[0].as_deref())?;

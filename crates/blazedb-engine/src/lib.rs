@@ -54,6 +54,7 @@ mod private;
 pub mod query;
 mod raw;
 mod serde_fields;
+mod space;
 mod sync_records;
 pub mod transfer;
 pub mod txn;
@@ -65,6 +66,7 @@ pub use blazedb_core::{
     Value,
 };
 pub use blazedb_crypto::KdfParams;
+pub use blazedb_storage::TableSpace;
 pub use changes::{Change, ChangeOp};
 pub use database::{Database, database_path};
 pub use handle::{Collection, TypedCollection};
@@ -74,5 +76,6 @@ pub use live::{Event, EventKind, Subscription, SubscriptionError};
 pub use ndjson::{ExportReport, ImportOptions, ImportReport};
 pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
 pub use query::{Filter, Order, Plan, Query};
+pub use space::{CompactReport, SpaceReport};
 pub use txn::{Patch, ReadTxn, WriteTxn};
 pub use typed::{from_document_fields, to_document_fields};

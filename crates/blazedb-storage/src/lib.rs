@@ -33,4 +33,4 @@ mod tx;
 pub use error::StorageError;
 pub use store::{Store, StoreOptions};
 pub use table::Table;
-pub use tx::{Bounds, Entry, ReadTx, WriteTx, prefix_upper};
+pub use tx::{Bounds, Entry, ReadTx, TableSpace, WriteTx, prefix_upper};

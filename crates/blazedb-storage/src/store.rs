@@ -287,18 +287,78 @@ impl Store {
             },
         )?;
         let mut w = target.write()?;
+        // Entry by entry in key order, straight from the snapshot into the new file: no
+        // table is held in memory, and pages fill as they would not under random inserts.
         for t in Table::ALL {
-            let mut rows = Vec::new();
             snapshot.scan(t, (Bound::Unbounded, Bound::Unbounded), |k, v| {
-                rows.push((k.to_vec(), v.to_vec()));
+                w.insert(t, k, v)?;
                 Ok::<_, StorageError>(std::ops::ControlFlow::Continue(()))
             })?;
-            for (k, v) in rows {
-                w.insert(t, &k, &v)?;
-            }
         }
         w.commit(true)
     }
+
+    /// Rewrites the file compactly: a copy of the committed state, entries written in
+    /// key order (pages filled, no free pages), replaces the file at `live`, and this
+    /// store continues on the copy. `live` is where the store's file is now (it may have
+    /// been renamed since it was opened); `scratch` is where the copy is built (removed
+    /// first if an interrupted compaction left it). `&mut self`: no transaction is open.
+    ///
+    /// Crash-safe at every point: until the rename, `live` is the untouched original and
+    /// `scratch` a leftover; the copy is durable (fsynced) before the rename, so after it
+    /// `live` is the complete copy; the directory is fsynced so the rename itself lasts.
+    ///
+    /// # Errors
+    /// [`StorageError::ReadOnly`] on a read-only store; I/O and engine errors. An error
+    /// before the rename leaves this store as it was; after the rename the store is
+    /// failed (its file is no longer the one at `live`): reopen it.
+    pub fn compact(&mut self, live: &Path, scratch: &Path) -> Result<(), StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        self.shared.group.check()?;
+        match std::fs::remove_file(scratch) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        if let Err(e) = self.backup_to(scratch) {
+            let _ = std::fs::remove_file(scratch);
+            return Err(e);
+        }
+        std::fs::rename(scratch, live)?;
+        let reopened = sync_parent(live).and_then(|()| {
+            Store::open(
+                live,
+                &StoreOptions {
+                    // Written and checksummed a moment ago by this process.
+                    verify_on_open: false,
+                    cache_bytes: self.cache_bytes,
+                },
+            )
+        });
+        match reopened {
+            Ok(store) => {
+                // The old store closes on the unlinked original.
+                drop(std::mem::replace(self, store));
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.group.fail(format!(
+                    "compaction replaced the file but reopening it failed: {e}"
+                ));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Makes a rename in `path`'s directory durable (fsync of the directory).
+fn sync_parent(path: &Path) -> Result<(), StorageError> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Drop for Store {

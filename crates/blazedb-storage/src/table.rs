@@ -3,7 +3,8 @@
 /// The tables of a BlazeDB file. All map bytes to bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Table {
-    /// Database-wide records: format version, key check, counters.
+    /// Database-wide records: format and key check, whether changes are captured, index
+    /// catalog.
     Meta,
     /// Collection catalog: collection tag → sealed collection record.
     Catalog,

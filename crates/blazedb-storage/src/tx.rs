@@ -157,6 +157,45 @@ impl ReadTx {
     pub fn len(&self, t: Table) -> Result<u64, StorageError> {
         guard(|| Ok(self.table(t)?.len()?))
     }
+
+    /// Where a table's bytes go in this snapshot (walks the table's pages).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn space(&self, t: Table) -> Result<TableSpace, StorageError> {
+        guard(|| {
+            let table = self.table(t)?;
+            let stats = table.stats()?;
+            Ok(TableSpace {
+                entries: table.len()?,
+                height: stats.tree_height(),
+                leaf_pages: stats.leaf_pages(),
+                branch_pages: stats.branch_pages(),
+                stored_bytes: stats.stored_bytes(),
+                metadata_bytes: stats.metadata_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
+            })
+        })
+    }
+}
+
+/// Where one table's bytes go (the storage engine's own accounting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSpace {
+    /// Entries (key-value pairs).
+    pub entries: u64,
+    /// Levels of the table's B-tree.
+    pub height: u32,
+    /// Pages holding entries.
+    pub leaf_pages: u64,
+    /// Pages holding only keys that route to leaves.
+    pub branch_pages: u64,
+    /// Bytes of the keys and values themselves.
+    pub stored_bytes: u64,
+    /// Bytes of branch keys and page headers.
+    pub metadata_bytes: u64,
+    /// Bytes of pages not filled by either.
+    pub fragmented_bytes: u64,
 }
 
 impl Drop for ReadTx {

@@ -38,6 +38,8 @@
 pub use blazedb_engine::{
     DEFAULT_CACHE_BYTES, Database, Durability, KdfParams, OpenMode, OpenOptions, database_path,
 };
+// Where a database's bytes go, and compaction.
+pub use blazedb_engine::{CompactReport, SpaceReport, TableSpace};
 // Documents and values.
 pub use blazedb_engine::{DocId, Document, Fields, ParseIdError, Timestamp, Value};
 // Reading and writing.

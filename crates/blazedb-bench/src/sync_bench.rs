@@ -125,7 +125,7 @@ fn rate(n: usize, d: Duration) -> f64 {
 
 #[cfg(feature = "sync")]
 pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
-    use blazedb_sync::{Role, SyncConfig, SyncNode};
+    use blazedb_sync::{LogPos, Role, SyncConfig, SyncNode};
 
     println!("  building the benchmark without the sync feature (first run compiles it)...");
     run_child(10, dir, 0)?;
@@ -175,7 +175,7 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
     let dst_db = open(dir, "destination")?;
     let dst = SyncNode::enable(&dst_db, Role::Client, &SyncConfig::default())?;
     let mut batches = Vec::new();
-    let mut after = 0;
+    let mut after = LogPos::ZERO;
     loop {
         let (writes, upto) = src.read_log(dst.node_id(), after, sizes.batch, &|_| true)?;
         if upto <= after {

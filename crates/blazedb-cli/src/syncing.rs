@@ -8,8 +8,8 @@ use std::time::Duration;
 use blazedb::json::to_json;
 use blazedb::net::{Credentials, Fingerprint, NetError, Security, ServerTrust, TcpRelay};
 use blazedb::sync::{
-    ConflictEntry, ConnectionMode, Held, Relay, Role, Stamp, SyncConfig, SyncHandle, SyncMode,
-    SyncNode, SyncStatus, Topology,
+    ConflictEntry, ConnectionMode, Held, LogPos, Relay, Role, Stamp, SyncConfig, SyncHandle,
+    SyncMode, SyncNode, SyncStatus, Topology,
 };
 use blazedb::{Database, OpenMode};
 use serde_json::{Value as Json, json};
@@ -435,7 +435,7 @@ pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
         }));
     }
     if servers.is_empty() {
-        pending += node.own_writes_after(0, usize::MAX)?;
+        pending += node.own_writes_after(LogPos::ZERO, usize::MAX)?;
     }
     ctx.out.value(&json!({
         "sync": true,

@@ -361,8 +361,10 @@ async fn an_unauthenticated_peer_that_skips_the_proofs_reads_and_writes_nothing(
         })
     ));
     // Straight to sync traffic, no proofs.
-    raw.send(&Frame::Sync(blazedb_sync::Msg::Want { after: 0 }))
-        .await;
+    raw.send(&Frame::Sync(blazedb_sync::Msg::Want {
+        after: blazedb_sync::LogPos::ZERO,
+    }))
+    .await;
     assert!(matches!(
         raw.recv().await,
         Some(Frame::Refused {

@@ -74,7 +74,7 @@ async fn a_merge_state_larger_than_a_client_frame_bootstraps_a_fresh_client() {
     );
     // Wait (a deadline, polling) until the server has collected its log.
     let deadline = tokio::time::Instant::now() + T;
-    while node.log_floor().expect("floor") == 0 {
+    while node.log_floor().expect("floor") == blazedb_sync::LogPos::ZERO {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the log was never pruned"

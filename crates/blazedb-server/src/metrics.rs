@@ -275,7 +275,10 @@ fn render_sessions(out: &mut String, server: &Server) {
     ] {
         metric(out, name, "gauge", help, value);
     }
-    let last = server.node().and_then(|n| n.log_last().ok()).unwrap_or(0);
+    let last = server
+        .node()
+        .and_then(|n| n.log_last().ok())
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "# HELP blazedb_client_lag_writes Log positions of this server a client has not confirmed.\n# TYPE blazedb_client_lag_writes gauge"
@@ -288,7 +291,7 @@ fn render_sessions(out: &mut String, server: &Server) {
         let _ = writeln!(
             out,
             "blazedb_client_lag_writes{{client=\"{peer}\"}} {}",
-            last.saturating_sub(s.acked)
+            last.entries_since(s.acked)
         );
     }
 }

@@ -10,7 +10,7 @@ use blazedb_core::{DocId, Document};
 use blazedb_net::frame::Frame;
 use blazedb_net::{Credentials, FrameStream, RefuseCode};
 use blazedb_sync::proto::{ErrorCode, PROTOCOL_VERSION};
-use blazedb_sync::{EnableSync, Msg, NodeId, Role, SyncError};
+use blazedb_sync::{EnableSync, LogPos, Msg, NodeId, Role, SyncError};
 use common::{T, open, spawn_server};
 
 fn hello(node: u64, role: Role) -> Frame {
@@ -18,12 +18,12 @@ fn hello(node: u64, role: Role) -> Frame {
         version: PROTOCOL_VERSION,
         node: NodeId(node),
         role,
-        want_after: 0,
+        want_after: LogPos::ZERO,
         accept: true,
         send: true,
         now_us: blazedb_sync::clock::wall_now_us(),
         have_yours: false,
-        log_last: 0,
+        log_last: LogPos::ZERO,
         resume: None,
     })
 }
@@ -105,15 +105,15 @@ async fn a_token_holder_cannot_erase_the_server_with_an_unrequested_snapshot() {
         .expect("the credentials are valid");
     c.send(&hello(0xBAD, Role::Client)).await.expect("send");
     c.send(&Frame::Sync(Msg::Batch {
-        after: 0,
-        upto: 3,
+        after: LogPos::ZERO,
+        upto: LogPos::from(3),
         items: Vec::new(),
         users: Vec::new(),
     }))
     .await
     .expect("send");
     c.send(&Frame::Sync(Msg::Snapshot {
-        at: 1000,
+        at: LogPos::from(1000),
         after_slot: 0,
         upto_slot: 0,
         docs: Vec::new(),

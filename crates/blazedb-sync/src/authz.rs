@@ -8,6 +8,7 @@
 use crate::clock::{NodeId, Role};
 use crate::grant::Grant;
 use crate::peer::PeerInfo;
+use crate::position::LogPos;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg};
 use crate::record::Item;
 
@@ -35,13 +36,13 @@ pub(crate) fn check_inbound(
     grant: &Grant,
     peer: Option<PeerInfo>,
     msg: &Msg,
-    log_last: &mut dyn FnMut() -> Result<u64, String>,
+    log_last: &mut dyn FnMut() -> Result<LogPos, String>,
 ) -> Result<(), Refusal> {
     let who = grant.who();
     // A client names positions of our log only as far as we have sent it: anything
     // beyond is forged (or this node lost writes it had sent; either way nothing the
     // session could act on correctly).
-    let mut within_log = |what: &str, pos: u64| -> Result<(), Refusal> {
+    let mut within_log = |what: &str, pos: LogPos| -> Result<(), Refusal> {
         if grant.relay {
             return Ok(());
         }
@@ -181,8 +182,8 @@ mod tests {
 
     fn batch(items: Vec<Item>) -> Msg {
         Msg::Batch {
-            after: 0,
-            upto: 1,
+            after: LogPos::ZERO,
+            upto: LogPos::from(1),
             items,
             users: Vec::new(),
         }
@@ -198,7 +199,7 @@ mod tests {
     }
 
     fn check(g: &Grant, msg: &Msg) -> Result<(), Refusal> {
-        check_inbound(g, peer(7), msg, &mut || Ok(10))
+        check_inbound(g, peer(7), msg, &mut || Ok(LogPos::from(10)))
     }
 
     #[test]
@@ -226,7 +227,7 @@ mod tests {
     fn a_client_never_relays_states_snapshots_or_attributions() {
         let g = Grant::client("alice");
         let snap = Msg::Snapshot {
-            at: 1000,
+            at: LogPos::from(1000),
             after_slot: 0,
             upto_slot: 0,
             docs: Vec::new(),
@@ -239,8 +240,8 @@ mod tests {
         // Attributions a client passes on are not refused, only never recorded (see
         // `Session::on_message`): an honest client forwards what its server told it.
         let users = Msg::Batch {
-            after: 0,
-            upto: 0,
+            after: LogPos::ZERO,
+            upto: LogPos::ZERO,
             items: Vec::new(),
             users: vec![(NodeId(7), "root".into())],
         };
@@ -250,16 +251,16 @@ mod tests {
     #[test]
     fn a_client_claims_no_server_role_and_no_position_beyond_the_log() {
         let g = Grant::client("alice");
-        let hello = |role, want_after| Msg::Hello {
+        let hello = |role, want_after: u64| Msg::Hello {
             version: crate::proto::PROTOCOL_VERSION,
             node: NodeId(7),
             role,
-            want_after,
+            want_after: LogPos::from(want_after),
             accept: true,
             send: true,
             now_us: 0,
             have_yours: false,
-            log_last: 0,
+            log_last: LogPos::ZERO,
             resume: None,
         };
         assert_eq!(check(&g, &hello(Role::Client, 10)), Ok(()));
@@ -270,13 +271,21 @@ mod tests {
             check(
                 &g,
                 &Msg::Ack {
-                    upto: 11,
-                    log_last: 0
+                    upto: LogPos::from(11),
+                    log_last: LogPos::ZERO
                 }
             )
             .is_err()
         );
-        assert!(check(&g, &Msg::Want { after: 11 }).is_err());
+        assert!(
+            check(
+                &g,
+                &Msg::Want {
+                    after: LogPos::from(11)
+                }
+            )
+            .is_err()
+        );
         assert_eq!(check(&Grant::peer(), &hello(Role::Server, 99)), Ok(()));
     }
 }

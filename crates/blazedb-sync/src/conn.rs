@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::NodeId;
 use crate::node::SyncNode;
+use crate::position::LogPos;
 use crate::proto::Msg;
 use crate::relay::{Delivery, RelayTarget, Wire};
 use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
@@ -42,9 +43,9 @@ pub struct ConnStatus {
     pub peer: Option<PeerInfo>,
     pub stats: SessionStats,
     /// The peer's log position applied here.
-    pub cursor: u64,
+    pub cursor: LogPos,
     /// Our log position the peer confirmed.
-    pub acked: u64,
+    pub acked: LogPos,
     /// Highest "sync now" token whose pull side is complete.
     pub pulled_token: u64,
     /// Everything we have is sent and confirmed.

@@ -2,6 +2,7 @@
 
 use crate::clock::{ClockSkew, Role};
 use crate::merge::MergeError;
+use crate::position::LogPos;
 
 /// Everything that can go wrong in sync. Unless a variant says otherwise, a failed
 /// operation changed nothing stored: applying a batch is one transaction.
@@ -60,7 +61,7 @@ pub enum SyncError {
     /// The peer asked for log entries this node no longer keeps (garbage-collected):
     /// it must bootstrap from a snapshot.
     #[error("log entries after {after} are no longer kept (kept from {floor})")]
-    LogPruned { after: u64, floor: u64 },
+    LogPruned { after: LogPos, floor: LogPos },
 
     /// The peer refused this node's writes: its credential does not allow them (a
     /// read-only user, a collection outside its permissions). Nothing of them was

@@ -15,6 +15,7 @@ use crate::config::SyncConfig;
 use crate::conn::{CommitSignal, ConnStatus, Control, End};
 use crate::error::{Result, SyncError};
 use crate::node::SyncNode;
+use crate::position::LogPos;
 use crate::record::ConflictEntry;
 use crate::relay::Relay;
 use crate::session::{PeerInfo, SessionStats};
@@ -38,9 +39,9 @@ pub struct SyncStatus {
     /// When a batch was last applied or confirmed.
     pub last_sync: Option<Timestamp>,
     /// The peer's log position applied here (the server cursor, for a client).
-    pub cursor: u64,
+    pub cursor: LogPos,
     /// Our log position the peer confirmed.
-    pub acked: u64,
+    pub acked: LogPos,
     pub writes_sent: u64,
     pub writes_received: u64,
     /// Received writes that lost a conflict here on arrival.

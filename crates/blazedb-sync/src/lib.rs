@@ -6,6 +6,7 @@
 //! - [`merge`]: the conflict rules of docs/semantics.md over one document's writes.
 //! - [`node`]: [`SyncNode`], a database's persisted sync state: absorbing local writes,
 //!   applying remote batches, the log peers read, cursors, the conflict log.
+//! - [`LogPos`]: a position in a sync log (cursors, acks, batches).
 //! - [`grant`]: what a peer may do, as its transport authenticated it; the session
 //!   checks every message against it (`authz.rs`) and binds node ids to users
 //!   (`principal.rs`).
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod merge;
 pub mod node;
 mod peer;
+mod position;
 mod principal;
 pub mod proto;
 mod record;
@@ -43,6 +45,7 @@ pub use handle::{SyncHandle, SyncStatus};
 pub use hub::ServeHandle;
 pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode};
+pub use position::LogPos;
 pub use proto::Msg;
 pub use record::{ConflictEntry, Item, LogEntry, SnapDoc, SnapshotProgress};
 pub use relay::{

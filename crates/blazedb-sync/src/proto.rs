@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Role};
+use crate::position::LogPos;
 use crate::record::{Item, SnapDoc, SnapshotProgress};
 
 /// Protocol version spoken by this build (2: batches and snapshot pages carry user
@@ -24,7 +25,7 @@ pub enum Msg {
         node: NodeId,
         role: Role,
         /// Send me your log after this position (what I have applied of it).
-        want_after: u64,
+        want_after: LogPos,
         /// Whether I accept your log (false: push-only on my side).
         accept: bool,
         /// Whether I will send you my log (false: pull-only on my side).
@@ -35,7 +36,7 @@ pub enum Msg {
         /// the only one that got through).
         have_yours: bool,
         /// My newest log position (pairs with `want_after` like an `Ack`).
-        log_last: u64,
+        log_last: LogPos,
         /// A snapshot of yours I was receiving when we were cut off (your log
         /// position it is taken at, the index slot I reached), to resume it. Encoded
         /// as the pair `(at, slot)`.
@@ -44,8 +45,8 @@ pub enum Msg {
     /// Entries of the sender's log at positions `after + 1 ..= upto` (the writes the
     /// receiver lacks; filtered positions are covered but carry nothing).
     Batch {
-        after: u64,
-        upto: u64,
+        after: LogPos,
+        upto: LogPos,
         items: Vec<Item>,
         /// The principal (user) of origins of `items`, and of the receiver itself, as
         /// far as the sender knows them (see `principal.rs`). Only a peer trusted to
@@ -55,16 +56,16 @@ pub enum Msg {
     /// The receiver has durably applied the sender's log up to `upto`; `log_last` is
     /// the receiver's own newest log position at that moment (what the sender must
     /// have applied before it may treat `upto` as stable, see `SyncNode::collect_garbage`).
-    Ack { upto: u64, log_last: u64 },
+    Ack { upto: LogPos, log_last: LogPos },
     /// The receiver saw a gap: resend the log after `after`.
-    Want { after: u64 },
+    Want { after: LogPos },
     /// A page of the sender's document states, for a peer that needs more than the
     /// sender's log still holds (a new node, or one forgotten after long silence).
     /// The snapshot is taken at the sender's log position `at`; the page covers its
     /// document index slots `after_slot + 1 ..= upto_slot`; after the last page
     /// (`done`) the log follows from `at`.
     Snapshot {
-        at: u64,
+        at: LogPos,
         after_slot: u64,
         upto_slot: u64,
         docs: Vec<SnapDoc>,
@@ -77,12 +78,12 @@ pub enum Msg {
     },
     /// The receiver applied the snapshot taken at `at` up to `upto_slot` (or, if less
     /// than what was sent, stands there and wants the rest from there).
-    SnapshotAck { at: u64, upto_slot: u64 },
+    SnapshotAck { at: LogPos, upto_slot: u64 },
     /// Asks for the sender's log position (heartbeat, and "sync now": once the cursor
     /// reaches the answer, everything the peer had then is here).
     Ping { token: u64 },
     /// Answers a `Ping` with this side's newest log position.
-    Pong { token: u64, log_last: u64 },
+    Pong { token: u64, log_last: LogPos },
     /// Something went wrong; `fatal` closes the session.
     Error {
         code: ErrorCode,

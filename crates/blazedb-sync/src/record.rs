@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
+use crate::position::LogPos;
 use crate::vv::Vv;
 use crate::write::{Held, LossReason, Stamp, Write};
 
@@ -50,9 +51,9 @@ pub(crate) struct Meta {
     /// Change-log sequence number taken over into the sync log.
     pub absorbed: u64,
     /// Position of the newest sync-log entry (0 when empty).
-    pub log_last: u64,
+    pub log_last: LogPos,
     /// Entries at or below this position have been pruned.
-    pub log_floor: u64,
+    pub log_floor: LogPos,
     /// Position of the newest conflict-log entry.
     pub conflicts_last: u64,
     /// For each origin, the highest counter of its writes applied here.
@@ -98,17 +99,17 @@ pub struct LogEntry {
 pub(crate) struct PeerRecord {
     pub role: Option<Role>,
     /// The peer's log position applied here.
-    pub recv_cursor: u64,
+    pub recv_cursor: LogPos,
     /// This node's log position the peer confirmed applied.
-    pub acked: u64,
+    pub acked: LogPos,
     /// Wall time of the last exchange with it.
     pub last_seen_us: u64,
     /// Acks not yet known stable: (our log position it confirmed, its own newest log
     /// position then), oldest first, at most [`ACKS_PENDING_MAX`].
-    pub acks: Vec<(u64, u64)>,
+    pub acks: Vec<(LogPos, LogPos)>,
     /// Our log position up to which the peer has everything and we have everything the
     /// peer had made before it got them (see `SyncNode::collect_garbage`).
-    pub stable: u64,
+    pub stable: LogPos,
     /// A snapshot from this peer being received, and how far.
     pub snapshot: Option<SnapshotProgress>,
     /// Silent beyond the retention: no longer holds back garbage collection. Kept
@@ -122,7 +123,7 @@ pub(crate) struct PeerRecord {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotProgress {
     /// The peer's log position the snapshot is taken at.
-    pub at: u64,
+    pub at: LogPos,
     /// The last index slot applied (0: none yet).
     pub slot: u64,
 }
@@ -144,7 +145,7 @@ impl PeerRecord {
     }
 
     /// Notes an ack (our position `acked`, the peer's own position `their_last`).
-    pub(crate) fn note_ack(&mut self, acked: u64, their_last: u64) {
+    pub(crate) fn note_ack(&mut self, acked: LogPos, their_last: LogPos) {
         self.acked = self.acked.max(acked);
         if self.acks.last().is_none_or(|&(a, _)| acked > a) {
             if self.acks.len() >= ACKS_PENDING_MAX {

@@ -18,6 +18,7 @@ use crate::error::{Result, SyncError};
 use crate::handle::{SyncHandle, SyncStatus};
 use crate::hub::ServeHandle;
 use crate::node::SyncNode;
+use crate::position::LogPos;
 use crate::relay::memory;
 
 /// Where a registered node may connect.
@@ -364,20 +365,20 @@ impl Topology {
     pub async fn sync_all(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let before: Vec<u64> = self
+            let before: Vec<LogPos> = self
                 .nodes
                 .iter()
-                .map(|n| n.node.log_last().unwrap_or(0))
+                .map(|n| n.node.log_last().unwrap_or_default())
                 .collect();
             let dialers = self.conns.iter().map(|c| &c.dialer);
             for d in dialers.chain(self.remotes.iter().map(|r| &r.dialer)) {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 d.sync_now(left).await?;
             }
-            let after: Vec<u64> = self
+            let after: Vec<LogPos> = self
                 .nodes
                 .iter()
-                .map(|n| n.node.log_last().unwrap_or(0))
+                .map(|n| n.node.log_last().unwrap_or_default())
                 .collect();
             if before == after {
                 return Ok(());

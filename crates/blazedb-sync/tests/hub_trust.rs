@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use blazedb_core::{DocId, Document, Fields, Value};
 use blazedb_engine::{Database, KdfParams};
 use blazedb_sync::{
-    DocState, Dot, Grant, Hlc, Item, Msg, NodeId, Op, Role, Session, SessionConfig, SnapDoc, Stamp,
-    SyncConfig, SyncNode, Vv, Write,
+    DocState, Dot, Grant, Hlc, Item, LogPos, Msg, NodeId, Op, Role, Session, SessionConfig,
+    SnapDoc, Stamp, SyncConfig, SyncNode, Vv, Write,
 };
 use proptest::prelude::*;
 
@@ -273,12 +273,12 @@ impl Hub {
                 version: blazedb_sync::proto::PROTOCOL_VERSION,
                 node: self.node_of(*origin),
                 role: *role,
-                want_after: *want_after,
+                want_after: LogPos::from(*want_after),
                 accept: true,
                 send: true,
                 now_us: blazedb_sync::clock::wall_now_us(),
                 have_yours: false,
-                log_last: 0,
+                log_last: LogPos::ZERO,
                 resume: None,
             },
             GenMsg::Batch {
@@ -287,8 +287,8 @@ impl Hub {
                 items,
                 users,
             } => Msg::Batch {
-                after: *after,
-                upto: *upto,
+                after: LogPos::from(*after),
+                upto: LogPos::from(*upto),
                 items: items.iter().map(|i| self.item(i)).collect(),
                 users: if *users {
                     vec![
@@ -306,7 +306,7 @@ impl Hub {
                 done,
                 collected,
             } => Msg::Snapshot {
-                at: *at,
+                at: LogPos::from(*at),
                 after_slot: *after_slot,
                 upto_slot: after_slot + docs.len() as u64,
                 docs: docs
@@ -321,12 +321,14 @@ impl Hub {
                 users: Vec::new(),
             },
             GenMsg::Ack { upto } => Msg::Ack {
-                upto: *upto,
-                log_last: 0,
+                upto: LogPos::from(*upto),
+                log_last: LogPos::ZERO,
             },
-            GenMsg::Want { after } => Msg::Want { after: *after },
+            GenMsg::Want { after } => Msg::Want {
+                after: LogPos::from(*after),
+            },
             GenMsg::SnapshotAck { at, upto_slot } => Msg::SnapshotAck {
-                at: *at,
+                at: LogPos::from(*at),
                 upto_slot: *upto_slot,
             },
             GenMsg::Ping => Msg::Ping { token: 1 },

@@ -507,7 +507,12 @@ async fn writes_in_a_cycle_of_peers_stop_travelling_once_everyone_has_them() {
     for n in 0..3 {
         let node = net.topo.node(net.refs[n]).expect("node");
         let (log, _) = node
-            .read_log(blazedb_sync::NodeId(0), 0, 1000, &|_| true)
+            .read_log(
+                blazedb_sync::NodeId(0),
+                blazedb_sync::LogPos::ZERO,
+                1000,
+                &|_| true,
+            )
             .expect("log");
         assert_eq!(log.len(), 3, "node {n} logs each write exactly once");
     }
@@ -720,7 +725,7 @@ async fn a_new_client_bootstraps_from_a_snapshot_once_the_servers_log_is_collect
     let node = topo.node(s).expect("node").clone();
     let report = node.collect_garbage().expect("gc");
     assert!(
-        report.log_pruned > 0 && node.log_floor().expect("floor") > 0,
+        report.log_pruned > 0 && node.log_floor().expect("floor") > blazedb_sync::LogPos::ZERO,
         "{report:?}"
     );
     // The deleted documents' history is gone from the server: only their version

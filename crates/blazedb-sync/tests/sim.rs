@@ -504,8 +504,8 @@ impl World {
                     let out: Vec<String> = out.iter().map(brief).collect();
                     eprintln!(
                         "    floor {} last {} -> {out:?}",
-                        node.log_floor().unwrap_or(0),
-                        node.log_last().unwrap_or(0)
+                        node.log_floor().unwrap_or_default(),
+                        node.log_last().unwrap_or_default()
                     );
                     if let Ok(watch) = std::env::var("BLAZEDB_SIM_WATCH")
                         && let Some((c, d)) = watch.split_once('/')
@@ -626,7 +626,7 @@ impl World {
         }
         let last = sync.log_last().expect("log_last");
         let (ws, _) = sync
-            .read_log(NodeId(0), last - 1, 1, &|_| true)
+            .read_log(NodeId(0), last.prev(), 1, &|_| true)
             .expect("read_log");
         let Some(blazedb_sync::Item::Write(w)) = ws.into_iter().next() else {
             panic!("the new write is the last log entry");
@@ -980,7 +980,7 @@ impl World {
             .filter(|c| c.reason == blazedb_sync::LossReason::TooLarge)
             .count();
         TOO_LARGE_SEEN.fetch_add(too_large as u64, Ordering::Relaxed);
-        let collected = sync.log_floor().map_err(|e| e.to_string())? > 0
+        let collected = sync.log_floor().map_err(|e| e.to_string())? > blazedb_sync::LogPos::ZERO
             || sync
                 .bootstrapped_from()
                 .map_err(|e| e.to_string())?

@@ -95,7 +95,7 @@ pub mod sync {
     // What a write carries, and what lost.
     pub use blazedb_sync::{ConflictEntry, Dot, Held, Hlc, LossReason, Stamp};
     // A database's sync state.
-    pub use blazedb_sync::{GcReport, SyncNode};
+    pub use blazedb_sync::{GcReport, LogPos, SyncNode};
     // Several databases in one process.
     pub use blazedb_sync::{ConnectionMode, NodeRef, SyncMode, Topology};
     // Transports: implement [`Relay`] and [`Listener`] for another one.

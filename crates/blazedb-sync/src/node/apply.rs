@@ -22,6 +22,7 @@ use super::{Arrival, BatchReport, States, SyncNode};
 use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
 use crate::merge::Loss;
+use crate::position::LogPos;
 use crate::record::{self, Item, Meta, NS_PEER, PeerRecord, SnapDoc};
 use crate::write::Write;
 
@@ -41,7 +42,7 @@ impl SyncNode {
         peer: NodeId,
         peer_role: Role,
         items: &[Item],
-        upto: u64,
+        upto: LogPos,
     ) -> Result<BatchReport> {
         let now = self.now_us();
         self.check_batch(peer, peer_role, items, now)?;
@@ -200,7 +201,7 @@ impl SyncNode {
         tx: &mut WriteTxn<'_>,
         peer: NodeId,
         peer_role: Role,
-        upto: u64,
+        upto: LogPos,
         now: u64,
     ) -> Result<()> {
         let pkey = record::peer_key(peer);

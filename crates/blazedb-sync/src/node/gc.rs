@@ -11,6 +11,7 @@
 use super::{GC_CHUNK, GcReport, States, SyncNode};
 use crate::clock::NodeId;
 use crate::error::Result;
+use crate::position::LogPos;
 use crate::record::{self, Item, LOG, LogEntry, NS_PEER, PeerRecord};
 use blazedb_engine::internal::SyncWrite;
 
@@ -32,7 +33,7 @@ impl SyncNode {
         let (mut tx, mut meta) = self.begin()?;
         let now = self.now_us();
         let mut report = GcReport::default();
-        let mut floor: Option<u64> = None;
+        let mut floor: Option<LogPos> = None;
         for (key, bytes) in tx.aux_scan(NS_PEER)? {
             let p: PeerRecord = record::decode("peer", &bytes)?;
             let online = key
@@ -52,16 +53,16 @@ impl SyncNode {
                 report.peers_forgotten += 1;
                 continue;
             }
-            floor = Some(floor.map_or(p.stable, |f: u64| f.min(p.stable)));
+            floor = Some(floor.map_or(p.stable, |f: LogPos| f.min(p.stable)));
         }
-        let target = floor.unwrap_or(0).min(meta.log_last);
+        let target = floor.unwrap_or(LogPos::ZERO).min(meta.log_last);
         if target > meta.log_floor {
-            let upto = target.min(meta.log_floor + GC_CHUNK);
+            let upto = target.min(meta.log_floor.advance(GC_CHUNK));
             let mut states = States::default();
             if self.opts.tombstone_gc {
-                let n = usize::try_from(upto - meta.log_floor).unwrap_or(usize::MAX);
+                let n = usize::try_from(upto.entries_since(meta.log_floor)).unwrap_or(usize::MAX);
                 let mut touched = Vec::new();
-                for (_, bytes) in tx.aux_log_range(LOG, meta.log_floor, n)? {
+                for (_, bytes) in tx.aux_log_range(LOG, meta.log_floor.get(), n)? {
                     let e: LogEntry = record::decode("log entry", &bytes)?;
                     let (key, dots) = match &e.item {
                         Item::Write(w) => (record::doc_key(&w.collection, w.id), vec![w.stamp.dot]),
@@ -95,7 +96,7 @@ impl SyncNode {
                     }
                 }
             }
-            report.log_pruned = tx.aux_log_remove(LOG, meta.log_floor + 1, upto)?;
+            report.log_pruned = tx.aux_log_remove(LOG, meta.log_floor.next().get(), upto.get())?;
             meta.log_floor = upto;
             self.finish(tx, &mut meta, states)?;
         } else if report.peers_forgotten > 0 {

@@ -13,6 +13,7 @@ use blazedb_engine::internal::{SyncRead, SyncWrite};
 use super::{BATCH_BYTES_MAX, SyncNode};
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
+use crate::position::LogPos;
 use crate::record::{self, Item, LOG, LogEntry, Meta};
 
 impl SyncNode {
@@ -23,9 +24,13 @@ impl SyncNode {
         via: Option<NodeId>,
         item: Item,
     ) -> Result<()> {
-        meta.log_last += 1;
+        meta.log_last = meta.log_last.next();
         let entry = LogEntry { via, item };
-        tx.aux_log_put(LOG, meta.log_last, &record::encode("log entry", &entry)?)?;
+        tx.aux_log_put(
+            LOG,
+            meta.log_last.get(),
+            &record::encode("log entry", &entry)?,
+        )?;
         Ok(())
     }
 
@@ -41,10 +46,10 @@ impl SyncNode {
     pub fn read_log(
         &self,
         peer: NodeId,
-        after: u64,
+        after: LogPos,
         limit: usize,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<(Vec<Item>, u64)> {
+    ) -> Result<(Vec<Item>, LogPos)> {
         let r = self.db.begin_read()?;
         let meta = record::load_meta(&mut &r)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
@@ -67,8 +72,8 @@ impl SyncNode {
         let mut upto = after;
         let mut out = Vec::new();
         let mut bytes_out = 0usize;
-        for (seq, bytes) in r.aux_log_range(LOG, after, limit)? {
-            upto = seq;
+        for (seq, bytes) in r.aux_log_range(LOG, after.get(), limit)? {
+            upto = LogPos::new(seq);
             let e: LogEntry = record::decode("log entry", &bytes)?;
             let theirs = match &e.item {
                 Item::Write(w) => w.stamp.node() == peer,
@@ -90,9 +95,9 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn log_floor(&self) -> Result<u64> {
+    pub fn log_floor(&self) -> Result<LogPos> {
         let r = self.db.begin_read()?;
-        Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.log_floor))
+        Ok(record::load_meta(&mut &r)?.map_or(LogPos::ZERO, |m| m.log_floor))
     }
 
     /// Every write the log still keeps, in order (introspection and tests).
@@ -120,9 +125,9 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn log_last(&self) -> Result<u64> {
+    pub fn log_last(&self) -> Result<LogPos> {
         let r = self.db.begin_read()?;
-        Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.log_last))
+        Ok(record::load_meta(&mut &r)?.map_or(LogPos::ZERO, |m| m.log_last))
     }
 
     /// How many of this node's own writes after log position `after` exist (writes a
@@ -130,10 +135,10 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn own_writes_after(&self, after: u64, max: usize) -> Result<u64> {
+    pub fn own_writes_after(&self, after: LogPos, max: usize) -> Result<u64> {
         let r = self.db.begin_read()?;
         let mut n = 0;
-        let mut at = after;
+        let mut at = after.get();
         let mut scanned = 0;
         loop {
             let page = r.aux_log_range(LOG, at, 1_000)?;

@@ -32,6 +32,7 @@ use crate::clock::{Clock, NodeId, Role};
 use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
 use crate::merge::DocState;
+use crate::position::LogPos;
 use crate::record::{self, INDEX, META_KEY, META_VERSION, Meta, NS_DOC, NS_META, SnapDoc};
 use crate::write::Stamp;
 
@@ -92,7 +93,7 @@ pub struct BatchReport {
 #[derive(Clone, Copy, Debug)]
 pub struct SnapshotPage<'a> {
     /// The peer's log position the snapshot was taken at.
-    pub at: u64,
+    pub at: LogPos,
     /// The page covers document index slots `after_slot+1 ..= upto_slot`.
     pub after_slot: u64,
     /// The last index slot the page covers.
@@ -210,8 +211,8 @@ impl SyncNode {
                     counter: 0,
                     clock: Clock::default(),
                     absorbed: tx.last_seq(),
-                    log_last: 0,
-                    log_floor: 0,
+                    log_last: LogPos::ZERO,
+                    log_floor: LogPos::ZERO,
                     conflicts_last: 0,
                     seen: crate::vv::Vv::new(),
                     index_last: 0,

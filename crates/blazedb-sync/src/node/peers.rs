@@ -12,6 +12,7 @@ use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 use super::SyncNode;
 use crate::clock::NodeId;
 use crate::error::Result;
+use crate::position::LogPos;
 use crate::record::{self, NS_PEER, PeerRecord};
 use crate::relay::RelayTarget;
 
@@ -87,8 +88,8 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn recv_cursor(&self, peer: NodeId) -> Result<u64> {
-        Ok(self.peer(peer)?.map_or(0, |p| p.recv_cursor))
+    pub fn recv_cursor(&self, peer: NodeId) -> Result<LogPos> {
+        Ok(self.peer(peer)?.map_or(LogPos::ZERO, |p| p.recv_cursor))
     }
 
     pub(super) fn peer(&self, peer: NodeId) -> Result<Option<PeerRecord>> {
@@ -101,7 +102,7 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn note_acked(&self, peer: NodeId, upto: u64, their_last: u64) -> Result<()> {
+    pub fn note_acked(&self, peer: NodeId, upto: LogPos, their_last: LogPos) -> Result<()> {
         if self
             .peer(peer)?
             .is_some_and(|p| p.acked >= upto && p.acks.last().is_some_and(|a| a.0 >= upto))
@@ -126,7 +127,7 @@ impl SyncNode {
     ///
     /// # Errors
     /// Database errors.
-    pub fn acked_by(&self, peer: NodeId) -> Result<u64> {
-        Ok(self.peer(peer)?.map_or(0, |p| p.acked))
+    pub fn acked_by(&self, peer: NodeId) -> Result<LogPos> {
+        Ok(self.peer(peer)?.map_or(LogPos::ZERO, |p| p.acked))
     }
 }

@@ -19,6 +19,7 @@ use super::{GC_CHUNK, SNAPSHOT_PAGE_BYTES, SnapshotPage, States, SyncNode};
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
+use crate::position::LogPos;
 use crate::record::{
     self, INDEX, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
 };
@@ -121,10 +122,10 @@ impl SyncNode {
         if after_slot == 0 && p.snapshot.map(|s| s.at) != Some(at) {
             // Synced with this peer before, and it collects tombstones: it forgot us,
             // and what we hold may be what it has collected (it would come back).
-            let synced_before = p.recv_cursor > 0 && collected;
+            let synced_before = p.recv_cursor > LogPos::ZERO && collected;
             if synced_before {
                 report.conflicts += self.wipe(&mut tx, &mut meta, &mut states, &p, keep, now)?;
-                p.recv_cursor = 0;
+                p.recv_cursor = LogPos::ZERO;
             }
             p.snapshot = Some(SnapshotProgress { at, slot: 0 });
         } else if p.snapshot
@@ -174,7 +175,7 @@ impl SyncNode {
     ) -> Result<u64> {
         tracing::warn!(node = %self.node, "forgotten by the peer: bootstrapping again");
         let mut n = 0;
-        let mut at = p.acked.max(meta.log_floor);
+        let mut at = p.acked.max(meta.log_floor).get();
         loop {
             let page = tx.aux_log_range(LOG, at, 1_000)?;
             let Some(last) = page.last().map(|e| e.0) else {
@@ -202,11 +203,11 @@ impl SyncNode {
             at = last;
         }
         if meta.log_last > meta.log_floor {
-            let mut from = meta.log_floor + 1;
+            let mut from = meta.log_floor.next();
             while from <= meta.log_last {
-                let to = (from + GC_CHUNK - 1).min(meta.log_last);
-                tx.aux_log_remove(LOG, from, to)?;
-                from = to + 1;
+                let to = from.advance(GC_CHUNK - 1).min(meta.log_last);
+                tx.aux_log_remove(LOG, from.get(), to.get())?;
+                from = to.next();
             }
             meta.log_floor = meta.log_last;
         }

@@ -30,6 +30,7 @@ use crate::error::SyncError;
 use crate::grant::Grant;
 use crate::node::{SnapshotPage, SyncNode};
 pub use crate::peer::PeerInfo;
+use crate::position::LogPos;
 use crate::proto::{ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
 use crate::record::SnapshotProgress;
 
@@ -109,13 +110,13 @@ pub(crate) struct PeerHello {
     pub version: u16,
     pub node: NodeId,
     pub role: Role,
-    pub want_after: u64,
+    pub want_after: LogPos,
     pub accept: bool,
     pub send: bool,
     /// The peer's wall clock when it sent the `Hello` (µs).
     pub peer_now: u64,
     pub have_yours: bool,
-    pub log_last: u64,
+    pub log_last: LogPos,
     pub resume: Option<SnapshotProgress>,
 }
 
@@ -125,11 +126,13 @@ pub struct Session {
     cfg: SessionConfig,
     peer: Option<PeerInfo>,
     closed: Option<String>,
-    next_send: u64,
-    acked: u64,
-    in_flight: VecDeque<u64>,
+    /// Our log position the next batch starts at.
+    next_send: LogPos,
+    acked: LogPos,
+    /// The `upto` of each batch sent and not yet acknowledged, oldest first.
+    in_flight: VecDeque<LogPos>,
     last_progress_us: u64,
-    cursor: u64,
+    cursor: LogPos,
     stats: SessionStats,
     /// Our `Hello`, resent until the peer's arrives (a lost message must not stall).
     hello: Option<HelloSent>,
@@ -160,12 +163,12 @@ struct HelloSent {
 struct Pong {
     token: u64,
     /// The peer's log position when it answered.
-    log_last: u64,
+    log_last: LogPos,
 }
 
 /// A snapshot being sent.
 struct SnapSend {
-    at: u64,
+    at: LogPos,
     /// The next page starts after this slot.
     next_after: u64,
     /// The page in flight, if one is.
@@ -206,11 +209,11 @@ impl Session {
             cfg,
             peer: None,
             closed: None,
-            next_send: 1,
-            acked: 0,
+            next_send: LogPos::ZERO.next(),
+            acked: LogPos::ZERO,
             in_flight: VecDeque::new(),
             last_progress_us: 0,
-            cursor: 0,
+            cursor: LogPos::ZERO,
             stats: SessionStats::default(),
             hello: None,
             pong: None,
@@ -228,7 +231,7 @@ impl Session {
         let peer = self.peer.map(|p| p.node).unwrap_or(NodeId(0));
         let probe = self
             .node
-            .read_log(peer, self.next_send.saturating_sub(1), 4, &|_| true);
+            .read_log(peer, self.next_send.prev(), 4, &|_| true);
         format!(
             "closed {:?} log ({:?}..{:?}] probe {:?} next_send {} acked {} in_flight {:?} cursor {} holding {} snapshot {:?}",
             self.closed,
@@ -250,13 +253,13 @@ impl Session {
 
     /// The peer's log position applied here.
     #[must_use]
-    pub fn cursor(&self) -> u64 {
+    pub fn cursor(&self) -> LogPos {
         self.cursor
     }
 
     /// The answer to the newest `Ping`: (token, the peer's log position then).
     #[must_use]
-    pub fn pong(&self) -> Option<(u64, u64)> {
+    pub fn pong(&self) -> Option<(u64, LogPos)> {
         self.pong.map(|p| (p.token, p.log_last))
     }
 
@@ -285,7 +288,7 @@ impl Session {
 
     /// The peer's confirmed position in our log.
     #[must_use]
-    pub fn acked(&self) -> u64 {
+    pub fn acked(&self) -> LogPos {
         self.acked
     }
 
@@ -339,7 +342,7 @@ impl Session {
     pub fn hello(&mut self, peer_hint: Option<NodeId>, now_us: u64) -> Result<Msg, SyncError> {
         let want_after = match peer_hint {
             Some(p) => self.node.recv_cursor(p)?,
-            None => 0,
+            None => LogPos::ZERO,
         };
         self.cursor = want_after;
         let msg = Msg::Hello {

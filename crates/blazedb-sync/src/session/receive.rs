@@ -7,6 +7,7 @@
 use crate::clock::NodeId;
 use crate::error::SyncError;
 use crate::node::SnapshotPage;
+use crate::position::LogPos;
 use crate::principal::Binding;
 use crate::proto::{BATCH_WRITES_MAX, ErrorCode, Msg, PROTOCOL_VERSION};
 use crate::record::Item;
@@ -119,7 +120,7 @@ impl Session {
         let announced = self.cursor;
         let cursor = self.node.recv_cursor(h.node).map_err(db_closed)?;
         self.cursor = self.cursor.max(cursor);
-        self.next_send = h.want_after + 1;
+        self.next_send = h.want_after.next();
         self.acked = h.want_after;
         self.in_flight.clear();
         self.node
@@ -140,8 +141,8 @@ impl Session {
     /// acked again if we have them, asked for again (`Want`) if there is a gap.
     pub(super) fn on_batch(
         &mut self,
-        after: u64,
-        upto: u64,
+        after: LogPos,
+        upto: LogPos,
         items: &[Item],
         users: &[(NodeId, String)],
         now_us: u64,
@@ -187,7 +188,7 @@ impl Session {
         &mut self,
         peer: PeerInfo,
         items: &[Item],
-        upto: u64,
+        upto: LogPos,
         now_us: u64,
         out: &mut Vec<Msg>,
     ) -> Result<(), Closed> {
@@ -226,8 +227,8 @@ impl Session {
     /// The peer has our log up to `upto`: what is in flight up to there is done.
     pub(super) fn on_ack(
         &mut self,
-        upto: u64,
-        log_last: u64,
+        upto: LogPos,
+        log_last: LogPos,
         now_us: u64,
         out: &mut Vec<Msg>,
     ) -> Result<Ended, Closed> {
@@ -235,7 +236,7 @@ impl Session {
             && upto > self.acked
         {
             self.acked = upto;
-            self.next_send = self.next_send.max(upto + 1);
+            self.next_send = self.next_send.max(upto.next());
             if self.snap_send.as_ref().is_some_and(|s| upto >= s.at) {
                 // The peer has our log up to the snapshot's position already (it
                 // told us once it knew who we are): no snapshot needed.
@@ -257,12 +258,12 @@ impl Session {
     /// The peer saw a gap: send again from after `after` (never before the last ack).
     pub(super) fn on_want(
         &mut self,
-        after: u64,
+        after: LogPos,
         now_us: u64,
         out: &mut Vec<Msg>,
     ) -> Result<Ended, Closed> {
         if self.peer.is_some() {
-            self.next_send = after.max(self.acked) + 1;
+            self.next_send = after.max(self.acked).next();
             self.in_flight.clear();
             self.last_progress_us = now_us;
             out.extend(self.poll_inner(now_us)?);
@@ -299,7 +300,7 @@ impl Session {
             // Our writes wait; what is in flight is sent again afterwards.
             self.holding = true;
             self.in_flight.clear();
-            self.next_send = self.acked + 1;
+            self.next_send = self.acked.next();
         }
         let keep = self.keep();
         match self.node.apply_snapshot(peer.node, page, &keep) {
@@ -335,7 +336,7 @@ impl Session {
     /// goes from there; after the last one, our log follows from `at`.
     pub(super) fn on_snapshot_ack(
         &mut self,
-        at: u64,
+        at: LogPos,
         upto_slot: u64,
         now_us: u64,
         out: &mut Vec<Msg>,
@@ -350,7 +351,7 @@ impl Session {
                     if page.done {
                         // The log follows from the snapshot's position.
                         self.snap_send = None;
-                        self.next_send = at + 1;
+                        self.next_send = at.next();
                         self.acked = self.acked.max(at);
                         self.in_flight.clear();
                     }
@@ -403,7 +404,7 @@ impl Session {
             // session, we keep pulling.
             self.push_refused = Some(message.clone());
             self.in_flight.clear();
-            self.next_send = self.acked + 1;
+            self.next_send = self.acked.next();
         }
         if fatal {
             self.closed = Some(format!("peer closed the session: {message}"));

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::clock::NodeId;
 use crate::error::SyncError;
+use crate::position::LogPos;
 use crate::proto::{BATCH_WRITES_MAX, Msg};
 use crate::record::Item;
 
@@ -126,7 +127,7 @@ impl Session {
         if !self.in_flight.is_empty()
             && now_us.saturating_sub(self.last_progress_us) > self.cfg.resend_after_us
         {
-            self.next_send = self.acked + 1;
+            self.next_send = self.acked.next();
             self.in_flight.clear();
             self.last_progress_us = now_us;
         }
@@ -134,7 +135,7 @@ impl Session {
         let last = self.node.log_last().map_err(closed)?;
         let limit = self.cfg.batch_max.clamp(1, BATCH_WRITES_MAX);
         while self.in_flight.len() < self.cfg.window.max(1) && self.next_send <= last {
-            let after = self.next_send - 1;
+            let after = self.next_send.prev();
             let (items, upto) = match self.node.read_log(peer.node, after, limit, &keep) {
                 Ok(r) => r,
                 Err(SyncError::LogPruned { .. }) => {
@@ -167,7 +168,7 @@ impl Session {
                 items,
                 users,
             });
-            self.next_send = upto + 1;
+            self.next_send = upto.next();
             if moves_cursor_only {
                 // Nothing the peer lacks: it only learns where our log stands. Not
                 // waited for (a "sync now" is done without it); if it is lost with
@@ -188,7 +189,7 @@ impl Session {
     fn start_snapshot(
         &mut self,
         peer: NodeId,
-        after: u64,
+        after: LogPos,
         now_us: u64,
     ) -> Result<Vec<Msg>, Closed> {
         let at = self.node.log_last().map_err(db_closed)?;
@@ -197,7 +198,7 @@ impl Session {
             Some(p) if p.at >= floor && p.at <= at => (p.at, p.slot),
             _ => (at, 0),
         };
-        tracing::info!(peer = %peer, after, floor, at, "the peer needs more than the log holds: sending a snapshot");
+        tracing::info!(peer = %peer, after = after.get(), floor = floor.get(), at = at.get(), "the peer needs more than the log holds: sending a snapshot");
         self.in_flight.clear();
         self.snap_send = Some(SnapSend {
             at,

@@ -137,6 +137,11 @@ mod tests {
             postcard::to_allocvec(&ack).expect("encode"),
             postcard::to_allocvec(&(2u32, 300u64, 5u64)).expect("encode")
         );
+        // And literally: varint 2, varint 300, varint 5.
+        assert_eq!(
+            postcard::to_allocvec(&ack).expect("encode"),
+            [2, 0xAC, 0x02, 5]
+        );
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub(crate) fn run(_dir: &Path, sizes: NetSizes) -> Result<()> {
     bail!("this build has no network layer (asked for {sizes:?}): run it with the default features")
 }
 
+/// Resyncs measured (figure 3); the figure is their median.
+#[cfg(feature = "net")]
+const RESYNC_ROUNDS: usize = 9;
+
 /// What one run measured (figures 1–5).
 #[cfg(feature = "net")]
 struct Measured {
@@ -186,18 +190,35 @@ async fn run_async(dir: &Path, sizes: NetSizes) -> Result<()> {
         "  running: 3. resync after 10 changes on the {}-document database",
         sizes.docs
     );
-    hb.stop().await;
-    for i in 0..10i64 {
-        a.collection("docs")
-            .insert(blazedb_engine::Document::new().with("resync", i))?;
+    // The median of several rounds: one reconnection is a few milliseconds, and a
+    // single sample of it varies by a third from run to run.
+    let mut rounds = Vec::with_capacity(RESYNC_ROUNDS);
+    for round in 0..RESYNC_ROUNDS {
+        hb.stop().await;
+        for i in 0..10i64 {
+            a.collection("docs").insert(
+                blazedb_engine::Document::new()
+                    .with("resync", i)
+                    .with("round", round as i64),
+            )?;
+        }
+        ha.sync_now(T).await?;
+        let before = hb.status().bytes_received;
+        hb.start();
+        let t = Instant::now();
+        let st = hb.sync_now(T).await?;
+        rounds.push((t.elapsed(), st.bytes_received.saturating_sub(before)));
     }
-    ha.sync_now(T).await?;
-    let before = hb.status().bytes_received;
-    hb.start();
-    let t = Instant::now();
-    let st = hb.sync_now(T).await?;
-    let resync = t.elapsed();
-    let resync_bytes = st.bytes_received.saturating_sub(before);
+    rounds.sort();
+    let (resync, resync_bytes) = rounds[rounds.len() / 2];
+    println!(
+        "  resync rounds (ms): {}",
+        rounds
+            .iter()
+            .map(|(d, _)| format!("{:.2}", d.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     println!(
         "  running: 4. 10 clients writing {} documents each",
@@ -354,7 +375,7 @@ fn print_figures(sizes: NetSizes, m: &Measured) {
         verdict(m.resync_bytes <= 10_240)
     );
     println!(
-        "| resync after 10 changes: time | {:.2} ms | goal ≤ 5 ms | {} |",
+        "| resync after 10 changes: time, median of 9 | {:.2} ms | goal ≤ 5 ms | {} |",
         ms(m.resync),
         verdict(ms(m.resync) <= 5.0)
     );

@@ -69,9 +69,18 @@ pub enum SyncError {
     #[error("the peer refused our writes: {0}")]
     Forbidden(String),
 
-    /// The sync task or connection has stopped.
-    #[error("sync is stopped: {0}")]
-    Stopped(String),
+    /// A sync round did not complete in the time it was given (the peer unreachable,
+    /// slow or refusing). `last_error` is the last connection error seen, if any.
+    #[error("sync did not complete within {after:?}: {}", last_error.as_deref().unwrap_or("no connection"))]
+    TimedOut {
+        after: std::time::Duration,
+        last_error: Option<String>,
+    },
+
+    /// The background task running sync work stopped (it panicked or the runtime is
+    /// shutting down); the task's own error is kept.
+    #[error("the sync task stopped: {0}")]
+    Stopped(#[source] tokio::task::JoinError),
 }
 
 /// Shorthand for sync results.

@@ -171,7 +171,7 @@ impl SyncHandle {
         let (db2, node_config) = (db.clone(), config.clone());
         let node = tokio::task::spawn_blocking(move || SyncNode::enable(&db2, role, &node_config))
             .await
-            .map_err(|e| SyncError::Stopped(e.to_string()))??;
+            .map_err(SyncError::Stopped)??;
         Self::start_with(node, Arc::new(relay), &config)
     }
 
@@ -262,7 +262,7 @@ impl SyncHandle {
     /// # Errors
     /// [`SyncError::Forbidden`] once everything the peer held has arrived but it
     /// refused this side's writes (a permission this node's credential lacks; they stay
-    /// pending); [`SyncError::Stopped`] if sync does not complete within `timeout`
+    /// pending); [`SyncError::TimedOut`] if sync does not complete within `timeout`
     /// (offline, or the peer refuses the connection); the status says why.
     pub async fn sync_now(&self, timeout: Duration) -> Result<SyncStatus> {
         let token = self.inner.ping.fetch_add(1, Ordering::AcqRel) + 1;
@@ -299,12 +299,10 @@ impl SyncHandle {
         match done {
             Ok(Some(why)) => Err(SyncError::Forbidden(why)),
             Ok(None) => Ok(self.status()),
-            Err(_) => Err(SyncError::Stopped(format!(
-                "sync did not complete within {timeout:?}: {}",
-                self.status()
-                    .last_error
-                    .unwrap_or_else(|| "no connection".into())
-            ))),
+            Err(_) => Err(SyncError::TimedOut {
+                after: timeout,
+                last_error: self.status().last_error,
+            }),
         }
     }
 

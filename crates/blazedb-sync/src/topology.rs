@@ -361,7 +361,7 @@ impl Topology {
     /// over one connection is news for the next).
     ///
     /// # Errors
-    /// [`SyncError::Stopped`] if a connection does not finish within `timeout`.
+    /// [`SyncError::TimedOut`] if a connection does not finish within `timeout`.
     pub async fn sync_all(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

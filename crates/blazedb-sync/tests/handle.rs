@@ -93,6 +93,17 @@ async fn a_clock_far_ahead_is_refused_and_the_skew_is_reported() {
         refused.is_err(),
         "a write stamped 10 minutes ahead must not be accepted"
     );
+    // The round runs out of time, typed, with the refusal that held it up.
+    match refused {
+        Err(blazedb_sync::SyncError::TimedOut { after, last_error }) => {
+            assert_eq!(after, Duration::from_secs(3));
+            assert!(
+                last_error.as_deref().is_some_and(|e| e.contains("ahead")),
+                "{last_error:?}"
+            );
+        }
+        other => panic!("expected SyncError::TimedOut, got {other:?}"),
+    }
     assert!(server.collection("notes").get(id).expect("get").is_none());
     let status = sync.status();
     assert!(

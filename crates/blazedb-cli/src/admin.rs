@@ -59,6 +59,8 @@ pub fn info(ctx: &mut Ctx<'_>) -> CliResult {
         .into_iter()
         .filter_map(|r| Some((r["collection"].as_str()?.to_owned(), r["documents"].clone())))
         .collect();
+    // What `compact` would give back: the file bytes no table uses.
+    let space = ctx.db.space()?;
     ctx.out.value(&json!({
         "path": ctx.db.path().display().to_string(),
         "name": ctx.db.name(),
@@ -66,6 +68,8 @@ pub fn info(ctx: &mut Ctx<'_>) -> CliResult {
         "node": node,
         "collections": collections,
         "indexes": indexes,
+        "file_bytes": space.file_bytes,
+        "unused_bytes": space.unused_bytes(),
     }))
 }
 

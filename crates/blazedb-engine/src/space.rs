@@ -85,8 +85,8 @@ impl Database {
     /// open and usable on the new file. Documents, indexes, the change log and sync
     /// state are unchanged (an export before and after is identical).
     ///
-    /// Needs the only handle on the database (`&mut self`, no clone alive: sync, for
-    /// one, holds a clone while enabled) and a read-write open. Takes about as long as
+    /// Needs the only handle on the database (`&mut self`, no clone alive: a running
+    /// sync holds a clone, so stop it and drop its handle first) and a read-write open. Takes about as long as
     /// copying the file, and briefly needs room for the copy beside it.
     ///
     /// Crash-safe: the copy is built under another name and made durable before it

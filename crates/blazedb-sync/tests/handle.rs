@@ -164,3 +164,33 @@ async fn live_and_periodic_policies_both_deliver_without_being_asked() {
         serve.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_compacts_once_its_sync_is_stopped_and_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, mut client) = (open(dir.path(), "server"), open(dir.path(), "client"));
+    let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
+    let (relay, listener) = memory("server");
+    let _serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
+    let sync = client
+        .enable_sync(relay, Role::Client)
+        .await
+        .expect("enable_sync");
+    let id = client
+        .collection("notes")
+        .insert(Document::new().with("n", 1i64))
+        .expect("insert");
+    sync.sync_now(T).await.expect("sync now");
+    // While sync runs it holds the database: compaction is refused, nothing changes.
+    assert!(matches!(
+        client.compact(),
+        Err(blazedb_core::Error::AlreadyOpen { .. })
+    ));
+    sync.stop().await;
+    drop(sync);
+    let report = client
+        .compact()
+        .expect("compact once sync is stopped and dropped");
+    assert!(report.after_bytes > 0);
+    assert!(client.collection("notes").get(id).expect("get").is_some());
+}

@@ -315,3 +315,47 @@ impl Tally {
         );
     }
 }
+
+/// Spawns this very test binary (even if a concurrent build has replaced its file since:
+/// Linux's `/proc/self/exe`) running only test `test`, with `envs`, stdout and stderr
+/// piped: the child of a crash test.
+#[cfg(unix)]
+pub fn spawn_child_test(test: &str, envs: &[(&str, String)]) -> std::process::Child {
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_owned()
+    } else {
+        std::env::current_exe().expect("path of this test binary")
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1", "-q"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn the child test")
+}
+
+/// SIGKILLs `child` and returns what it printed to `out` that was not read yet (lines
+/// printed before the kill are still in the pipe). Panics, with the child's output, if
+/// it had exited by itself.
+#[cfg(unix)]
+pub fn kill_and_drain(child: &mut std::process::Child, out: &mut impl std::io::Read) -> String {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    child.kill().expect("SIGKILL the child");
+    let status = child.wait().expect("reap the child");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest)
+        .expect("drain the child's stdout");
+    if status.signal() != Some(9) {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err).expect("read the child's stderr");
+        }
+        panic!("the child exited by itself ({status}), not by SIGKILL:\n{rest}\n{err}");
+    }
+    rest
+}

@@ -19,10 +19,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blazedb_engine::{Database, DocId, Document, Filter, IndexSpec, Query, Result};
@@ -80,27 +78,13 @@ struct ChildRun {
 /// (and the ACK after the last of them, so the kill lands in a compaction or the insert
 /// before one), spins `delay`, and SIGKILLs it.
 fn run_child_and_kill(dir: &Path, start: u64, compactions: usize, delay: Duration) -> ChildRun {
-    let proc_exe = Path::new("/proc/self/exe");
-    let exe = if proc_exe.exists() {
-        proc_exe.to_owned()
-    } else {
-        std::env::current_exe().expect("path of this test binary")
-    };
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            CHILD_TEST,
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(ENV_DIR, dir)
-        .env(ENV_START, start.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child compactor");
+    let mut child = common::spawn_child_test(
+        CHILD_TEST,
+        &[
+            (ENV_DIR, dir.display().to_string()),
+            (ENV_START, start.to_string()),
+        ],
+    );
     let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut run = ChildRun::default();
     let mut line = String::new();
@@ -122,20 +106,8 @@ fn run_child_and_kill(dir: &Path, start: u64, compactions: usize, delay: Duratio
     while t.elapsed() < delay {
         std::hint::spin_loop();
     }
-    child.kill().expect("SIGKILL the child");
-    let status = child.wait().expect("reap the child");
-    let mut rest = String::new();
-    out.read_to_string(&mut rest)
-        .expect("drain the child's stdout");
-    for l in rest.lines() {
+    for l in common::kill_and_drain(&mut child, &mut out).lines() {
         record(&mut run, l);
-    }
-    if status.signal() != Some(9) {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            e.read_to_string(&mut err).expect("read the child's stderr");
-        }
-        panic!("the child exited by itself ({status}), not by SIGKILL:\n{rest}\n{err}");
     }
     run
 }

@@ -30,10 +30,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blazedb_engine::internal::SyncDatabase;
@@ -51,14 +49,6 @@ const TX_B: &str = "tx_b";
 /// Written by the child's concurrent side writer.
 const SIDE: &str = "side";
 const CHILD_TEST: &str = "child_writer_when_spawned_by_the_kill_test";
-/// libtest arguments running only the child test, with its output on stdout.
-const CHILD_ARGS: [&str; 5] = [
-    "--exact",
-    CHILD_TEST,
-    "--nocapture",
-    "--test-threads=1",
-    "-q",
-];
 const ENV_DIR: &str = "BLAZEDB_CRASH_CHILD_DIR";
 const ENV_START: &str = "BLAZEDB_CRASH_START";
 const ENV_KILLS: &str = "BLAZEDB_CRASH_KILLS";
@@ -358,23 +348,14 @@ fn run_child_and_kill(
     acks: usize,
     delay: Duration,
 ) -> (Vec<u64>, Option<Duration>, Vec<DocId>) {
-    // This very binary, even if a concurrent build has replaced the file since (Linux).
-    let proc_exe = Path::new("/proc/self/exe");
-    let exe = if proc_exe.exists() {
-        proc_exe.to_owned()
-    } else {
-        std::env::current_exe().expect("path of this test binary")
-    };
     let spawned = Instant::now();
-    let mut child = Command::new(exe)
-        .args(CHILD_ARGS)
-        .env(ENV_DIR, dir)
-        .env(ENV_START, start.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child writer");
+    let mut child = common::spawn_child_test(
+        CHILD_TEST,
+        &[
+            (ENV_DIR, dir.display().to_string()),
+            (ENV_START, start.to_string()),
+        ],
+    );
     let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
     let (mut seen, mut first_ack, mut line) = (Vec::new(), None, String::new());
     let mut side = Vec::new();
@@ -389,21 +370,10 @@ fn run_child_and_kill(
         first_ack = first_ack.or((!seen.is_empty()).then(|| spawned.elapsed()));
     }
     spin(delay);
-    child.kill().expect("SIGKILL the child");
-    let status = child.wait().expect("reap the child");
     // ACKs printed before the kill are still in the pipe: they count too.
-    let mut rest = String::new();
-    out.read_to_string(&mut rest)
-        .expect("drain the child's stdout");
+    let rest = common::kill_and_drain(&mut child, &mut out);
     seen.extend(rest.lines().filter_map(parse_ack));
     side.extend(rest.lines().filter_map(parse_side));
-    if status.signal() != Some(9) {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            e.read_to_string(&mut err).expect("read the child's stderr");
-        }
-        panic!("the child exited by itself ({status}), not by SIGKILL:\n{rest}\n{err}");
-    }
     (seen, first_ack, side)
 }
 

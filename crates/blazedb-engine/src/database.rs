@@ -190,15 +190,29 @@ impl Database {
                 }
                 _ => {}
             }
-            match Store::peek(&data, Table::Meta, &[META_FORMAT, META_CAPTURE]) {
-                Ok(sealed) => {
-                    verify_format(&vault, keyfile.db_id, sealed[0].as_deref())?;
-                    capture_of(&vault, sealed[1].as_deref())?;
+            let sealed = match Store::peek(&data, Table::Meta, &[META_FORMAT, META_CAPTURE]) {
+                Ok(sealed) => sealed,
+                // A file that needs crash recovery: recover it in memory first (the
+                // read-only store's overlay), so a file whose recovery fails, or that
+                // does not pair with the key file, is refused untouched. Only then may
+                // the read-write open below repair it on disk.
+                Err(blazedb_storage::StorageError::NeedsRecovery) => {
+                    let probe = Store::open_read_only(&data, &Self::store_options(opts))
+                        .map_err(|e| storage_err(e, &path))?;
+                    let tx = probe.read().map_err(|e| storage_err(e, &path))?;
+                    let mut sealed = Vec::with_capacity(2);
+                    for key in [META_FORMAT, META_CAPTURE] {
+                        sealed.push(
+                            tx.get(Table::Meta, key)
+                                .map_err(|e| storage_err(e, &path))?,
+                        );
+                    }
+                    sealed
                 }
-                // Only recovery justifies opening read-write before the pairing is proven.
-                Err(blazedb_storage::StorageError::NeedsRecovery) => {}
                 Err(e) => return Err(storage_err(e, &path)),
-            }
+            };
+            verify_format(&vault, keyfile.db_id, sealed[0].as_deref())?;
+            capture_of(&vault, sealed[1].as_deref())?;
             Store::open(&data, &Self::store_options(opts))
         }
         .map_err(|e| storage_err(e, &path))?;

@@ -544,3 +544,27 @@ fn replaying_an_old_sealed_value_at_its_own_key_is_an_undetected_rollback() -> R
     );
     Ok(())
 }
+
+/// redb's header byte 9 holds the commit-slot and recovery flags: a flip can point the
+/// file at its previous commit slot and ask for crash recovery. Every mask, in both
+/// verification modes: a typed error with the files untouched (recovery is tried in
+/// memory first), or exactly the data.
+#[test]
+fn every_flip_of_the_commit_slot_flags_is_refused_untouched_or_reads_exactly() -> Result<()> {
+    const FLAGS: usize = 9;
+    let p = build_pristine()?;
+    for verify in [true, false] {
+        let mut tally = Tally {
+            tolerate_incomplete: !verify,
+            ..Tally::default()
+        };
+        for mask in 1..=255u8 {
+            let mut data = p.data.clone();
+            data[FLAGS] ^= mask;
+            let what = format!("data.redb byte {FLAGS} ^ {mask:#04x}");
+            tally.record(&what, attempt(&p, verify, &p.key, &data), data_file_error);
+        }
+        tally.finish(&format!("commit-slot flag flips, verify_on_open({verify})"));
+    }
+    Ok(())
+}

@@ -82,7 +82,8 @@ via_storage!(
     redb::TransactionError,
     redb::TableError,
     redb::CommitError,
-    redb::SetDurabilityError
+    redb::SetDurabilityError,
+    redb::CompactionError
 );
 
 /// A short read or undecodable header is damage to the file, not an OS failure.

@@ -36,6 +36,15 @@ impl Shared {
         }
     }
 
+    /// The engine handle, exclusively (for operations that need no other user of the
+    /// file, such as redb's own compaction).
+    pub(crate) fn db_mut(&mut self) -> &mut redb::Database {
+        match &mut self.db {
+            Some(db) => db,
+            None => unreachable!("the redb handle is taken only when the store drops"),
+        }
+    }
+
     /// Returns once every commit up to `ticket` is durable (one fsync, shared with
     /// concurrent callers).
     pub(crate) fn wait_durable(&self, ticket: u64) -> Result<(), StorageError> {

@@ -279,7 +279,7 @@ impl Store {
     /// [`StorageError::Io`] if `dest` exists or cannot be written.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
         let snapshot = self.read()?;
-        let target = Store::create(
+        let mut target = Store::create(
             dest,
             &StoreOptions {
                 cache_bytes: self.cache_bytes,
@@ -295,7 +295,14 @@ impl Store {
                 Ok::<_, StorageError>(std::ops::ControlFlow::Continue(()))
             })?;
         }
-        w.commit(true)
+        w.commit(true)?;
+        // The file grew in steps ahead of need while it was written; give the unused
+        // tail back (redb's own compaction: durable commits, then a truncation). No one
+        // else has the new file open.
+        guard(|| {
+            target.shared.db_mut().compact()?;
+            Ok(())
+        })
     }
 
     /// Rewrites the file compactly: a copy of the committed state, entries written in

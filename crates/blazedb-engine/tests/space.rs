@@ -91,6 +91,17 @@ fn compaction_gives_back_unused_space_and_keeps_every_record_index_and_change()
     );
     let space_after = db.space()?;
     assert_eq!(space_after.file_bytes, report.after_bytes);
+    // The new file is the owner's alone, like every file of the database.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let data = blazedb_engine::database_path(dir.path(), "db").join("data.redb");
+        let mode = std::fs::metadata(data)
+            .expect("data file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "compacted data file mode {mode:o}");
+    }
     assert!(space_after.unused_bytes() < space_before.unused_bytes());
     for ((name, b), (_, a)) in space_before.tables.iter().zip(&space_after.tables) {
         assert_eq!(b.entries, a.entries, "entries of table {name}");

@@ -244,6 +244,15 @@ fn data_positions(len: usize, rng: &mut SplitMix) -> BTreeSet<usize> {
     pos
 }
 
+/// Opens a copy of the pristine files with data-file byte `pos` XORed with `mask`, and
+/// records whether the outcome is allowed (a data-file error, or exactly the data).
+fn flip_and_record(p: &Pristine, verify: bool, pos: usize, mask: u8, tally: &mut Tally) {
+    let mut data = p.data.clone();
+    data[pos] ^= mask;
+    let what = format!("data.redb byte {pos} ^ {mask:#04x}");
+    tally.record(&what, attempt(p, verify, &p.key, &data), data_file_error);
+}
+
 fn flip_data_file(verify: bool) -> Result<()> {
     let p = build_pristine()?;
     let mut rng = seeded();
@@ -261,11 +270,7 @@ fn flip_data_file(verify: bool) -> Result<()> {
         ..Tally::default()
     };
     for pos in positions {
-        let mask = mask(&mut rng);
-        let mut data = p.data.clone();
-        data[pos] ^= mask;
-        let what = format!("data.redb byte {pos} ^ {mask:#04x}");
-        tally.record(&what, attempt(&p, verify, &p.key, &data), data_file_error);
+        flip_and_record(&p, verify, pos, mask(&mut rng), &mut tally);
     }
     tally.finish(&format!("data.redb flips, verify_on_open({verify})"));
     Ok(())
@@ -559,10 +564,7 @@ fn every_flip_of_the_commit_slot_flags_is_refused_untouched_or_reads_exactly() -
             ..Tally::default()
         };
         for mask in 1..=255u8 {
-            let mut data = p.data.clone();
-            data[FLAGS] ^= mask;
-            let what = format!("data.redb byte {FLAGS} ^ {mask:#04x}");
-            tally.record(&what, attempt(&p, verify, &p.key, &data), data_file_error);
+            flip_and_record(&p, verify, FLAGS, mask, &mut tally);
         }
         tally.finish(&format!("commit-slot flag flips, verify_on_open({verify})"));
     }

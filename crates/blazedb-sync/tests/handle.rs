@@ -11,6 +11,15 @@ use blazedb_sync::{EnableSync, Role, ServeHandle, SyncAdvanced, SyncConfig, Sync
 
 const T: Duration = Duration::from_secs(20);
 
+/// `server` enabled as the sync server and served in memory: the relay a client dials,
+/// and the serving handle (serving stops when it drops).
+fn serve(server: &Database) -> (blazedb_sync::MemoryRelay, ServeHandle) {
+    let node = SyncNode::enable(server, Role::Server, &SyncConfig::default()).expect("enable");
+    let (relay, listener) = memory("server");
+    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
+    (relay, serve)
+}
+
 fn open(dir: &std::path::Path, name: &str) -> Database {
     Database::builder()
         .kdf(KdfParams::INSECURE_FAST)
@@ -22,9 +31,7 @@ fn open(dir: &std::path::Path, name: &str) -> Database {
 async fn enable_sync_reports_status_through_offline_periods_and_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-    let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
-    let (relay, listener) = memory("server");
-    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
+    let (relay, serve) = serve(&server);
     let sync = client
         .enable_sync(relay, Role::Client)
         .await
@@ -68,9 +75,7 @@ async fn enable_sync_reports_status_through_offline_periods_and_catches_up() {
 async fn a_clock_far_ahead_is_refused_and_the_skew_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-    let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
-    let (relay, listener) = memory("server");
-    let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
+    let (relay, serve) = serve(&server);
     let ahead_us: u64 = 10 * 60 * 1_000_000; // beyond the 5-minute default bound
     let fast = SyncConfig {
         advanced: SyncAdvanced {
@@ -144,9 +149,7 @@ async fn live_and_periodic_policies_both_deliver_without_being_asked() {
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-        let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
-        let (relay, listener) = memory("server");
-        let serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
+        let (relay, serve) = serve(&server);
         let sync = client
             .enable_sync_with(relay, Role::Client, policy.clone())
             .await
@@ -169,9 +172,7 @@ async fn live_and_periodic_policies_both_deliver_without_being_asked() {
 async fn a_database_compacts_once_its_sync_is_stopped_and_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, mut client) = (open(dir.path(), "server"), open(dir.path(), "client"));
-    let node = SyncNode::enable(&server, Role::Server, &SyncConfig::default()).expect("enable");
-    let (relay, listener) = memory("server");
-    let _serve = ServeHandle::start(node, listener, &SyncConfig::default(), 16).expect("serve");
+    let (relay, _serve) = serve(&server);
     let sync = client
         .enable_sync(relay, Role::Client)
         .await

@@ -158,6 +158,7 @@ impl Database {
         StoreOptions {
             verify_on_open: !opts.skip_verify_on_open,
             cache_bytes: Some(opts.cache_bytes),
+            checkpoint_bytes: opts.checkpoint_bytes,
         }
     }
 

@@ -74,7 +74,9 @@ pub use hooks::CommitHook;
 pub use index::{IndexInfo, IndexNote, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
 pub use ndjson::{ExportReport, ImportOptions, ImportReport};
-pub use options::{DEFAULT_CACHE_BYTES, Durability, OpenMode, OpenOptions};
+pub use options::{
+    DEFAULT_CACHE_BYTES, DEFAULT_CHECKPOINT_BYTES, Durability, OpenMode, OpenOptions,
+};
 pub use query::{Filter, Order, Plan, Query};
 pub use space::{CompactReport, SpaceReport};
 pub use txn::{Patch, ReadTxn, WriteTxn};

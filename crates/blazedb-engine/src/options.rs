@@ -9,6 +9,10 @@ use blazedb_crypto::KdfParams;
 /// verifying open of that file up to twice as slow.
 pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
 
+/// The commit journal's default size before a checkpoint (see
+/// [`OpenOptions::checkpoint_bytes`]).
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = blazedb_storage::DEFAULT_CHECKPOINT_BYTES;
+
 /// When a commit is reported done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -73,6 +77,7 @@ pub struct OpenOptions {
     pub(crate) mode: OpenMode,
     pub(crate) skip_verify_on_open: bool,
     pub(crate) cache_bytes: usize,
+    pub(crate) checkpoint_bytes: u64,
 }
 
 impl Default for OpenOptions {
@@ -83,6 +88,7 @@ impl Default for OpenOptions {
             mode: OpenMode::default(),
             skip_verify_on_open: false,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
         }
     }
 }
@@ -144,6 +150,21 @@ impl OpenOptions {
     #[must_use]
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// How many bytes the commit journal may hold before a commit runs a checkpoint
+    /// (default [`DEFAULT_CHECKPOINT_BYTES`], 4 MiB).
+    ///
+    /// A commit is made durable by appending it to the journal beside the data file (one
+    /// sequential write and sync); a checkpoint writes the journal's commits into the
+    /// data file durably and starts the journal over. Smaller means less to replay after
+    /// a crash and a smaller journal file, at the cost of more frequent checkpoints (a
+    /// commit that runs one waits for it); larger the reverse. A clean close always
+    /// checkpoints. It changes speed and file sizes only, never what is stored or read.
+    #[must_use]
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
         self
     }
 }

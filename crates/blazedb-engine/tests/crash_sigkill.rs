@@ -11,6 +11,12 @@
 //! committed write, consecutively numbered. The same database accumulates across kills,
 //! so later kills land in a bigger file and in redb's crash repair.
 //!
+//! Commits go through the commit journal (docs/format.md): the child checkpoints every
+//! [`CHILD_CHECKPOINT_BYTES`], and about one op in eighty is a transaction too large for
+//! a journal frame (it commits as a checkpoint), so kills land in journal appends and
+//! syncs, in checkpoints of both kinds, and in the replay of the journal at the next
+//! child's open; the parent's open replays whatever journal the kill left.
+//!
 //! The workload is a pure function of the op index and the database contents (see
 //! [`plan`]), so the parent replays it on the model without the child reporting what it
 //! did: it matters for the op in flight, which was never acknowledged.
@@ -46,6 +52,14 @@ const DB: &str = "crash";
 const SINGLE: &str = "single";
 const TX_A: &str = "tx_a";
 const TX_B: &str = "tx_b";
+/// Written by the large transactions (checkpoint commits).
+const BIG: &str = "big";
+/// The child's journal checkpoint size: small, so checkpoints happen every few dozen
+/// commits, inside the kill window.
+const CHILD_CHECKPOINT_BYTES: u64 = 16 << 10;
+/// Bytes of a big document: with its change entry the transaction exceeds a journal
+/// frame (1 MiB).
+const BIG_BYTES: usize = 560_000;
 /// Written by the child's concurrent side writer.
 const SIDE: &str = "side";
 const CHILD_TEST: &str = "child_writer_when_spawned_by_the_kill_test";
@@ -79,6 +93,8 @@ enum Op {
     Single,
     /// Insert `tx_a/(i, 0)`, `tx_a/(i, 1)` and `tx_b/(i, 2)` in one transaction.
     Txn,
+    /// Insert `big/(i, 0)`, a document too large for a journal frame.
+    Big,
     /// Set field `p` to `i` on live single document `j`.
     Patch(u64),
     /// Delete live single document `j`.
@@ -91,23 +107,31 @@ impl Op {
     /// Change-log entries the op writes when it commits.
     fn writes(self) -> u64 {
         match self {
-            Op::Single | Op::Patch(_) | Op::Delete(_) => 1,
+            Op::Single | Op::Big | Op::Patch(_) | Op::Delete(_) => 1,
             Op::Txn => 3,
             Op::Nothing => 0,
         }
     }
 }
 
-fn is_single(i: u64) -> bool {
-    mix(i) % 10 <= 4
+fn is_big(i: u64) -> bool {
+    mix(i ^ 0xB16).is_multiple_of(80)
 }
 
-/// What op `i` does: 50% single inserts, 20% transactions, 20% patches, 10% deletes.
+fn is_single(i: u64) -> bool {
+    !is_big(i) && mix(i) % 10 <= 4
+}
+
+/// What op `i` does: 1 in 80 a big insert; of the rest 50% single inserts, 20% transactions,
+/// 20% patches, 10% deletes.
 /// Targets are picked among live single documents (`live(j)`), alternately from the whole
 /// history (old pages) and the last 64 ops (this round's writes). The child asks the
 /// database, the parent its model: they agree while the database matches the model, and
 /// a divergence shows as a change-log mismatch.
 fn plan(i: u64, mut live: impl FnMut(u64) -> Result<bool>) -> Result<Op> {
+    if is_big(i) {
+        return Ok(Op::Big);
+    }
     let k = mix(i) % 10;
     if k <= 4 {
         return Ok(Op::Single);
@@ -164,6 +188,13 @@ fn index_specs() -> Vec<IndexSpec> {
     ]
 }
 
+/// The document of big op `i`.
+fn big_doc(i: u64) -> Document {
+    Document::with_id(id(i, 0))
+        .with("i", i as i64)
+        .with("big", vec![i as u8; BIG_BYTES])
+}
+
 fn txn_collection(slot: u8) -> &'static str {
     if slot < 2 { TX_A } else { TX_B }
 }
@@ -179,7 +210,9 @@ fn child_writer_when_spawned_by_the_kill_test() -> Result<()> {
         return Ok(());
     };
     let start: u64 = start.parse().expect("BLAZEDB_CRASH_START is an op index");
-    let db = common::open(Path::new(&dir), DB)?;
+    let db = common::fast()
+        .checkpoint_bytes(CHILD_CHECKPOINT_BYTES)
+        .open(Path::new(&dir), DB, common::PASSWORD)?;
     // Indexes are built by the child itself (each build is one transaction, so a kill
     // during it leaves no index) and then maintained by every write; the parent checks
     // after every reopen that each index equals a rebuild from the documents.
@@ -213,6 +246,9 @@ fn child_writer_when_spawned_by_the_kill_test() -> Result<()> {
                     tx.insert(txn_collection(slot), doc(i, slot))?;
                 }
                 tx.commit()?;
+            }
+            Op::Big => {
+                db.collection(BIG).insert(big_doc(i))?;
             }
             Op::Patch(j) => {
                 db.collection(SINGLE).patch(id(j, 0), &patch_of(i))?;
@@ -256,6 +292,7 @@ type Docs = BTreeMap<(&'static str, DocId), Document>;
 struct Model {
     singles: BTreeMap<u64, Document>,
     txns: BTreeSet<u64>,
+    bigs: BTreeSet<u64>,
     deleted: BTreeSet<u64>,
     log: Vec<Change>,
 }
@@ -301,6 +338,11 @@ impl Model {
                 }
                 self.txns.insert(i);
             }
+            Op::Big => {
+                let fields = big_doc(i).fields;
+                self.capture(txn, BIG, id(i, 0), ChangeOp::Insert { fields });
+                self.bigs.insert(i);
+            }
             Op::Patch(j) => {
                 let set: Fields = patch_of(i).set;
                 let d = self.singles.get_mut(&j).expect("plan targets live docs");
@@ -322,7 +364,8 @@ impl Model {
         let singles = (self.singles.values()).map(|d| ((SINGLE, d.id), d.clone()));
         let txns = (self.txns.iter())
             .flat_map(|&i| (0..3).map(move |s| ((txn_collection(s), id(i, s)), doc(i, s))));
-        singles.chain(txns).collect()
+        let bigs = (self.bigs.iter()).map(|&i| ((BIG, id(i, 0)), big_doc(i)));
+        singles.chain(txns).chain(bigs).collect()
     }
 }
 
@@ -417,6 +460,12 @@ fn check_ops(db: &Database, model: &Model, indices: &BTreeSet<u64>, ctx: &str) -
             slots.iter().all(|&s| s == want),
             "{ctx}: transaction {i}: documents present and intact {slots:?}, expected all {want}"
         );
+        let big = r.get(BIG, id(i, 0))?.is_some_and(|d| d == big_doc(i));
+        assert_eq!(
+            big,
+            model.bigs.contains(&i),
+            "{ctx}: big transaction {i}: present and intact"
+        );
     }
     Ok(())
 }
@@ -447,7 +496,7 @@ fn check_log(db: &Database, model: &Model, from: u64, ctx: &str) -> Result<()> {
 fn check_all(db: &Database, model: &Model, ctx: &str) -> Result<()> {
     let r = db.begin_read()?;
     let mut found = Docs::new();
-    for c in [SINGLE, TX_A, TX_B] {
+    for c in [SINGLE, TX_A, TX_B, BIG] {
         found.extend(r.all(c)?.into_iter().map(|d| ((c, d.id), d)));
     }
     let expected = model.expected();
@@ -543,7 +592,7 @@ fn print_summary(seed: u64, kills: u64, started: Instant, m: &Model, s: &Stats, 
          {} killed before their first ACK; {} checked on a copy (so the next child repaired \
          the crashed original); {} ops acknowledged; op in flight committed unacknowledged \
          {} times, not committed {} times; now {} live single docs, {} deleted, {} \
-         transactions, {} change-log entries, {} concurrent (group-commit) writes \
+         transactions, {} big (checkpoint) transactions, {} change-log entries, {} concurrent (group-commit) writes \
          acknowledged, file {} KiB",
         started.elapsed(),
         s.in_children,
@@ -555,6 +604,7 @@ fn print_summary(seed: u64, kills: u64, started: Instant, m: &Model, s: &Stats, 
         m.singles.len(),
         m.deleted.len(),
         m.txns.len(),
+        m.bigs.len(),
         m.seq(),
         s.side_acknowledged,
         size / 1024

@@ -1,21 +1,18 @@
 //! Group commit.
 //!
-//! A durable commit takes one of two paths:
-//! - **Lone writer**: when no other write transaction is in flight and every earlier
-//!   commit is already durable, the transaction commits to redb with
-//!   `Durability::Immediate` itself: one redb commit, one fsync.
-//! - **Group**: otherwise it commits with `Durability::None` (ordered, visible, not yet
-//!   on disk), takes a ticket, and waits until the durable watermark reaches it. One
-//!   waiter at a time leads a flush: it first lets every write transaction that was in
-//!   flight when it took the lead finish (they join this flush instead of waiting for
-//!   the next), then begins an empty redb transaction (taking redb's writer lock, so every
-//!   commit that returned is ordered before it), reads the commit counter, and commits
-//!   with `Durability::Immediate`. redb persists every earlier non-durable commit with
-//!   it, so one fsync covers the whole group.
+//! Every commit is made in redb non-durably and appended to the journal (`journal.rs`)
+//! under a ticket. A durable commit then waits until the durable watermark reaches its
+//! ticket. One waiter at a time leads a flush: it first lets every write transaction
+//! that was in flight when it took the lead finish (they join this flush instead of
+//! waiting for the next), then reads the commit counter under the journal lock (every
+//! counted commit has its frame written) and syncs the journal: one `fdatasync` covers
+//! the whole group. It holds no lock while it syncs, so writers go on appending.
+//! A checkpoint (a durable redb commit) also moves the watermark: everything committed
+//! before it is in the data file durably.
 //!
 //! Invariant: `durable <= committed`, and `durable` only moves to a counter value read
-//! while redb's writer lock was held (or, on the lone-writer path, to a commit that was
-//! itself durable with all before it durable), so it never covers an unpersisted commit.
+//! while every commit it counts had its frame written (or was made durable in redb by a
+//! checkpoint), so it never covers an unpersisted commit.
 //! Invariant: after a failed flush the store is failed for writes: the state of the file
 //! after a failed fsync is unknown, and retrying could acknowledge lost data.
 //! Invariant: the leader waits only for writers that started before it took the lead;
@@ -33,6 +30,7 @@ struct State {
     flushing: bool,
     failed: Option<String>,
     flushes: u64,
+    checkpoints: u64,
     writes_started: u64,
     writes_finished: u64,
 }
@@ -51,8 +49,10 @@ pub struct GroupStats {
     pub commits: u64,
     /// Commits known to be on disk.
     pub durable: u64,
-    /// fsyncing flushes performed by group leaders (lone-writer commits not included).
+    /// Journal syncs performed by group leaders.
     pub flushes: u64,
+    /// Checkpoints: durable redb commits (large transactions, a full journal, close).
+    pub checkpoints: u64,
 }
 
 impl GroupCommit {
@@ -87,13 +87,6 @@ impl GroupCommit {
         self.cv.notify_all();
     }
 
-    /// Whether the calling writer (holding redb's lock) is alone and nothing is pending:
-    /// then it may commit durably itself.
-    pub(crate) fn lone_writer(&self) -> bool {
-        let s = self.lock();
-        s.writes_started == s.writes_finished + 1 && s.committed == s.durable && !s.flushing
-    }
-
     /// Records a finished non-durable commit and returns its ticket.
     pub(crate) fn note_commit(&self) -> u64 {
         let mut s = self.lock();
@@ -101,13 +94,16 @@ impl GroupCommit {
         s.committed
     }
 
-    /// Records a commit made durable by the committer itself (lone-writer path).
-    pub(crate) fn note_durable_commit(&self) {
+    /// Records a checkpoint; `own_commit` when it was a transaction's own commit (which
+    /// counts as a commit too). Everything committed before it is durable. Called under
+    /// the journal lock after the durable redb commit, so no commit lies between.
+    pub(crate) fn note_checkpoint(&self, own_commit: bool) {
         let mut s = self.lock();
-        s.committed += 1;
-        if s.durable + 1 == s.committed {
-            s.durable = s.committed;
+        if own_commit {
+            s.committed += 1;
         }
+        s.durable = s.committed;
+        s.checkpoints += 1;
         self.cv.notify_all();
     }
 
@@ -123,6 +119,7 @@ impl GroupCommit {
             commits: s.committed,
             durable: s.durable,
             flushes: s.flushes,
+            checkpoints: s.checkpoints,
         }
     }
 

@@ -24,6 +24,7 @@
 
 mod error;
 pub mod group;
+mod journal;
 mod overlay;
 mod shared;
 mod store;
@@ -31,6 +32,7 @@ mod table;
 mod tx;
 
 pub use error::StorageError;
+pub use journal::DEFAULT_CHECKPOINT_BYTES;
 pub use store::{Store, StoreOptions};
 pub use table::Table;
 pub use tx::{Bounds, Entry, ReadTx, TableSpace, WriteTx, prefix_upper};

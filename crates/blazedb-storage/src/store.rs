@@ -8,8 +8,9 @@ use redb::ReadableDatabase;
 
 use crate::error::{StorageError, guard};
 use crate::group::GroupStats;
+use crate::journal::{DEFAULT_CHECKPOINT_BYTES, Frames, path_for, sync_parent};
 use crate::overlay::Overlay;
-use crate::shared::Shared;
+use crate::shared::{Shared, read_epoch, replay};
 use crate::table::Table;
 use crate::tx::{ReadTx, WriteTx};
 
@@ -23,6 +24,9 @@ pub struct StoreOptions {
     /// Page cache size in bytes (read cache and the write buffer of uncommitted pages
     /// together); `None` keeps the storage engine's default (redb: 1 GiB).
     pub cache_bytes: Option<usize>,
+    /// Bytes the commit journal may hold before a commit runs a checkpoint (a durable
+    /// commit of the data file, after which the journal starts over).
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -30,6 +34,7 @@ impl Default for StoreOptions {
         Self {
             verify_on_open: true,
             cache_bytes: None,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
         }
     }
 }
@@ -44,6 +49,8 @@ pub struct Store {
     read_only: bool,
     /// The page cache size it was opened with (a backup's target gets the same).
     cache_bytes: Option<usize>,
+    /// See [`StoreOptions::checkpoint_bytes`].
+    checkpoint_bytes: u64,
 }
 
 impl Store {
@@ -60,6 +67,12 @@ impl Store {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut new_file, 0o600);
         new_file.open(path)?;
+        // A new file has no journal: one left beside it (by a file removed without its
+        // journal) would otherwise be replayed into it.
+        match std::fs::remove_file(path_for(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let store = Self::open_inner(path, opts, true)?;
         guard(|| {
             let txn = store.db().begin_write()?;
@@ -108,7 +121,10 @@ impl Store {
         }
         let overlay = Overlay::new(file)?;
         let db = guard(|| Ok(Self::builder(opts).create_with_backend(overlay)?))?;
-        let store = Self::assemble(db, path, opts, true);
+        // Commits the journal holds are replayed into the overlay (memory) too: they were
+        // acknowledged, so a reader must see them.
+        let epoch = guard(|| replay(&db, path))?;
+        let store = Self::assemble(db, path, opts, true, epoch);
         store.check_tables()?;
         Ok(store)
     }
@@ -131,12 +147,19 @@ impl Store {
         b
     }
 
-    fn assemble(db: redb::Database, path: &Path, opts: &StoreOptions, read_only: bool) -> Store {
+    fn assemble(
+        db: redb::Database,
+        path: &Path,
+        opts: &StoreOptions,
+        read_only: bool,
+        epoch: u64,
+    ) -> Store {
         Store {
-            shared: Shared::new(db),
+            shared: Shared::new(db, path, epoch, opts.checkpoint_bytes),
             path: path.to_owned(),
             read_only,
             cache_bytes: opts.cache_bytes,
+            checkpoint_bytes: opts.checkpoint_bytes,
         }
     }
 
@@ -147,15 +170,19 @@ impl Store {
     }
 
     fn open_inner(path: &Path, opts: &StoreOptions, create: bool) -> Result<Store, StorageError> {
-        let db = guard(|| {
+        let (db, epoch) = guard(|| {
             let b = Self::builder(opts);
-            Ok(if create {
+            let db = if create {
                 b.create(path)?
             } else {
                 b.open(path)?
-            })
+            };
+            // Commits acknowledged through the journal but not yet in the data file
+            // durably go in now, in one durable commit (see `journal.rs`).
+            let epoch = replay(&db, path)?;
+            Ok((db, epoch))
         })?;
-        Ok(Self::assemble(db, path, opts, false))
+        Ok(Self::assemble(db, path, opts, false, epoch))
     }
 
     /// Reads values of table `t` from a closed store file without modifying it (a
@@ -163,9 +190,10 @@ impl Store {
     /// opening it read-write, which may write to it.
     ///
     /// # Errors
-    /// [`StorageError::AlreadyOpen`] if a writer holds it; other errors when a read-only
-    /// open is impossible (e.g. the file needs crash recovery, which only a read-write
-    /// open performs) or the file is damaged.
+    /// [`StorageError::AlreadyOpen`] if a writer holds it; [`StorageError::NeedsRecovery`]
+    /// if the file needs crash recovery or its journal holds commits to replay (a
+    /// read-only open, [`Store::open_read_only`], reads those in memory); others if the
+    /// file is damaged.
     pub fn peek(
         path: &Path,
         t: Table,
@@ -178,6 +206,13 @@ impl Store {
             // read-only, before a read-write open could write to the file.
             for each in Table::ALL {
                 redb::ReadableTableMetadata::len(&txn.open_table(each.def())?)?;
+            }
+            // Commits in the journal are part of the state, and not in this view.
+            if Frames::open(&path_for(path), read_epoch(&txn)?)?
+                .next_payload()?
+                .is_some()
+            {
+                return Err(StorageError::NeedsRecovery);
             }
             let table = txn.open_table(t.def())?;
             let mut values = Vec::with_capacity(keys.len());
@@ -279,6 +314,7 @@ impl Store {
     /// [`StorageError::Io`] if `dest` exists or cannot be written.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
         let snapshot = self.read()?;
+        let epoch = snapshot.epoch()?;
         let mut target = Store::create(
             dest,
             &StoreOptions {
@@ -295,7 +331,10 @@ impl Store {
                 Ok::<_, StorageError>(std::ops::ControlFlow::Continue(()))
             })?;
         }
-        w.commit(true)?;
+        // A checkpoint commit (durable in the file itself; no journal beside a copy), under
+        // an epoch above every frame of this store's journal: when the copy replaces this
+        // file (`compact`), no frame beside it is ever replayed into it.
+        w.commit_checkpoint(epoch.max(self.shared.epoch()) + 1)?;
         // The file grew in steps ahead of need while it was written; give the unused
         // tail back (redb's own compaction: durable commits, then a truncation). No one
         // else has the new file open.
@@ -324,6 +363,8 @@ impl Store {
             return Err(StorageError::ReadOnly);
         }
         self.shared.group.check()?;
+        // Everything in the data file durably, the journal empty.
+        self.shared.checkpoint()?;
         match std::fs::remove_file(scratch) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
@@ -340,6 +381,7 @@ impl Store {
                     // Written and checksummed a moment ago by this process.
                     verify_on_open: false,
                     cache_bytes: self.cache_bytes,
+                    checkpoint_bytes: self.checkpoint_bytes,
                 },
             )
         });
@@ -359,21 +401,14 @@ impl Store {
     }
 }
 
-/// Makes a rename in `path`'s directory durable (fsync of the directory).
-fn sync_parent(path: &Path) -> Result<(), StorageError> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl Drop for Store {
     fn drop(&mut self) {
-        // Persist non-durable commits (Durability::Eventual) on a clean close. A failure
-        // here cannot be reported; those commits were never acknowledged as durable.
-        if self.shared.group.check().is_ok() {
-            let _ = self.flush();
+        // A clean close checkpoints: every commit in the data file durably (non-durable
+        // ones too), the journal empty. A failure here cannot be reported: durable
+        // commits are in the journal and replayed at the next open; non-durable ones
+        // were never acknowledged as durable.
+        if !self.read_only && self.shared.group.check().is_ok() {
+            let _ = self.shared.checkpoint();
         }
         // Dropping `shared` then closes the file under the panic guard.
     }

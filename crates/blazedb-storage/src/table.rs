@@ -56,6 +56,12 @@ impl Table {
         }
     }
 
+    /// The table with [`Table::code`] `code`.
+    #[must_use]
+    pub fn from_code(code: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.code() == code)
+    }
+
     pub(crate) fn index(self) -> usize {
         self.code() as usize - 1
     }

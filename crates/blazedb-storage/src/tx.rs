@@ -7,7 +7,8 @@ use std::sync::PoisonError;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::error::{StorageError, guard};
-use crate::shared::Shared;
+use crate::journal::OpLog;
+use crate::shared::{Shared, read_epoch};
 use crate::table::Table;
 
 /// An owned key-value pair.
@@ -158,6 +159,16 @@ impl ReadTx {
         guard(|| Ok(self.table(t)?.len()?))
     }
 
+    /// The journal epoch of this snapshot (see `journal.rs`).
+    pub(crate) fn epoch(&self) -> Result<u64, StorageError> {
+        guard(|| match &self.txn {
+            Some(txn) => read_epoch(txn),
+            None => Err(StorageError::Other(
+                "read transaction already closed".into(),
+            )),
+        })
+    }
+
     /// Where a table's bytes go in this snapshot (walks the table's pages).
     ///
     /// # Errors
@@ -246,6 +257,8 @@ pub struct WriteTx<'s> {
     /// engine code, so `Drop` does it under the panic guard.
     cell: Option<WriteCell>,
     mark: Option<WriterMark<'s>>,
+    /// The writes so far, as the journal frame's payload.
+    log: OpLog,
 }
 
 impl Drop for WriteTx<'_> {
@@ -265,6 +278,7 @@ impl<'s> WriteTx<'s> {
             store,
             cell: Some(WriteCell::new(txn, |_| Default::default())),
             mark: Some(WriterMark::new(store)),
+            log: OpLog::default(),
         }
     }
 
@@ -309,7 +323,9 @@ impl<'s> WriteTx<'s> {
         self.with(t, |table| {
             table.insert(key, value)?;
             Ok(())
-        })
+        })?;
+        self.log.insert(t, key, value);
+        Ok(())
     }
 
     /// Removes `key`; returns whether it was present.
@@ -317,7 +333,11 @@ impl<'s> WriteTx<'s> {
     /// # Errors
     /// Engine errors.
     pub fn remove(&mut self, t: Table, key: &[u8]) -> Result<bool, StorageError> {
-        self.with(t, |table| Ok(table.remove(key)?.is_some()))
+        let removed = self.with(t, |table| Ok(table.remove(key)?.is_some()))?;
+        if removed {
+            self.log.remove(t, key);
+        }
+        Ok(removed)
     }
 
     /// Visits `range` in key order (this transaction's writes included).
@@ -353,52 +373,55 @@ impl<'s> WriteTx<'s> {
     }
 
     /// Commits. With `durable`, returns only once the commit is on disk (group commit:
-    /// concurrent committers share one fsync). Without, the commit is visible at once and
-    /// becomes durable with the next durable commit, flush or clean close.
+    /// concurrent committers share one journal sync). Without, the commit is visible at
+    /// once and becomes durable with the next durable commit, flush or clean close.
+    ///
+    /// A transaction whose writes fit one journal frame is committed in redb
+    /// non-durably and appended to the journal; a larger one commits as a checkpoint
+    /// (one durable redb commit, which is durable whatever `durable` says).
     ///
     /// # Errors
     /// Engine errors; [`StorageError::Failed`] if the durable flush failed (the store is
     /// then failed; the commit may or may not be on disk).
-    pub fn commit(self, durable: bool) -> Result<(), StorageError> {
-        let mut this = self;
-        let store = this.store;
-        let mark = this.mark.take();
-        let cell = this.cell.take().ok_or(StorageError::Other(
+    pub fn commit(mut self, durable: bool) -> Result<(), StorageError> {
+        if self.log.overflowed() {
+            return self.commit_checkpoint(0);
+        }
+        let (store, cell, mark, log) = self.take()?;
+        let ticket = store.commit_journaled(move || cell.into_owner(), log.payload());
+        // The redb transaction is over: this thread may begin another or lead a flush.
+        drop(mark);
+        let ticket = ticket?;
+        if store.journal_full() {
+            store.checkpoint()?;
+        }
+        if durable {
+            store.wait_durable(ticket)?;
+        }
+        Ok(())
+    }
+
+    /// Commits as a checkpoint: one durable redb commit that stores a journal epoch of at
+    /// least `at_least` (a copy's epoch must exceed every frame beside its new place).
+    pub(crate) fn commit_checkpoint(mut self, at_least: u64) -> Result<(), StorageError> {
+        let (store, cell, mark, _) = self.take()?;
+        let result = store.commit_checkpoint(move || cell.into_owner(), at_least);
+        drop(mark);
+        result
+    }
+
+    fn take(
+        &mut self,
+    ) -> Result<(&'s Shared, WriteCell, Option<WriterMark<'s>>, OpLog), StorageError> {
+        let cell = self.cell.take().ok_or(StorageError::Other(
             "write transaction already closed".into(),
         ))?;
-        drop(this);
-        // Alone and nothing pending: this commit can be durable by itself (one fsync).
-        let lone = durable && store.group.lone_writer();
-        // Everything that runs redb code (closing the tables, committing, or dropping the
-        // transaction on an error) stays inside the panic guard.
-        let committed = guard(move || {
-            let mut txn = cell.into_owner();
-            if lone {
-                txn.set_durability(redb::Durability::Immediate)?;
-            }
-            txn.commit()?;
-            Ok(())
-        });
-        if committed.is_ok() {
-            if lone {
-                store.group.note_durable_commit();
-            } else {
-                let ticket = store.group.note_commit();
-                // The redb transaction is over: this thread may begin another or lead a flush.
-                drop(mark);
-                if durable {
-                    store.wait_durable(ticket)?;
-                }
-                return Ok(());
-            }
-        }
-        drop(mark);
-        committed.inspect_err(|e| {
-            if matches!(e, StorageError::Corrupted(_) | StorageError::Io(_)) {
-                // A failed commit may have failed its fsync: the file state is unknown.
-                store.group.fail(e.to_string());
-            }
-        })
+        Ok((
+            self.store,
+            cell,
+            self.mark.take(),
+            std::mem::take(&mut self.log),
+        ))
     }
 
     /// Whether `key` is present, without copying its value.

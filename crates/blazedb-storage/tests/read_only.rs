@@ -83,9 +83,12 @@ fn a_file_that_needs_crash_recovery_is_recovered_in_memory_and_left_as_it_was() 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("data.redb");
     let live = filled(&path);
-    // A copy taken while the store is open is the file a crash would leave.
+    // A copy taken while the store is open is what a crash would leave: the data file
+    // and its journal (which holds the commit; the data file has it only non-durably).
     let crashed = dir.path().join("crashed.redb");
     std::fs::copy(&path, &crashed).expect("copy");
+    let journal = dir.path().join("crashed.redb.journal");
+    std::fs::copy(dir.path().join("data.redb.journal"), &journal).expect("copy the journal");
     drop(live);
     assert!(
         matches!(
@@ -95,6 +98,7 @@ fn a_file_that_needs_crash_recovery_is_recovered_in_memory_and_left_as_it_was() 
         "the copy needs recovery"
     );
     let before = std::fs::read(&crashed).expect("read file");
+    let journal_before = std::fs::read(&journal).expect("read the journal");
     for verify in [true, false] {
         let store = Store::open_read_only(&crashed, &opts(verify)).expect("open read-only");
         assert_eq!(rows(&store), expected_rows(), "durable commits survive");
@@ -102,6 +106,10 @@ fn a_file_that_needs_crash_recovery_is_recovered_in_memory_and_left_as_it_was() 
         assert!(
             std::fs::read(&crashed).expect("read file") == before,
             "verify_on_open {verify}: the file's bytes changed"
+        );
+        assert!(
+            std::fs::read(&journal).expect("read the journal") == journal_before,
+            "verify_on_open {verify}: the journal's bytes changed"
         );
     }
     // Still unrecovered on disk: a read-write open would repair it.

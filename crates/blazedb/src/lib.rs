@@ -36,7 +36,8 @@
 
 // Opening a database.
 pub use blazedb_engine::{
-    DEFAULT_CACHE_BYTES, Database, Durability, KdfParams, OpenMode, OpenOptions, database_path,
+    DEFAULT_CACHE_BYTES, DEFAULT_CHECKPOINT_BYTES, Database, Durability, KdfParams, OpenMode,
+    OpenOptions, database_path,
 };
 // Where a database's bytes go, and compaction.
 pub use blazedb_engine::{CompactReport, SpaceReport, TableSpace};

@@ -11,8 +11,12 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-/// Format version of records written by this build.
-pub(crate) const RECORD_VERSION: u32 = 1;
+/// Format version of databases this build creates: 2, document keys ordered by the
+/// id's time (`KeyLayout::Ordered`). Version 1 (hashed document keys) is read and
+/// written as it is, and moved to version 2 by `Database::compact`.
+pub(crate) const RECORD_VERSION: u32 = 2;
+/// The format version with hashed document keys (`KeyLayout::Hashed`).
+pub(crate) const RECORD_VERSION_HASHED_KEYS: u32 = 1;
 
 /// Borrowing serializer for a [`Value`].
 pub(crate) struct ValueRef<'a>(pub &'a Value);

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blazedb_core::name::check_name;
-use blazedb_core::{CorruptionSite, Error, NameKind, Result};
+use blazedb_core::{Error, NameKind, Result};
 use blazedb_crypto::{DataKey, KdfParams};
 use blazedb_storage::{Store, StoreOptions, Table};
 
-use crate::codec::{CaptureRecord, FormatRecord, RECORD_VERSION, decode, encode};
+use crate::codec::{CaptureRecord, RECORD_VERSION_HASHED_KEYS, decode, encode};
+use crate::format::{META_FORMAT, sealed_format_record, verify_format};
 pub use crate::handle::Database;
 use crate::handle::Inner;
 use crate::hooks::{CommitHook, HookHost, Hooks};
@@ -18,7 +19,7 @@ use crate::keyfile::{KeyFile, sync_dir};
 use crate::options::{OpenMode, OpenOptions};
 use crate::raw::storage_err;
 use crate::txn::{ReadTxn, WriteTxn};
-use crate::vault::Vault;
+use crate::vault::{KeyLayout, Vault};
 
 /// File names inside a database directory.
 pub(crate) const KEY_FILE: &str = "blazedb.key";
@@ -29,7 +30,6 @@ pub(crate) const COMPACT_FILE: &str = "data.redb.compacting";
 pub(crate) const LOCK_FILE: &str = "LOCK";
 /// The directory suffix: database `notes` in `dir` lives in `dir/notes.blazedb/`.
 pub const DIR_SUFFIX: &str = ".blazedb";
-pub(crate) const META_FORMAT: &[u8] = b"format";
 /// Key of the change-capture record in the meta table (see [`CaptureRecord`]).
 pub(crate) const META_CAPTURE: &[u8] = b"capture";
 
@@ -276,7 +276,15 @@ impl Database {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .db_id;
-        verify_format(&self.inner.vault, db_id, sealed.as_deref())
+        let version = verify_format(&self.inner.vault, db_id, sealed.as_deref())?;
+        self.inner
+            .vault
+            .set_layout(if version == RECORD_VERSION_HASHED_KEYS {
+                KeyLayout::Hashed
+            } else {
+                KeyLayout::Ordered
+            });
+        Ok(())
     }
 
     /// Creates the database in a temporary directory, then renames it into place, so a
@@ -348,14 +356,7 @@ impl Database {
             opts,
         );
         let mut tx = db.inner.store.write().map_err(|e| db.storage_err(e))?;
-        let rec = encode(
-            "format record",
-            &FormatRecord {
-                version: RECORD_VERSION,
-                db_id,
-            },
-        )?;
-        let sealed = db.inner.vault.seal(Table::Meta, META_FORMAT, &rec);
+        let sealed = sealed_format_record(&db.inner.vault, db_id)?;
         tx.insert(Table::Meta, META_FORMAT, &sealed)
             .map_err(|e| db.storage_err(e))?;
         // A new database is local-only until sync is enabled: no change log.
@@ -557,33 +558,4 @@ fn capture_of(vault: &Vault, sealed: Option<&[u8]>) -> Result<bool> {
             Ok(decode::<CaptureRecord>("meta", &plain)?.on)
         }
     }
-}
-
-/// Checks the identity record read from a data file against the key file's database id.
-fn verify_format(vault: &Vault, db_id: [u8; 16], sealed: Option<&[u8]>) -> Result<()> {
-    let sealed = sealed.ok_or_else(|| Error::Corruption {
-        site: CorruptionSite::Record { table: "meta" },
-        detail: "format record missing".into(),
-    })?;
-    let plain = vault
-        .open(Table::Meta, META_FORMAT, sealed)
-        .map_err(|_| Error::Corruption {
-            site: CorruptionSite::KeyMismatch,
-            detail: "the format record does not open with this key file's key".into(),
-        })?;
-    let rec: FormatRecord = decode("meta", &plain)?;
-    if rec.version != RECORD_VERSION {
-        return Err(Error::UnsupportedFormat {
-            what: "data file",
-            found: rec.version,
-            supported: RECORD_VERSION,
-        });
-    }
-    if rec.db_id != db_id {
-        return Err(Error::Corruption {
-            site: CorruptionSite::KeyMismatch,
-            detail: "database ids of key file and data file differ".into(),
-        });
-    }
-    Ok(())
 }

@@ -117,8 +117,9 @@ pub(crate) fn get_doc(
     Ok(Some(doc))
 }
 
-/// Visits every document of the collection tagged `coll` (in storage order, which is
-/// unrelated to ids) until `f` breaks.
+/// Visits every document of the collection tagged `coll` in storage order until `f`
+/// breaks: by creation time for UUIDv7 ids in format 2, random in format 1 (see
+/// `KeyLayout`); callers that need an order sort.
 pub(crate) fn scan_docs(
     raw: &mut impl Raw,
     vault: &Vault,

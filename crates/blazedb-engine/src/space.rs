@@ -89,6 +89,11 @@ impl Database {
     /// sync holds a clone, so stop it and drop its handle first) and a read-write open. Takes about as long as
     /// copying the file, and briefly needs room for the copy beside it.
     ///
+    /// It also upgrades: a database written by a release before format 2 (document keys
+    /// in random order) has its document keys rewritten in time order first, in one
+    /// transaction (each document opened and sealed again under its new key), so it
+    /// gains format 2's append-ordered inserts and filled pages. Contents are unchanged.
+    ///
     /// Crash-safe: the copy is built under another name and made durable before it
     /// replaces the file in one rename. A crash before the rename leaves the database as
     /// it was (the next read-write open removes the partial copy); after it, the copy.
@@ -128,6 +133,9 @@ impl Database {
         let before_bytes = length("reading the data file's length")?;
         let inner = Arc::get_mut(&mut self.inner)
             .ok_or_else(|| Error::AlreadyOpen { path: path.clone() })?;
+        // A database of an earlier format moves to the current one first (one
+        // transaction), so the copy below is written in it.
+        crate::format::to_current_format(inner)?;
         inner
             .store
             .compact(&live, &path.join(COMPACT_FILE))

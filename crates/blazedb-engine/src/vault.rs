@@ -5,6 +5,7 @@
 //! or table, or edited, fails [`Vault::open`] with a corruption error naming the table.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use blazedb_core::{DocId, Error};
@@ -21,19 +22,62 @@ const TAG_CACHE_MAX: usize = 4096;
 pub(crate) type CollTag = [u8; COLL_TAG_LEN];
 pub(crate) type DocKey = [u8; DOC_KEY_LEN];
 
+/// The 48 bits of a document key's order part.
+const ORDER_MASK: u64 = (1 << 48) - 1;
+
+/// How document keys are made (stored as the format record's version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyLayout {
+    /// Format 1: collection tag ‖ id tag (16 bytes). Keys are in random order: inserts
+    /// land all over the B-tree.
+    Hashed,
+    /// Format 2: collection tag ‖ order (6 bytes) ‖ id tag bytes 6..16. For a UUIDv7 the
+    /// order is its millisecond timestamp plus a secret offset (mod 2^48), so documents
+    /// created later sort later and inserts append; for other ids, the id tag's first
+    /// six bytes. See `Vault::doc_key` and docs/security.md.
+    Ordered,
+}
+
 /// The data key's subkeys, put to work.
 pub(crate) struct Vault {
     ring: KeyRing,
     /// Collection name → tag: saves one HMAC per operation.
     tags: RwLock<HashMap<String, CollTag>>,
+    /// `true` for [`KeyLayout::Ordered`]. Set from the format record at open; changes
+    /// only while the upgrade that rewrites every document key holds the only handle.
+    ordered: AtomicBool,
+    /// The secret offset added to UUIDv7 timestamps in ordered keys, so keys show
+    /// creation times relative to each other, not the dates.
+    time_offset: u64,
 }
 
 impl Vault {
+    /// A vault for the current layout ([`KeyLayout::Ordered`]); an opened database sets
+    /// its own with [`Vault::set_layout`].
     pub(crate) fn new(ring: KeyRing) -> Self {
+        let t = ring.tag16(TagKind::Name, &[b"doc-key-time-offset"]);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&t[..8]);
         Self {
             ring,
             tags: RwLock::new(HashMap::new()),
+            ordered: AtomicBool::new(true),
+            time_offset: u64::from_be_bytes(b) & ORDER_MASK,
         }
+    }
+
+    /// The document key layout in use.
+    pub(crate) fn layout(&self) -> KeyLayout {
+        if self.ordered.load(Ordering::Acquire) {
+            KeyLayout::Ordered
+        } else {
+            KeyLayout::Hashed
+        }
+    }
+
+    pub(crate) fn set_layout(&self, layout: KeyLayout) {
+        self.ordered
+            .store(layout == KeyLayout::Ordered, Ordering::Release);
     }
 
     /// The tag standing for collection `name` on disk.
@@ -56,12 +100,35 @@ impl Vault {
         tag
     }
 
-    /// The storage key of document `id` in the collection tagged `coll`. Keyed per
-    /// collection, so the same id in two collections gives unrelated keys.
+    /// The storage key of document `id` in the collection tagged `coll`, in the layout
+    /// in use. Keyed per collection, so the same id in two collections gives unrelated
+    /// keys.
     pub(crate) fn doc_key(&self, coll: &CollTag, id: DocId) -> DocKey {
+        self.doc_key_in(self.layout(), coll, id)
+    }
+
+    /// The storage key of document `id` in layout `layout`.
+    pub(crate) fn doc_key_in(&self, layout: KeyLayout, coll: &CollTag, id: DocId) -> DocKey {
         let mut key = [0u8; DOC_KEY_LEN];
         key[..COLL_TAG_LEN].copy_from_slice(coll);
-        key[COLL_TAG_LEN..].copy_from_slice(&self.ring.tag16(TagKind::Id, &[coll, id.as_bytes()]));
+        let tag = self.ring.tag16(TagKind::Id, &[coll, id.as_bytes()]);
+        match layout {
+            KeyLayout::Hashed => key[COLL_TAG_LEN..].copy_from_slice(&tag),
+            KeyLayout::Ordered => {
+                let b = id.as_bytes();
+                // Version nibble 7: the first 48 bits are a Unix time in milliseconds.
+                let order = if b[6] >> 4 == 7 {
+                    let ms = u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]);
+                    ms.wrapping_add(self.time_offset) & ORDER_MASK
+                } else {
+                    // An id the application chose: its bits may mean something, so they
+                    // are not shown; the keyed tag places it.
+                    u64::from_be_bytes([0, 0, tag[0], tag[1], tag[2], tag[3], tag[4], tag[5]])
+                };
+                key[COLL_TAG_LEN..COLL_TAG_LEN + 6].copy_from_slice(&order.to_be_bytes()[2..]);
+                key[COLL_TAG_LEN + 6..].copy_from_slice(&tag[6..]);
+            }
+        }
         key
     }
 

@@ -1,0 +1,119 @@
+//! The format record (`meta/format`): making it, checking it at open, and moving a
+//! database written in an earlier format to the current one (run by
+//! [`Database::compact`](crate::Database::compact), which holds the only handle).
+//!
+//! Format 1 → 2: document keys go from hashed (random order) to ordered by the id's time
+//! (`KeyLayout`). Every document's value is sealed to its key, so each is opened under
+//! its old key, checked (its id must give that key), sealed again under its new key,
+//! and moved; the format record says 2. All in one transaction: after a crash the
+//! database is wholly in format 1 or wholly in format 2. Index entries and change-log
+//! entries name documents by id, not by storage key, and stay as they are.
+
+use std::ops::{Bound, ControlFlow};
+
+use blazedb_core::{CorruptionSite, Error, Result};
+use blazedb_storage::{StorageError, Table};
+
+use crate::codec::{
+    FormatRecord, RECORD_VERSION, RECORD_VERSION_HASHED_KEYS, decode, decode_doc, encode,
+};
+use crate::handle::Inner;
+use crate::raw::storage_err;
+use crate::vault::{COLL_TAG_LEN, CollTag, KeyLayout, Vault};
+
+pub(crate) const META_FORMAT: &[u8] = b"format";
+
+/// Rewrites every document key into the current layout and marks the format current.
+/// Does nothing for a database already in it.
+pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
+    let vault = &inner.vault;
+    if vault.layout() == KeyLayout::Ordered {
+        return Ok(());
+    }
+    let path = &inner.path;
+    let err = |e: StorageError| storage_err(e, path);
+    let mut w = inner.store.write().map_err(err)?;
+    let mut keys = Vec::new();
+    w.scan(Table::Docs, (Bound::Unbounded, Bound::Unbounded), |k, _| {
+        keys.push(k.to_vec());
+        Ok::<_, StorageError>(ControlFlow::Continue(()))
+    })
+    .map_err(err)?;
+    for old in keys {
+        let sealed = w.get(Table::Docs, &old).map_err(err)?.ok_or_else(|| {
+            Error::corrupt_record("docs", "a document vanished during the upgrade")
+        })?;
+        let plain = vault.open_vec(Table::Docs, &old, sealed)?;
+        let doc = decode_doc(&plain)?;
+        let coll: CollTag = old
+            .get(..COLL_TAG_LEN)
+            .and_then(|c| c.try_into().ok())
+            .ok_or_else(|| Error::corrupt_record("docs", "document key too short"))?;
+        if vault.doc_key_in(KeyLayout::Hashed, &coll, doc.id)[..] != old[..] {
+            return Err(Error::corrupt_record(
+                "docs",
+                "document stored under another id's key",
+            ));
+        }
+        let new = vault.doc_key_in(KeyLayout::Ordered, &coll, doc.id);
+        let resealed = vault.seal(Table::Docs, &new, &plain);
+        w.remove(Table::Docs, &old).map_err(err)?;
+        w.insert(Table::Docs, &new, &resealed).map_err(err)?;
+    }
+    let db_id = inner
+        .keyfile
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .db_id;
+    w.insert(
+        Table::Meta,
+        META_FORMAT,
+        &sealed_format_record(vault, db_id)?,
+    )
+    .map_err(err)?;
+    w.commit(true).map_err(err)?;
+    vault.set_layout(KeyLayout::Ordered);
+    Ok(())
+}
+
+/// The identity record of the current format, sealed for `meta/format`.
+pub(crate) fn sealed_format_record(vault: &Vault, db_id: [u8; 16]) -> Result<Vec<u8>> {
+    let rec = encode(
+        "format record",
+        &FormatRecord {
+            version: RECORD_VERSION,
+            db_id,
+        },
+    )?;
+    Ok(vault.seal(Table::Meta, META_FORMAT, &rec))
+}
+
+/// Checks the identity record read from a data file against the key file's database id;
+/// returns its format version.
+pub(crate) fn verify_format(vault: &Vault, db_id: [u8; 16], sealed: Option<&[u8]>) -> Result<u32> {
+    let sealed = sealed.ok_or_else(|| Error::Corruption {
+        site: CorruptionSite::Record { table: "meta" },
+        detail: "format record missing".into(),
+    })?;
+    let plain = vault
+        .open(Table::Meta, META_FORMAT, sealed)
+        .map_err(|_| Error::Corruption {
+            site: CorruptionSite::KeyMismatch,
+            detail: "the format record does not open with this key file's key".into(),
+        })?;
+    let rec: FormatRecord = decode("meta", &plain)?;
+    if rec.version != RECORD_VERSION && rec.version != RECORD_VERSION_HASHED_KEYS {
+        return Err(Error::UnsupportedFormat {
+            what: "data file",
+            found: rec.version,
+            supported: RECORD_VERSION,
+        });
+    }
+    if rec.db_id != db_id {
+        return Err(Error::Corruption {
+            site: CorruptionSite::KeyMismatch,
+            detail: "database ids of key file and data file differ".into(),
+        });
+    }
+    Ok(rec.version)
+}

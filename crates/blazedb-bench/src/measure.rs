@@ -33,6 +33,32 @@ pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Bytes the regular files directly inside `dir` occupy on disk (allocated blocks: a
+/// file's length counts ranges never written, which take no space).
+pub(crate) fn dir_disk_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += disk_bytes(&meta);
+        }
+    }
+    Ok(total)
+}
+
+/// Bytes a file occupies on disk (its allocated blocks; its length where that is not
+/// known).
+pub(crate) fn disk_bytes(meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::blocks(meta) * 512
+    }
+    #[cfg(not(unix))]
+    {
+        meta.len()
+    }
+}
+
 /// The file-system type holding `dir` (best effort, from `/proc/mounts`).
 pub(crate) fn fs_type(dir: &Path) -> String {
     let Ok(dir) = dir.canonicalize() else {

@@ -23,6 +23,8 @@ pub(crate) enum Goal {
     RatioAtLeast(f64),
     /// BlazeDB's own time must be at most this many milliseconds.
     BlazeAtMostMs(f64),
+    /// BlazeDB ÷ SQLite (a time or a size) must be at most this.
+    RatioAtMost(f64),
 }
 
 /// One line of the table.
@@ -73,6 +75,18 @@ impl Row {
         }
     }
 
+    /// A size row in MiB (less is better).
+    pub(crate) fn size(figure: impl Into<String>, blaze: u64, sqlite: u64, goal: Goal) -> Row {
+        Row {
+            figure: figure.into(),
+            unit: "MiB",
+            blaze: blaze as f64 / 1_048_576.0,
+            sqlite: Some(sqlite as f64 / 1_048_576.0),
+            better: Better::Lower,
+            goal,
+        }
+    }
+
     /// BlazeDB ÷ SQLite, when both figures exist.
     pub(crate) fn ratio(&self) -> Option<f64> {
         self.sqlite.filter(|s| *s > 0.0).map(|s| self.blaze / s)
@@ -84,6 +98,7 @@ impl Row {
             Goal::None => None,
             Goal::RatioAtLeast(g) => Some(self.ratio().is_some_and(|r| r >= g)),
             Goal::BlazeAtMostMs(g) => Some(self.blaze <= g),
+            Goal::RatioAtMost(g) => Some(self.ratio().is_some_and(|r| r <= g)),
         }
     }
 }
@@ -149,6 +164,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 Goal::None => "-".to_owned(),
                 Goal::RatioAtLeast(g) => format!(">= {g:.1}x"),
                 Goal::BlazeAtMostMs(g) => format!("Blaze <= {g:.0} ms"),
+                Goal::RatioAtMost(g) => format!("<= {g:.1}x"),
             };
             let met = match r.met() {
                 None => "-",

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use blazedb_engine::DocId;
 
 use crate::indexed::{self, Loaded, time_all, time_each};
-use crate::report::{Latency, grid, ms, us};
+use crate::report::{Goal, Latency, Row, grid, ms, table, us};
 use crate::sizes::{QuerySizes, progress};
 use crate::{blaze_idx, sqlite_idx};
 
@@ -39,9 +39,21 @@ struct OpResult {
 struct SizeResult {
     docs: usize,
     ops: Vec<OpResult>,
+    totals: Totals,
     /// 4 KiB write + fdatasync on the same disk, just before the puts.
     fsync: Latency,
     note: String,
+}
+
+/// Whole-database figures of one size, both engines: (BlazeDB, SQLite).
+struct Totals {
+    /// Files' lengths after load, index and puts.
+    files: (u64, u64),
+    /// The same files' allocated blocks.
+    disk: (u64, u64),
+    load: (Duration, Duration),
+    index: (Duration, Duration),
+    scan: (Duration, Duration),
 }
 
 /// Runs figure 2: for each size, builds both databases, warms them, measures the
@@ -200,6 +212,16 @@ fn measure_size(
     let nosync = nosync?;
     db.flush()?;
 
+    let totals = Totals {
+        files: (blaze_idx::size(dir, name)?, sqlite_idx::size(dir, name)?),
+        disk: (
+            crate::measure::dir_disk_bytes(&blazedb_engine::database_path(dir, name))?,
+            crate::sqlite::db_disk_bytes(dir, name)?,
+        ),
+        load: (l.blaze_load, l.sqlite_load),
+        index: (l.blaze_index, l.sqlite_index),
+        scan: (warm_b, warm_s),
+    };
     let note = format!(
         "{n} docs: load {:.0} ms + index {:.0} ms, warm scan {:.0} ms, files {:.1} MiB \
          (BlazeDB); load {:.0} ms + index {:.0} ms, warm scan {:.0} ms, files {:.1} MiB \
@@ -216,6 +238,7 @@ fn measure_size(
     );
     Ok(SizeResult {
         docs: n,
+        totals,
         ops: vec![
             gets.result(),
             queries.result(),
@@ -243,7 +266,57 @@ fn fmt_us(d: Duration) -> String {
 fn print_tables(results: &[SizeResult], sizes: &QuerySizes) {
     print_latency(results);
     print_growth(results);
+    print_totals(results);
     print_notes(results, sizes);
+}
+
+/// Figure 3: files, load, index build and a warm full scan at each size; the goals
+/// apply at the largest.
+fn print_totals(results: &[SizeResult]) {
+    let largest = results.iter().map(|r| r.docs).max().unwrap_or(0);
+    let mut rows = Vec::new();
+    for r in results.iter().filter(|r| r.docs >= 100_000 || r.docs == largest) {
+        let (n, t) = (r.docs, &r.totals);
+        let goal = |g: f64| {
+            if n == largest {
+                Goal::RatioAtMost(g)
+            } else {
+                Goal::None
+            }
+        };
+        rows.push(Row::size(
+            format!("3. files after {n} docs + index + puts (length)"),
+            t.files.0,
+            t.files.1,
+            goal(1.5),
+        ));
+        rows.push(Row::size(
+            format!("3. the same files on disk (allocated blocks) ({n})"),
+            t.disk.0,
+            t.disk.1,
+            Goal::None,
+        ));
+        rows.push(Row::time(
+            format!("3. load {n} docs"),
+            t.load.0,
+            Some(t.load.1),
+            goal(1.0),
+        ));
+        rows.push(Row::time(
+            format!("3. build the index ({n})"),
+            t.index.0,
+            Some(t.index.1),
+            goal(1.0),
+        ));
+        rows.push(Row::time(
+            format!("3. warm full scan ({n})"),
+            t.scan.0,
+            Some(t.scan.1),
+            goal(2.0),
+        ));
+    }
+    println!("Figure 3: whole database (goals at {largest} documents)");
+    println!("{}", table(&rows));
 }
 
 /// Figure 2's per-size latency table.

@@ -191,11 +191,20 @@ pub(crate) fn open_first_query(
 
 /// Total size in bytes of the database file and its WAL and shared-memory files.
 pub(crate) fn db_size(dir: &Path, name: &str) -> Result<u64> {
+    files_total(dir, name, std::fs::Metadata::len)
+}
+
+/// Bytes those files occupy on disk (allocated blocks).
+pub(crate) fn db_disk_bytes(dir: &Path, name: &str) -> Result<u64> {
+    files_total(dir, name, crate::measure::disk_bytes)
+}
+
+fn files_total(dir: &Path, name: &str, f: impl Fn(&std::fs::Metadata) -> u64) -> Result<u64> {
     let mut total = 0;
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", db_path(dir, name).display()));
         if let Ok(m) = std::fs::metadata(&p) {
-            total += m.len();
+            total += f(&m);
         }
     }
     Ok(total)

@@ -95,7 +95,8 @@ impl Default for OpenOptions {
 
 impl OpenOptions {
     /// The defaults: Argon2id at [`KdfParams::DEFAULT`], durable commits, open or create,
-    /// page checksums verified on open, a page cache of [`DEFAULT_CACHE_BYTES`].
+    /// page checksums verified on open, a page cache of [`DEFAULT_CACHE_BYTES`], a
+    /// checkpoint every [`DEFAULT_CHECKPOINT_BYTES`] of journal.
     #[must_use]
     pub fn new() -> Self {
         Self::default()

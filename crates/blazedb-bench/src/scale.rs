@@ -275,7 +275,10 @@ fn print_tables(results: &[SizeResult], sizes: &QuerySizes) {
 fn print_totals(results: &[SizeResult]) {
     let largest = results.iter().map(|r| r.docs).max().unwrap_or(0);
     let mut rows = Vec::new();
-    for r in results.iter().filter(|r| r.docs >= 100_000 || r.docs == largest) {
+    for r in results
+        .iter()
+        .filter(|r| r.docs >= 100_000 || r.docs == largest)
+    {
         let (n, t) = (r.docs, &r.totals);
         let goal = |g: f64| {
             if n == largest {

@@ -8,14 +8,14 @@
 //! - Writes applied through [`crate::internal::SyncDatabase::begin_apply`] (remote changes) are not
 //!   captured.
 
-use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
 use blazedb_core::limits::CHANGE_BATCH_MAX;
 use blazedb_core::{DocId, Error, Fields, Result, Timestamp};
 use blazedb_storage::Table;
 
-use crate::codec::{ChangeRecord, OpRecord, StoredValue, decode, into_fields};
+use crate::codec::{ChangeRecord, OpRecord, decode};
+use crate::decode::FieldsDe;
 use crate::raw::Raw;
 use crate::vault::Vault;
 
@@ -49,19 +49,12 @@ pub struct Change {
 }
 
 fn decode_change(seq: u64, plain: &[u8]) -> Result<Change> {
-    let rec: ChangeRecord<String, BTreeMap<String, StoredValue>> = decode("changes", plain)?;
+    let rec: ChangeRecord<String, FieldsDe> = decode("changes", plain)?;
     let op = match rec.op {
-        OpRecord::Insert(f) => ChangeOp::Insert {
-            fields: into_fields(f),
-        },
-        OpRecord::Update { set, unset } => ChangeOp::Update {
-            set: into_fields(set),
-            unset,
-        },
+        OpRecord::Insert(f) => ChangeOp::Insert { fields: f.0 },
+        OpRecord::Update { set, unset } => ChangeOp::Update { set: set.0, unset },
         OpRecord::Delete => ChangeOp::Delete,
-        OpRecord::Replace(f) => ChangeOp::Replace {
-            fields: into_fields(f),
-        },
+        OpRecord::Replace(f) => ChangeOp::Replace { fields: f.0 },
     };
     Ok(Change {
         seq,

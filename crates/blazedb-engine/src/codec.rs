@@ -4,12 +4,11 @@
 //! postcard explicitly: encoding borrows (no copy of the document), decoding builds
 //! owned domain values. Variant indexes are part of the format: append, never reorder.
 
-use std::collections::BTreeMap;
-
-use blazedb_core::{DocId, Error, Fields, Timestamp, Value};
+use blazedb_core::{DocId, Error, Fields, Value};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
-use uuid::Uuid;
+
+use crate::decode::FieldsDe;
 
 /// Format version of databases this build creates: 2, document keys ordered by the
 /// id's time (`KeyLayout::Ordered`). Version 1 (hashed document keys) is read and
@@ -66,44 +65,8 @@ impl Serialize for FieldsRef<'_> {
     }
 }
 
-/// The owned, decoded mirror of [`ValueRef`]'s encoding. Same variant order.
-#[derive(Deserialize)]
-pub(crate) enum StoredValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    String(String),
-    Bytes(serde_bytes::ByteBuf),
-    Timestamp(i64),
-    Uuid([u8; 16]),
-    Array(Vec<StoredValue>),
-    Map(BTreeMap<String, StoredValue>),
-}
-
-impl From<StoredValue> for Value {
-    fn from(v: StoredValue) -> Self {
-        match v {
-            StoredValue::Null => Value::Null,
-            StoredValue::Bool(b) => Value::Bool(b),
-            StoredValue::Int(i) => Value::Int(i),
-            StoredValue::Float(f) => Value::Float(f),
-            StoredValue::String(s) => Value::String(s),
-            StoredValue::Bytes(b) => Value::Bytes(b.into_vec()),
-            StoredValue::Timestamp(t) => Value::Timestamp(Timestamp(t)),
-            StoredValue::Uuid(u) => Value::Uuid(Uuid::from_bytes(u)),
-            StoredValue::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
-            StoredValue::Map(m) => Value::Map(into_fields(m)),
-        }
-    }
-}
-
-pub(crate) fn into_fields(m: BTreeMap<String, StoredValue>) -> Fields {
-    m.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
-}
-
-/// A document as stored: its id and fields. `F` is [`FieldsRef`] when encoding and a
-/// map of [`StoredValue`] when decoding.
+/// A document as stored: its id and fields. `F` is [`FieldsRef`] when encoding and
+/// [`FieldsDe`] when decoding.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct DocRecord<F> {
     pub id: [u8; 16],
@@ -230,10 +193,10 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
 
 /// Decodes a document record into a [`blazedb_core::Document`].
 pub(crate) fn decode_doc(bytes: &[u8]) -> Result<blazedb_core::Document, Error> {
-    let rec: DocRecord<BTreeMap<String, StoredValue>> = decode("docs", bytes)?;
+    let rec: DocRecord<FieldsDe> = decode("docs", bytes)?;
     Ok(blazedb_core::Document {
         id: DocId::from_bytes(rec.id),
-        fields: into_fields(rec.fields),
+        fields: rec.fields.0,
     })
 }
 

@@ -39,6 +39,7 @@ pub mod changes;
 mod codec;
 mod collection;
 pub mod database;
+mod decode;
 mod format;
 mod handle;
 pub mod hooks;

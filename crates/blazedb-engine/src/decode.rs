@@ -1,27 +1,32 @@
-//! Decoding stored fields straight into domain values: one map per document, built as
-//! the record is read (no intermediate owned tree converted afterwards).
+//! Decoding stored fields and values straight into domain values, bounded: one map per
+//! document, built as the record is read, with nesting deeper than
+//! [`VALUE_DEPTH_MAX`] refused *while* decoding (the decoder carries the depth) and
+//! field names checked as the engine checks them.
 //!
 //! The encoding is [`crate::codec::ValueRef`]'s: an enum whose variant index (postcard:
 //! a varint) is the kind — 0 null, 1 bool, 2 int, 3 float, 4 string, 5 bytes,
-//! 6 timestamp, 7 UUID, 8 array, 9 map — followed by its content. Records are
-//! authenticated before they are decoded, so a kind out of range is damage.
+//! 6 timestamp, 7 UUID, 8 array, 9 map — followed by its content. Used for the engine's
+//! own records (documents, change entries) and, through `serde_fields`, for the records
+//! of the layers above.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
+use blazedb_core::limits::VALUE_DEPTH_MAX;
 use blazedb_core::{Fields, Timestamp, Value};
-use serde::Deserialize;
-use serde::de::{self, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-/// A document's fields, decoded into [`Fields`].
+/// A record's top-level fields, decoded into [`Fields`] (top-level fields are depth 1).
 pub(crate) struct FieldsDe(pub Fields);
 
-struct ValueDe(Value);
+impl<'de> Deserialize<'de> for FieldsDe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        MapSeed { depth: 1 }.deserialize(d).map(FieldsDe)
+    }
+}
 
-struct ArrayDe(Vec<Value>);
-
-const KINDS: &[&str] = &[
+const VARIANTS: &[&str] = &[
     "Null",
     "Bool",
     "Int",
@@ -34,24 +39,34 @@ const KINDS: &[&str] = &[
     "Map",
 ];
 
-impl<'de> Deserialize<'de> for ValueDe {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_enum("Value", KINDS, ValueVisitor)
+fn too_deep<E: de::Error>() -> E {
+    E::custom(format!("values nest deeper than {VALUE_DEPTH_MAX} levels"))
+}
+
+/// Decodes one value at nesting `depth`.
+pub(crate) struct ValueSeed {
+    pub(crate) depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.depth > VALUE_DEPTH_MAX {
+            return Err(too_deep());
+        }
+        d.deserialize_enum("Value", VARIANTS, self)
     }
 }
 
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = ValueDe;
-
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a stored value")
+        f.write_str("a document value")
     }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<ValueDe, A::Error> {
-        let (kind, v): (u32, _) = data.variant()?;
-        Ok(ValueDe(match kind {
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        let (index, v): (u32, _) = data.variant()?;
+        let next = self.depth + 1;
+        Ok(match index {
             0 => {
                 v.unit_variant()?;
                 Value::Null
@@ -63,56 +78,73 @@ impl<'de> Visitor<'de> for ValueVisitor {
             5 => Value::Bytes(v.newtype_variant::<serde_bytes::ByteBuf>()?.into_vec()),
             6 => Value::Timestamp(Timestamp(v.newtype_variant()?)),
             7 => Value::Uuid(Uuid::from_bytes(v.newtype_variant()?)),
-            8 => Value::Array(v.newtype_variant::<ArrayDe>()?.0),
-            9 => Value::Map(v.newtype_variant::<FieldsDe>()?.0),
+            8 => Value::Array(v.newtype_variant_seed(SeqSeed { depth: next })?),
+            9 => Value::Map(v.newtype_variant_seed(MapSeed { depth: next })?),
             other => {
                 return Err(de::Error::invalid_value(
                     de::Unexpected::Unsigned(u64::from(other)),
-                    &"a value kind from 0 to 9",
+                    &"a value kind 0..=9",
                 ));
             }
-        }))
+        })
     }
 }
 
-impl<'de> Deserialize<'de> for ArrayDe {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ArrayDe;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of stored values")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ArrayDe, A::Error> {
-                // The length is untrusted only in the sense of a bug: cap the reservation.
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-                while let Some(ValueDe(v)) = seq.next_element()? {
-                    out.push(v);
-                }
-                Ok(ArrayDe(out))
-            }
-        }
-        d.deserialize_seq(V)
+/// Decodes the items of an array whose items sit at `depth`.
+struct SeqSeed {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for SeqSeed {
+    type Value = Vec<Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+        d.deserialize_seq(self)
     }
 }
 
-impl<'de> Deserialize<'de> for FieldsDe {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FieldsDe;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of field names to stored values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldsDe, A::Error> {
-                let mut out = BTreeMap::new();
-                while let Some((k, ValueDe(v))) = map.next_entry::<String, ValueDe>()? {
-                    out.insert(k, v);
-                }
-                Ok(FieldsDe(out))
-            }
+impl<'de> Visitor<'de> for SeqSeed {
+    type Value = Vec<Value>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of values")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        // No capacity from the length prefix: it is untrusted.
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed { depth: self.depth })? {
+            out.push(v);
         }
-        d.deserialize_map(V)
+        Ok(out)
+    }
+}
+
+/// Decodes a field map whose values sit at `depth`.
+pub(crate) struct MapSeed {
+    pub(crate) depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MapSeed {
+    type Value = Fields;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+        if self.depth > VALUE_DEPTH_MAX {
+            return Err(too_deep());
+        }
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MapSeed {
+    type Value = Fields;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of field names to values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut out = Fields::new();
+        while let Some(name) = map.next_key::<String>()? {
+            blazedb_core::name::check_field_name(&name).map_err(de::Error::custom)?;
+            let v = map.next_value_seed(ValueSeed { depth: self.depth })?;
+            out.insert(name, v);
+        }
+        Ok(out)
     }
 }
 
@@ -126,7 +158,10 @@ mod tests {
 
     fn every_kind() -> Fields {
         let mut inner = Fields::new();
-        inner.insert("deep".into(), Value::Array(vec![Value::Null, Value::Int(-1)]));
+        inner.insert(
+            "deep".into(),
+            Value::Array(vec![Value::Null, Value::Int(-1)]),
+        );
         [
             ("null", Value::Null),
             ("bool", Value::Bool(true)),
@@ -136,7 +171,10 @@ mod tests {
             ("bytes", Value::Bytes(vec![0, 255, 7])),
             ("time", Value::Timestamp(Timestamp(-42))),
             ("uuid", Value::Uuid(Uuid::from_bytes([9; 16]))),
-            ("array", Value::Array(vec![Value::from("a"), Value::Map(inner.clone())])),
+            (
+                "array",
+                Value::Array(vec![Value::from("a"), Value::Map(inner.clone())]),
+            ),
             ("map", Value::Map(inner)),
             ("empty", Value::Array(Vec::new())),
         ]

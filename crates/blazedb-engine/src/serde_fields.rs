@@ -8,15 +8,12 @@
 //! carries the depth), so hostile input cannot recurse without bound; names are checked
 //! like the engine checks them. The encoding is the one `codec.rs` writes.
 
-use std::fmt;
-
-use blazedb_core::limits::VALUE_DEPTH_MAX;
-use blazedb_core::{Fields, Timestamp, Value};
-use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use blazedb_core::{Fields, Value};
+use serde::de::DeserializeSeed;
 use serde::{Deserializer, Serialize, Serializer};
-use uuid::Uuid;
 
 use crate::codec::{FieldsRef, ValueRef};
+use crate::decode::{MapSeed, ValueSeed};
 
 /// Serializes a field map.
 ///
@@ -78,132 +75,13 @@ pub mod value {
     }
 }
 
-const VARIANTS: &[&str] = &[
-    "Null",
-    "Bool",
-    "Int",
-    "Float",
-    "String",
-    "Bytes",
-    "Timestamp",
-    "Uuid",
-    "Array",
-    "Map",
-];
-
-fn too_deep<E: de::Error>() -> E {
-    E::custom(format!("values nest deeper than {VALUE_DEPTH_MAX} levels"))
-}
-
-/// Decodes one value at nesting `depth`.
-struct ValueSeed {
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for ValueSeed {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        if self.depth > VALUE_DEPTH_MAX {
-            return Err(too_deep());
-        }
-        d.deserialize_enum("Value", VARIANTS, self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed {
-    type Value = Value;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a document value")
-    }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
-        let (index, v): (u32, _) = data.variant()?;
-        let next = self.depth + 1;
-        Ok(match index {
-            0 => {
-                v.unit_variant()?;
-                Value::Null
-            }
-            1 => Value::Bool(v.newtype_variant()?),
-            2 => Value::Int(v.newtype_variant()?),
-            3 => Value::Float(v.newtype_variant()?),
-            4 => Value::String(v.newtype_variant()?),
-            5 => Value::Bytes(v.newtype_variant::<serde_bytes::ByteBuf>()?.into_vec()),
-            6 => Value::Timestamp(Timestamp(v.newtype_variant()?)),
-            7 => Value::Uuid(Uuid::from_bytes(v.newtype_variant()?)),
-            8 => Value::Array(v.newtype_variant_seed(SeqSeed { depth: next })?),
-            9 => Value::Map(v.newtype_variant_seed(MapSeed { depth: next })?),
-            other => {
-                return Err(de::Error::invalid_value(
-                    de::Unexpected::Unsigned(u64::from(other)),
-                    &"a value kind 0..=9",
-                ));
-            }
-        })
-    }
-}
-
-/// Decodes the items of an array whose items sit at `depth`.
-struct SeqSeed {
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for SeqSeed {
-    type Value = Vec<Value>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SeqSeed {
-    type Value = Vec<Value>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of values")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
-        // No capacity from the length prefix: it is untrusted.
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed { depth: self.depth })? {
-            out.push(v);
-        }
-        Ok(out)
-    }
-}
-
-/// Decodes a field map whose values sit at `depth`.
-struct MapSeed {
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for MapSeed {
-    type Value = Fields;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
-        if self.depth > VALUE_DEPTH_MAX {
-            return Err(too_deep());
-        }
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MapSeed {
-    type Value = Fields;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of field names to values")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let mut out = Fields::new();
-        while let Some(name) = map.next_key::<String>()? {
-            blazedb_core::name::check_field_name(&name).map_err(de::Error::custom)?;
-            let v = map.next_value_seed(ValueSeed { depth: self.depth })?;
-            out.insert(name, v);
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blazedb_core::Timestamp;
+    use blazedb_core::limits::VALUE_DEPTH_MAX;
     use serde::{Deserialize, Serialize};
+    use uuid::Uuid;
 
     #[derive(Serialize, Deserialize, PartialEq, Debug)]
     struct Rec {

@@ -3,10 +3,12 @@
 //! lose only the commits after the damage, stale frames are never replayed, and large
 //! transactions and checkpoints put their commits in the data file itself.
 
-use std::ops::{Bound, ControlFlow};
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use blazedb_storage::{StorageError, Store, StoreOptions, Table};
+use common::rows;
 
 fn key(i: u32) -> [u8; 4] {
     i.to_be_bytes()
@@ -32,20 +34,6 @@ fn crash_image(data: &Path, to: &Path) {
     if journal_of(data).exists() {
         std::fs::copy(journal_of(data), journal_of(to)).expect("copy the journal");
     }
-}
-
-/// Every row of `Docs`.
-fn rows(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    store
-        .read()
-        .expect("read")
-        .scan(Table::Docs, (Bound::Unbounded, Bound::Unbounded), |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            Ok::<_, StorageError>(ControlFlow::Continue(()))
-        })
-        .expect("scan");
-    out
 }
 
 /// Rows after commits `0..n` of [`commit_each`] (commit `i` inserts row `i`).

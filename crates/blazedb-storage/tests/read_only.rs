@@ -1,10 +1,12 @@
 //! Read-only stores: they read what was committed, refuse writes, and leave the file's
 //! bytes exactly as they were, also when the file needs crash recovery or is damaged.
 
-use std::ops::{Bound, ControlFlow};
+mod common;
+
 use std::path::Path;
 
 use blazedb_storage::{StorageError, Store, StoreOptions, Table};
+use common::rows;
 
 const ROWS: u32 = 500;
 
@@ -25,20 +27,6 @@ fn filled(path: &Path) -> Store {
     }
     w.commit(true).expect("commit");
     store
-}
-
-/// Every row of `Docs`, in key order.
-fn rows(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    store
-        .read()
-        .expect("read")
-        .scan(Table::Docs, (Bound::Unbounded, Bound::Unbounded), |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            Ok::<_, StorageError>(ControlFlow::Continue(()))
-        })
-        .expect("scan");
-    out
 }
 
 fn expected_rows() -> Vec<(Vec<u8>, Vec<u8>)> {

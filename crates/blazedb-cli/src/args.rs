@@ -149,7 +149,8 @@ pub enum Cmd {
         dest: PathBuf,
     },
     /// Rewrite the data file without unused space (freed by deletes, replaces and
-    /// imports); prints its size before and after. Needs the database to itself.
+    /// imports); prints its size before and after. Needs the database to itself. Also
+    /// moves a database made by an earlier release to the current format.
     Compact,
     /// Change the password (new one from --new-password-file, BLAZEDB_NEW_PASSWORD or
     /// a prompt).

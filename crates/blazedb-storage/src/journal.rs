@@ -11,9 +11,14 @@
 //!
 //! Invariants:
 //! - Frames of the data file's stored epoch E, read from offset 0 with sequence numbers
-//!   0, 1, 2, … until the first frame that fails, are exactly the commits made after the
-//!   durable redb state, in commit order. Every other frame in the file has an epoch
-//!   below E (left from an earlier cycle) and is never applied.
+//!   0, 1, 2, … and the cycle id of frame 0, until the first frame that fails, are
+//!   exactly the commits made after the durable redb state, in commit order. Every other
+//!   frame in the file has an epoch below E (left from an earlier cycle), or epoch E and
+//!   another cycle id (left by a session that a crash ended with a torn frame before
+//!   them, so none of them was acknowledged), and is never applied.
+//! - Each cycle (a new journal at open, or after a checkpoint) draws a fresh random
+//!   cycle id: a new cycle's frames can end exactly where an old cycle's later frames
+//!   begin, and the id keeps those out of the replay.
 //! - A frame is appended while the journal lock is held from before its redb commit to
 //!   after the append, so frames are in commit order and a checkpoint (which takes the
 //!   lock while holding redb's writer lock) sees every commit's frame.
@@ -33,8 +38,9 @@ use crate::error::StorageError;
 use crate::table::Table;
 
 const MAGIC: [u8; 4] = *b"BZJ1";
-/// magic ‖ payload length (u32 LE) ‖ epoch (u64 LE) ‖ sequence (u64 LE).
-const HEADER: usize = 4 + 4 + 8 + 8;
+/// magic ‖ payload length (u32 LE) ‖ epoch (u64 LE) ‖ cycle id (u64 LE) ‖ sequence
+/// (u64 LE).
+const HEADER: usize = 4 + 4 + 8 + 8 + 8;
 /// The first 16 bytes of SHA-256 over header and payload.
 const CHECK: usize = 16;
 /// The largest payload a frame holds. A transaction whose operations exceed it commits
@@ -166,6 +172,8 @@ pub(crate) fn path_for(data: &Path) -> PathBuf {
 pub(crate) struct Frames {
     file: Option<File>,
     epoch: u64,
+    /// The cycle id of frame 0, once read: every later frame must carry it.
+    cycle: Option<u64>,
     seq: u64,
     payload: Vec<u8>,
 }
@@ -181,6 +189,7 @@ impl Frames {
         Ok(Frames {
             file,
             epoch,
+            cycle: None,
             seq: 0,
             payload: Vec::new(),
         })
@@ -201,10 +210,12 @@ impl Frames {
             u64::from_le_bytes(b)
         };
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let cycle = field(16);
         if header[..4] != MAGIC
             || len > FRAME_PAYLOAD_MAX
             || field(8) != self.epoch
-            || field(16) != self.seq
+            || self.cycle.is_some_and(|c| c != cycle)
+            || field(24) != self.seq
         {
             return Ok(self.end());
         }
@@ -216,6 +227,7 @@ impl Frames {
         if check != check_of(&header, body) {
             return Ok(self.end());
         }
+        self.cycle = Some(cycle);
         self.seq += 1;
         Ok(Some(&self.payload[..len]))
     }
@@ -242,6 +254,8 @@ pub(crate) struct Journal {
     file: Option<Arc<File>>,
     /// The epoch stored in the data file's durable state: frames are written under it.
     epoch: u64,
+    /// This cycle's id (see the module's invariants).
+    cycle: u64,
     /// Sequence number of the next frame in this epoch.
     next_seq: u64,
     /// Where the next frame goes.
@@ -256,6 +270,7 @@ impl Journal {
             path: path_for(data),
             file: None,
             epoch,
+            cycle: fresh_cycle_id(),
             next_seq: 0,
             offset: 0,
             allocated: 0,
@@ -291,6 +306,7 @@ impl Journal {
         frame.extend_from_slice(&MAGIC);
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&self.epoch.to_le_bytes());
+        frame.extend_from_slice(&self.cycle.to_le_bytes());
         frame.extend_from_slice(&self.next_seq.to_le_bytes());
         let check = check_of(&frame, payload);
         frame.extend_from_slice(payload);
@@ -316,9 +332,23 @@ impl Journal {
     /// the next frame starts a new cycle at offset 0.
     pub(crate) fn restart(&mut self, epoch: u64) {
         self.epoch = epoch;
+        self.cycle = fresh_cycle_id();
         self.next_seq = 0;
         self.offset = 0;
     }
+}
+
+/// A random cycle id: the standard library's per-process random hash keys (drawn from
+/// the operating system), mixed with the time. Only distinctness matters, not secrecy.
+fn fresh_cycle_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(now);
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Opens the journal for writing, creating it owner-only and making its directory entry

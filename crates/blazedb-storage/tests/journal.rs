@@ -106,7 +106,7 @@ fn a_torn_or_damaged_journal_loses_only_the_commits_from_the_damage_on() {
         .rposition(|&b| b != 0)
         .map(|last| (last + 1) / N as usize)
         .expect("frames");
-    assert!(frame > 24, "frame of {frame} bytes");
+    assert!(frame > 32, "frame of {frame} bytes");
     let (mut cuts, mut flips) = (0, 0);
     for at in (0..frame * N as usize).step_by(7) {
         // Torn at `at`: the frames wholly before it survive.
@@ -132,10 +132,10 @@ fn a_torn_or_damaged_journal_loses_only_the_commits_from_the_damage_on() {
 }
 
 /// Bytes of a journal frame holding one insert of a `key_len`-byte key and a
-/// `value_len`-byte value (docs/format.md: a 24-byte header, the operation, a 16-byte
+/// `value_len`-byte value (docs/format.md: a 32-byte header, the operation, a 16-byte
 /// check).
 fn insert_frame_len(key_len: usize, value_len: usize) -> usize {
-    24 + (2 + 4 + key_len + 4 + value_len) + 16
+    32 + (2 + 4 + key_len + 4 + value_len) + 16
 }
 
 #[test]
@@ -305,6 +305,53 @@ fn compaction_leaves_no_frame_that_could_replay_into_the_compacted_file() {
     assert_eq!(rows(&read_only(&crashed)), want);
     assert_eq!(
         rows(&Store::open(&path, &StoreOptions::default()).expect("open")),
+        want
+    );
+}
+
+#[test]
+fn frames_of_a_session_a_crash_tore_are_never_replayed_after_the_next_sessions_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("data.redb");
+    let store = Store::create(&path, &StoreOptions::default()).expect("create");
+    // Two frames: row 1, then row 2 (same sizes).
+    for i in [1, 2] {
+        let mut w = store.write().expect("write");
+        w.insert(Table::Docs, &key(i), &[b'o'; 100])
+            .expect("insert");
+        w.commit(true).expect("commit");
+    }
+    let crashed = dir.path().join("crashed.redb");
+    crash_image(&path, &crashed);
+    drop(store);
+    // The crash tore frame 0 (a byte of its payload never reached the disk) but not
+    // frame 1: the open replays neither.
+    let mut journal = std::fs::read(journal_of(&crashed)).expect("journal");
+    journal[40] ^= 0xFF;
+    std::fs::write(journal_of(&crashed), &journal).expect("tear frame 0");
+    let store = Store::open(&crashed, &StoreOptions::default()).expect("open");
+    assert_eq!(rows(&store), Vec::new());
+    // The next session's first frame has exactly frame 0's size, so the old frame 1
+    // (same epoch, sequence 1) follows it whole; then the session crashes too.
+    let mut w = store.write().expect("write");
+    w.insert(Table::Docs, &key(3), &[b'n'; 100])
+        .expect("insert");
+    w.commit(true).expect("commit");
+    let again = dir.path().join("again.redb");
+    crash_image(&crashed, &again);
+    drop(store);
+    let journal = std::fs::read(journal_of(&again)).expect("journal");
+    let end = insert_frame_len(4, 100);
+    assert_eq!(
+        &journal[end..end + 4],
+        b"BZJ1",
+        "the old frame 1 follows whole"
+    );
+    // Only the new session's commit: the old frame 1 was never acknowledged.
+    let want = vec![(key(3).to_vec(), vec![b'n'; 100])];
+    assert_eq!(rows(&read_only(&again)), want);
+    assert_eq!(
+        rows(&Store::open(&again, &StoreOptions::default()).expect("open")),
         want
     );
 }

@@ -159,6 +159,7 @@ impl Database {
             verify_on_open: !opts.skip_verify_on_open,
             cache_bytes: Some(opts.cache_bytes),
             checkpoint_bytes: opts.checkpoint_bytes,
+            ..StoreOptions::default()
         }
     }
 

@@ -12,10 +12,17 @@
 //! Invariants:
 //! - Frames of the data file's stored epoch E, read from offset 0 with sequence numbers
 //!   0, 1, 2, … and the cycle id of frame 0, until the first frame that fails, are
-//!   exactly the commits made after the durable redb state, in commit order. Every other
-//!   frame in the file has an epoch below E (left from an earlier cycle), or epoch E and
-//!   another cycle id (left by a session that a crash ended with a torn frame before
-//!   them, so none of them was acknowledged), and is never applied.
+//!   the commits made since the checkpoint that stored E, in commit order. Every other
+//!   frame in the file has another epoch (epochs are random, drawn at each checkpoint,
+//!   so a copy of the data file restored beside another journal matches none of its
+//!   frames), or epoch E and another cycle id (left by a session that a crash ended with
+//!   a torn frame before them, so none of them was acknowledged), and is never applied.
+//! - Every journaled commit also writes its frame's position (epoch, cycle, sequence)
+//!   into the data file, in the same redb transaction. Whatever prefix of commits redb
+//!   persists (a durable commit, or non-durable ones it makes durable when it closes, as
+//!   it does after a failed journal write), the replay skips the frames that prefix
+//!   already holds. An open that finds any frame or position of its epoch moves to a new
+//!   epoch, so a session never continues an epoch an earlier session wrote to.
 //! - Each cycle (a new journal at open, or after a checkpoint) draws a fresh random
 //!   cycle id: a new cycle's frames can end exactly where an old cycle's later frames
 //!   begin, and the id keeps those out of the replay.
@@ -167,6 +174,9 @@ pub(crate) fn path_for(data: &Path) -> PathBuf {
     data.with_file_name(name)
 }
 
+/// A frame read back: its cycle id, sequence number and payload.
+pub(crate) type Frame<'a> = (u64, u64, &'a [u8]);
+
 /// Reads the frames of one epoch from a journal file, in order, until the first frame
 /// that is absent, torn, of another epoch or out of sequence.
 pub(crate) struct Frames {
@@ -195,8 +205,9 @@ impl Frames {
         })
     }
 
-    /// The next frame's payload, or `None` where the epoch's frames end.
-    pub(crate) fn next_payload(&mut self) -> Result<Option<&[u8]>, StorageError> {
+    /// The next frame's cycle id, sequence number and payload, or `None` where the
+    /// epoch's frames end.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame<'_>>, StorageError> {
         let Some(file) = self.file.as_mut() else {
             return Ok(None);
         };
@@ -229,10 +240,10 @@ impl Frames {
         }
         self.cycle = Some(cycle);
         self.seq += 1;
-        Ok(Some(&self.payload[..len]))
+        Ok(Some((cycle, self.seq - 1, &self.payload[..len])))
     }
 
-    fn end(&mut self) -> Option<&[u8]> {
+    fn end<T>(&mut self) -> Option<T> {
         self.file = None;
         None
     }
@@ -262,23 +273,29 @@ pub(crate) struct Journal {
     offset: u64,
     /// The file's length: bytes up to it are allocated (zeros or old frames).
     allocated: u64,
+    /// Frames written since the open, and the one whose write fails (tests only).
+    written: u64,
+    fail_at: Option<u64>,
 }
 
 impl Journal {
-    pub(crate) fn new(data: &Path, epoch: u64) -> Self {
+    pub(crate) fn new(data: &Path, epoch: u64, fail_at: Option<u64>) -> Self {
         Self {
             path: path_for(data),
             file: None,
             epoch,
-            cycle: fresh_cycle_id(),
+            cycle: random_id(),
             next_seq: 0,
             offset: 0,
             allocated: 0,
+            written: 0,
+            fail_at,
         }
     }
 
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch
+    /// Where the next frame goes in the order of frames: (epoch, cycle id, sequence).
+    pub(crate) fn next_position(&self) -> (u64, u64, u64) {
+        (self.epoch, self.cycle, self.next_seq)
     }
 
     /// Bytes written in this epoch.
@@ -293,6 +310,10 @@ impl Journal {
 
     /// Appends one frame holding `payload` (not synced).
     pub(crate) fn append(&mut self, payload: &[u8]) -> Result<(), StorageError> {
+        if self.fail_at == Some(self.written) {
+            return Err(std::io::Error::from(ErrorKind::StorageFull).into());
+        }
+        self.written += 1;
         let file = match &self.file {
             Some(f) => Arc::clone(f),
             None => {
@@ -332,15 +353,16 @@ impl Journal {
     /// the next frame starts a new cycle at offset 0.
     pub(crate) fn restart(&mut self, epoch: u64) {
         self.epoch = epoch;
-        self.cycle = fresh_cycle_id();
+        self.cycle = random_id();
         self.next_seq = 0;
         self.offset = 0;
     }
 }
 
-/// A random cycle id: the standard library's per-process random hash keys (drawn from
-/// the operating system), mixed with the time. Only distinctness matters, not secrecy.
-fn fresh_cycle_id() -> u64 {
+/// A random 64-bit id (epochs and cycle ids): the standard library's per-process random
+/// hash keys (drawn from the operating system), mixed with the time and a counter. Only
+/// distinctness matters, not secrecy.
+pub(crate) fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     let now = std::time::SystemTime::now()
@@ -348,6 +370,8 @@ fn fresh_cycle_id() -> u64 {
         .map_or(0, |d| d.as_nanos());
     h.write_u128(now);
     h.write_u32(std::process::id());
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     h.finish()
 }
 
@@ -364,7 +388,11 @@ fn open_or_create(path: &Path) -> Result<File, StorageError> {
             Ok(f)
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            Ok(OpenOptions::new().read(true).write(true).open(path)?)
+            let f = OpenOptions::new().read(true).write(true).open(path)?;
+            // An earlier session may have created it and failed before its directory
+            // sync: make the name durable before a frame in it can be acknowledged.
+            sync_parent(path)?;
+            Ok(f)
         }
         Err(e) => Err(e.into()),
     }

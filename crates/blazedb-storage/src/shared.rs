@@ -10,35 +10,97 @@ use redb::ReadableDatabase;
 
 use crate::error::{StorageError, guard};
 use crate::group::GroupCommit;
-use crate::journal::{Frames, Journal, Op, decode_ops, path_for};
+use crate::journal::{Frames, Journal, Op, decode_ops, path_for, random_id};
 
-/// Where the data file stores its journal epoch (see `journal.rs`): a redb table of its
-/// own, outside [`Table`], so no layer above sees it. Absent means epoch 0.
-const EPOCH_TABLE: redb::TableDefinition<'static, &'static [u8], &'static [u8]> =
+/// Where the data file keeps its journal state (see `journal.rs`): a redb table of its
+/// own, outside [`crate::table::Table`], so no layer above sees it. `epoch` → the epoch
+/// (u64 BE; absent means 0); `position` → the position of the last journaled commit the
+/// state holds: epoch, cycle id, sequence (3 × u64 BE; absent after a checkpoint).
+const STATE_TABLE: redb::TableDefinition<'static, &'static [u8], &'static [u8]> =
     redb::TableDefinition::new("journal");
 const EPOCH_KEY: &[u8] = b"epoch";
+const POSITION_KEY: &[u8] = b"position";
 
-/// The journal epoch of the state `txn` reads.
-pub(crate) fn read_epoch(txn: &redb::ReadTransaction) -> Result<u64, StorageError> {
-    let table = match txn.open_table(EPOCH_TABLE) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(e.into()),
+/// The position of a journal frame: (epoch, cycle id, sequence).
+pub(crate) type Position = (u64, u64, u64);
+
+fn read_u64s<const N: usize>(
+    table: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<[u64; N]>, StorageError> {
+    let Some(v) = redb::ReadableTable::get(table, key)? else {
+        return Ok(None);
     };
-    let Some(v) = redb::ReadableTable::get(&table, EPOCH_KEY)? else {
-        return Ok(0);
-    };
-    let bytes: [u8; 8] = v
-        .value()
-        .try_into()
-        .map_err(|_| StorageError::Corrupted("journal epoch record malformed".into()))?;
-    Ok(u64::from_be_bytes(bytes))
+    let bytes = v.value();
+    if bytes.len() != 8 * N {
+        return Err(StorageError::Corrupted(
+            "journal state record malformed".into(),
+        ));
+    }
+    let mut out = [0u64; N];
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        *o = u64::from_be_bytes(b);
+    }
+    Ok(Some(out))
 }
 
+/// The journal epoch of the state `txn` reads, and the position of the last journaled
+/// commit it holds (only if of that epoch).
+pub(crate) fn read_state(
+    txn: &redb::ReadTransaction,
+) -> Result<(u64, Option<Position>), StorageError> {
+    let table = match txn.open_table(STATE_TABLE) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, None)),
+        Err(e) => return Err(e.into()),
+    };
+    let epoch = read_u64s::<1>(&table, EPOCH_KEY)?.map_or(0, |[e]| e);
+    let position = read_u64s::<3>(&table, POSITION_KEY)?
+        .map(|[e, c, n]| (e, c, n))
+        .filter(|p| p.0 == epoch);
+    Ok((epoch, position))
+}
+
+/// Stores `epoch` and clears the position: the state of a checkpoint.
 fn write_epoch(txn: &redb::WriteTransaction, epoch: u64) -> Result<(), StorageError> {
-    txn.open_table(EPOCH_TABLE)?
-        .insert(EPOCH_KEY, epoch.to_be_bytes().as_slice())?;
+    let mut table = txn.open_table(STATE_TABLE)?;
+    table.insert(EPOCH_KEY, epoch.to_be_bytes().as_slice())?;
+    table.remove(POSITION_KEY)?;
     Ok(())
+}
+
+fn write_position(txn: &redb::WriteTransaction, p: Position) -> Result<(), StorageError> {
+    let mut bytes = [0u8; 24];
+    for (chunk, v) in bytes.chunks_exact_mut(8).zip([p.0, p.1, p.2]) {
+        chunk.copy_from_slice(&v.to_be_bytes());
+    }
+    txn.open_table(STATE_TABLE)?
+        .insert(POSITION_KEY, bytes.as_slice())?;
+    Ok(())
+}
+
+/// Whether frame (`cycle`, `seq`) is newer than what a state at `position` holds.
+fn after(position: Option<Position>, cycle: u64, seq: u64) -> bool {
+    match position {
+        None => true,
+        // Frames of another cycle than the state's last commit are older than it: a
+        // state with a position makes the next open move to a new epoch.
+        Some((_, c, n)) => c == cycle && seq > n,
+    }
+}
+
+/// Whether the journal beside `data` holds frames a state read by `txn` lacks.
+pub(crate) fn has_pending(txn: &redb::ReadTransaction, data: &Path) -> Result<bool, StorageError> {
+    let (epoch, position) = read_state(txn)?;
+    let mut frames = Frames::open(&path_for(data), epoch)?;
+    while let Some((cycle, seq, _)) = frames.next_frame()? {
+        if after(position, cycle, seq) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Applies one frame's operations to `txn`.
@@ -67,28 +129,40 @@ fn apply_frame(txn: &redb::WriteTransaction, payload: &[u8]) -> Result<(), Stora
     Ok(())
 }
 
-/// Replays the journal beside the data file at `data` into `db` (one durable commit that
-/// also moves to the next epoch) and returns the epoch to write frames under. On a
-/// read-only store `db` writes to memory only (the overlay), and the journal file is
-/// only read.
+/// Replays the journal beside the data file at `data` into `db` and returns the epoch to
+/// write frames under. Frames the state already holds (up to its position) are skipped.
+/// If the journal held any frame of the state's epoch, or the state a position, it
+/// commits durably under a new random epoch (with the frames applied), so this session
+/// never continues an epoch an earlier one wrote to. On a read-only store `db` writes to
+/// memory only (the overlay), and the journal file is only read.
 pub(crate) fn replay(db: &redb::Database, data: &Path) -> Result<u64, StorageError> {
-    let epoch = read_epoch(&db.begin_read()?)?;
+    let (epoch, position) = read_state(&db.begin_read()?)?;
     let mut frames = Frames::open(&path_for(data), epoch)?;
     let mut txn: Option<redb::WriteTransaction> = None;
-    while let Some(payload) = frames.next_payload()? {
+    let mut seen = false;
+    while let Some((cycle, seq, payload)) = frames.next_frame()? {
+        seen = true;
+        if !after(position, cycle, seq) {
+            continue;
+        }
         let t = match &mut txn {
             Some(t) => t,
             None => txn.insert(db.begin_write()?),
         };
         apply_frame(t, payload)?;
     }
-    let Some(mut txn) = txn else {
+    if txn.is_none() && !seen && position.is_none() {
         return Ok(epoch);
+    }
+    let mut txn = match txn {
+        Some(t) => t,
+        None => db.begin_write()?,
     };
-    write_epoch(&txn, epoch + 1)?;
+    let next = random_id();
+    write_epoch(&txn, next)?;
     txn.set_durability(redb::Durability::Immediate)?;
     txn.commit()?;
-    Ok(epoch + 1)
+    Ok(next)
 }
 
 /// The open file and its write-side state.
@@ -108,10 +182,17 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// `epoch`: what [`replay`] returned for this file.
-    pub(crate) fn new(db: redb::Database, data: &Path, epoch: u64, checkpoint_bytes: u64) -> Self {
+    /// `checkpoint_bytes` and `fail_journal_write` as in `StoreOptions`.
+    pub(crate) fn new(
+        db: redb::Database,
+        data: &Path,
+        epoch: u64,
+        checkpoint_bytes: u64,
+        fail_journal_write: Option<u64>,
+    ) -> Self {
         Self {
             db: Some(db),
-            journal: Mutex::new(Journal::new(data, epoch)),
+            journal: Mutex::new(Journal::new(data, epoch, fail_journal_write)),
             group: GroupCommit::default(),
             writer: Mutex::new(None),
             checkpoint_bytes,
@@ -139,11 +220,6 @@ impl Shared {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The epoch frames are written under now.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.journal().epoch()
-    }
-
     /// Commits the transaction `txn` gives (called under the panic guard, since closing
     /// its tables runs engine code) non-durably and appends its frame, in that order and under the
     /// journal lock (so frames follow commit order). Returns the commit's ticket. An
@@ -155,8 +231,12 @@ impl Shared {
         payload: &[u8],
     ) -> Result<u64, StorageError> {
         let mut j = self.journal();
+        let position = j.next_position();
         guard(move || {
-            txn().commit()?;
+            let txn = txn();
+            // In the same transaction: whatever redb persists of it says which frame it is.
+            write_position(&txn, position)?;
+            txn.commit()?;
             Ok(())
         })
         .inspect_err(|e| self.fail_on_io(e))?;
@@ -168,16 +248,14 @@ impl Shared {
         Ok(self.group.note_commit())
     }
 
-    /// Commits `txn` durably in redb as a checkpoint (storing `at_least` or the next
-    /// epoch, whichever is larger): every earlier commit becomes durable with it, and the
-    /// journal starts over.
+    /// Commits `txn` durably in redb as a checkpoint (under a new random epoch): every
+    /// earlier commit becomes durable with it, and the journal starts over.
     pub(crate) fn commit_checkpoint(
         &self,
         txn: impl FnOnce() -> redb::WriteTransaction,
-        at_least: u64,
     ) -> Result<(), StorageError> {
         let mut j = self.journal();
-        let next = (j.epoch() + 1).max(at_least);
+        let next = random_id();
         guard(move || {
             let mut txn = txn();
             write_epoch(&txn, next)?;
@@ -200,7 +278,7 @@ impl Shared {
             if j.len() == 0 {
                 return Ok(());
             }
-            let next = j.epoch() + 1;
+            let next = random_id();
             write_epoch(&txn, next)?;
             let mut txn = txn;
             txn.set_durability(redb::Durability::Immediate)?;

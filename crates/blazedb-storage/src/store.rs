@@ -8,9 +8,9 @@ use redb::ReadableDatabase;
 
 use crate::error::{StorageError, guard};
 use crate::group::GroupStats;
-use crate::journal::{DEFAULT_CHECKPOINT_BYTES, Frames, path_for, sync_parent};
+use crate::journal::{DEFAULT_CHECKPOINT_BYTES, path_for, sync_parent};
 use crate::overlay::Overlay;
-use crate::shared::{Shared, read_epoch, replay};
+use crate::shared::{Shared, has_pending, replay};
 use crate::table::Table;
 use crate::tx::{ReadTx, WriteTx};
 
@@ -27,6 +27,10 @@ pub struct StoreOptions {
     /// Bytes the commit journal may hold before a commit runs a checkpoint (a durable
     /// commit of the data file, after which the journal starts over).
     pub checkpoint_bytes: u64,
+    /// Fault injection for tests: the journal write of this store's frame number N
+    /// (from 0, counted from the open) fails as a full disk would. `None` in use.
+    #[doc(hidden)]
+    pub fail_journal_write: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -35,6 +39,7 @@ impl Default for StoreOptions {
             verify_on_open: true,
             cache_bytes: None,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            fail_journal_write: None,
         }
     }
 }
@@ -155,7 +160,13 @@ impl Store {
         epoch: u64,
     ) -> Store {
         Store {
-            shared: Shared::new(db, path, epoch, opts.checkpoint_bytes),
+            shared: Shared::new(
+                db,
+                path,
+                epoch,
+                opts.checkpoint_bytes,
+                opts.fail_journal_write,
+            ),
             path: path.to_owned(),
             read_only,
             cache_bytes: opts.cache_bytes,
@@ -208,10 +219,7 @@ impl Store {
                 redb::ReadableTableMetadata::len(&txn.open_table(each.def())?)?;
             }
             // Commits in the journal are part of the state, and not in this view.
-            if Frames::open(&path_for(path), read_epoch(&txn)?)?
-                .next_payload()?
-                .is_some()
-            {
+            if has_pending(&txn, path)? {
                 return Err(StorageError::NeedsRecovery);
             }
             let table = txn.open_table(t.def())?;
@@ -314,7 +322,6 @@ impl Store {
     /// [`StorageError::Io`] if `dest` exists or cannot be written.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
         let snapshot = self.read()?;
-        let epoch = snapshot.epoch()?;
         let mut target = Store::create(
             dest,
             &StoreOptions {
@@ -332,9 +339,9 @@ impl Store {
             })?;
         }
         // A checkpoint commit (durable in the file itself; no journal beside a copy), under
-        // an epoch above every frame of this store's journal: when the copy replaces this
-        // file (`compact`), no frame beside it is ever replayed into it.
-        w.commit_checkpoint(epoch.max(self.shared.epoch()) + 1)?;
+        // a new random epoch no frame carries: when the copy replaces this file
+        // (`compact`), or is restored beside another journal, no frame is replayed into it.
+        w.commit_checkpoint()?;
         // The file grew in steps ahead of need while it was written; give the unused
         // tail back (redb's own compaction: durable commits, then a truncation). No one
         // else has the new file open.
@@ -382,6 +389,7 @@ impl Store {
                     verify_on_open: false,
                     cache_bytes: self.cache_bytes,
                     checkpoint_bytes: self.checkpoint_bytes,
+                    fail_journal_write: None,
                 },
             )
         });

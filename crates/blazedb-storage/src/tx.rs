@@ -8,7 +8,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::error::{StorageError, guard};
 use crate::journal::OpLog;
-use crate::shared::{Shared, read_epoch};
+use crate::shared::Shared;
 use crate::table::Table;
 
 /// An owned key-value pair.
@@ -159,16 +159,6 @@ impl ReadTx {
         guard(|| Ok(self.table(t)?.len()?))
     }
 
-    /// The journal epoch of this snapshot (see `journal.rs`).
-    pub(crate) fn epoch(&self) -> Result<u64, StorageError> {
-        guard(|| match &self.txn {
-            Some(txn) => read_epoch(txn),
-            None => Err(StorageError::Other(
-                "read transaction already closed".into(),
-            )),
-        })
-    }
-
     /// Where a table's bytes go in this snapshot (walks the table's pages).
     ///
     /// # Errors
@@ -245,7 +235,13 @@ impl<'s> WriterMark<'s> {
 
 impl Drop for WriterMark<'_> {
     fn drop(&mut self) {
-        *self.0.writer.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        // Another thread's transaction may have begun since redb released its writer
+        // lock (inside the commit): only clear the mark if it is still this thread's.
+        let mut writer = self.0.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if *writer == Some(std::thread::current().id()) {
+            *writer = None;
+        }
+        drop(writer);
         self.0.group.write_finished();
     }
 }
@@ -381,11 +377,13 @@ impl<'s> WriteTx<'s> {
     /// (one durable redb commit, which is durable whatever `durable` says).
     ///
     /// # Errors
-    /// Engine errors; [`StorageError::Failed`] if the durable flush failed (the store is
-    /// then failed; the commit may or may not be on disk).
+    /// Engine errors; [`StorageError::Failed`] if the journal write, the durable flush or
+    /// the checkpoint the commit ran failed (the store is then failed; the commit may or
+    /// may not be on disk, and may already be visible to readers: do not retry it on
+    /// this store, reopen).
     pub fn commit(mut self, durable: bool) -> Result<(), StorageError> {
         if self.log.overflowed() {
-            return self.commit_checkpoint(0);
+            return self.commit_checkpoint();
         }
         let (store, cell, mark, log) = self.take()?;
         let ticket = store.commit_journaled(move || cell.into_owner(), log.payload());
@@ -401,11 +399,12 @@ impl<'s> WriteTx<'s> {
         Ok(())
     }
 
-    /// Commits as a checkpoint: one durable redb commit that stores a journal epoch of at
-    /// least `at_least` (a copy's epoch must exceed every frame beside its new place).
-    pub(crate) fn commit_checkpoint(mut self, at_least: u64) -> Result<(), StorageError> {
+    /// Commits as a checkpoint: one durable redb commit under a new random journal epoch
+    /// (which no frame anywhere carries, so a copy written this way never replays a
+    /// journal it is put beside).
+    pub(crate) fn commit_checkpoint(mut self) -> Result<(), StorageError> {
         let (store, cell, mark, _) = self.take()?;
-        let result = store.commit_checkpoint(move || cell.into_owner(), at_least);
+        let result = store.commit_checkpoint(move || cell.into_owner());
         drop(mark);
         result
     }

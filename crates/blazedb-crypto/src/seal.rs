@@ -3,10 +3,18 @@
 //! Sealed layout: `nonce (24) ‖ ciphertext of padded plaintext ‖ tag (16)`.
 //! Padded plaintext: `plaintext ‖ 0x80 ‖ 0x00…` up to a size bucket (see [`padded_len`]),
 //! so a stored value reveals only its bucket, not its exact length.
+//!
+//! XChaCha20-Poly1305 is built the standard way (draft-irtf-cfrg-xchacha): the subkey
+//! HChaCha20(key, nonce[0..16]) seals with ChaCha20-Poly1305 (RFC 8439) under the nonce
+//! `0⁴ ‖ nonce[16..24]`. HChaCha20 comes from RustCrypto's `chacha20`; the AEAD from
+//! `ring`, whose assembly opens a 200-byte record ~3× faster than RustCrypto's
+//! `chacha20poly1305` (ARCHITECTURE.md, *Decisions*). The bytes are the same either way;
+//! a test checks both directions against `chacha20poly1305`.
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use chacha20::hchacha;
 use rand::Rng;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::CryptoError;
 
@@ -16,6 +24,8 @@ const TAG_LEN: usize = 16;
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// Smallest padded plaintext: tiny values all look alike.
 const BUCKET_MIN: usize = 64;
+/// ChaCha20-Poly1305's limit: 2^32 - 1 blocks of 64 bytes per message (256 GiB).
+const MAX_MESSAGE: u64 = ((1 << 32) - 1) * 64;
 
 /// The padded length for `len` plaintext bytes (the `0x80` marker included): at least
 /// 64 bytes, then rounded up to a multiple of one eighth of the largest power of two not
@@ -31,9 +41,14 @@ pub fn padded_len(len: usize) -> usize {
     n.div_ceil(step) * step
 }
 
-/// A sealing key. Zeroized on drop (the cipher's key schedule zeroizes itself).
+/// A sealing key. Zeroized on drop.
+///
+/// The per-value subkey is zeroized too, except the copy inside `ring`'s key state
+/// (ring does not zeroize): it lives on the stack for one seal or open, and reveals at
+/// most that one value (HChaCha20 does not run backwards to the key). See
+/// docs/security.md.
 pub struct SealKey {
-    cipher: XChaCha20Poly1305,
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl SealKey {
@@ -41,8 +56,23 @@ impl SealKey {
     #[must_use]
     pub fn new(key: &[u8; 32]) -> Self {
         Self {
-            cipher: XChaCha20Poly1305::new(&Key::from(*key)),
+            key: Zeroizing::new(*key),
         }
+    }
+
+    /// The ChaCha20-Poly1305 key and nonce of the XChaCha20 nonce `nonce`.
+    fn subkey(&self, nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+        let mut input = [0u8; 16];
+        input.copy_from_slice(&nonce[..16]);
+        let mut sub = hchacha::<chacha20::R20>(&(*self.key).into(), &input.into());
+        let key = match UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice()) {
+            Ok(k) => LessSafeKey::new(k),
+            Err(_) => unreachable!("ChaCha20-Poly1305 refused a 32-byte key"),
+        };
+        sub.as_mut_slice().zeroize();
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&nonce[16..]);
+        (key, Nonce::assume_unique_for_key(n))
     }
 
     /// Pads and seals `plaintext`, binding it to `aad`.
@@ -58,7 +88,7 @@ impl SealKey {
         out.push(0x80);
         out.resize(NONCE_LEN + padded, 0);
         let tag = self.seal_in_place(&nonce, aad, &mut out[NONCE_LEN..]);
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
         out
     }
 
@@ -71,19 +101,17 @@ impl SealKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
         let tag = self.seal_in_place(&nonce, aad, &mut out[NONCE_LEN..]);
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
         out
     }
 
     fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Tag {
+        let (key, n) = self.subkey(nonce);
         // Encryption only fails for messages beyond 256 GiB, which no caller can build
         // (documents are bounded far below that).
-        match self
-            .cipher
-            .encrypt_inout_detached(&XNonce::from(*nonce), aad, buf.into())
-        {
+        match key.seal_in_place_separate_tag(n, Aad::from(aad), buf) {
             Ok(tag) => tag,
-            Err(_) => unreachable!("XChaCha20-Poly1305 refused a message below its size limit"),
+            Err(_) => unreachable!("ChaCha20-Poly1305 refused a message below its size limit"),
         }
     }
 
@@ -101,17 +129,41 @@ impl SealKey {
     ///
     /// # Errors
     /// As [`SealKey::open`].
-    pub fn open_vec(&self, aad: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        let mut plain = self.decrypt(aad, sealed)?;
-        let marker = plain
-            .iter()
-            .rposition(|&b| b != 0)
-            .ok_or(CryptoError::Malformed("padding marker missing"))?;
-        if plain[marker] != 0x80 {
-            return Err(CryptoError::Malformed("padding marker missing"));
+    pub fn open_vec(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        self.open_in_buffer(aad, &mut sealed)?;
+        Ok(sealed)
+    }
+
+    /// Like [`SealKey::open`], into `out` (cleared first): a caller opening many values
+    /// reuses one buffer. On error `out` holds no plaintext.
+    ///
+    /// # Errors
+    /// As [`SealKey::open`].
+    pub fn open_into(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        out.clear();
+        out.extend_from_slice(sealed);
+        self.open_in_buffer(aad, out)
+    }
+
+    /// Opens the sealed value in `buf` in place, leaving the unpadded plaintext.
+    fn open_in_buffer(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.decrypt(aad, buf)?;
+        let marker = buf.iter().rposition(|&b| b != 0);
+        match marker {
+            Some(m) if buf[m] == 0x80 => {
+                buf.truncate(m);
+                Ok(())
+            }
+            _ => {
+                buf.clear();
+                Err(CryptoError::Malformed("padding marker missing"))
+            }
         }
-        plain.truncate(marker);
-        Ok(plain)
     }
 
     /// Opens a value sealed by [`SealKey::seal_exact`].
@@ -119,26 +171,36 @@ impl SealKey {
     /// # Errors
     /// As [`SealKey::open`].
     pub fn open_exact(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.decrypt(aad, sealed.to_vec())
+        let mut buf = sealed.to_vec();
+        self.decrypt(aad, &mut buf)?;
+        Ok(buf)
     }
 
-    /// Authenticates and decrypts `nonce ‖ ciphertext ‖ tag` in its own buffer,
-    /// returning the plaintext (still padded, if it was).
-    fn decrypt(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < SEAL_OVERHEAD {
+    /// Authenticates and decrypts `nonce ‖ ciphertext ‖ tag` held in `buf`, leaving the
+    /// plaintext (still padded, if it was) at its start: ring decrypts and moves it down
+    /// over the nonce in one pass. On error `buf` is cleared (ring leaves no plaintext
+    /// of a value that failed authentication, and neither do we).
+    fn decrypt(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if buf.len() < SEAL_OVERHEAD {
+            buf.clear();
             return Err(CryptoError::Malformed("shorter than nonce and tag"));
         }
-        let body_end = sealed.len() - TAG_LEN;
-        let tag =
-            Tag::try_from(&sealed[body_end..]).map_err(|_| CryptoError::Malformed("tag length"))?;
-        let nonce = XNonce::try_from(&sealed[..NONCE_LEN])
-            .map_err(|_| CryptoError::Malformed("nonce length"))?;
-        self.cipher
-            .decrypt_inout_detached(&nonce, aad, (&mut sealed[NONCE_LEN..body_end]).into(), &tag)
-            .map_err(|_| CryptoError::Authentication)?;
-        sealed.truncate(body_end);
-        sealed.drain(..NONCE_LEN);
-        Ok(sealed)
+        if (buf.len() - SEAL_OVERHEAD) as u64 > MAX_MESSAGE {
+            buf.clear();
+            return Err(CryptoError::Malformed("longer than a sealed value can be"));
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&buf[..NONCE_LEN]);
+        let (key, n) = self.subkey(&nonce);
+        let plain_len = match key.open_within(n, Aad::from(aad), buf, NONCE_LEN..) {
+            Ok(plain) => plain.len(),
+            Err(_) => {
+                buf.clear();
+                return Err(CryptoError::Authentication);
+            }
+        };
+        buf.truncate(plain_len);
+        Ok(())
     }
 }
 
@@ -171,6 +233,67 @@ mod tests {
             Err(CryptoError::Authentication)
         );
         assert!(k.open(b"docs/1", &s[..10]).is_err());
+        let mut buf = b"left over".to_vec();
+        assert_eq!(k.open_into(b"docs/1", &s, &mut buf), Ok(()));
+        assert_eq!(buf, b"hello");
+        assert_eq!(
+            k.open_into(b"docs/1", &flipped, &mut buf),
+            Err(CryptoError::Authentication)
+        );
+        assert!(
+            buf.is_empty(),
+            "no plaintext is left behind by a failed open"
+        );
+    }
+
+    /// Stored values written before ring sealed them (RustCrypto's XChaCha20-Poly1305)
+    /// must open, and values sealed now must be standard XChaCha20-Poly1305.
+    #[test]
+    fn sealed_bytes_are_standard_xchacha20_poly1305_in_both_directions() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let raw = [0x42u8; 32];
+        let ours = SealKey::new(&raw);
+        let theirs = XChaCha20Poly1305::new(&raw.into());
+        for len in [0usize, 1, 15, 16, 63, 64, 200, 1000, 4097, 70_000] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let aad = format!("table/{len}");
+            let sealed = ours.seal_exact(aad.as_bytes(), &plain);
+            let (nonce, body) = sealed.split_at(NONCE_LEN);
+            let opened = theirs
+                .decrypt(
+                    &XNonce::try_from(nonce).expect("nonce"),
+                    Payload {
+                        msg: body,
+                        aad: aad.as_bytes(),
+                    },
+                )
+                .expect("RustCrypto opens what ring sealed");
+            assert_eq!(opened, plain);
+
+            let nonce = [len as u8; NONCE_LEN];
+            let mut theirs_sealed = nonce.to_vec();
+            theirs_sealed.extend(
+                theirs
+                    .encrypt(
+                        &XNonce::from(nonce),
+                        Payload {
+                            msg: &plain,
+                            aad: aad.as_bytes(),
+                        },
+                    )
+                    .expect("seal"),
+            );
+            assert_eq!(
+                ours.open_exact(aad.as_bytes(), &theirs_sealed),
+                Ok(plain.clone()),
+                "ring opens what RustCrypto sealed ({len} bytes)"
+            );
+            assert_eq!(
+                ours.open_exact(b"other", &theirs_sealed),
+                Err(CryptoError::Authentication)
+            );
+        }
     }
 
     #[test]

@@ -189,6 +189,21 @@ impl Vault {
             .map_err(|e| Self::corrupt(table, &e))
     }
 
+    /// Opens a value read from `key` in `table` into `out` (cleared first), so a scan
+    /// reuses one buffer for every record.
+    pub(crate) fn open_into(
+        &self,
+        table: Table,
+        key: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        Self::with_aad(table, key, |aad| {
+            self.ring.seal_key().open_into(aad, sealed, out)
+        })
+        .map_err(|e| Self::corrupt(table, &e))
+    }
+
     /// Opens an owned value, decrypting in its own buffer (no ciphertext copy).
     pub(crate) fn open_vec(
         &self,

@@ -146,24 +146,21 @@ impl SealKey {
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
         out.clear();
-        out.extend_from_slice(sealed);
-        self.open_in_buffer(aad, out)
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(CryptoError::Malformed("shorter than nonce and tag"));
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+        // Only the ciphertext is copied, to where its plaintext goes.
+        out.extend_from_slice(body);
+        self.decrypt_body(aad, nonce, tag, out)?;
+        strip_padding(out)
     }
 
     /// Opens the sealed value in `buf` in place, leaving the unpadded plaintext.
     fn open_in_buffer(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         self.decrypt(aad, buf)?;
-        let marker = buf.iter().rposition(|&b| b != 0);
-        match marker {
-            Some(m) if buf[m] == 0x80 => {
-                buf.truncate(m);
-                Ok(())
-            }
-            _ => {
-                buf.clear();
-                Err(CryptoError::Malformed("padding marker missing"))
-            }
-        }
+        strip_padding(buf)
     }
 
     /// Opens a value sealed by [`SealKey::seal_exact`].
@@ -174,6 +171,34 @@ impl SealKey {
         let mut buf = sealed.to_vec();
         self.decrypt(aad, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Authenticates and decrypts `body` (a ciphertext, in place) under `nonce` and `tag`.
+    /// On error `body` is cleared.
+    fn decrypt_body(
+        &self,
+        aad: &[u8],
+        nonce: &[u8],
+        tag: &[u8],
+        body: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        if body.len() as u64 > MAX_MESSAGE {
+            body.clear();
+            return Err(CryptoError::Malformed("longer than a sealed value can be"));
+        }
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(nonce);
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(tag);
+        let (key, n) = self.subkey(&n);
+        if key
+            .open_in_place_separate_tag(n, Aad::from(aad), Tag::from(t), body, 0..)
+            .is_err()
+        {
+            body.clear();
+            return Err(CryptoError::Authentication);
+        }
+        Ok(())
     }
 
     /// Authenticates and decrypts `nonce ‖ ciphertext ‖ tag` held in `buf`, leaving the
@@ -201,6 +226,20 @@ impl SealKey {
         };
         buf.truncate(plain_len);
         Ok(())
+    }
+}
+
+/// Removes `0x80 ‖ 0x00…` padding from `buf`; on error clears it.
+fn strip_padding(buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+    match buf.iter().rposition(|&b| b != 0) {
+        Some(m) if buf[m] == 0x80 => {
+            buf.truncate(m);
+            Ok(())
+        }
+        _ => {
+            buf.clear();
+            Err(CryptoError::Malformed("padding marker missing"))
+        }
     }
 }
 

@@ -4,11 +4,9 @@
 //! postcard explicitly: encoding borrows (no copy of the document), decoding builds
 //! owned domain values. Variant indexes are part of the format: append, never reorder.
 
-use blazedb_core::{DocId, Error, Fields, Value};
+use blazedb_core::{Error, Fields, Value};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
-
-use crate::decode::FieldsDe;
 
 /// Format version of databases this build creates: 2, document keys ordered by the
 /// id's time (`KeyLayout::Ordered`). Version 1 (hashed document keys) is read and
@@ -193,11 +191,20 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
 
 /// Decodes a document record into a [`blazedb_core::Document`].
 pub(crate) fn decode_doc(bytes: &[u8]) -> Result<blazedb_core::Document, Error> {
-    let rec: DocRecord<FieldsDe> = decode("docs", bytes)?;
-    Ok(blazedb_core::Document {
-        id: DocId::from_bytes(rec.id),
-        fields: rec.fields.0,
-    })
+    decode_doc_only(bytes, None)
+}
+
+/// Decodes a document record keeping only the top-level fields named in `only` (all
+/// when `None`): the others are walked and checked but not built, so a filter or an
+/// index build pays for the fields it reads. The result is the document as far as
+/// those fields go.
+pub(crate) fn decode_doc_only(
+    bytes: &[u8],
+    only: Option<&[&str]>,
+) -> Result<blazedb_core::Document, Error> {
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    serde::de::DeserializeSeed::deserialize(crate::decode::DocSeed { only }, &mut de)
+        .map_err(|e| Error::corrupt_record("docs", format!("undecodable record: {e}")))
 }
 
 #[cfg(test)]

@@ -126,16 +126,27 @@ pub(crate) fn scan_docs(
     coll: &CollTag,
     f: &mut dyn FnMut(Document) -> Result<ControlFlow<()>>,
 ) -> Result<()> {
+    scan_doc_records(raw, vault, coll, &mut |plain| f(decode_doc(plain)?))
+}
+
+/// Like [`scan_docs`], handing `f` each document's record opened but not decoded (for
+/// `codec::decode_doc_only`: a caller that needs a few fields decodes only those).
+pub(crate) fn scan_doc_records(
+    raw: &mut impl Raw,
+    vault: &Vault,
+    coll: &CollTag,
+    f: &mut dyn FnMut(&[u8]) -> Result<ControlFlow<()>>,
+) -> Result<()> {
     let upper = prefix_upper(coll);
     let hi = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     // No id check as `get_doc` makes: recomputing each key (an HMAC) cost 8 % of a scan,
     // and it cannot fail for a value that opens. The value is authenticated with its key
     // as associated data, and only the engine, which stores a document under its own
-    // id's key alone, can seal one (docs/format.md, *Records*).
+    // id's key alone, can seal one (docs/format.md, *Sealed values*).
     let mut plain = Vec::new();
     raw.raw_scan(Table::Docs, Bound::Included(coll), hi, &mut |k, v| {
         vault.open_into(Table::Docs, k, v, &mut plain)?;
-        f(decode_doc(&plain)?)
+        f(&plain)
     })
 }
 

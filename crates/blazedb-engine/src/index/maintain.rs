@@ -11,8 +11,9 @@ use super::{
     IndexInfo, IndexNote, IndexRecord, IndexSpec, check_spec, doc_key, index_tag, is_truncated,
     load_directory, stored_key, unique_conflict,
 };
+use crate::codec::decode_doc_only;
 use crate::poison::{self, Poison};
-use crate::raw::scan_docs;
+use crate::raw::scan_doc_records;
 use crate::vault::Vault;
 
 /// One index's change for one document write: remove the old key, insert the new one.
@@ -199,7 +200,9 @@ impl IndexWork<'_, '_> {
         let coll = vault.coll_tag(&spec.collection);
         let mut keys = Vec::new();
         let mut unique_keys = Vec::new();
-        scan_docs(tx, vault, &coll, &mut |d| {
+        let tops = super::top_fields(&paths);
+        scan_doc_records(tx, vault, &coll, &mut |plain| {
+            let d = decode_doc_only(plain, Some(&tops))?;
             let key = doc_key(&paths, &d)?;
             if spec.unique && super::constrained(&paths, &d) {
                 unique_keys.push(key.clone());

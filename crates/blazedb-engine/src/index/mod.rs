@@ -277,13 +277,28 @@ pub(crate) fn unique_conflict(
     Ok(clash)
 }
 
+/// The top-level fields `paths` start at: all of a document an index key reads (for
+/// `codec::decode_doc_only`).
+pub(crate) fn top_fields(paths: &[FieldPath]) -> Vec<&str> {
+    let mut out: Vec<&str> = paths
+        .iter()
+        .filter_map(|p| p.segments().first().map(String::as_str))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Checks every index against a rebuild from the documents: same keys, same count.
 pub(crate) fn check_all(raw: &mut impl Raw, vault: &Vault) -> Result<Vec<IndexInfo>> {
     let dir = load_directory(raw, vault)?;
     for rec in &dir {
         let paths = rec.paths()?;
+        let tops = top_fields(&paths);
         let mut want = Vec::new();
-        crate::raw::scan_docs(raw, vault, &vault.coll_tag(&rec.collection), &mut |d| {
+        let coll = vault.coll_tag(&rec.collection);
+        crate::raw::scan_doc_records(raw, vault, &coll, &mut |plain| {
+            let d = crate::codec::decode_doc_only(plain, Some(&tops))?;
             want.push(stored_key(&paths, &d));
             Ok(ControlFlow::Continue(()))
         })?;

@@ -197,6 +197,23 @@ impl Filter {
         }
     }
 
+    /// Adds to `out` the top-level field of every path this filter reads (all it needs of
+    /// a document to decide).
+    pub(crate) fn top_fields<'f>(&'f self, out: &mut Vec<&'f str>) {
+        match self {
+            Filter::Compare(p, _, _)
+            | Filter::In(p, _)
+            | Filter::Contains(p, _)
+            | Filter::Exists(p, _) => {
+                if let Some(first) = p.segments().first() {
+                    out.push(first);
+                }
+            }
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.top_fields(out)),
+            Filter::Not(f) => f.top_fields(out),
+        }
+    }
+
     /// Checks limits: nesting depth and size, so a hostile filter cannot exhaust the stack.
     ///
     /// # Errors

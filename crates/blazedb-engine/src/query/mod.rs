@@ -175,19 +175,56 @@ impl fmt::Display for Plan {
     }
 }
 
-/// Runs `q` as a full scan over `scan`, which visits every document of the collection.
-pub(crate) fn run_scan(
-    q: &Query,
-    scan: impl FnOnce(&mut dyn FnMut(Document) -> Result<ControlFlow<()>>) -> Result<()>,
-) -> Result<Vec<Document>> {
+/// Runs `q` as a full scan over `scan`, which visits the opened record of every document
+/// of the collection.
+pub(crate) fn run_scan(q: &Query, scan: RecordScan<'_>) -> Result<Vec<Document>> {
     let mut hits = Vec::new();
-    scan(&mut |d| {
-        if q.matches(&d) {
-            hits.push(d);
-        }
-        Ok(ControlFlow::Continue(()))
+    scan_matches(q, scan, &mut |plain| {
+        hits.push(crate::codec::decode_doc(plain)?);
+        Ok(())
     })?;
     Ok(q.finish(hits))
+}
+
+/// What a full scan of `q` would return, counted: the matches, less the offset, at most
+/// the limit. No document is decoded beyond the fields the filter reads.
+pub(crate) fn count_scan(q: &Query, scan: RecordScan<'_>) -> Result<u64> {
+    let mut n = 0u64;
+    scan_matches(q, scan, &mut |_| {
+        n += 1;
+        Ok(())
+    })?;
+    let n = n.saturating_sub(q.offset as u64);
+    Ok(q.limit.map_or(n, |l| n.min(l as u64)))
+}
+
+/// A visit of the opened record of every document of a collection.
+pub(crate) type RecordScan<'a> =
+    &'a mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<ControlFlow<()>>) -> Result<()>;
+
+/// Calls `hit` with the record of every document that matches `q`'s filter. With a
+/// filter, each record is first decoded only as far as the fields the filter reads.
+fn scan_matches(
+    q: &Query,
+    scan: RecordScan<'_>,
+    hit: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut tops = Vec::new();
+    if let Some(f) = &q.filter {
+        f.top_fields(&mut tops);
+    }
+    tops.sort_unstable();
+    tops.dedup();
+    scan(&mut |plain| {
+        let matched = match &q.filter {
+            None => true,
+            Some(f) => f.matches(&crate::codec::decode_doc_only(plain, Some(&tops))?),
+        };
+        if matched {
+            hit(plain)?;
+        }
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 impl crate::Database {

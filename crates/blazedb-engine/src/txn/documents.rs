@@ -9,8 +9,9 @@ use blazedb_core::{DocId, Document, Error, NameKind, Result};
 use blazedb_storage::Table;
 
 use super::{Patch, WriteTxn};
+use crate::codec::decode_doc_only;
 use crate::codec::{FieldsRef, OpRecord};
-use crate::raw::{collection_names, scan_docs};
+use crate::raw::{collection_names, scan_doc_records, scan_docs};
 
 impl WriteTxn<'_> {
     /// Inserts a new document (its id is `doc.id`; [`Document::new`] makes a UUIDv7).
@@ -182,8 +183,8 @@ impl WriteTxn<'_> {
         check_name(NameKind::Collection, collection)?;
         let tag = self.db.inner.vault.coll_tag(collection);
         let mut ids = Vec::new();
-        scan_docs(&mut self.tx, &self.db.inner.vault, &tag, &mut |d| {
-            ids.push(d.id);
+        scan_doc_records(&mut self.tx, &self.db.inner.vault, &tag, &mut |plain| {
+            ids.push(decode_doc_only(plain, Some(&[]))?.id);
             Ok(ControlFlow::Continue(()))
         })?;
         // Deterministic order (by id), so the change log does not depend on tag order.

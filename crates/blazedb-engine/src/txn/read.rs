@@ -7,8 +7,9 @@ use blazedb_core::{DocId, Document, NameKind, Result};
 use blazedb_storage::ReadTx;
 
 use super::ReadTxn;
+use crate::codec::decode_doc_only;
 use crate::handle::Database;
-use crate::raw::{collection_names, get_doc, scan_docs};
+use crate::raw::{collection_names, get_doc, scan_doc_records, scan_docs};
 
 impl ReadTxn {
     pub(crate) fn begin(db: &Database) -> Result<ReadTxn> {
@@ -66,8 +67,13 @@ impl ReadTxn {
     /// # Errors
     /// As [`ReadTxn::scan`].
     pub fn count(&self, collection: &str) -> Result<u64> {
+        check_name(NameKind::Collection, collection)?;
+        let vault = &self.db.inner.vault;
+        let tag = vault.coll_tag(collection);
         let mut n = 0;
-        self.scan(collection, |_| {
+        // Every record is opened (authenticated) and walked, none is built.
+        scan_doc_records(&mut &self.tx, vault, &tag, &mut |plain| {
+            decode_doc_only(plain, Some(&[]))?;
             n += 1;
             Ok(ControlFlow::Continue(()))
         })?;
@@ -86,7 +92,7 @@ impl ReadTxn {
             Some(plan) => {
                 crate::query::plan::run_index(&mut &self.tx, vault, q, &plan, self.db.path())
             }
-            None => crate::query::run_scan(q, |f| self.scan(&q.collection, f)),
+            None => crate::query::run_scan(q, &mut |f| self.scan_records(&q.collection, f)),
         }
     }
 
@@ -95,7 +101,24 @@ impl ReadTxn {
     /// # Errors
     /// As [`ReadTxn::query`].
     pub fn count_query(&self, q: &crate::query::Query) -> Result<u64> {
-        Ok(self.query(q)?.len() as u64)
+        q.validate()?;
+        let vault = &self.db.inner.vault;
+        let dir = crate::index::load_directory(&mut &self.tx, vault)?;
+        if crate::query::plan::choose(q, &dir)?.is_some() {
+            return Ok(self.query(q)?.len() as u64);
+        }
+        crate::query::count_scan(q, &mut |f| self.scan_records(&q.collection, f))
+    }
+
+    /// Visits the opened record of every document of `collection` (see
+    /// `raw::scan_doc_records`).
+    fn scan_records(
+        &self,
+        collection: &str,
+        f: &mut dyn FnMut(&[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        let vault = &self.db.inner.vault;
+        scan_doc_records(&mut &self.tx, vault, &vault.coll_tag(collection), f)
     }
 
     /// The plan [`ReadTxn::query`] would use, with its estimate of documents read.

@@ -11,7 +11,8 @@ use rusqlite::{Connection, params};
 use crate::measure::best;
 
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB). Large
-/// enough to hold the whole bulk table, like redb's default 1 GiB cache does.
+/// enough to hold the whole bulk table, as BlazeDB's default 128 MiB cache holds its
+/// (smaller) file.
 const CACHE_KIB: i64 = 256 * 1024;
 /// How long a writer waits for the write lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);

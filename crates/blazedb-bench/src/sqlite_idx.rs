@@ -11,8 +11,8 @@ use rusqlite::{Connection, params};
 
 use crate::sqlite::Row;
 
-/// The SQLite page cache of these connections, in KiB: 1 GiB, as redb's default cache,
-/// so that the largest database fits in both.
+/// The SQLite page cache of these connections, in KiB: 1 GiB, as BlazeDB's in this
+/// command (`blaze_idx::CACHE_BYTES`), so that the largest database fits in both.
 const CACHE_KIB: i64 = 1024 * 1024;
 
 const UPDATE: &str = "UPDATE docs SET doc = ?2 WHERE id = ?1";

@@ -1,8 +1,10 @@
 //! Sealing stored values: size padding, then XChaCha20-Poly1305 with associated data.
 //!
 //! Sealed layout: `nonce (24) ‖ ciphertext of padded plaintext ‖ tag (16)`.
-//! Padded plaintext: `plaintext ‖ 0x80 ‖ 0x00…` up to a size bucket (see [`padded_len`]),
-//! so a stored value reveals only its bucket, not its exact length.
+//! Padded plaintext: `plaintext ‖ marker ‖ 0x00…` up to a size bucket (see
+//! [`padded_len`]), so a stored value reveals only its bucket, not its exact length. The
+//! marker is `0x80 | kind`: a 7-bit kind the caller chooses (how it encoded the
+//! plaintext, e.g. compressed), sealed with it; [`SealKey::seal`] uses kind 0.
 //!
 //! XChaCha20-Poly1305 is built the standard way (draft-irtf-cfrg-xchacha): the subkey
 //! HChaCha20(key, nonce[0..16]) seals with ChaCha20-Poly1305 (RFC 8439) under the nonce
@@ -75,9 +77,16 @@ impl SealKey {
         (key, Nonce::assume_unique_for_key(n))
     }
 
-    /// Pads and seals `plaintext`, binding it to `aad`.
+    /// Pads and seals `plaintext`, binding it to `aad` (kind 0).
     #[must_use]
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal_kind(aad, plaintext, 0)
+    }
+
+    /// Pads and seals `plaintext` of kind `kind` (0..=127; higher bits are dropped),
+    /// binding both to `aad`. [`SealKey::open_into`] returns the kind.
+    #[must_use]
+    pub fn seal_kind(&self, aad: &[u8], plaintext: &[u8], kind: u8) -> Vec<u8> {
         let padded = padded_len(plaintext.len());
         let mut out = Vec::with_capacity(NONCE_LEN + padded + TAG_LEN);
         let mut nonce = [0u8; NONCE_LEN];
@@ -85,7 +94,7 @@ impl SealKey {
         rand::rng().fill_bytes(&mut nonce);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        out.push(0x80);
+        out.push(0x80 | (kind & 0x7f));
         out.resize(NONCE_LEN + padded, 0);
         let tag = self.seal_in_place(&nonce, aad, &mut out[NONCE_LEN..]);
         out.extend_from_slice(tag.as_ref());
@@ -119,7 +128,8 @@ impl SealKey {
     ///
     /// # Errors
     /// [`CryptoError::Authentication`] if the key, the value or `aad` differ from sealing;
-    /// [`CryptoError::Malformed`] if the value is too short or its padding is invalid.
+    /// [`CryptoError::Malformed`] if the value is too short, its padding is invalid or
+    /// it was sealed with another kind than 0.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.open_vec(aad, sealed.to_vec())
     }
@@ -129,22 +139,37 @@ impl SealKey {
     ///
     /// # Errors
     /// As [`SealKey::open`].
-    pub fn open_vec(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        self.open_in_buffer(aad, &mut sealed)?;
-        Ok(sealed)
+    pub fn open_vec(&self, aad: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        match self.open_vec_kind(aad, sealed)? {
+            (plain, 0) => Ok(plain),
+            _ => Err(CryptoError::Malformed("a value of another kind")),
+        }
     }
 
-    /// Like [`SealKey::open`], into `out` (cleared first): a caller opening many values
-    /// reuses one buffer. On error `out` holds no plaintext.
+    /// Like [`SealKey::open_vec`] for a value of any kind: the plaintext and its kind.
     ///
     /// # Errors
-    /// As [`SealKey::open`].
+    /// As [`SealKey::open`], except that any kind is accepted.
+    pub fn open_vec_kind(
+        &self,
+        aad: &[u8],
+        mut sealed: Vec<u8>,
+    ) -> Result<(Vec<u8>, u8), CryptoError> {
+        let kind = self.open_in_buffer(aad, &mut sealed)?;
+        Ok((sealed, kind))
+    }
+
+    /// Opens a value of any kind into `out` (cleared first), returning its kind: a caller
+    /// opening many values reuses one buffer. On error `out` holds no plaintext.
+    ///
+    /// # Errors
+    /// As [`SealKey::open`], except that any kind is accepted.
     pub fn open_into(
         &self,
         aad: &[u8],
         sealed: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
+    ) -> Result<u8, CryptoError> {
         out.clear();
         if sealed.len() < SEAL_OVERHEAD {
             return Err(CryptoError::Malformed("shorter than nonce and tag"));
@@ -157,8 +182,9 @@ impl SealKey {
         strip_padding(out)
     }
 
-    /// Opens the sealed value in `buf` in place, leaving the unpadded plaintext.
-    fn open_in_buffer(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+    /// Opens the sealed value in `buf` in place, leaving the unpadded plaintext; returns
+    /// its kind.
+    fn open_in_buffer(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<u8, CryptoError> {
         self.decrypt(aad, buf)?;
         strip_padding(buf)
     }
@@ -229,12 +255,14 @@ impl SealKey {
     }
 }
 
-/// Removes `0x80 ‖ 0x00…` padding from `buf`; on error clears it.
-fn strip_padding(buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+/// Removes `marker ‖ 0x00…` padding from `buf` and returns the marker's kind; on error
+/// clears `buf`.
+fn strip_padding(buf: &mut Vec<u8>) -> Result<u8, CryptoError> {
     match buf.iter().rposition(|&b| b != 0) {
-        Some(m) if buf[m] == 0x80 => {
+        Some(m) if buf[m] & 0x80 != 0 => {
+            let kind = buf[m] & 0x7f;
             buf.truncate(m);
-            Ok(())
+            Ok(kind)
         }
         _ => {
             buf.clear();
@@ -273,7 +301,7 @@ mod tests {
         );
         assert!(k.open(b"docs/1", &s[..10]).is_err());
         let mut buf = b"left over".to_vec();
-        assert_eq!(k.open_into(b"docs/1", &s, &mut buf), Ok(()));
+        assert_eq!(k.open_into(b"docs/1", &s, &mut buf), Ok(0));
         assert_eq!(buf, b"hello");
         assert_eq!(
             k.open_into(b"docs/1", &flipped, &mut buf),
@@ -333,6 +361,29 @@ mod tests {
                 Err(CryptoError::Authentication)
             );
         }
+    }
+
+    #[test]
+    fn a_values_kind_is_sealed_with_it_and_only_kind_zero_opens_as_plain() {
+        let k = SealKey::new(&[7; 32]);
+        let s = k.seal_kind(b"t", b"packed", 1);
+        assert_eq!(
+            k.open_vec_kind(b"t", s.clone()),
+            Ok((b"packed".to_vec(), 1))
+        );
+        let mut buf = Vec::new();
+        assert_eq!(k.open_into(b"t", &s, &mut buf), Ok(1));
+        assert_eq!(buf, b"packed");
+        assert!(matches!(k.open(b"t", &s), Err(CryptoError::Malformed(_))));
+        let mut flipped = s.clone();
+        let last = flipped.len() - 17;
+        flipped[last] ^= 0x01;
+        assert_eq!(
+            k.open_vec_kind(b"t", flipped),
+            Err(CryptoError::Authentication),
+            "the kind is authenticated like the rest"
+        );
+        assert_eq!(k.seal(b"t", b"x").len(), k.seal_kind(b"t", b"x", 127).len());
     }
 
     #[test]

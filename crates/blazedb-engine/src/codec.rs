@@ -8,10 +8,12 @@ use blazedb_core::{Error, Fields, Value};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// Format version of databases this build creates: 2, document keys ordered by the
-/// id's time (`KeyLayout::Ordered`). Version 1 (hashed document keys) is read and
-/// written as it is, and moved to version 2 by `Database::compact`.
-pub(crate) const RECORD_VERSION: u32 = 2;
+/// Format version of databases this build creates: 3, document keys ordered by the
+/// id's time (`KeyLayout::Ordered`) and records compressed where it pays
+/// (`Vault::seal_record`). Versions 1 (hashed document keys) and 2 (no compressed
+/// records) are read and written as they are, and moved to version 3 by
+/// `Database::compact`.
+pub(crate) const RECORD_VERSION: u32 = 3;
 /// The format version with hashed document keys (`KeyLayout::Hashed`).
 pub(crate) const RECORD_VERSION_HASHED_KEYS: u32 = 1;
 

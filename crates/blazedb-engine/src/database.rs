@@ -10,7 +10,7 @@ use blazedb_core::{Error, NameKind, Result};
 use blazedb_crypto::{DataKey, KdfParams};
 use blazedb_storage::{Store, StoreOptions, Table};
 
-use crate::codec::{CaptureRecord, RECORD_VERSION_HASHED_KEYS, decode, encode};
+use crate::codec::{CaptureRecord, decode, encode};
 use crate::format::{META_FORMAT, sealed_format_record, verify_format};
 pub use crate::handle::Database;
 use crate::handle::Inner;
@@ -19,7 +19,7 @@ use crate::keyfile::{KeyFile, sync_dir};
 use crate::options::{OpenMode, OpenOptions};
 use crate::raw::storage_err;
 use crate::txn::{ReadTxn, WriteTxn};
-use crate::vault::{KeyLayout, Vault};
+use crate::vault::Vault;
 
 /// File names inside a database directory.
 pub(crate) const KEY_FILE: &str = "blazedb.key";
@@ -174,6 +174,7 @@ impl Database {
         let keyfile = KeyFile::read(&path.join(KEY_FILE))?;
         let data_key = keyfile.unlock(password)?;
         let vault = Vault::new(data_key.keyring());
+        vault.set_compression(opts.compression);
         let data = path.join(DATA_FILE);
         let store = if read_only {
             // Nothing a read-only open does reaches the file: the pairing is checked
@@ -278,13 +279,7 @@ impl Database {
             .unwrap_or_else(PoisonError::into_inner)
             .db_id;
         let version = verify_format(&self.inner.vault, db_id, sealed.as_deref())?;
-        self.inner
-            .vault
-            .set_layout(if version == RECORD_VERSION_HASHED_KEYS {
-                KeyLayout::Hashed
-            } else {
-                KeyLayout::Ordered
-            });
+        self.inner.vault.set_format(version);
         Ok(())
     }
 
@@ -346,6 +341,7 @@ impl Database {
         let store = Store::create(&tmp.join(DATA_FILE), &Self::store_options(opts))
             .map_err(|e| storage_err(e, tmp))?;
         let vault = Vault::new(data_key.keyring());
+        vault.set_compression(opts.compression);
         let db = Self::assemble(
             store,
             vault,

@@ -2,34 +2,35 @@
 //! database written in an earlier format to the current one (run by
 //! [`Database::compact`](crate::Database::compact), which holds the only handle).
 //!
-//! Format 1 → 2: document keys go from hashed (random order) to ordered by the id's time
-//! (`KeyLayout`). Every document's value is sealed to its key, so each is opened under
-//! its old key, checked (its id must give that key), sealed again under its new key,
-//! and moved; the format record says 2. All in one transaction: after a crash the
-//! database is wholly in format 1 or wholly in format 2. Index entries and change-log
-//! entries name documents by id, not by storage key, and stay as they are.
+//! Format 1 → 3: document keys go from hashed (random order) to ordered by the id's time
+//! (`KeyLayout`). Format 2 → 3: documents are sealed again as format 3 writes them,
+//! compressed where that makes them smaller (`Vault::seal_record`). Every document's
+//! value is sealed to its key, so each is opened under its old key, checked (its id must
+//! give that key), sealed again under its new key, and moved; the format record says 3.
+//! All in one transaction: after a crash the database is wholly in its old format or
+//! wholly in format 3. Index entries and change-log entries name documents by id, not by
+//! storage key, and stay as they are (format 3 reads change entries of either kind).
 
 use std::ops::{Bound, ControlFlow};
 
 use blazedb_core::{CorruptionSite, Error, Result};
 use blazedb_storage::{StorageError, Table};
 
-use crate::codec::{
-    FormatRecord, RECORD_VERSION, RECORD_VERSION_HASHED_KEYS, decode, decode_doc, encode,
-};
+use crate::codec::{FormatRecord, RECORD_VERSION, decode, decode_doc, encode};
 use crate::handle::Inner;
 use crate::raw::storage_err;
 use crate::vault::{COLL_TAG_LEN, CollTag, KeyLayout, Vault};
 
 pub(crate) const META_FORMAT: &[u8] = b"format";
 
-/// Rewrites every document key into the current layout and marks the format current.
-/// Does nothing for a database already in it.
+/// Rewrites every document into the current format and marks the format current. Does
+/// nothing for a database already in it.
 pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
     let vault = &inner.vault;
-    if vault.layout() == KeyLayout::Ordered {
+    if vault.format() == RECORD_VERSION {
         return Ok(());
     }
+    let old_layout = vault.layout();
     let path = &inner.path;
     let err = |e: StorageError| storage_err(e, path);
     let mut w = inner.store.write().map_err(err)?;
@@ -49,15 +50,17 @@ pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
             .get(..COLL_TAG_LEN)
             .and_then(|c| c.try_into().ok())
             .ok_or_else(|| Error::corrupt_record("docs", "document key too short"))?;
-        if vault.doc_key_in(KeyLayout::Hashed, &coll, doc.id)[..] != old[..] {
+        if vault.doc_key_in(old_layout, &coll, doc.id)[..] != old[..] {
             return Err(Error::corrupt_record(
                 "docs",
                 "document stored under another id's key",
             ));
         }
         let new = vault.doc_key_in(KeyLayout::Ordered, &coll, doc.id);
-        let resealed = vault.seal(Table::Docs, &new, &plain);
-        w.remove(Table::Docs, &old).map_err(err)?;
+        let resealed = vault.seal_record_in(RECORD_VERSION, Table::Docs, &new, &plain);
+        if new[..] != old[..] {
+            w.remove(Table::Docs, &old).map_err(err)?;
+        }
         w.insert(Table::Docs, &new, &resealed).map_err(err)?;
     }
     let db_id = inner
@@ -72,7 +75,7 @@ pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
     )
     .map_err(err)?;
     w.commit(true).map_err(err)?;
-    vault.set_layout(KeyLayout::Ordered);
+    vault.set_format(RECORD_VERSION);
     Ok(())
 }
 
@@ -102,7 +105,7 @@ pub(crate) fn verify_format(vault: &Vault, db_id: [u8; 16], sealed: Option<&[u8]
             detail: "the format record does not open with this key file's key".into(),
         })?;
     let rec: FormatRecord = decode("meta", &plain)?;
-    if rec.version != RECORD_VERSION && rec.version != RECORD_VERSION_HASHED_KEYS {
+    if !(1..=RECORD_VERSION).contains(&rec.version) {
         return Err(Error::UnsupportedFormat {
             what: "data file",
             found: rec.version,

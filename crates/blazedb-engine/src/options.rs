@@ -78,6 +78,7 @@ pub struct OpenOptions {
     pub(crate) skip_verify_on_open: bool,
     pub(crate) cache_bytes: usize,
     pub(crate) checkpoint_bytes: u64,
+    pub(crate) compression: bool,
 }
 
 impl Default for OpenOptions {
@@ -89,6 +90,7 @@ impl Default for OpenOptions {
             skip_verify_on_open: false,
             cache_bytes: DEFAULT_CACHE_BYTES,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            compression: true,
         }
     }
 }
@@ -96,7 +98,8 @@ impl Default for OpenOptions {
 impl OpenOptions {
     /// The defaults: Argon2id at [`KdfParams::DEFAULT`], durable commits, open or create,
     /// page checksums verified on open, a page cache of [`DEFAULT_CACHE_BYTES`], a
-    /// checkpoint every [`DEFAULT_CHECKPOINT_BYTES`] of journal.
+    /// checkpoint every [`DEFAULT_CHECKPOINT_BYTES`] of journal, records compressed where
+    /// it pays.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -166,6 +169,21 @@ impl OpenOptions {
     #[must_use]
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// Whether this handle compresses documents and change entries before sealing them
+    /// (default on). A record is stored compressed (LZ4) only when that puts it in a
+    /// smaller size bucket; every handle reads both kinds. Databases of an earlier format
+    /// are written uncompressed until `compact` moves them to the current one.
+    ///
+    /// Off, a record's size bucket depends only on its encoded length; on, also on how
+    /// repetitive its content is (docs/security.md, *What still leaks*). Turn it off for
+    /// documents that mix secrets with text an adversary can choose and whose file sizes
+    /// the adversary can watch. It changes sizes and speed only, never what is read.
+    #[must_use]
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
         self
     }
 }

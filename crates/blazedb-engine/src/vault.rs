@@ -5,12 +5,16 @@
 //! or table, or edited, fails [`Vault::open`] with a corruption error naming the table.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{PoisonError, RwLock};
 
+use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Error};
+use blazedb_crypto::seal::padded_len;
 use blazedb_crypto::{CryptoError, KeyRing, TagKind};
 use blazedb_storage::Table;
+
+use crate::codec::{RECORD_VERSION, RECORD_VERSION_HASHED_KEYS};
 
 /// Length of a collection tag (the prefix of every document key of the collection).
 pub(crate) const COLL_TAG_LEN: usize = 16;
@@ -24,6 +28,16 @@ pub(crate) type DocKey = [u8; DOC_KEY_LEN];
 
 /// The 48 bits of a document key's order part.
 const ORDER_MASK: u64 = (1 << 48) - 1;
+
+/// Record kind (the sealed value's kind, see `blazedb_crypto::seal`): the plaintext as
+/// encoded.
+const KIND_PLAIN: u8 = 0;
+/// Record kind: an LZ4 block of the encoded plaintext, after its length (u32, little
+/// endian). Written from format 3 on, where it makes the sealed value smaller.
+const KIND_LZ4: u8 = 1;
+/// The longest plaintext a compressed record may have (a document and what a change
+/// entry adds to it, with room); longer ones are stored as they are.
+const COMPRESSED_PLAIN_MAX: usize = 2 * DOCUMENT_BYTES_MAX;
 
 /// How document keys are made (stored as the format record's version).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +57,13 @@ pub(crate) struct Vault {
     ring: KeyRing,
     /// Collection name → tag: saves one HMAC per operation.
     tags: RwLock<HashMap<String, CollTag>>,
-    /// `true` for [`KeyLayout::Ordered`]. Set from the format record at open; changes
-    /// only while the upgrade that rewrites every document key holds the only handle.
-    ordered: AtomicBool,
+    /// The format version of the data file (1 = [`KeyLayout::Hashed`], 2 = ordered keys,
+    /// 3 = records may be compressed). Set from the format record at open; changes only
+    /// while the upgrade that rewrites every document holds the only handle.
+    format: AtomicU32,
+    /// Whether records are compressed where it pays (`OpenOptions::compression`); only
+    /// in format 3.
+    compression: AtomicBool,
     /// The secret offset added to UUIDv7 timestamps in ordered keys, so keys show
     /// creation times relative to each other, not the dates.
     time_offset: u64,
@@ -61,23 +79,33 @@ impl Vault {
         Self {
             ring,
             tags: RwLock::new(HashMap::new()),
-            ordered: AtomicBool::new(true),
+            format: AtomicU32::new(RECORD_VERSION),
+            compression: AtomicBool::new(true),
             time_offset: u64::from_be_bytes(b) & ORDER_MASK,
         }
     }
 
     /// The document key layout in use.
     pub(crate) fn layout(&self) -> KeyLayout {
-        if self.ordered.load(Ordering::Acquire) {
-            KeyLayout::Ordered
-        } else {
+        if self.format() == RECORD_VERSION_HASHED_KEYS {
             KeyLayout::Hashed
+        } else {
+            KeyLayout::Ordered
         }
     }
 
-    pub(crate) fn set_layout(&self, layout: KeyLayout) {
-        self.ordered
-            .store(layout == KeyLayout::Ordered, Ordering::Release);
+    /// The data file's format version.
+    pub(crate) fn format(&self) -> u32 {
+        self.format.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_format(&self, version: u32) {
+        self.format.store(version, Ordering::Release);
+    }
+
+    /// Whether [`Vault::seal_record`] may compress (`false` turns compression off).
+    pub(crate) fn set_compression(&self, on: bool) {
+        self.compression.store(on, Ordering::Release);
     }
 
     /// The tag standing for collection `name` on disk.
@@ -183,10 +211,73 @@ impl Vault {
         Self::with_aad(table, key, |aad| self.ring.seal_key().seal(aad, plain))
     }
 
+    /// Like [`Vault::seal`] for a record that may be large and repetitive (documents,
+    /// change entries): from format 3 on, and unless compression is off, an LZ4 block
+    /// of `plain` is sealed instead when that lands in a smaller size bucket. Only then:
+    /// a record that would not shrink on disk is not paid for twice (compressing on
+    /// write, decompressing on every read). See docs/security.md for what a compressed
+    /// record's size says.
+    pub(crate) fn seal_record(&self, table: Table, key: &[u8], plain: &[u8]) -> Vec<u8> {
+        self.seal_record_in(self.format(), table, key, plain)
+    }
+
+    /// [`Vault::seal_record`] as format `format` writes it (for the upgrade, which writes
+    /// the current format before the file says so).
+    pub(crate) fn seal_record_in(
+        &self,
+        format: u32,
+        table: Table,
+        key: &[u8],
+        plain: &[u8],
+    ) -> Vec<u8> {
+        if self.compression.load(Ordering::Acquire)
+            && format >= 3
+            && plain.len() >= 64
+            && plain.len() <= COMPRESSED_PLAIN_MAX
+        {
+            let packed = lz4_flex::block::compress_prepend_size(plain);
+            if padded_len(packed.len()) < padded_len(plain.len()) {
+                return Self::with_aad(table, key, |aad| {
+                    self.ring.seal_key().seal_kind(aad, &packed, KIND_LZ4)
+                });
+            }
+        }
+        self.seal(table, key, plain)
+    }
+
+    /// The plaintext of an opened record of kind `kind`, decompressed if it was
+    /// compressed (into `spare`, which then holds it: the caller swaps).
+    fn unpack(table: Table, kind: u8, opened: &[u8], spare: &mut Vec<u8>) -> Result<bool, Error> {
+        match kind {
+            KIND_PLAIN => Ok(false),
+            KIND_LZ4 => {
+                let fail = |why: &str| {
+                    Error::corrupt_record(table.name(), format!("compressed record {why}"))
+                };
+                let (len, block) = opened
+                    .split_first_chunk::<4>()
+                    .ok_or_else(|| fail("without its length"))?;
+                let len = u32::from_le_bytes(*len) as usize;
+                if len > COMPRESSED_PLAIN_MAX {
+                    return Err(fail("longer than a record can be"));
+                }
+                spare.clear();
+                spare.resize(len, 0);
+                match lz4_flex::block::decompress_into(block, spare) {
+                    Ok(n) if n == len => Ok(true),
+                    _ => Err(fail("that does not decompress to its length")),
+                }
+            }
+            other => Err(Error::corrupt_record(
+                table.name(),
+                format!("record of unknown kind {other} (written by a newer release?)"),
+            )),
+        }
+    }
+
     /// Opens a value read from `key` in `table`.
     pub(crate) fn open(&self, table: Table, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
-        Self::with_aad(table, key, |aad| self.ring.seal_key().open(aad, sealed))
-            .map_err(|e| Self::corrupt(table, &e))
+        self.open_vec(table, key, sealed.to_vec())
     }
 
     /// Opens a value read from `key` in `table` into `out` (cleared first), so a scan
@@ -198,10 +289,15 @@ impl Vault {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        Self::with_aad(table, key, |aad| {
+        let kind = Self::with_aad(table, key, |aad| {
             self.ring.seal_key().open_into(aad, sealed, out)
         })
-        .map_err(|e| Self::corrupt(table, &e))
+        .map_err(|e| Self::corrupt(table, &e))?;
+        let mut spare = Vec::new();
+        if Self::unpack(table, kind, out, &mut spare)? {
+            std::mem::swap(out, &mut spare);
+        }
+        Ok(())
     }
 
     /// Opens an owned value, decrypting in its own buffer (no ciphertext copy).
@@ -211,7 +307,14 @@ impl Vault {
         key: &[u8],
         sealed: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
-        Self::with_aad(table, key, |aad| self.ring.seal_key().open_vec(aad, sealed))
-            .map_err(|e| Self::corrupt(table, &e))
+        let (mut plain, kind) = Self::with_aad(table, key, |aad| {
+            self.ring.seal_key().open_vec_kind(aad, sealed)
+        })
+        .map_err(|e| Self::corrupt(table, &e))?;
+        let mut spare = Vec::new();
+        if Self::unpack(table, kind, &plain, &mut spare)? {
+            plain = spare;
+        }
+        Ok(plain)
     }
 }

@@ -136,6 +136,23 @@ pub fn raw_get(db_dir: &Path, t: blazedb_storage::Table, key: &[u8]) -> Vec<u8> 
     value.expect("raw get").expect("value present")
 }
 
+/// The sealed length of every value in table `t`, by key.
+pub fn raw_value_lens(
+    db_dir: &Path,
+    t: blazedb_storage::Table,
+) -> std::collections::BTreeMap<Vec<u8>, usize> {
+    let store = raw_store(db_dir);
+    let mut lens = std::collections::BTreeMap::new();
+    let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+    let tx = store.read().expect("raw read");
+    tx.scan(t, all, |k, v| {
+        lens.insert(k.to_vec(), v.len());
+        Ok::<_, blazedb_storage::StorageError>(std::ops::ControlFlow::Continue(()))
+    })
+    .expect("raw scan");
+    lens
+}
+
 /// Edits the raw tables in one durable storage transaction.
 pub fn raw_edit(
     db_dir: &Path,

@@ -1,4 +1,4 @@
-//! A database written by the previous release opens in this one, and `compact` moves it
+//! A database written by an earlier release opens in this one, and `compact` moves it
 //! to the current format with the same contents.
 //!
 //! The fixture `tests/fixtures/format1.blazedb` was written by the `blazedb` CLI of the
@@ -8,6 +8,11 @@
 //! with a UUIDv7 id and one with an application-chosen UUIDv4 id; then compacted and
 //! closed. `tests/fixtures/format1.export.ndjson` is its canonical export from that
 //! release.
+//!
+//! `tests/fixtures/format2.blazedb` was made the same way by the `blazedb` CLI of the
+//! release before format 3 (commit f29bfa2; format 2: ordered keys, no compressed
+//! records), the notes with a 60-word body that compresses well; its journal, empty
+//! after the clean close, is left out. `format2.export.ndjson` is its export.
 
 mod common;
 
@@ -21,17 +26,23 @@ use blazedb_engine::{
 use blazedb_storage::Table;
 
 const NAME: &str = "format1";
+const NAME2: &str = "format2";
 const PASSWORD: &str = "fixture password";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// A private copy of the fixture database (opening may write to it).
+/// A private copy of the format 1 fixture database (opening may write to it).
 fn fixture_copy() -> tempfile::TempDir {
+    fixture_copy_of(NAME)
+}
+
+/// A private copy of fixture database `name`.
+fn fixture_copy_of(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = fixtures().join("format1.blazedb");
-    let dst = database_path(dir.path(), NAME);
+    let src = fixtures().join(format!("{name}.blazedb"));
+    let dst = database_path(dir.path(), name);
     std::fs::create_dir_all(&dst).expect("mkdir");
     for entry in std::fs::read_dir(&src).expect("fixture directory") {
         let name = entry.expect("entry").file_name();
@@ -41,9 +52,13 @@ fn fixture_copy() -> tempfile::TempDir {
 }
 
 fn open(dir: &Path) -> Result<Database> {
+    open_named(dir, NAME)
+}
+
+fn open_named(dir: &Path, name: &str) -> Result<Database> {
     OpenOptions::new()
         .mode(OpenMode::OpenExisting)
-        .open(dir, NAME, PASSWORD)
+        .open(dir, name, PASSWORD)
 }
 
 fn export(db: &Database) -> Result<String> {
@@ -150,5 +165,76 @@ fn compact_moves_a_database_of_the_previous_format_to_time_ordered_keys_with_the
     db.compact()?;
     drop(db);
     assert_eq!(common::raw_keys(&db_dir, Table::Docs), keys);
+    Ok(())
+}
+
+/// The total sealed size of the document records of the database in `dir/name`.
+fn doc_bytes(dir: &Path, name: &str) -> usize {
+    common::raw_value_lens(&database_path(dir, name), Table::Docs)
+        .values()
+        .sum()
+}
+
+#[test]
+fn a_database_of_format_2_opens_and_stays_format_2_until_compacted() -> Result<()> {
+    let dir = fixture_copy_of(NAME2);
+    let expected =
+        std::fs::read_to_string(fixtures().join("format2.export.ndjson")).expect("fixture export");
+    let db = open_named(dir.path(), NAME2)?;
+    assert_eq!(export(&db)?, expected, "the previous release's export");
+    assert_eq!(by_n(&db, 39)?.len(), 1, "its index answers");
+    assert!(
+        by_n(&db, 7)?.is_empty(),
+        "its deleted document stays deleted"
+    );
+    // A write keeps the old format's record kind: no compressed record appears in a file
+    // an earlier release must still read.
+    let long = db.collection("notes").all()?.remove(0);
+    let copy = Document::new().with("n", 41i64).with(
+        "body",
+        long.get("body")
+            .cloned()
+            .expect("the fixture's notes have a body"),
+    );
+    drop(db);
+    let before = doc_bytes(dir.path(), NAME2);
+    let db = open_named(dir.path(), NAME2)?;
+    let added = db.collection("notes").insert(copy)?;
+    drop(db);
+    let grew = doc_bytes(dir.path(), NAME2) - before;
+    let per_note = before / 41;
+    assert!(
+        grew * 10 >= per_note * 9,
+        "a note written into format 2 is as large as the old ones ({grew} vs ~{per_note} bytes)"
+    );
+    let db = open_named(dir.path(), NAME2)?;
+    assert!(db.collection("notes").get(added)?.is_some());
+    Ok(())
+}
+
+#[test]
+fn compact_moves_format_2_to_3_compressing_documents_with_the_same_contents() -> Result<()> {
+    let dir = fixture_copy_of(NAME2);
+    let db_dir = database_path(dir.path(), NAME2);
+    let keys_before = common::raw_keys(&db_dir, Table::Docs);
+    let bytes_before = doc_bytes(dir.path(), NAME2);
+    let mut db = open_named(dir.path(), NAME2)?;
+    let before = export(&db)?;
+    db.compact()?;
+    assert_eq!(export(&db)?, before, "the same documents after the upgrade");
+    drop(db);
+    assert_eq!(
+        common::raw_keys(&db_dir, Table::Docs),
+        keys_before,
+        "format 2 keys are already the current layout"
+    );
+    let bytes_after = doc_bytes(dir.path(), NAME2);
+    assert!(
+        bytes_after * 10 < bytes_before * 7,
+        "the notes' repetitive bodies are stored compressed: {bytes_before} -> {bytes_after} bytes"
+    );
+    let db = open_named(dir.path(), NAME2)?;
+    assert_eq!(export(&db)?, before, "and after reopening");
+    assert_eq!(by_n(&db, 39)?.len(), 1);
     Ok(())
 }

@@ -94,7 +94,7 @@ impl WriteTxn<'_> {
                         fields: FieldsRef(&d.fields),
                     },
                 )?;
-                Some(vault.seal(Table::Docs, key, &bytes))
+                Some(vault.seal_record(Table::Docs, key, &bytes))
             }
             None => None,
         };
@@ -109,7 +109,7 @@ impl WriteTxn<'_> {
             };
             let bytes = encode("change entry", &rec)?;
             let k = seq.to_be_bytes();
-            Some((k, vault.seal(Table::Changes, &k, &bytes)))
+            Some((k, vault.seal_record(Table::Changes, &k, &bytes)))
         } else {
             None
         };

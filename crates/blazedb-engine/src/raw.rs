@@ -48,6 +48,15 @@ pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>
 /// Byte-level access to the tables, for either kind of transaction.
 pub(crate) trait Raw {
     fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Runs `f` on the sealed value under `key` (in place where the transaction allows);
+    /// `false` if there is none. Storage errors name `path`.
+    fn raw_get_with(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool>;
     fn raw_scan(
         &mut self,
         t: Table,
@@ -80,6 +89,9 @@ macro_rules! impl_raw {
             fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
                 self.get(t, key)
             }
+            fn raw_get_with(&mut self, t: Table, key: &[u8], path: &Path, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+                RawGetWith::get_with_impl(self, t, key, path, f)
+            }
             fn raw_scan(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
                 self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr)).map_err(|e| e.0)
             }
@@ -92,6 +104,48 @@ macro_rules! impl_raw {
 
 impl_raw!(&ReadTx, WriteTx<'_>);
 
+impl RawGetWith for &ReadTx {
+    fn get_with_impl(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        match self.get_with(t, key, f).map_err(|e| storage_err(e, path))? {
+            Some(r) => r.map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+impl RawGetWith for WriteTx<'_> {
+    fn get_with_impl(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        // A write transaction's tables are borrowed per call: the value is copied out.
+        match self.get(t, key).map_err(|e| storage_err(e, path))? {
+            Some(v) => f(&v).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// How each transaction kind runs a callback on a stored value (see `Raw::raw_get_with`).
+trait RawGetWith {
+    fn get_with_impl(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool>;
+}
+
 /// Reads and authenticates document `id` of the collection tagged `coll`.
 pub(crate) fn get_doc(
     raw: &mut impl Raw,
@@ -101,13 +155,14 @@ pub(crate) fn get_doc(
     path: &Path,
 ) -> Result<Option<Document>> {
     let key = vault.doc_key(coll, id);
-    let Some(sealed) = raw
-        .raw_get(Table::Docs, &key)
-        .map_err(|e| storage_err(e, path))?
-    else {
+    let mut plain = Vec::new();
+    let found = raw.raw_get_with(Table::Docs, &key, path, &mut |sealed| {
+        vault.open_into(Table::Docs, &key, sealed, &mut plain)
+    })?;
+    if !found {
         return Ok(None);
-    };
-    let doc = decode_doc(&vault.open_vec(Table::Docs, &key, sealed)?)?;
+    }
+    let doc = decode_doc(&plain)?;
     if doc.id != id {
         return Err(Error::corrupt_record(
             "docs",

@@ -120,6 +120,22 @@ impl ReadTx {
         guard(|| get_in(self.table(t)?, key))
     }
 
+    /// Runs `f` on the value stored under `key`, in place (no copy is made): `None` if
+    /// there is none. `f` runs outside the engine's panic guard, so a panic of the
+    /// caller's code is not taken for corruption.
+    ///
+    /// # Errors
+    /// As [`ReadTx::get`].
+    pub fn get_with<R>(
+        &self,
+        t: Table,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        let found = guard(|| Ok(self.table(t)?.get(key)?))?;
+        Ok(found.map(|g| f(g.value())))
+    }
+
     /// Visits the entries of `range` in key order until `f` returns `Break` or an error.
     ///
     /// # Errors

@@ -119,3 +119,18 @@ fn a_handle_with_compression_off_reads_compressed_records_and_writes_plain_ones(
     assert_eq!(all, want);
     Ok(())
 }
+
+#[test]
+fn short_records_are_not_tried_however_repetitive() -> Result<()> {
+    // ~200 encoded bytes that would compress to a few: below the size worth an attempt.
+    let docs: Vec<Document> = (0..5)
+        .map(|i| Document::new().with("i", i).with("pad", "z".repeat(170)))
+        .collect();
+    let (on, back) = write_and_measure(true, &docs)?;
+    let (off, _) = write_and_measure(false, &docs)?;
+    let mut want = docs.clone();
+    want.sort_by_key(|d| d.id);
+    assert_eq!(back, want);
+    assert_eq!(on, off, "stored as they are");
+    Ok(())
+}

@@ -90,7 +90,10 @@ macro_rules! impl_raw {
                 self.get(t, key)
             }
             fn raw_get_with(&mut self, t: Table, key: &[u8], path: &Path, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-                RawGetWith::get_with_impl(self, t, key, path, f)
+                match self.get_with(t, key, f).map_err(|e| storage_err(e, path))? {
+                    Some(r) => r.map(|()| true),
+                    None => Ok(false),
+                }
             }
             fn raw_scan(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
                 self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr)).map_err(|e| e.0)
@@ -103,48 +106,6 @@ macro_rules! impl_raw {
 }
 
 impl_raw!(&ReadTx, WriteTx<'_>);
-
-impl RawGetWith for &ReadTx {
-    fn get_with_impl(
-        &mut self,
-        t: Table,
-        key: &[u8],
-        path: &Path,
-        f: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<bool> {
-        match self.get_with(t, key, f).map_err(|e| storage_err(e, path))? {
-            Some(r) => r.map(|()| true),
-            None => Ok(false),
-        }
-    }
-}
-
-impl RawGetWith for WriteTx<'_> {
-    fn get_with_impl(
-        &mut self,
-        t: Table,
-        key: &[u8],
-        path: &Path,
-        f: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<bool> {
-        // A write transaction's tables are borrowed per call: the value is copied out.
-        match self.get(t, key).map_err(|e| storage_err(e, path))? {
-            Some(v) => f(&v).map(|()| true),
-            None => Ok(false),
-        }
-    }
-}
-
-/// How each transaction kind runs a callback on a stored value (see `Raw::raw_get_with`).
-trait RawGetWith {
-    fn get_with_impl(
-        &mut self,
-        t: Table,
-        key: &[u8],
-        path: &Path,
-        f: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<bool>;
-}
 
 /// Reads and authenticates document `id` of the collection tagged `coll`.
 pub(crate) fn get_doc(

@@ -327,6 +327,20 @@ impl<'s> WriteTx<'s> {
         self.with(t, |table| get_in(table, key))
     }
 
+    /// Runs `f` on the value stored under `key` (as [`ReadTx::get_with`]; here the value
+    /// is copied out first, the table being borrowed per call).
+    ///
+    /// # Errors
+    /// As [`WriteTx::get`].
+    pub fn get_with<R>(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        Ok(self.get(t, key)?.map(|v| f(&v)))
+    }
+
     /// Inserts or replaces `key`.
     ///
     /// # Errors

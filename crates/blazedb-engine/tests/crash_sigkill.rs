@@ -188,11 +188,22 @@ fn index_specs() -> Vec<IndexSpec> {
     ]
 }
 
-/// The document of big op `i`.
+/// The document of big op `i`. Its bytes do not compress (a xorshift stream seeded by
+/// `i`), so its record stays over a journal frame and the transaction commits as a
+/// checkpoint (a repeated byte would be stored compressed, a few KiB).
 fn big_doc(i: u64) -> Document {
+    let mut state = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let bytes: Vec<u8> = (0..BIG_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
     Document::with_id(id(i, 0))
         .with("i", i as i64)
-        .with("big", vec![i as u8; BIG_BYTES])
+        .with("big", bytes)
 }
 
 fn txn_collection(slot: u8) -> &'static str {

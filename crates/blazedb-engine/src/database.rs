@@ -155,9 +155,13 @@ impl Database {
     }
 
     fn store_options(opts: &OpenOptions) -> StoreOptions {
+        // An eighth of the cache holds decoded index nodes (see `OpenOptions::cache_size`),
+        // the rest the storage engine's pages.
+        let decoded = opts.cache_bytes / 8;
         StoreOptions {
             verify_on_open: !opts.skip_verify_on_open,
-            cache_bytes: Some(opts.cache_bytes),
+            cache_bytes: Some(opts.cache_bytes - decoded),
+            value_cache_bytes: decoded as u64,
             checkpoint_bytes: opts.checkpoint_bytes,
             ..StoreOptions::default()
         }

@@ -141,16 +141,19 @@ impl OpenOptions {
         self
     }
 
-    /// The storage engine's page cache, in bytes (default [`DEFAULT_CACHE_BYTES`]). Each
-    /// open handle has its own.
+    /// The cache, in bytes (default [`DEFAULT_CACHE_BYTES`]). Each open handle has its
+    /// own.
     ///
-    /// It holds recently read pages and the pages write transactions changed, so it
-    /// bounds most of the memory a handle keeps beyond the documents in flight. Larger
-    /// speeds up reads and large transactions on a database bigger than the cache; smaller
-    /// saves resident memory. The storage engine's own default, 1 GiB, let a process that
-    /// wrote twelve 15 MiB documents stay at ~850 MiB resident; 128 MiB keeps it at
-    /// ~130 MiB. A cache smaller than one transaction's changes still works (pages are
-    /// written out early). It changes speed and memory only, never what is stored or read.
+    /// Seven eighths are the storage engine's page cache: recently read pages and the
+    /// pages write transactions changed. One eighth holds recently read index nodes
+    /// decrypted and decoded, so a query walks an index in memory while its nodes have
+    /// not changed (a commit drops the nodes it wrote). Together they bound most of the
+    /// memory a handle keeps beyond the documents in flight. Larger speeds up reads and
+    /// large transactions on a database bigger than the cache; smaller saves resident
+    /// memory. The storage engine's own default, 1 GiB, let a process that wrote twelve
+    /// 15 MiB documents stay at ~850 MiB resident; 128 MiB keeps it at ~130 MiB. A cache
+    /// smaller than one transaction's changes still works (pages are written out early).
+    /// It changes speed and memory only, never what is stored or read.
     #[must_use]
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;

@@ -1,7 +1,9 @@
 //! Reading sealed records, shared by read and write transactions.
 
+use std::any::Any;
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
+use std::sync::Arc;
 
 use blazedb_core::{CorruptionSite, DocId, Document, Error, Result};
 use blazedb_storage::{ReadTx, StorageError, Table, WriteTx, prefix_upper};
@@ -57,6 +59,17 @@ pub(crate) trait Raw {
         path: &Path,
         f: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<bool>;
+    /// What `decode` makes of the sealed value under `key`: from the store's cache of
+    /// decoded values in a read transaction (`ReadTx::get_cached`: index nodes), decoded
+    /// now in a write transaction (which sees its own writes). `decode` returns the value
+    /// and about how many bytes it holds; it must depend on the sealed bytes alone.
+    fn raw_get_cached<T: Any + Send + Sync>(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
+    ) -> Result<Option<Arc<T>>>;
     fn raw_scan(
         &mut self,
         t: Table,
@@ -95,6 +108,9 @@ macro_rules! impl_raw {
                     None => Ok(false),
                 }
             }
+            fn raw_get_cached<T: Any + Send + Sync>(&mut self, t: Table, key: &[u8], path: &Path, decode: impl FnOnce(&[u8]) -> Result<(T, usize)>) -> Result<Option<Arc<T>>> {
+                self.cached(t, key, path, decode)
+            }
             fn raw_scan(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
                 self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr)).map_err(|e| e.0)
             }
@@ -106,6 +122,49 @@ macro_rules! impl_raw {
 }
 
 impl_raw!(&ReadTx, WriteTx<'_>);
+
+/// `Raw::raw_get_cached` for each transaction kind (the macro cannot spell the two).
+trait CachedGet {
+    fn cached<T: Any + Send + Sync>(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
+    ) -> Result<Option<Arc<T>>>;
+}
+
+impl CachedGet for &ReadTx {
+    fn cached<T: Any + Send + Sync>(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        _path: &Path,
+        decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
+    ) -> Result<Option<Arc<T>>> {
+        // A lookup's storage errors name no path (see `storage_err`), as in `raw_scan`.
+        self.get_cached(t, key, |v| decode(v).map_err(ScanErr))
+            .map_err(|e| e.0)
+    }
+}
+
+impl CachedGet for WriteTx<'_> {
+    fn cached<T: Any + Send + Sync>(
+        &mut self,
+        t: Table,
+        key: &[u8],
+        path: &Path,
+        decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
+    ) -> Result<Option<Arc<T>>> {
+        match self
+            .get_with(t, key, decode)
+            .map_err(|e| storage_err(e, path))?
+        {
+            Some(decoded) => Ok(Some(Arc::new(decoded?.0))),
+            None => Ok(None),
+        }
+    }
+}
 
 /// Reads and authenticates document `id` of the collection tagged `coll`.
 pub(crate) fn get_doc(

@@ -6,7 +6,8 @@
 //! - [`group`]: group commit (many non-durable commits made durable by one fsync).
 //!
 //! Rooms, each importing only rooms below it (no circle of module imports): `error`,
-//! `table` (the [`Table`] set), `group`, `overlay` at the bottom; `shared` (the open
+//! `table` (the [`Table`] set), `group`, `overlay`, `cache` (decoded values of committed
+//! records, see [`ReadTx::get_cached`]) at the bottom; `shared` (the open
 //! file, group-commit state and writer mark that a store and its write transaction
 //! share); `tx` (transactions, over `shared`); `store` (opening, flushing, backups,
 //! over `tx` and `shared`). Rooms import each other's items from the defining room,
@@ -22,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod error;
 pub mod group;
 mod journal;

@@ -3,11 +3,12 @@
 //! neither has to import the other to reach it.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 
 use redb::ReadableDatabase;
 
+use crate::cache::ValueCache;
 use crate::error::{StorageError, guard};
 use crate::group::GroupCommit;
 use crate::journal::{Frames, Journal, Op, decode_ops, path_for, random_id};
@@ -178,6 +179,8 @@ pub(crate) struct Shared {
     pub(crate) writer: Mutex<Option<ThreadId>>,
     /// A commit that leaves the journal at least this long runs a checkpoint.
     checkpoint_bytes: u64,
+    /// Decoded values of committed records; every commit is published through it.
+    pub(crate) cache: Arc<ValueCache>,
 }
 
 impl Shared {
@@ -189,6 +192,7 @@ impl Shared {
         epoch: u64,
         checkpoint_bytes: u64,
         fail_journal_write: Option<u64>,
+        cache_bytes: u64,
     ) -> Self {
         Self {
             db: Some(db),
@@ -196,6 +200,7 @@ impl Shared {
             group: GroupCommit::default(),
             writer: Mutex::new(None),
             checkpoint_bytes,
+            cache: Arc::new(ValueCache::new(cache_bytes)),
         }
     }
 
@@ -232,14 +237,24 @@ impl Shared {
     ) -> Result<u64, StorageError> {
         let mut j = self.journal();
         let position = j.next_position();
-        guard(move || {
-            let txn = txn();
-            // In the same transaction: whatever redb persists of it says which frame it is.
-            write_position(&txn, position)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .inspect_err(|e| self.fail_on_io(e))?;
+        // The keys the frame writes are the keys whose cached values it changes.
+        let ops = decode_ops(payload).ok();
+        let mut written = ops.iter().flatten().map(|op| match *op {
+            Op::Insert(t, key, _) | Op::Remove(t, key) => (t, key),
+        });
+        let written: Option<&mut dyn Iterator<Item = _>> = ops.is_some().then_some(&mut written);
+        self.cache
+            .publish(written, || {
+                guard(move || {
+                    let txn = txn();
+                    // In the same transaction: whatever redb persists of it says which
+                    // frame it is.
+                    write_position(&txn, position)?;
+                    txn.commit()?;
+                    Ok(())
+                })
+            })
+            .inspect_err(|e| self.fail_on_io(e))?;
         if let Err(e) = j.append(payload) {
             self.group
                 .fail(format!("appending a commit to the journal failed: {e}"));
@@ -256,14 +271,18 @@ impl Shared {
     ) -> Result<(), StorageError> {
         let mut j = self.journal();
         let next = random_id();
-        guard(move || {
-            let mut txn = txn();
-            write_epoch(&txn, next)?;
-            txn.set_durability(redb::Durability::Immediate)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .inspect_err(|e| self.fail_on_io(e))?;
+        // Its writes outgrew the frame that would list them: every cached value goes.
+        self.cache
+            .publish(None, || {
+                guard(move || {
+                    let mut txn = txn();
+                    write_epoch(&txn, next)?;
+                    txn.set_durability(redb::Durability::Immediate)?;
+                    txn.commit()?;
+                    Ok(())
+                })
+            })
+            .inspect_err(|e| self.fail_on_io(e))?;
         j.restart(next);
         self.group.note_checkpoint(true);
         Ok(())

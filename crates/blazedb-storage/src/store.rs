@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use redb::ReadableDatabase;
 
@@ -27,6 +27,8 @@ pub struct StoreOptions {
     /// Bytes the commit journal may hold before a commit runs a checkpoint (a durable
     /// commit of the data file, after which the journal starts over).
     pub checkpoint_bytes: u64,
+    /// Bytes of decoded values (index nodes) kept in memory beside the page cache (see [`ReadTx::get_cached`]); 0 turns the cache off.
+    pub value_cache_bytes: u64,
     /// Fault injection for tests: the journal write of this store's frame number N
     /// (from 0, counted from the open) fails as a full disk would. `None` in use.
     #[doc(hidden)]
@@ -39,6 +41,7 @@ impl Default for StoreOptions {
             verify_on_open: true,
             cache_bytes: None,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            value_cache_bytes: 0,
             fail_journal_write: None,
         }
     }
@@ -56,6 +59,8 @@ pub struct Store {
     cache_bytes: Option<usize>,
     /// See [`StoreOptions::checkpoint_bytes`].
     checkpoint_bytes: u64,
+    /// See [`StoreOptions::value_cache_bytes`].
+    value_cache_bytes: u64,
 }
 
 impl Store {
@@ -166,11 +171,13 @@ impl Store {
                 epoch,
                 opts.checkpoint_bytes,
                 opts.fail_journal_write,
+                opts.value_cache_bytes,
             ),
             path: path.to_owned(),
             read_only,
             cache_bytes: opts.cache_bytes,
             checkpoint_bytes: opts.checkpoint_bytes,
+            value_cache_bytes: opts.value_cache_bytes,
         }
     }
 
@@ -247,7 +254,9 @@ impl Store {
     /// # Errors
     /// [`StorageError`] from the engine.
     pub fn read(&self) -> Result<ReadTx, StorageError> {
-        guard(|| Ok(ReadTx::new(self.db().begin_read()?)))
+        let cache = &self.shared.cache;
+        let (txn, at) = cache.snapshot(|| guard(|| Ok(self.db().begin_read()?)));
+        Ok(ReadTx::new(txn?, at.map(|at| (Arc::clone(cache), at))))
     }
 
     /// Begins the (single) write transaction, waiting for the current one to finish.
@@ -389,6 +398,7 @@ impl Store {
                     verify_on_open: false,
                     cache_bytes: self.cache_bytes,
                     checkpoint_bytes: self.checkpoint_bytes,
+                    value_cache_bytes: self.value_cache_bytes,
                     fail_journal_write: None,
                 },
             )

@@ -1,11 +1,13 @@
 //! Read and write transactions over the byte tables.
 
+use std::any::Any;
 use std::cell::OnceCell;
 use std::ops::{Bound, ControlFlow};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
+use crate::cache::ValueCache;
 use crate::error::{StorageError, guard};
 use crate::journal::OpLog;
 use crate::shared::Shared;
@@ -85,13 +87,17 @@ pub struct ReadTx {
     /// `Some` until drop (see [`ReadTx`]'s `Drop`).
     txn: Option<redb::ReadTransaction>,
     tables: [OnceCell<RoTable>; 6],
+    /// The store's value cache and the commit sequence this snapshot is at; `None` if a
+    /// commit was published while the snapshot began (see `cache.rs`): no cache then.
+    cache: Option<(Arc<ValueCache>, u64)>,
 }
 
 impl ReadTx {
-    pub(crate) fn new(txn: redb::ReadTransaction) -> Self {
+    pub(crate) fn new(txn: redb::ReadTransaction, cache: Option<(Arc<ValueCache>, u64)>) -> Self {
         Self {
             txn: Some(txn),
             tables: Default::default(),
+            cache,
         }
     }
 
@@ -132,8 +138,59 @@ impl ReadTx {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, StorageError> {
-        let found = guard(|| Ok(self.table(t)?.get(key)?))?;
+        let found = guard(|| {
+            let found = self.table(t)?.get(key)?;
+            // Slicing the value out of its page can panic on a damaged page: do it once
+            // here, under the guard; the second time, below, slices the same way.
+            if let Some(g) = &found {
+                let _ = g.value();
+            }
+            Ok(found)
+        })?;
         Ok(found.map(|g| f(g.value())))
+    }
+
+    /// The value `decode` makes of the record under `key`, from the store's cache of
+    /// decoded values when an entry valid in this snapshot is there (no lookup, no
+    /// `decode`), else decoded now and offered to the cache. `decode` returns the value
+    /// and about how many bytes it holds in memory; it must be a pure function of the
+    /// record's bytes (the cache hands its result to every reader of the same record).
+    ///
+    /// Only [`Table::Index`] is cached; for other tables this is a lookup and a decode.
+    ///
+    /// # Errors
+    /// As [`ReadTx::get`], or what `decode` returns.
+    pub fn get_cached<T, E>(
+        &self,
+        t: Table,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<(T, usize), E>,
+    ) -> Result<Option<Arc<T>>, E>
+    where
+        T: Any + Send + Sync,
+        E: From<StorageError>,
+    {
+        if let Some((cache, at)) = &self.cache
+            && let Some(hit) = cache.get(t, key, *at)
+            && let Ok(value) = hit.downcast::<T>()
+        {
+            return Ok(Some(value));
+        }
+        let Some(decoded) = self.get_with(t, key, decode)? else {
+            return Ok(None);
+        };
+        let (value, weight) = decoded?;
+        let value = Arc::new(value);
+        if let Some((cache, at)) = &self.cache {
+            cache.insert(
+                t,
+                key,
+                *at,
+                weight,
+                Arc::clone(&value) as Arc<dyn Any + Send + Sync>,
+            );
+        }
+        Ok(Some(value))
     }
 
     /// Visits the entries of `range` in key order until `f` returns `Break` or an error.

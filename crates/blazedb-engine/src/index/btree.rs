@@ -16,6 +16,7 @@
 //!   index directory record and is written with the same commit as the nodes.
 
 use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
 
 use blazedb_core::{Error, Result};
 use blazedb_storage::{StorageError, Table, WriteTx, prefix_upper};
@@ -29,7 +30,7 @@ use crate::vault::Vault;
 /// Most keys in one node before it splits.
 pub(crate) const NODE_KEYS_MAX: usize = 64;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 enum Node {
     Leaf {
         keys: Vec<ByteBuf>,
@@ -79,13 +80,25 @@ fn corrupt(detail: &str) -> Error {
 }
 
 impl Tree<'_> {
-    fn load(&self, raw: &mut impl Raw, id: u64) -> Result<Node> {
+    /// Node `id`, shared with the store's cache of decoded nodes in a read transaction.
+    fn load(&self, raw: &mut impl Raw, id: u64) -> Result<Arc<Node>> {
         let k = node_key(&self.tag, id);
-        let sealed = raw
-            .raw_get(Table::Index, &k)
-            .map_err(|e| storage_err(e, std::path::Path::new("")))?
-            .ok_or_else(|| corrupt("index node missing"))?;
-        decode("index", &self.vault.open(Table::Index, &k, &sealed)?)
+        raw.raw_get_cached(Table::Index, &k, std::path::Path::new(""), |sealed| {
+            let plain = self.vault.open(Table::Index, &k, sealed)?;
+            let node: Node = decode("index", &plain)?;
+            // Each key is a buffer of its own: its bytes plus a header and allocation.
+            let keys = match &node {
+                Node::Leaf { keys, .. } => keys.len(),
+                Node::Branch { seps, .. } => seps.len(),
+            };
+            Ok((node, plain.len() + 40 * keys + 64))
+        })?
+        .ok_or_else(|| corrupt("index node missing"))
+    }
+
+    /// Node `id`, owned (for changing it).
+    fn load_owned(&self, raw: &mut impl Raw, id: u64) -> Result<Node> {
+        self.load(raw, id).map(Arc::unwrap_or_clone)
     }
 
     fn save(&self, tx: &mut WriteTx<'_>, id: u64, node: &Node) -> Result<()> {
@@ -131,7 +144,7 @@ impl Tree<'_> {
         let mut path = Vec::new();
         let mut id = self.meta.root;
         for _ in 0..=self.meta.height {
-            match self.load(raw, id)? {
+            match self.load_owned(raw, id)? {
                 Node::Branch { seps, children } => {
                     if children.len() != seps.len() + 1 {
                         return Err(corrupt("branch with mismatched children"));
@@ -261,24 +274,21 @@ impl Tree<'_> {
             Bound::Included(k) | Bound::Excluded(k) => k,
             Bound::Unbounded => &[],
         };
-        let (
-            _,
-            LeafAt {
-                mut keys, mut next, ..
-            },
-        ) = self.descend(raw, start)?;
+        let mut node = self.leaf_for(raw, start)?;
         // A corrupted next-pointer cycle cannot loop forever: at most one visit per node.
         for _ in 0..self.meta.next_node {
-            for k in &keys {
+            let Node::Leaf { keys, next } = &*node else {
+                return Err(corrupt("leaf links to a branch"));
+            };
+            // Keys are sorted: skip those below `lo` by bisection (only the first leaf
+            // can hold any).
+            let first = keys.partition_point(|k| match lo {
+                Bound::Included(l) => k.as_slice() < l,
+                Bound::Excluded(l) => k.as_slice() <= l,
+                Bound::Unbounded => false,
+            });
+            for k in &keys[first..] {
                 let k = k.as_slice();
-                let above_lo = match lo {
-                    Bound::Included(l) => k >= l,
-                    Bound::Excluded(l) => k > l,
-                    Bound::Unbounded => true,
-                };
-                if !above_lo {
-                    continue;
-                }
                 let below_hi = match hi {
                     Bound::Included(h) => k <= h,
                     Bound::Excluded(h) => k < h,
@@ -288,18 +298,30 @@ impl Tree<'_> {
                     return Ok(());
                 }
             }
-            if next == 0 {
+            if *next == 0 {
                 return Ok(());
             }
-            match self.load(raw, next)? {
-                Node::Leaf { keys: k, next: n } => {
-                    keys = k;
-                    next = n;
-                }
-                Node::Branch { .. } => return Err(corrupt("leaf links to a branch")),
-            }
+            node = self.load(raw, *next)?;
         }
         Err(corrupt("leaf chain longer than the tree"))
+    }
+
+    /// The leaf that holds `key` (or would), reached without copying a node.
+    fn leaf_for(&self, raw: &mut impl Raw, key: &[u8]) -> Result<Arc<Node>> {
+        let mut id = self.meta.root;
+        for _ in 0..=self.meta.height {
+            let node = self.load(raw, id)?;
+            match &*node {
+                Node::Branch { seps, children } => {
+                    if children.len() != seps.len() + 1 {
+                        return Err(corrupt("branch with mismatched children"));
+                    }
+                    id = children[seps.partition_point(|s| s.as_slice() <= key)];
+                }
+                Node::Leaf { .. } => return Ok(node),
+            }
+        }
+        Err(corrupt("index deeper than its recorded height"))
     }
 
     /// Removes every node of the tree tagged `tag`.

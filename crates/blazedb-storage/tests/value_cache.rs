@@ -1,6 +1,6 @@
-//! The cache of decoded values (`ReadTx::get_cached`): a snapshot reads through it
-//! exactly what it would decode from its own records, whatever commits run meanwhile,
-//! and a value that did not change is decoded once.
+//! The cache of decoded values (`ReadTx::get_cached`; it caches the index nodes' table):
+//! a snapshot reads through it exactly what it would decode from its own records,
+//! whatever commits run meanwhile, and a value that did not change is decoded once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -40,20 +40,39 @@ fn read(
 }
 
 #[test]
+fn an_uncached_table_is_decoded_at_every_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir, 1 << 20);
+    put(&store, Table::Docs, b"k", b"v");
+    let decodes = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let r = store.read().expect("read");
+        assert_eq!(read(&r, Table::Docs, b"k", &decodes).as_deref(), Some("v"));
+    }
+    assert_eq!(decodes.load(Ordering::Relaxed), 3);
+}
+
+#[test]
 fn an_unchanged_record_is_decoded_once_across_snapshots() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store(&dir, 1 << 20);
-    put(&store, Table::Docs, b"k", b"v1");
+    put(&store, Table::Index, b"k", b"v1");
     let decodes = AtomicUsize::new(0);
     for _ in 0..5 {
         let r = store.read().expect("read");
-        assert_eq!(read(&r, Table::Docs, b"k", &decodes).as_deref(), Some("v1"));
+        assert_eq!(
+            read(&r, Table::Index, b"k", &decodes).as_deref(),
+            Some("v1")
+        );
     }
     assert_eq!(decodes.load(Ordering::Relaxed), 1);
     // A commit of another key leaves the entry in place.
-    put(&store, Table::Docs, b"other", b"x");
+    put(&store, Table::Index, b"other", b"x");
     let r = store.read().expect("read");
-    assert_eq!(read(&r, Table::Docs, b"k", &decodes).as_deref(), Some("v1"));
+    assert_eq!(
+        read(&r, Table::Index, b"k", &decodes).as_deref(),
+        Some("v1")
+    );
     assert_eq!(decodes.load(Ordering::Relaxed), 1);
 }
 
@@ -101,22 +120,22 @@ fn a_transaction_too_large_for_a_journal_frame_drops_every_cached_value() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store(&dir, 1 << 20);
     let decodes = AtomicUsize::new(0);
-    put(&store, Table::Docs, b"k", b"old");
+    put(&store, Table::Index, b"k", b"old");
     assert_eq!(
-        read(&store.read().expect("read"), Table::Docs, b"k", &decodes).as_deref(),
+        read(&store.read().expect("read"), Table::Index, b"k", &decodes).as_deref(),
         Some("old")
     );
     // More than a frame holds (1 MiB): committed as a checkpoint, whose keys the cache
     // is not told one by one.
     let mut w = store.write().expect("write");
-    w.insert(Table::Docs, b"k", b"new").expect("insert");
+    w.insert(Table::Index, b"k", b"new").expect("insert");
     for i in 0u32..40 {
-        w.insert(Table::Aux, &i.to_be_bytes(), &[7u8; 32 << 10])
+        w.insert(Table::Docs, &i.to_be_bytes(), &[7u8; 32 << 10])
             .expect("insert");
     }
     w.commit(false).expect("commit");
     assert_eq!(
-        read(&store.read().expect("read"), Table::Docs, b"k", &decodes).as_deref(),
+        read(&store.read().expect("read"), Table::Index, b"k", &decodes).as_deref(),
         Some("new")
     );
 }
@@ -125,11 +144,11 @@ fn a_transaction_too_large_for_a_journal_frame_drops_every_cached_value() {
 fn a_store_without_a_cache_decodes_every_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store(&dir, 0);
-    put(&store, Table::Docs, b"k", b"v");
+    put(&store, Table::Index, b"k", b"v");
     let decodes = AtomicUsize::new(0);
     for _ in 0..3 {
         assert_eq!(
-            read(&store.read().expect("read"), Table::Docs, b"k", &decodes).as_deref(),
+            read(&store.read().expect("read"), Table::Index, b"k", &decodes).as_deref(),
             Some("v")
         );
     }
@@ -144,7 +163,7 @@ fn concurrent_readers_never_get_a_value_from_another_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(store(&dir, 1 << 20));
     for k in 0..KEYS {
-        put(&store, Table::Docs, &k.to_be_bytes(), b"0");
+        put(&store, Table::Index, &k.to_be_bytes(), b"0");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(3));
@@ -159,8 +178,8 @@ fn concurrent_readers_never_get_a_value_from_another_snapshot() {
                     let r = store.read().expect("read");
                     for k in 0..KEYS {
                         let key = k.to_be_bytes();
-                        let direct = r.get(Table::Docs, &key).expect("get");
-                        let cached = read(&r, Table::Docs, &key, &decodes);
+                        let direct = r.get(Table::Index, &key).expect("get");
+                        let cached = read(&r, Table::Index, &key, &decodes);
                         assert_eq!(
                             cached.map(String::into_bytes),
                             direct,
@@ -178,9 +197,9 @@ fn concurrent_readers_never_get_a_value_from_another_snapshot() {
         let mut w = store.write().expect("write");
         let key = (round % KEYS).to_be_bytes();
         if round % 7 == 0 {
-            w.remove(Table::Docs, &key).expect("remove");
+            w.remove(Table::Index, &key).expect("remove");
         } else {
-            w.insert(Table::Docs, &key, round.to_string().as_bytes())
+            w.insert(Table::Index, &key, round.to_string().as_bytes())
                 .expect("insert");
         }
         w.commit(false).expect("commit");

@@ -21,7 +21,6 @@
 //! Write transactions never use it (they see their own writes).
 
 use std::any::Any;
-use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,8 +29,47 @@ use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::Table;
 
-/// Bytes an entry is charged beyond its value's own estimate (key, bookkeeping).
-const ENTRY_OVERHEAD: u64 = 96;
+/// Bytes an entry is charged beyond its value's own estimate (inline key, bookkeeping).
+const ENTRY_OVERHEAD: u64 = 128;
+
+/// Longest key the cache holds (documents' keys are 32 bytes, index nodes' 24); a
+/// longer key is never cached. Keys live inline: no allocation per entry for them.
+const KEY_MAX: usize = 32;
+
+/// A storage key, inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    len: u8,
+    bytes: [u8; KEY_MAX],
+}
+
+impl std::hash::Hash for Key {
+    /// One word for the hasher: the key's 8-byte words folded (their bytes are keyed
+    /// tags and counters, see [`Hasher`]), so a lookup hashes 8 bytes, not 33.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut folded = u64::from(self.len);
+        for word in self.bytes.as_chunks::<8>().0 {
+            folded = (folded ^ u64::from_le_bytes(*word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        state.write_u64(folded);
+    }
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Option<Key> {
+        let mut bytes = [0u8; KEY_MAX];
+        bytes.get_mut(..key.len())?.copy_from_slice(key);
+        Some(Key {
+            len: key.len() as u8,
+            bytes,
+        })
+    }
+}
+
+/// Keys are keyed tags (HMAC outputs) and counters, never chosen by someone without the
+/// database key, so a fast non-cryptographic hash is enough (SipHash was a third of a
+/// cache miss's extra work, measured with cachegrind).
+type Hasher = foldhash::fast::RandomState;
 
 /// A decoded value as the cache holds it.
 #[derive(Clone)]
@@ -45,13 +83,13 @@ struct Entry {
 #[derive(Clone)]
 struct ByWeight;
 
-impl Weighter<Box<[u8]>, Entry> for ByWeight {
-    fn weight(&self, key: &Box<[u8]>, e: &Entry) -> u64 {
-        e.weight + key.len() as u64 + ENTRY_OVERHEAD
+impl Weighter<Key, Entry> for ByWeight {
+    fn weight(&self, _: &Key, e: &Entry) -> u64 {
+        e.weight + ENTRY_OVERHEAD
     }
 }
 
-type Map = Cache<Box<[u8]>, Entry, ByWeight, RandomState, DefaultLifecycle<Box<[u8]>, Entry>>;
+type Map = Cache<Key, Entry, ByWeight, Hasher, DefaultLifecycle<Key, Entry>>;
 
 /// The tables whose values are cached. Documents are not: on reads spread over more
 /// documents than the cache holds, a miss paid more than a hit saved (measured with
@@ -88,7 +126,7 @@ impl ValueCache {
                     Ok(o) => Map::with_options(
                         o,
                         ByWeight,
-                        RandomState::new(),
+                        Hasher::default(),
                         DefaultLifecycle::default(),
                     ),
                     // Only an items capacity of 0 is refused, and it is at least 16.
@@ -121,7 +159,9 @@ impl ValueCache {
     /// The value cached for `key` of table `t`, if one is valid at snapshot `at`.
     pub(crate) fn get(&self, t: Table, key: &[u8], at: u64) -> Option<Arc<dyn Any + Send + Sync>> {
         let map = &self.maps.as_ref()?[slot(t)?];
-        map.get(key).filter(|e| e.from <= at).map(|e| e.value)
+        map.get(&Key::new(key)?)
+            .filter(|e| e.from <= at)
+            .map(|e| e.value)
     }
 
     /// Caches `value` (of about `weight` bytes) for `key`, as decoded in snapshot `at`,
@@ -137,12 +177,15 @@ impl ValueCache {
         let Some(map) = self.maps.as_ref().and_then(|m| slot(t).map(|i| &m[i])) else {
             return;
         };
+        let Some(key) = Key::new(key) else {
+            return;
+        };
         let _held = self.locked();
         if self.seq.load(Ordering::Acquire) != at {
             return;
         }
         map.insert(
-            key.into(),
+            key,
             Entry {
                 from: at,
                 weight: weight as u64,
@@ -166,8 +209,8 @@ impl ValueCache {
                 match written {
                     Some(keys) => {
                         for (t, key) in keys {
-                            if let Some(i) = slot(t) {
-                                maps[i].remove(key);
+                            if let (Some(i), Some(key)) = (slot(t), Key::new(key)) {
+                                maps[i].remove(&key);
                             }
                         }
                     }

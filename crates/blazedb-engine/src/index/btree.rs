@@ -343,12 +343,13 @@ impl Tree<'_> {
         Ok(())
     }
 
-    /// Builds a tree from sorted, distinct keys bottom-up, nodes three-quarters full.
+    /// Builds a tree from sorted, distinct keys bottom-up, nodes three-quarters full. The
+    /// keys move into the leaves (no copy).
     pub(crate) fn bulk_load(
         tx: &mut WriteTx<'_>,
         vault: &Vault,
         tag: [u8; 16],
-        keys: &[Vec<u8>],
+        keys: Vec<Vec<u8>>,
     ) -> Result<TreeMeta> {
         if keys.is_empty() {
             return Self::create(tx, vault, tag);
@@ -364,25 +365,21 @@ impl Tree<'_> {
             },
             vault,
         };
-        let leaves: Vec<&[Vec<u8>]> = keys.chunks(fill).collect();
+        let leaves = keys.len().div_ceil(fill);
         let first_leaf = tree.meta.next_node;
-        let mut level: Vec<(Vec<u8>, u64)> = Vec::with_capacity(leaves.len());
-        for (i, chunk) in leaves.iter().enumerate() {
+        let mut level: Vec<(Vec<u8>, u64)> = Vec::with_capacity(leaves);
+        let mut keys = keys.into_iter();
+        for i in 0..leaves {
             let id = tree.alloc();
-            let next = if i + 1 < leaves.len() {
+            let next = if i + 1 < leaves {
                 first_leaf + i as u64 + 1
             } else {
                 0
             };
-            tree.save(
-                tx,
-                id,
-                &Node::Leaf {
-                    keys: chunk.iter().map(|k| ByteBuf::from(k.clone())).collect(),
-                    next,
-                },
-            )?;
-            level.push((chunk[0].clone(), id));
+            let chunk: Vec<ByteBuf> = keys.by_ref().take(fill).map(ByteBuf::from).collect();
+            let first = chunk.first().map(|k| k.to_vec()).unwrap_or_default();
+            tree.save(tx, id, &Node::Leaf { keys: chunk, next })?;
+            level.push((first, id));
         }
         while level.len() > 1 {
             let mut up = Vec::with_capacity(level.len() / fill + 1);

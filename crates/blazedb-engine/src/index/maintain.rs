@@ -222,7 +222,7 @@ impl IndexWork<'_, '_> {
             }
         }
         let tag = index_tag(vault, &spec.name);
-        let built = Tree::bulk_load(tx, vault, tag, &keys);
+        let built = Tree::bulk_load(tx, vault, tag, keys);
         let tree = match built {
             Ok(t) => t,
             Err(e) => {

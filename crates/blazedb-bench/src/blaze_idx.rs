@@ -69,6 +69,17 @@ pub(crate) fn warm(db: &Database) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Time to read every record without building documents (`ReadTxn::count`: each record
+/// is decrypted, authenticated and walked; the same work as SQLite's
+/// `sum(length(doc))`, which reads every row's text).
+pub(crate) fn scan_records(db: &Database) -> Result<Duration> {
+    let start = Instant::now();
+    if db.begin_read()?.count(COLLECTION)? == 0 {
+        bail!("BlazeDB collection is empty");
+    }
+    Ok(start.elapsed())
+}
+
 /// The query `group == g` on the benchmark collection.
 pub(crate) fn group_query(g: i64) -> Result<Query> {
     Ok(Query::new(COLLECTION).filter(Filter::eq("group", g)?))

@@ -53,6 +53,24 @@ pub(crate) fn warm(conn: &Connection) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Time to read every row whole: its id, and its JSON parsed into a `serde_json::Value`
+/// (the same work as BlazeDB's scan handing out every document decoded).
+pub(crate) fn scan_parsed(conn: &Connection) -> Result<Duration> {
+    let start = Instant::now();
+    let mut stmt = conn.prepare_cached("SELECT id, doc FROM docs")?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0u64;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let doc: serde_json::Value = serde_json::from_str(row.get_ref(1)?.as_str()?)?;
+        n += u64::from(!id.is_empty() && doc.is_object());
+    }
+    if n == 0 {
+        bail!("SQLite table is empty");
+    }
+    Ok(start.elapsed())
+}
+
 /// SQLite's `EXPLAIN QUERY PLAN` of the group query, one line per plan step.
 pub(crate) fn explain(conn: &Connection, g: i64) -> Result<String> {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {BY_GROUP}"))?;

@@ -48,7 +48,7 @@ pub(crate) fn storage_err(e: StorageError, path: &Path) -> Error {
 pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>> + 'a;
 
 /// Byte-level access to the tables, for either kind of transaction.
-pub(crate) trait Raw {
+pub(crate) trait Raw: RawCached {
     fn raw_get(&mut self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Runs `f` on the sealed value under `key` (in place where the transaction allows);
     /// `false` if there is none. Storage errors name `path`.
@@ -59,17 +59,6 @@ pub(crate) trait Raw {
         path: &Path,
         f: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<bool>;
-    /// What `decode` makes of the sealed value under `key`: from the store's cache of
-    /// decoded values in a read transaction (`ReadTx::get_cached`: index nodes), decoded
-    /// now in a write transaction (which sees its own writes). `decode` returns the value
-    /// and about how many bytes it holds; it must depend on the sealed bytes alone.
-    fn raw_get_cached<T: Any + Send + Sync>(
-        &mut self,
-        t: Table,
-        key: &[u8],
-        path: &Path,
-        decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
-    ) -> Result<Option<Arc<T>>>;
     fn raw_scan(
         &mut self,
         t: Table,
@@ -108,9 +97,6 @@ macro_rules! impl_raw {
                     None => Ok(false),
                 }
             }
-            fn raw_get_cached<T: Any + Send + Sync>(&mut self, t: Table, key: &[u8], path: &Path, decode: impl FnOnce(&[u8]) -> Result<(T, usize)>) -> Result<Option<Arc<T>>> {
-                self.cached(t, key, path, decode)
-            }
             fn raw_scan(&mut self, t: Table, lo: Bound<&[u8]>, hi: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
                 self.scan(t, (lo, hi), |k, v| f(k, v).map_err(ScanErr)).map_err(|e| e.0)
             }
@@ -123,42 +109,45 @@ macro_rules! impl_raw {
 
 impl_raw!(&ReadTx, WriteTx<'_>);
 
-/// `Raw::raw_get_cached` for each transaction kind (the macro cannot spell the two).
-trait CachedGet {
-    fn cached<T: Any + Send + Sync>(
+/// Cached reads, for each transaction kind (part of [`Raw`]; apart from it because the
+/// two kinds differ here).
+pub(crate) trait RawCached {
+    /// What `decode` makes of the sealed value under `key`: from the store's cache of
+    /// decoded values in a read transaction (`ReadTx::get_cached`: index nodes), decoded
+    /// now in a write transaction (which sees its own writes). `decode` returns the value
+    /// and about how many bytes it holds; it must depend on the sealed bytes alone.
+    /// Storage errors name no path: a lookup's cannot be one that does (see
+    /// `storage_err`), as in `raw_scan`.
+    fn raw_get_cached<T: Any + Send + Sync>(
         &mut self,
         t: Table,
         key: &[u8],
-        path: &Path,
         decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
     ) -> Result<Option<Arc<T>>>;
 }
 
-impl CachedGet for &ReadTx {
-    fn cached<T: Any + Send + Sync>(
+impl RawCached for &ReadTx {
+    fn raw_get_cached<T: Any + Send + Sync>(
         &mut self,
         t: Table,
         key: &[u8],
-        _path: &Path,
         decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
     ) -> Result<Option<Arc<T>>> {
-        // A lookup's storage errors name no path (see `storage_err`), as in `raw_scan`.
         self.get_cached(t, key, |v| decode(v).map_err(ScanErr))
             .map_err(|e| e.0)
     }
 }
 
-impl CachedGet for WriteTx<'_> {
-    fn cached<T: Any + Send + Sync>(
+impl RawCached for WriteTx<'_> {
+    fn raw_get_cached<T: Any + Send + Sync>(
         &mut self,
         t: Table,
         key: &[u8],
-        path: &Path,
         decode: impl FnOnce(&[u8]) -> Result<(T, usize)>,
     ) -> Result<Option<Arc<T>>> {
         match self
             .get_with(t, key, decode)
-            .map_err(|e| storage_err(e, path))?
+            .map_err(|e| storage_err(e, Path::new("")))?
         {
             Some(decoded) => Ok(Some(Arc::new(decoded?.0))),
             None => Ok(None),

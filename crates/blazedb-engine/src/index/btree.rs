@@ -83,7 +83,7 @@ impl Tree<'_> {
     /// Node `id`, shared with the store's cache of decoded nodes in a read transaction.
     fn load(&self, raw: &mut impl Raw, id: u64) -> Result<Arc<Node>> {
         let k = node_key(&self.tag, id);
-        raw.raw_get_cached(Table::Index, &k, std::path::Path::new(""), |sealed| {
+        raw.raw_get_cached(Table::Index, &k, |sealed| {
             let plain = self.vault.open(Table::Index, &k, sealed)?;
             let node: Node = decode("index", &plain)?;
             // Each key is a buffer of its own: its bytes plus a header and allocation.

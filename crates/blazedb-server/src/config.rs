@@ -44,7 +44,7 @@ pub const MAX_HANDSHAKES_PER_IP_DEFAULT: usize = blazedb::net::HANDSHAKES_PER_IP
 pub const MESSAGE_BUDGET_MIB: RangeInclusive<usize> = 40..=8_192;
 pub const MESSAGE_BUDGET_MIB_DEFAULT: usize =
     (blazedb::net::READ_BUDGET_DEFAULT + blazedb::net::SEND_BUDGET_DEFAULT) >> 20;
-/// MiB of the database's page cache (`cache_mib`).
+/// MiB of the database's cache (`cache_mib`; `OpenOptions::cache_size`).
 pub const CACHE_MIB: RangeInclusive<usize> = 1..=65_536;
 pub const CACHE_MIB_DEFAULT: usize = blazedb::DEFAULT_CACHE_BYTES >> 20;
 /// Permission bits that let the group or others read a file.

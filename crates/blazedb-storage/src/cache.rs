@@ -118,8 +118,10 @@ impl ValueCache {
             std::array::from_fn(|_| {
                 let per_table = (bytes / CACHED.len() as u64).max(1);
                 let options = OptionsBuilder::new()
-                    // A guess for sizing the table; the weight is what bounds it.
-                    .estimated_items_capacity((per_table / 512).clamp(16, 1 << 22) as usize)
+                    // Sizes the table the cache allocates up front; the weight is what
+                    // bounds it. An index node is charged ~4 KiB (64 keys of ~30 bytes, as
+                    // a buffer each and sealed), so this is about what fits.
+                    .estimated_items_capacity((per_table / 4096).clamp(16, 1 << 20) as usize)
                     .weight_capacity(per_table)
                     .build();
                 match options {

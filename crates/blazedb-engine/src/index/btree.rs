@@ -75,6 +75,14 @@ fn node_key(tag: &[u8; 16], id: u64) -> [u8; 24] {
     k
 }
 
+/// Which child of the branch `seps`/`children` holds `key` (or would).
+fn child_index(seps: &[ByteBuf], children: &[u64], key: &[u8]) -> Result<usize> {
+    if children.len() != seps.len() + 1 {
+        return Err(corrupt("branch with mismatched children"));
+    }
+    Ok(seps.partition_point(|s| s.as_slice() <= key))
+}
+
 fn corrupt(detail: &str) -> Error {
     Error::corrupt_record("index", detail)
 }
@@ -146,10 +154,7 @@ impl Tree<'_> {
         for _ in 0..=self.meta.height {
             match self.load_owned(raw, id)? {
                 Node::Branch { seps, children } => {
-                    if children.len() != seps.len() + 1 {
-                        return Err(corrupt("branch with mismatched children"));
-                    }
-                    let i = seps.partition_point(|s| s.as_slice() <= key);
+                    let i = child_index(&seps, &children, key)?;
                     let child = children[i];
                     path.push((id, seps, children, i));
                     id = child;
@@ -313,10 +318,7 @@ impl Tree<'_> {
             let node = self.load(raw, id)?;
             match &*node {
                 Node::Branch { seps, children } => {
-                    if children.len() != seps.len() + 1 {
-                        return Err(corrupt("branch with mismatched children"));
-                    }
-                    id = children[seps.partition_point(|s| s.as_slice() <= key)];
+                    id = children[child_index(seps, children, key)?];
                 }
                 Node::Leaf { .. } => return Ok(node),
             }

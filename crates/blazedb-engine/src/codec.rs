@@ -8,14 +8,17 @@ use blazedb_core::{Error, Fields, Value};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// Format version of databases this build creates: 3, document keys ordered by the
-/// id's time (`KeyLayout::Ordered`) and records compressed where it pays
-/// (`Vault::seal_record`). Versions 1 (hashed document keys) and 2 (no compressed
-/// records) are read and written as they are, and moved to version 3 by
-/// `Database::compact`.
-pub(crate) const RECORD_VERSION: u32 = 3;
+/// Format version of databases this build creates: 4, document keys ordered by the
+/// id's time (`KeyLayout::Ordered`), records compressed where it pays
+/// (`Vault::seal_record`), and per-document auxiliary records ordered like their
+/// documents (`Vault::aux_key_in`). Versions 1 (hashed document keys), 2 (no
+/// compressed records) and 3 (hashed auxiliary keys) are read and written as they are,
+/// and moved to version 4 by `Database::compact`.
+pub(crate) const RECORD_VERSION: u32 = 4;
 /// The format version with hashed document keys (`KeyLayout::Hashed`).
 pub(crate) const RECORD_VERSION_HASHED_KEYS: u32 = 1;
+/// The first format version whose per-document auxiliary records are ordered.
+pub(crate) const RECORD_VERSION_ORDERED_AUX: u32 = 4;
 
 /// Borrowing serializer for a [`Value`].
 pub(crate) struct ValueRef<'a>(pub &'a Value);

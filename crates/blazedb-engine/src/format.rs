@@ -2,14 +2,17 @@
 //! database written in an earlier format to the current one (run by
 //! [`Database::compact`](crate::Database::compact), which holds the only handle).
 //!
-//! Format 1 → 3: document keys go from hashed (random order) to ordered by the id's time
-//! (`KeyLayout`). Format 2 → 3: documents are sealed again as format 3 writes them,
-//! compressed where that makes them smaller (`Vault::seal_record`). Every document's
-//! value is sealed to its key, so each is opened under its old key, checked (its id must
-//! give that key), sealed again under its new key, and moved; the format record says 3.
-//! All in one transaction: after a crash the database is wholly in its old format or
-//! wholly in format 3. Index entries and change-log entries name documents by id, not by
-//! storage key, and stay as they are (format 3 reads change entries of either kind).
+//! Format 1 → 4: document keys go from hashed (random order) to ordered by the id's time
+//! (`KeyLayout`). Format 2 → 4: documents are sealed again as format 3 and later write
+//! them, compressed where that makes them smaller (`Vault::seal_record`). Every
+//! document's value is sealed to its key, so each is opened under its old key, checked
+//! (its id must give that key), sealed again under its new key, and moved. Format 3 → 4
+//! (and the earlier ones): the per-document auxiliary records (`DOC_NS`) move from
+//! hashed keys to keys ordered like their documents, each opened, checked and sealed
+//! again the same way. Then the format record says 4. All in one transaction: after a
+//! crash the database is wholly in its old format or wholly in format 4. Index entries,
+//! change-log entries and auxiliary logs name documents by id, not by storage key, and
+//! stay as they are (later formats read change entries of either kind).
 
 use std::ops::{Bound, ControlFlow};
 
@@ -19,7 +22,12 @@ use blazedb_storage::{StorageError, Table};
 use crate::codec::{FormatRecord, RECORD_VERSION, decode, decode_doc, encode};
 use crate::handle::Inner;
 use crate::raw::storage_err;
+use crate::sync_records::AuxRecord;
 use crate::vault::{COLL_TAG_LEN, CollTag, KeyLayout, Vault};
+
+/// The format versions whose documents are rewritten by the upgrade (hashed keys, or
+/// no compressed records).
+const DOCS_REWRITTEN_BELOW: u32 = 3;
 
 pub(crate) const META_FORMAT: &[u8] = b"format";
 
@@ -30,16 +38,19 @@ pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
     if vault.format() == RECORD_VERSION {
         return Ok(());
     }
+    let old_format = vault.format();
     let old_layout = vault.layout();
     let path = &inner.path;
     let err = |e: StorageError| storage_err(e, path);
     let mut w = inner.store.write().map_err(err)?;
     let mut keys = Vec::new();
-    w.scan(Table::Docs, (Bound::Unbounded, Bound::Unbounded), |k, _| {
-        keys.push(k.to_vec());
-        Ok::<_, StorageError>(ControlFlow::Continue(()))
-    })
-    .map_err(err)?;
+    if old_format < DOCS_REWRITTEN_BELOW {
+        w.scan(Table::Docs, (Bound::Unbounded, Bound::Unbounded), |k, _| {
+            keys.push(k.to_vec());
+            Ok::<_, StorageError>(ControlFlow::Continue(()))
+        })
+        .map_err(err)?;
+    }
     for old in keys {
         let sealed = w.get(Table::Docs, &old).map_err(err)?.ok_or_else(|| {
             Error::corrupt_record("docs", "a document vanished during the upgrade")
@@ -63,6 +74,7 @@ pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
         }
         w.insert(Table::Docs, &new, &resealed).map_err(err)?;
     }
+    rekey_doc_aux(vault, &mut w, old_format, err)?;
     let db_id = inner
         .keyfile
         .lock()
@@ -119,4 +131,46 @@ pub(crate) fn verify_format(vault: &Vault, db_id: [u8; 16], sealed: Option<&[u8]
         });
     }
     Ok(rec.version)
+}
+
+/// Moves every per-document auxiliary record from its key in format `old_format` to
+/// its key in the current one (a no-op where the two agree): opened under the old key,
+/// checked (its record key must give that storage key), sealed again under the new.
+fn rekey_doc_aux(
+    vault: &Vault,
+    w: &mut blazedb_storage::WriteTx,
+    old_format: u32,
+    err: impl Fn(StorageError) -> Error,
+) -> Result<()> {
+    let tag = vault.doc_ns_tag();
+    let upper = blazedb_storage::prefix_upper(&tag);
+    let hi = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let mut keys = Vec::new();
+    w.scan(Table::Aux, (Bound::Included(&tag[..]), hi), |k, _| {
+        keys.push(k.to_vec());
+        Ok::<_, StorageError>(ControlFlow::Continue(()))
+    })
+    .map_err(&err)?;
+    for old in keys {
+        let sealed = w
+            .get(Table::Aux, &old)
+            .map_err(&err)?
+            .ok_or_else(|| Error::corrupt_record("aux", "a record vanished during the upgrade"))?;
+        let plain = vault.open_vec(Table::Aux, &old, sealed)?;
+        let rec: AuxRecord<'_> = decode("aux", &plain)?;
+        if vault.aux_key_in(old_format, &tag, rec.key)[..] != old[..] {
+            return Err(Error::corrupt_record(
+                "aux",
+                "record stored under another key's tag",
+            ));
+        }
+        let new = vault.aux_key_in(RECORD_VERSION, &tag, rec.key);
+        if new[..] == old[..] {
+            continue;
+        }
+        let resealed = vault.seal(Table::Aux, &new, &plain);
+        w.remove(Table::Aux, &old).map_err(&err)?;
+        w.insert(Table::Aux, &new, &resealed).map_err(&err)?;
+    }
+    Ok(())
 }

@@ -27,6 +27,12 @@ use crate::index::IndexNote;
 use crate::sync_records::{self, AuxRecord, log_key};
 use crate::txn::{ReadTxn, WriteTxn};
 
+/// The auxiliary namespace of per-document records, whose keys end with the
+/// document's id (16 bytes): from format 4 they are stored in the order of their
+/// documents' creation, as documents are, so records of new documents are written
+/// together.
+pub use crate::vault::DOC_NS;
+
 /// Serde helpers for [`blazedb_core::Fields`] and [`blazedb_core::Value`] in the sync
 /// layer's record and wire formats.
 pub mod serde_fields {

@@ -89,10 +89,11 @@ impl Database {
     /// sync holds a clone, so stop it and drop its handle first) and a read-write open. Takes about as long as
     /// copying the file, and briefly needs room for the copy beside it.
     ///
-    /// It also upgrades: a database written by a release before format 2 (document keys
-    /// in random order) has its document keys rewritten in time order first, in one
-    /// transaction (each document opened and sealed again under its new key), so it
-    /// gains format 2's append-ordered inserts and filled pages. Contents are unchanged.
+    /// It also upgrades: a database written by a release before format 4 is moved to
+    /// it first, in one transaction (documents of formats 1–2 re-keyed in time order and
+    /// sealed again, possibly compressed; the sync layer's per-document records re-keyed
+    /// in their documents' order), so it gains append-ordered inserts and filled pages.
+    /// Contents are unchanged.
     ///
     /// Crash-safe: the copy is built under another name and made durable before it
     /// replaces the file in one rename. A crash before the rename leaves the database as

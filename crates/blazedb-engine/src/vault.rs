@@ -14,7 +14,7 @@ use blazedb_crypto::seal::padded_len;
 use blazedb_crypto::{CryptoError, KeyRing, TagKind};
 use blazedb_storage::Table;
 
-use crate::codec::{RECORD_VERSION, RECORD_VERSION_HASHED_KEYS};
+use crate::codec::{RECORD_VERSION, RECORD_VERSION_HASHED_KEYS, RECORD_VERSION_ORDERED_AUX};
 
 /// Length of a collection tag (the prefix of every document key of the collection).
 pub(crate) const COLL_TAG_LEN: usize = 16;
@@ -28,6 +28,11 @@ pub(crate) type DocKey = [u8; DOC_KEY_LEN];
 
 /// The 48 bits of a document key's order part.
 const ORDER_MASK: u64 = (1 << 48) - 1;
+
+/// The auxiliary namespace of per-document records (the sync layer's merge states):
+/// each record's key ends with its document's id, and from format 4 its storage key
+/// is ordered by that id's time as document keys are ([`Vault::aux_key_in`]).
+pub const DOC_NS: &str = "sync.doc";
 
 /// Record kind (the sealed value's kind, see `blazedb_crypto::seal`): the plaintext as
 /// encoded.
@@ -72,21 +77,57 @@ pub(crate) struct Vault {
     /// The secret offset added to UUIDv7 timestamps in ordered keys, so keys show
     /// creation times relative to each other, not the dates.
     time_offset: u64,
+    /// The same for the per-document auxiliary records ([`DOC_NS`]): another offset, so
+    /// a record's order part is not its document's.
+    aux_time_offset: u64,
+    /// The namespace tag of [`DOC_NS`].
+    doc_ns_tag: [u8; 16],
+}
+
+/// The tag of auxiliary namespace `ns`.
+fn aux_ns_tag_of(ring: &KeyRing, ns: &str) -> [u8; 16] {
+    ring.tag16(TagKind::Name, &[b"aux", ns.as_bytes()])
+}
+
+/// The six order bytes of an ordered key for id bytes `id` whose keyed tag is `tag`:
+/// for a UUIDv7 (version nibble 7: the first 48 bits are a Unix time in milliseconds)
+/// its time plus the secret `offset`, so later ids sort later; for any other id the
+/// tag's first six bytes (an id the application chose may mean something in its bits,
+/// so they are not shown; the keyed tag places it).
+fn order_part(id: &[u8; 16], tag: &[u8; 16], offset: u64) -> [u8; 6] {
+    let b = id;
+    let order = if b[6] >> 4 == 7 {
+        let ms = u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]);
+        ms.wrapping_add(offset) & ORDER_MASK
+    } else {
+        u64::from_be_bytes([0, 0, tag[0], tag[1], tag[2], tag[3], tag[4], tag[5]])
+    };
+    let mut out = [0u8; 6];
+    out.copy_from_slice(&order.to_be_bytes()[2..]);
+    out
 }
 
 impl Vault {
     /// A vault for the current layout ([`KeyLayout::Ordered`]); an opened database sets
     /// its own with [`Vault::set_layout`].
     pub(crate) fn new(ring: KeyRing) -> Self {
-        let t = ring.tag16(TagKind::Name, &[b"doc-key-time-offset"]);
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&t[..8]);
+        let offset = |name: &[u8]| {
+            let t = ring.tag16(TagKind::Name, &[name]);
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&t[..8]);
+            u64::from_be_bytes(b) & ORDER_MASK
+        };
+        let time_offset = offset(b"doc-key-time-offset");
+        let aux_time_offset = offset(b"aux-key-time-offset");
+        let doc_ns_tag = aux_ns_tag_of(&ring, DOC_NS);
         Self {
             ring,
             tags: RwLock::new(HashMap::new()),
             format: AtomicU32::new(RECORD_VERSION),
             compression: AtomicBool::new(true),
-            time_offset: u64::from_be_bytes(b) & ORDER_MASK,
+            time_offset,
+            aux_time_offset,
+            doc_ns_tag,
         }
     }
 
@@ -148,18 +189,12 @@ impl Vault {
         match layout {
             KeyLayout::Hashed => key[COLL_TAG_LEN..].copy_from_slice(&tag),
             KeyLayout::Ordered => {
-                let b = id.as_bytes();
-                // Version nibble 7: the first 48 bits are a Unix time in milliseconds.
-                let order = if b[6] >> 4 == 7 {
-                    let ms = u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]);
-                    ms.wrapping_add(self.time_offset) & ORDER_MASK
-                } else {
-                    // An id the application chose: its bits may mean something, so they
-                    // are not shown; the keyed tag places it.
-                    u64::from_be_bytes([0, 0, tag[0], tag[1], tag[2], tag[3], tag[4], tag[5]])
-                };
-                key[COLL_TAG_LEN..COLL_TAG_LEN + 6].copy_from_slice(&order.to_be_bytes()[2..]);
-                key[COLL_TAG_LEN + 6..].copy_from_slice(&tag[6..]);
+                key[COLL_TAG_LEN..].copy_from_slice(&tag);
+                key[COLL_TAG_LEN..COLL_TAG_LEN + 6].copy_from_slice(&order_part(
+                    id.as_bytes(),
+                    &tag,
+                    self.time_offset,
+                ));
             }
         }
         key
@@ -172,7 +207,7 @@ impl Vault {
 
     /// The tag of an auxiliary namespace.
     pub(crate) fn aux_ns_tag(&self, ns: &str) -> [u8; 16] {
-        self.ring.tag16(TagKind::Name, &[b"aux", ns.as_bytes()])
+        aux_ns_tag_of(&self.ring, ns)
     }
 
     /// The tag of an auxiliary log (a domain apart from namespace tags).
@@ -180,12 +215,35 @@ impl Vault {
         self.ring.tag16(TagKind::Name, &[b"aux-log", ns.as_bytes()])
     }
 
-    /// The storage key of `key` in auxiliary namespace `ns`.
+    /// The storage key of `key` in the auxiliary namespace tagged `ns_tag`, in the
+    /// database's format.
     pub(crate) fn aux_key(&self, ns_tag: &[u8; 16], key: &[u8]) -> [u8; 32] {
+        self.aux_key_in(self.format(), ns_tag, key)
+    }
+
+    /// The storage key of `key` in the auxiliary namespace tagged `ns_tag`, in format
+    /// `format`: namespace tag ‖ keyed tag of the key. From format 4 a record of the
+    /// per-document namespace ([`DOC_NS`], whose keys end with the document's id) puts
+    /// the id's order part where the tag's first six bytes were, as a document key
+    /// does: records of documents created together are written together (a batch of
+    /// new documents touches a few B-tree pages, not one page per document).
+    pub(crate) fn aux_key_in(&self, format: u32, ns_tag: &[u8; 16], key: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
         out[..16].copy_from_slice(ns_tag);
-        out[16..].copy_from_slice(&self.ring.tag16(TagKind::Id, &[ns_tag, key]));
+        let tag = self.ring.tag16(TagKind::Id, &[ns_tag, key]);
+        out[16..].copy_from_slice(&tag);
+        if format >= RECORD_VERSION_ORDERED_AUX
+            && *ns_tag == self.doc_ns_tag
+            && let Some(id) = key.last_chunk::<16>()
+        {
+            out[16..22].copy_from_slice(&order_part(id, &tag, self.aux_time_offset));
+        }
         out
+    }
+
+    /// The namespace tag of the per-document auxiliary records ([`DOC_NS`]).
+    pub(crate) fn doc_ns_tag(&self) -> [u8; 16] {
+        self.doc_ns_tag
     }
 
     /// Runs `f` with the associated data `table code ‖ key`, on the stack for the short

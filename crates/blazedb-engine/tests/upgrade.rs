@@ -13,6 +13,14 @@
 //! release before format 3 (commit f29bfa2; format 2: ordered keys, no compressed
 //! records), the notes with a 60-word body that compresses well; its journal, empty
 //! after the clean close, is left out. `format2.export.ndjson` is its export.
+//!
+//! `tests/fixtures/format3.blazedb` was written by the library of the release before
+//! format 4 (commit f2fcb81; format 3: hashed keys for the sync layer's per-document
+//! records) with `KdfParams::INSECURE_FAST` and the same password: 40 notes (UUIDv7
+//! ids, one deleted) and a person with an application-chosen UUIDv4 id, then sync
+//! enabled as a server (every document gets a merge state), five more notes and one
+//! more delete taken over into the sync log; then compacted and closed, its journal
+//! left out. `format3.export.ndjson` is its export.
 
 mod common;
 
@@ -27,6 +35,7 @@ use blazedb_storage::Table;
 
 const NAME: &str = "format1";
 const NAME2: &str = "format2";
+const NAME3: &str = "format3";
 const PASSWORD: &str = "fixture password";
 
 fn fixtures() -> PathBuf {
@@ -213,7 +222,8 @@ fn a_database_of_format_2_opens_and_stays_format_2_until_compacted() -> Result<(
 }
 
 #[test]
-fn compact_moves_format_2_to_3_compressing_documents_with_the_same_contents() -> Result<()> {
+fn compact_moves_format_2_to_the_current_format_compressing_documents_with_the_same_contents()
+-> Result<()> {
     let dir = fixture_copy_of(NAME2);
     let db_dir = database_path(dir.path(), NAME2);
     let keys_before = common::raw_keys(&db_dir, Table::Docs);
@@ -236,5 +246,136 @@ fn compact_moves_format_2_to_3_compressing_documents_with_the_same_contents() ->
     let db = open_named(dir.path(), NAME2)?;
     assert_eq!(export(&db)?, before, "and after reopening");
     assert_eq!(by_n(&db, 39)?.len(), 1);
+    Ok(())
+}
+
+/// The per-document sync records of `db` (key → value), read through the engine.
+fn doc_records(db: &Database) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use blazedb_engine::internal::{DOC_NS, SyncRead};
+    db.begin_read()?.aux_scan(DOC_NS)
+}
+
+/// The six order bytes (as a number) of each raw storage key of the auxiliary
+/// namespace with the most records: the per-document records in these databases.
+fn doc_record_orders(db_dir: &Path) -> Vec<u64> {
+    let keys = common::raw_keys(db_dir, Table::Aux);
+    let mut groups: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = Default::default();
+    for k in keys.iter().filter(|k| k.len() == 32) {
+        let mut b = [0u8; 8];
+        b[2..].copy_from_slice(&k[16..22]);
+        groups
+            .entry(k[..16].to_vec())
+            .or_default()
+            .push(u64::from_be_bytes(b));
+    }
+    groups
+        .into_values()
+        .max_by_key(Vec::len)
+        .expect("the fixture has per-document records")
+}
+
+/// How far apart the `n` closest order values of `orders` lie (the UUIDv7 records,
+/// created within a second, against the one application-chosen id placed by its tag).
+fn tightest_span(orders: &[u64], n: usize) -> u64 {
+    let mut o = orders.to_vec();
+    o.sort_unstable();
+    o.windows(n)
+        .map(|w| w[n - 1] - w[0])
+        .min()
+        .expect("enough records")
+}
+
+#[test]
+fn a_database_of_format_3_opens_and_its_sync_records_read_and_write_as_they_are() -> Result<()> {
+    use blazedb_engine::internal::{DOC_NS, SyncDatabase, SyncRead, SyncWrite};
+    let dir = fixture_copy_of(NAME3);
+    let expected =
+        std::fs::read_to_string(fixtures().join("format3.export.ndjson")).expect("fixture export");
+    let db = open_named(dir.path(), NAME3)?;
+    assert_eq!(export(&db)?, expected, "the previous release's export");
+    let records = doc_records(&db)?;
+    assert_eq!(
+        records.len(),
+        45,
+        "one merge state per document synced (the note deleted before sync has none)"
+    );
+    let (key, value) = &records[0];
+    assert_eq!(
+        db.begin_read()?.aux_get(DOC_NS, key)?.as_ref(),
+        Some(value),
+        "a record is found under its format-3 key"
+    );
+    let mut key2 = b"notes\0".to_vec();
+    key2.extend_from_slice(DocId::new().as_bytes());
+    let mut tx = db.begin_apply()?;
+    tx.aux_put(DOC_NS, &key2, b"written in format 3")?;
+    tx.commit()?;
+    drop(db);
+    let db = open_named(dir.path(), NAME3)?;
+    assert_eq!(
+        db.begin_read()?.aux_get(DOC_NS, &key2)?.as_deref(),
+        Some(&b"written in format 3"[..])
+    );
+    assert_eq!(doc_records(&db)?.len(), 46);
+    Ok(())
+}
+
+#[test]
+fn compact_moves_format_3_sync_records_to_keys_in_document_order_with_the_same_contents()
+-> Result<()> {
+    use blazedb_engine::internal::{DOC_NS, SyncDatabase, SyncRead, SyncWrite};
+    let dir = fixture_copy_of(NAME3);
+    let db_dir = database_path(dir.path(), NAME3);
+    let orders_before = doc_record_orders(&db_dir);
+    assert_eq!(orders_before.len(), 45);
+    // Hashed keys: 44 random 48-bit values are nowhere near each other.
+    assert!(tightest_span(&orders_before, 44) > 1 << 40);
+    let mut db = open_named(dir.path(), NAME3)?;
+    let before = export(&db)?;
+    let records = doc_records(&db)?;
+    db.compact()?;
+    assert_eq!(export(&db)?, before, "the same documents after the upgrade");
+    assert_eq!(doc_records(&db)?, records, "the same sync records");
+    drop(db);
+    let orders = doc_record_orders(&db_dir);
+    assert_eq!(orders.len(), 45);
+    // Ordered keys: the 44 records of UUIDv7 documents (created within a second of each
+    // other) carry their creation milliseconds, plus one secret offset.
+    assert!(
+        tightest_span(&orders, 44) < 60_000,
+        "records of documents created together sort together"
+    );
+    let db = open_named(dir.path(), NAME3)?;
+    assert_eq!(doc_records(&db)?, records, "and after reopening");
+    for (k, v) in &records {
+        assert_eq!(db.begin_read()?.aux_get(DOC_NS, k)?.as_ref(), Some(v));
+    }
+    // A record written after the upgrade sorts with the others: its document's id is a
+    // UUIDv7 of the same millisecond as the fixture's first note.
+    let first = records[0]
+        .0
+        .last_chunk::<16>()
+        .expect("keys end with the id");
+    assert_eq!(first[6] >> 4, 7, "the first record is a note's (UUIDv7)");
+    let mut id = *first;
+    id[8..].copy_from_slice(&[0x80, 1, 2, 3, 4, 5, 6, 7]);
+    let mut key = b"notes\0".to_vec();
+    key.extend_from_slice(&id);
+    let mut tx = db.begin_apply()?;
+    tx.aux_put(DOC_NS, &key, b"written in format 4")?;
+    tx.commit()?;
+    drop(db);
+    let orders = doc_record_orders(&db_dir);
+    assert_eq!(orders.len(), 46);
+    assert!(
+        tightest_span(&orders, 45) < 60_000,
+        "a new record sorts with those of its time"
+    );
+    // A second compaction has nothing to upgrade and changes no key.
+    let keys = common::raw_keys(&db_dir, Table::Aux);
+    let mut db = open_named(dir.path(), NAME3)?;
+    db.compact()?;
+    drop(db);
+    assert_eq!(common::raw_keys(&db_dir, Table::Aux), keys);
     Ok(())
 }

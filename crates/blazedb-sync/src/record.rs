@@ -20,8 +20,9 @@ use crate::write::{Held, LossReason, Stamp, Write};
 /// Namespace of the node's metadata record.
 pub(crate) const NS_META: &str = "sync";
 pub(crate) const META_KEY: &[u8] = b"meta";
-/// Namespace of per-document merge states, keyed by collection ‖ 0 ‖ id.
-pub(crate) const NS_DOC: &str = "sync.doc";
+/// Namespace of per-document merge states, keyed by collection ‖ 0 ‖ id: the engine's
+/// per-document namespace, whose records are stored in their documents' order.
+pub(crate) const NS_DOC: &str = blazedb_engine::internal::DOC_NS;
 /// Namespace of peer records, keyed by node id (8 bytes, big-endian).
 pub(crate) const NS_PEER: &str = "sync.peer";
 /// Namespace of the peer last reached through each relay, keyed by its

@@ -25,7 +25,7 @@ use crate::node::SyncNode;
 use crate::position::LogPos;
 use crate::proto::Msg;
 use crate::relay::{Delivery, RelayTarget, Wire};
-use crate::session::{Closed, PeerInfo, Session, SessionConfig, SessionStats};
+use crate::session::{Closed, GROUP_BATCHES_MAX, PeerInfo, Session, SessionConfig, SessionStats};
 
 /// How often a session checks its timers (resends, hello retries).
 pub const TICK: Duration = Duration::from_millis(200);
@@ -269,13 +269,27 @@ pub(crate) async fn run(
                 }
             }
         };
+        // Messages already queued behind this one are handled with it: batches that
+        // continue one another are applied in one transaction (`session/group.rs`).
+        let mut step: Vec<Delivery> = step.into_iter().collect();
+        while !step.is_empty() && step.len() < GROUP_BATCHES_MAX {
+            match wire.rx.try_recv() {
+                Ok(d) => step.push(d),
+                Err(_) => break,
+            }
+        }
         let t = now();
         let asked = ctl.ping.load(Ordering::Acquire);
         let (s, r) = blocking(session, move |s| {
-            let out = match step {
-                // The delivery's budget is released once the message is handled.
-                Some(d) => s.on_message(d.msg, t),
-                None => s.poll(t),
+            let out = if step.is_empty() {
+                s.poll(t)
+            } else {
+                // The deliveries' budgets are released once the messages are handled.
+                let (msgs, permits): (Vec<Msg>, Vec<_>) =
+                    step.into_iter().map(|d| (d.msg, d.permit)).unzip();
+                let out = s.on_messages(msgs, t);
+                drop(permits);
+                out
             };
             let pushed = s.idle().unwrap_or(false);
             (out, pushed)

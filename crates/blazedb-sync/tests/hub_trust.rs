@@ -444,6 +444,36 @@ fn attack() -> impl Strategy<Value = Vec<GenMsg>> {
     })
 }
 
+/// An attack that opens with a chain of batches each continuing the one before (so
+/// delivered together they form one run), then goes on as [`attack`].
+fn chained_attack() -> impl Strategy<Value = Vec<GenMsg>> {
+    (
+        attack(),
+        prop::collection::vec(
+            (1..4u64, prop::collection::vec(item(), 1..4), any::<bool>()),
+            2..8,
+        ),
+    )
+        .prop_map(|(mut seq, chain)| {
+            let mut at = 0;
+            let batches: Vec<GenMsg> = chain
+                .into_iter()
+                .map(|(len, items, users)| {
+                    let b = GenMsg::Batch {
+                        after: at,
+                        upto: at + len,
+                        items,
+                        users,
+                    };
+                    at += len;
+                    b
+                })
+                .collect();
+            seq.splice(1..1, batches);
+            seq
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
@@ -459,6 +489,27 @@ proptest! {
                 break;
             }
             if s.poll(t0 + i as u64 * 1_000).is_err() {
+                break;
+            }
+        }
+        h.check()?;
+    }
+
+    #[test]
+    fn a_client_changes_the_hub_only_by_its_own_writes_when_its_messages_arrive_together(
+        seq in chained_attack(),
+        chunk in 2usize..=8,
+    ) {
+        // A transport hands over what it has queued at once (`Session::on_messages`:
+        // batches that continue one another are applied in one transaction).
+        let h = hub();
+        let (mut s, t0) = attacker(&h);
+        for (i, group) in seq.chunks(chunk).enumerate() {
+            let now = t0 + i as u64 * 1_000;
+            if s.on_messages(group.iter().map(|g| h.msg(g)).collect(), now).is_err() {
+                break;
+            }
+            if s.poll(now).is_err() {
                 break;
             }
         }

@@ -95,6 +95,10 @@ struct World {
     registry: BTreeMap<Dot, (String, DocId, MWrite)>,
     drop_pct: u32,
     dup_pct: u32,
+    /// Whether messages due close together on one link are handed to the session
+    /// together (`Session::on_messages`: batches that continue one another are then
+    /// applied in one transaction), as a transport hands over what it has queued.
+    grouped: bool,
     stats: Stats,
     /// A node that joins halfway through (it then bootstraps, often by snapshot);
     /// until released it is not started.
@@ -118,6 +122,12 @@ struct Stats {
     /// Snapshot pages delivered (bootstraps), and hellos resuming a snapshot.
     snapshot_pages: u64,
     snapshot_resumes: u64,
+    /// Deliveries of several messages at once, of those the messages, and the
+    /// deliveries with two batches or more (applied in one transaction if they
+    /// continue one another).
+    group_deliveries: u64,
+    grouped_messages: u64,
+    grouped_batch_runs: u64,
     /// Writes expired beyond a hub's retention horizon.
     expired: u64,
     /// Large values written, and writes the engine refused as too large where made.
@@ -274,6 +284,7 @@ impl World {
             .collect();
         let drop_pct = rng.random_range(0..10);
         let dup_pct = rng.random_range(0..10);
+        let grouped = rng.random_bool(0.5);
         let mut w = World {
             rng,
             _tmp: tmp,
@@ -285,6 +296,7 @@ impl World {
             registry: BTreeMap::new(),
             drop_pct,
             dup_pct,
+            grouped,
             stats: Stats::default(),
             late: None,
             large_left,
@@ -461,6 +473,36 @@ impl World {
         }
     }
 
+    /// In a grouped world, the messages in flight on `m`'s link and direction that
+    /// arrive within a few milliseconds of it (at most `GROUP_BATCHES_MAX` - 1 of them,
+    /// in arrival order), taken out of flight to be delivered with it.
+    fn due_with(&mut self, m: &InFlight) -> Vec<InFlight> {
+        const CLOSE_US: u64 = 5_000;
+        if !self.grouped {
+            return Vec::new();
+        }
+        let mut picked: Vec<usize> = (0..self.flight.len())
+            .filter(|&k| {
+                let f = &self.flight[k];
+                f.link == m.link
+                    && f.to_a == m.to_a
+                    && f.epoch == m.epoch
+                    && f.at_us <= m.at_us + CLOSE_US
+            })
+            .collect();
+        picked.sort_by_key(|&k| (self.flight[k].at_us, self.flight[k].seq));
+        picked.truncate(blazedb_sync::session::GROUP_BATCHES_MAX - 1);
+        let order: Vec<u64> = picked.iter().map(|&k| self.flight[k].seq).collect();
+        picked.sort_unstable_by(|a, b| b.cmp(a));
+        let mut taken: Vec<InFlight> = picked
+            .into_iter()
+            .map(|k| self.flight.swap_remove(k))
+            .collect();
+        taken.sort_by_key(|f| order.iter().position(|&q| q == f.seq));
+        self.stats.deliveries += taken.len() as u64;
+        taken
+    }
+
     fn deliver_next(&mut self) -> bool {
         let Some(pos) =
             (0..self.flight.len()).min_by_key(|&k| (self.flight[k].at_us, self.flight[k].seq))
@@ -468,6 +510,7 @@ impl World {
             return false;
         };
         let m = self.flight.swap_remove(pos);
+        let mut with = self.due_with(&m);
         self.stats.deliveries += 1;
         match &m.msg {
             Msg::Snapshot { .. } => self.stats.snapshot_pages += 1,
@@ -497,7 +540,23 @@ impl World {
             m.link,
             brief(&m.msg)
         );
-        match s.on_message(m.msg, now) {
+        let handled = if with.is_empty() {
+            s.on_message(m.msg, now)
+        } else {
+            self.stats.group_deliveries += 1;
+            self.stats.grouped_messages += 1 + with.len() as u64;
+            let mut msgs = vec![m.msg];
+            msgs.extend(with.drain(..).map(|f| f.msg));
+            let batches = msgs
+                .iter()
+                .filter(|m| matches!(m, Msg::Batch { items, .. } if !items.is_empty()))
+                .count();
+            if batches >= 2 {
+                self.stats.grouped_batch_runs += 1;
+            }
+            s.on_messages(msgs, now)
+        };
+        match handled {
             Ok(out) => {
                 if tracing_on() {
                     let node = self.nodes[to].sync.as_ref().expect("running");
@@ -1063,6 +1122,9 @@ fn simulated_networks_converge_to_the_reference_model_under_faults() {
                 total.conflicts += s.conflicts;
                 total.snapshot_pages += s.snapshot_pages;
                 total.snapshot_resumes += s.snapshot_resumes;
+                total.group_deliveries += s.group_deliveries;
+                total.grouped_messages += s.grouped_messages;
+                total.grouped_batch_runs += s.grouped_batch_runs;
                 total.expired += s.expired;
                 total.large_values += s.large_values;
                 total.refused_too_large += s.refused_too_large;
@@ -1082,4 +1144,10 @@ fn simulated_networks_converge_to_the_reference_model_under_faults() {
         failures.is_empty(),
         "failing seeds (replay with BLAZEDB_SIM_SEED=<seed>): {failures:?}"
     );
+    if seeds >= 50 {
+        assert!(
+            total.grouped_batch_runs > 0,
+            "the seeds exercised batches delivered together"
+        );
+    }
 }

@@ -58,22 +58,58 @@ impl SyncNode {
             tx.commit()?;
             return Ok(BatchReport::default());
         }
+        self.apply_in_one(peer, peer_role, &[(items, upto)], now)
+    }
+
+    /// Applies consecutive batches received from `peer` (each `(items, upto)`, in the
+    /// order of the peer's log) in one durable transaction, as [`SyncNode::apply_batch`]
+    /// applies one: the per-transaction work (the commit and its sync, the metadata, the
+    /// cursor, each touched document's merge state) is paid once for all of them.
+    ///
+    /// # Errors
+    /// As [`SyncNode::apply_batch`], for any of the batches; on any error nothing of
+    /// any of them was applied.
+    pub fn apply_batches(
+        &self,
+        peer: NodeId,
+        peer_role: Role,
+        batches: &[(&[Item], LogPos)],
+    ) -> Result<BatchReport> {
+        let now = self.now_us();
+        for (items, _) in batches {
+            self.check_batch(peer, peer_role, items, now)?;
+        }
+        self.apply_in_one(peer, peer_role, batches, now)
+    }
+
+    /// The transaction of [`SyncNode::apply_batches`], once every batch is checked.
+    fn apply_in_one(
+        &self,
+        peer: NodeId,
+        peer_role: Role,
+        batches: &[(&[Item], LogPos)],
+        now: u64,
+    ) -> Result<BatchReport> {
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
         self.absorb_in(&mut tx, &mut meta, &mut states)?;
         let mut report = BatchReport::default();
         let from = Arrival { peer, now };
-        for item in items {
-            match item {
-                Item::Write(w) => {
-                    self.apply_write(&mut tx, &mut meta, &mut states, from, w, &mut report)?;
-                }
-                Item::State(d) => {
-                    if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
-                        self.append_log(&mut tx, &mut meta, Some(peer), item.clone())?;
+        let mut upto = LogPos::ZERO;
+        for (items, batch_upto) in batches {
+            for item in *items {
+                match item {
+                    Item::Write(w) => {
+                        self.apply_write(&mut tx, &mut meta, &mut states, from, w, &mut report)?;
+                    }
+                    Item::State(d) => {
+                        if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
+                            self.append_log(&mut tx, &mut meta, Some(peer), item.clone())?;
+                        }
                     }
                 }
             }
+            upto = upto.max(*batch_upto);
         }
         self.note_received(&mut tx, peer, peer_role, upto, now)?;
         self.finish(tx, &mut meta, states)?;

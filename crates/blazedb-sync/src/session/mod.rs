@@ -16,10 +16,14 @@
 //!
 //! Rooms: this file holds the session's configuration, state and accessors, its
 //! opening `Hello` and the dispatch of what arrives; `receive.rs` the handler of each
-//! message kind; `send.rs` what to send next (batches, snapshot pages, resends).
+//! message kind; `group.rs` messages that arrived together (batches applied in one
+//! transaction); `send.rs` what to send next (batches, snapshot pages, resends).
 
+mod group;
 mod receive;
 mod send;
+
+pub use group::GROUP_BATCHES_MAX;
 
 use std::collections::{BTreeSet, VecDeque};
 

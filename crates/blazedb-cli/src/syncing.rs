@@ -9,7 +9,7 @@ use blazedb::json::to_json;
 use blazedb::net::{Credentials, Fingerprint, NetError, Security, ServerTrust, TcpRelay};
 use blazedb::sync::{
     ConflictEntry, ConnectionMode, Held, LogPos, Relay, Role, Stamp, SyncConfig, SyncHandle,
-    SyncMode, SyncNode, SyncStatus, Topology,
+    SyncMode, SyncNode, SyncProgress, SyncStatus, Topology,
 };
 use blazedb::{Database, OpenMode};
 use serde_json::{Value as Json, json};
@@ -96,6 +96,7 @@ pub fn status_json(s: &SyncStatus) -> Json {
         "conflicts": s.conflicts,
         "last_error": s.last_error,
         "clock_skew_us": s.clock_skew_us,
+        "peer_log_last": s.peer_log_last,
     })
 }
 
@@ -308,16 +309,18 @@ async fn with_bootstrap_progress<T>(
     if !std::io::stderr().is_terminal() {
         return fut.await;
     }
-    // The snapshot's size is not known ahead (pages arrive until `done`): a spinner
-    // with how far the received pages reach, not a bar with a made-up length.
+    // A bar over the peer's log while it says how long it is; a spinner while a
+    // snapshot arrives (its size is not known ahead: pages come until `done`).
     let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} bootstrap: through slot {pos} ({elapsed})",
-    ) {
-        bar.set_style(style);
-    }
+    let spinner =
+        indicatif::ProgressStyle::with_template("{spinner} receiving: {msg} ({elapsed})").ok();
+    let over_log = indicatif::ProgressStyle::with_template(
+        "{spinner} receiving: {pos}/{len} log entries ({percent}%), {msg}, {per_sec}, ETA {eta}",
+    )
+    .ok();
     let mut fut = std::pin::pin!(fut);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut shown: Option<bool> = None;
     loop {
         tokio::select! {
             out = &mut fut => {
@@ -325,15 +328,49 @@ async fn with_bootstrap_progress<T>(
                 return out;
             }
             _ = tick.tick() => {
-                let peer = handle.status().peer.map(|p| p.node);
-                if let Some(progress) = peer
-                    .and_then(|p| handle.node().snapshot_progress(p).ok().flatten())
-                {
-                    bar.set_position(progress.slot);
+                let p = handle.progress();
+                let snapshot = p
+                    .peer
+                    .and_then(|peer| handle.node().snapshot_progress(peer.node).ok().flatten())
+                    .map(|s| s.slot);
+                let (span, msg) = progress_line(&p, snapshot);
+                let is_bar = span.is_some();
+                if shown != Some(is_bar) {
+                    if let Some(style) = if is_bar { &over_log } else { &spinner } {
+                        bar.set_style(style.clone());
+                    }
+                    shown = Some(is_bar);
                 }
+                if let Some((pos, len)) = span {
+                    bar.set_length(len);
+                    bar.set_position(pos);
+                }
+                bar.set_message(msg);
                 bar.tick();
             }
         }
+    }
+}
+
+/// What a bootstrap's progress display shows: the span of the peer's log applied
+/// (position, length) when the peer told its length and no snapshot is arriving, and
+/// a line of what has arrived.
+fn progress_line(p: &SyncProgress, snapshot_slot: Option<u64>) -> (Option<(u64, u64)>, String) {
+    let got = format!(
+        "{} documents, {:.1} MiB",
+        p.writes_received,
+        p.bytes_received as f64 / f64::from(1u32 << 20)
+    );
+    if let Some(slot) = snapshot_slot {
+        return (None, format!("snapshot through slot {slot}, {got}"));
+    }
+    match p.peer_log_last {
+        Some(last) if last.get() > 0 => {
+            let len = last.get();
+            (Some((p.cursor.get().min(len), len)), got)
+        }
+        _ if !p.connected => (None, "connecting".into()),
+        _ => (None, got),
     }
 }
 
@@ -469,6 +506,37 @@ mod tests {
     use blazedb::{DocId, Value};
 
     use super::*;
+
+    #[test]
+    fn the_bootstrap_display_spans_the_peers_log_and_says_what_arrived() {
+        let mut p = SyncProgress {
+            connected: true,
+            peer: None,
+            cursor: LogPos::new(250),
+            peer_log_last: Some(LogPos::new(1_000)),
+            writes_received: 240,
+            bytes_received: 3 << 20,
+        };
+        assert_eq!(
+            progress_line(&p, None),
+            (Some((250, 1_000)), "240 documents, 3.0 MiB".into())
+        );
+        // A snapshot arriving: its length is unknown, its slot is shown.
+        assert_eq!(
+            progress_line(&p, Some(77)),
+            (
+                None,
+                "snapshot through slot 77, 240 documents, 3.0 MiB".into()
+            )
+        );
+        // Writes made while it ran move the cursor past the length first told.
+        p.cursor = LogPos::new(1_010);
+        assert_eq!(progress_line(&p, None).0, Some((1_000, 1_000)));
+        // Before the peer's hello nothing tells how long its log is.
+        p.peer_log_last = None;
+        p.connected = false;
+        assert_eq!(progress_line(&p, None), (None, "connecting".into()));
+    }
 
     #[test]
     fn a_value_left_out_for_size_reads_too_large_with_its_value_and_no_winner() {

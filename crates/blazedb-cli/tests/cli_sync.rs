@@ -206,7 +206,8 @@ fn two_cli_clients_sync_through_a_real_server_and_losses_show_in_conflicts() {
                 "cursor",
                 "acked",
                 "writes_sent",
-                "writes_received"
+                "writes_received",
+                "peer_log_last"
             ]
         )
     );

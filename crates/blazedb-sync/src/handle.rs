@@ -53,6 +53,26 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// The peer's clock minus ours, measured at the handshake (µs).
     pub clock_skew_us: Option<i64>,
+    /// The newest position of the peer's log it told us of (with `cursor`: how much
+    /// of it is still to come).
+    pub peer_log_last: Option<LogPos>,
+}
+
+/// How far the receiving side of the current connection is: figures for a progress
+/// display, read without touching the database (see [`SyncHandle::progress`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub connected: bool,
+    /// The peer, once it said hello.
+    pub peer: Option<PeerInfo>,
+    /// The peer's log position applied here.
+    pub cursor: LogPos,
+    /// The newest position of the peer's log it told us of.
+    pub peer_log_last: Option<LogPos>,
+    /// Writes applied from the peer on this connection.
+    pub writes_received: u64,
+    /// Bytes received on this connection.
+    pub bytes_received: u64,
 }
 
 pub(crate) fn add_stats(total: &mut SessionStats, s: &SessionStats) {
@@ -106,6 +126,7 @@ pub(crate) fn status_of(
         conflicts: t.conflicts,
         last_error: t.last_error,
         clock_skew_us: t.skew_us,
+        peer_log_last: conn.stats.peer_log_last,
     }
 }
 
@@ -230,6 +251,21 @@ impl SyncHandle {
     #[must_use]
     pub fn node(&self) -> &SyncNode {
         &self.inner.node
+    }
+
+    /// The receiving side's progress on the current connection: cheap enough to
+    /// poll for a progress display ([`SyncHandle::status`] reads the database).
+    #[must_use]
+    pub fn progress(&self) -> SyncProgress {
+        let conn = self.inner.status_rx.borrow();
+        SyncProgress {
+            connected: conn.connected,
+            peer: conn.peer,
+            cursor: conn.cursor,
+            peer_log_last: conn.stats.peer_log_last,
+            writes_received: conn.stats.writes_received,
+            bytes_received: conn.stats.bytes_received,
+        }
     }
 
     /// The connection's status now.

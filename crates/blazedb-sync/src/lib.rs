@@ -41,7 +41,7 @@ pub use conn::ConnStatus;
 pub use error::{Result, SyncError};
 pub use ext::EnableSync;
 pub use grant::Grant;
-pub use handle::{SyncHandle, SyncStatus};
+pub use handle::{SyncHandle, SyncProgress, SyncStatus};
 pub use hub::ServeHandle;
 pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode};

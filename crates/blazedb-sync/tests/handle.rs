@@ -195,3 +195,36 @@ async fn a_database_compacts_once_its_sync_is_stopped_and_dropped() {
     assert!(report.after_bytes > 0);
     assert!(client.collection("notes").get(id).expect("get").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_shows_how_much_of_the_servers_log_has_arrived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
+    let mut tx = server.begin_write().expect("begin");
+    for i in 0..600i64 {
+        tx.insert("notes", Document::new().with("n", i))
+            .expect("insert");
+    }
+    tx.commit().expect("commit");
+    let (relay, _serve) = serve(&server);
+    let sync = client
+        .enable_sync(relay, Role::Client)
+        .await
+        .expect("enable_sync");
+    let status = sync.sync_now(T).await.expect("sync now");
+    let server_log = SyncNode::enable(&server, Role::Server, &SyncConfig::default())
+        .expect("enabled")
+        .log_last()
+        .expect("log_last");
+    let p = sync.progress();
+    assert!(p.connected && p.peer.is_some(), "{p:?}");
+    assert_eq!(
+        p.peer_log_last,
+        Some(server_log),
+        "the server told its log's length"
+    );
+    assert_eq!(p.cursor, server_log, "and all of it arrived");
+    assert_eq!(p.writes_received, 600);
+    assert!(p.bytes_received > 600 * 10, "{p:?}");
+    assert_eq!(status.peer_log_last, Some(server_log));
+}

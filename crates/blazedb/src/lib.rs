@@ -89,7 +89,7 @@ pub mod sync {
     // Turning sync on, and watching it.
     pub use blazedb_sync::{ConnStatus, SessionStats};
     pub use blazedb_sync::{
-        EnableSync, SyncAdvanced, SyncConfig, SyncHandle, SyncStatus, WallClock,
+        EnableSync, SyncAdvanced, SyncConfig, SyncHandle, SyncProgress, SyncStatus, WallClock,
     };
     // Roles and identities.
     pub use blazedb_sync::{NodeId, Role};

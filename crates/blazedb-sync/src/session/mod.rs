@@ -97,6 +97,10 @@ pub struct SessionStats {
     pub last_sync_us: Option<u64>,
     /// Peer clock minus ours at its `Hello` (µs; positive: the peer is ahead).
     pub skew_us: Option<i64>,
+    /// The newest position of the peer's log it told us of (its `Hello`, `Ack`s and
+    /// `Pong`s): with the cursor, how much of its log is still to come (a bootstrap's
+    /// progress).
+    pub peer_log_last: Option<LogPos>,
     pub last_error: Option<String>,
 }
 

@@ -126,6 +126,7 @@ impl Session {
         self.node
             .note_acked(h.node, h.want_after, h.log_last)
             .map_err(db_closed)?;
+        self.note_peer_log_last(h.log_last);
         if self.cursor > announced && self.cfg.mode.accepts() {
             // Our hello went out before we knew the peer (a server does not know who
             // dials): tell it what we already have, so it does not send that again.
@@ -250,6 +251,9 @@ impl Session {
             self.node
                 .note_acked(peer.node, upto, log_last)
                 .map_err(db_closed)?;
+        }
+        if self.peer.is_some() {
+            self.note_peer_log_last(log_last);
         }
         out.extend(self.poll_inner(now_us)?);
         Ok(Ended::Through)
@@ -386,7 +390,18 @@ impl Session {
         if self.pong.is_none_or(|p| pong.token >= p.token) {
             self.pong = Some(pong);
         }
+        self.note_peer_log_last(pong.log_last);
         Ended::Through
+    }
+
+    /// The peer told us its log reaches `log_last` (only ever grows: messages may
+    /// arrive out of order). A figure for progress displays; nothing acts on it.
+    fn note_peer_log_last(&mut self, log_last: LogPos) {
+        self.stats.peer_log_last = Some(
+            self.stats
+                .peer_log_last
+                .map_or(log_last, |l| l.max(log_last)),
+        );
     }
 
     /// The peer refused something: a `Forbidden` stops our sending on this session;

@@ -31,7 +31,7 @@ const ORDER_MASK: u64 = (1 << 48) - 1;
 
 /// The auxiliary namespace of per-document records (the sync layer's merge states):
 /// each record's key ends with its document's id, and from format 4 its storage key
-/// is ordered by that id's time as document keys are ([`Vault::aux_key_in`]).
+/// is ordered by that id's time as document keys are (`Vault::aux_key_in`).
 pub const DOC_NS: &str = "sync.doc";
 
 /// Record kind (the sealed value's kind, see `blazedb_crypto::seal`): the plaintext as

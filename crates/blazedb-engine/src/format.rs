@@ -43,38 +43,41 @@ pub(crate) fn to_current_format(inner: &Inner) -> Result<()> {
     let path = &inner.path;
     let err = |e: StorageError| storage_err(e, path);
     let mut w = inner.store.write().map_err(err)?;
-    let mut keys = Vec::new();
     if old_format < DOCS_REWRITTEN_BELOW {
-        w.scan(Table::Docs, (Bound::Unbounded, Bound::Unbounded), |k, _| {
-            keys.push(k.to_vec());
-            Ok::<_, StorageError>(ControlFlow::Continue(()))
-        })
-        .map_err(err)?;
-    }
-    for old in keys {
-        let sealed = w.get(Table::Docs, &old).map_err(err)?.ok_or_else(|| {
-            Error::corrupt_record("docs", "a document vanished during the upgrade")
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        move_records(vault, &mut w, Table::Docs, all, &err, |old, plain| {
+            let doc = decode_doc(plain)?;
+            let coll: CollTag = old
+                .get(..COLL_TAG_LEN)
+                .and_then(|c| c.try_into().ok())
+                .ok_or_else(|| Error::corrupt_record("docs", "document key too short"))?;
+            if vault.doc_key_in(old_layout, &coll, doc.id)[..] != old[..] {
+                return Err(Error::corrupt_record(
+                    "docs",
+                    "document stored under another id's key",
+                ));
+            }
+            let new = vault.doc_key_in(KeyLayout::Ordered, &coll, doc.id);
+            // Sealed again even under the same key: format 3 may compress it.
+            let resealed = vault.seal_record_in(RECORD_VERSION, Table::Docs, &new, plain);
+            Ok(Some((new.to_vec(), resealed)))
         })?;
-        let plain = vault.open_vec(Table::Docs, &old, sealed)?;
-        let doc = decode_doc(&plain)?;
-        let coll: CollTag = old
-            .get(..COLL_TAG_LEN)
-            .and_then(|c| c.try_into().ok())
-            .ok_or_else(|| Error::corrupt_record("docs", "document key too short"))?;
-        if vault.doc_key_in(old_layout, &coll, doc.id)[..] != old[..] {
+    }
+    let tag = vault.doc_ns_tag();
+    let upper = blazedb_storage::prefix_upper(&tag);
+    let hi = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let range = (Bound::Included(&tag[..]), hi);
+    move_records(vault, &mut w, Table::Aux, range, &err, |old, plain| {
+        let rec: AuxRecord<'_> = decode("aux", plain)?;
+        if vault.aux_key_in(old_format, &tag, rec.key)[..] != old[..] {
             return Err(Error::corrupt_record(
-                "docs",
-                "document stored under another id's key",
+                "aux",
+                "record stored under another key's tag",
             ));
         }
-        let new = vault.doc_key_in(KeyLayout::Ordered, &coll, doc.id);
-        let resealed = vault.seal_record_in(RECORD_VERSION, Table::Docs, &new, &plain);
-        if new[..] != old[..] {
-            w.remove(Table::Docs, &old).map_err(err)?;
-        }
-        w.insert(Table::Docs, &new, &resealed).map_err(err)?;
-    }
-    rekey_doc_aux(vault, &mut w, old_format, err)?;
+        let new = vault.aux_key_in(RECORD_VERSION, &tag, rec.key);
+        Ok((new[..] != old[..]).then(|| (new.to_vec(), vault.seal(Table::Aux, &new, plain))))
+    })?;
     let db_id = inner
         .keyfile
         .lock()
@@ -133,44 +136,36 @@ pub(crate) fn verify_format(vault: &Vault, db_id: [u8; 16], sealed: Option<&[u8]
     Ok(rec.version)
 }
 
-/// Moves every per-document auxiliary record from its key in format `old_format` to
-/// its key in the current one (a no-op where the two agree): opened under the old key,
-/// checked (its record key must give that storage key), sealed again under the new.
-fn rekey_doc_aux(
+/// Rewrites the records of `range` in `table`: each is opened under its key and given to
+/// `rekey` (its key and plaintext), which checks it and returns its new key and sealed
+/// value, or `None` to leave it as it is. The keys are collected first, so the moves do
+/// not disturb the scan.
+fn move_records(
     vault: &Vault,
     w: &mut blazedb_storage::WriteTx,
-    old_format: u32,
-    err: impl Fn(StorageError) -> Error,
+    table: Table,
+    range: (Bound<&[u8]>, Bound<&[u8]>),
+    err: &impl Fn(StorageError) -> Error,
+    mut rekey: impl FnMut(&[u8], &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>,
 ) -> Result<()> {
-    let tag = vault.doc_ns_tag();
-    let upper = blazedb_storage::prefix_upper(&tag);
-    let hi = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut keys = Vec::new();
-    w.scan(Table::Aux, (Bound::Included(&tag[..]), hi), |k, _| {
+    w.scan(table, range, |k, _| {
         keys.push(k.to_vec());
         Ok::<_, StorageError>(ControlFlow::Continue(()))
     })
-    .map_err(&err)?;
+    .map_err(err)?;
     for old in keys {
-        let sealed = w
-            .get(Table::Aux, &old)
-            .map_err(&err)?
-            .ok_or_else(|| Error::corrupt_record("aux", "a record vanished during the upgrade"))?;
-        let plain = vault.open_vec(Table::Aux, &old, sealed)?;
-        let rec: AuxRecord<'_> = decode("aux", &plain)?;
-        if vault.aux_key_in(old_format, &tag, rec.key)[..] != old[..] {
-            return Err(Error::corrupt_record(
-                "aux",
-                "record stored under another key's tag",
-            ));
-        }
-        let new = vault.aux_key_in(RECORD_VERSION, &tag, rec.key);
-        if new[..] == old[..] {
+        let sealed = w.get(table, &old).map_err(err)?.ok_or_else(|| {
+            Error::corrupt_record(table.name(), "a record vanished during the upgrade")
+        })?;
+        let plain = vault.open_vec(table, &old, sealed)?;
+        let Some((new, resealed)) = rekey(&old, &plain)? else {
             continue;
+        };
+        if new != old {
+            w.remove(table, &old).map_err(err)?;
         }
-        let resealed = vault.seal(Table::Aux, &new, &plain);
-        w.remove(Table::Aux, &old).map_err(&err)?;
-        w.insert(Table::Aux, &new, &resealed).map_err(&err)?;
+        w.insert(table, &new, &resealed).map_err(err)?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::authz;
 use crate::proto::{BATCH_WRITES_MAX, Msg};
 use crate::record::Item;
 
-use super::{Closed, Session, db_closed};
+use super::{Closed, Session};
 
 /// Most batches applied in one transaction (with `BATCH_BYTES_MAX` per batch, a
 /// transaction of at most ~8 MiB of writes).
@@ -126,15 +126,7 @@ impl Session {
         for msg in &run {
             self.stats.bytes_received += msg.encoded_len() as u64;
         }
-        self.cursor = upto;
-        self.stats.writes_received += report.applied;
-        self.stats.writes_rejected += report.rejected;
-        self.stats.conflicts += report.conflicts;
-        self.stats.last_sync_us = Some(now_us);
-        let ack = Msg::Ack {
-            upto,
-            log_last: self.node.log_last().map_err(db_closed)?,
-        };
+        let ack = self.applied(&report, upto, now_us)?;
         self.stats.bytes_sent += ack.encoded_len() as u64;
         out.push(ack);
         Ok(())

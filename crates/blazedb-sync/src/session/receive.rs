@@ -183,6 +183,25 @@ impl Session {
         Ok(Ended::Through)
     }
 
+    /// Our cursor moves to `upto` after a durable apply that did `report`: the
+    /// statistics follow, and the `Ack` to send is returned.
+    pub(super) fn applied(
+        &mut self,
+        report: &crate::node::BatchReport,
+        upto: LogPos,
+        now_us: u64,
+    ) -> Result<Msg, Closed> {
+        self.cursor = upto;
+        self.stats.writes_received += report.applied;
+        self.stats.writes_rejected += report.rejected;
+        self.stats.conflicts += report.conflicts;
+        self.stats.last_sync_us = Some(now_us);
+        Ok(Msg::Ack {
+            upto,
+            log_last: self.node.log_last().map_err(db_closed)?,
+        })
+    }
+
     /// Applies a batch that continues our cursor and acks it, or answers with the
     /// `Error` its failure calls for (fatal when the peer broke the protocol).
     fn apply_batch(
@@ -194,17 +213,7 @@ impl Session {
         out: &mut Vec<Msg>,
     ) -> Result<(), Closed> {
         match self.node.apply_batch(peer.node, peer.role, items, upto) {
-            Ok(report) => {
-                self.cursor = upto;
-                self.stats.writes_received += report.applied;
-                self.stats.writes_rejected += report.rejected;
-                self.stats.conflicts += report.conflicts;
-                self.stats.last_sync_us = Some(now_us);
-                out.push(Msg::Ack {
-                    upto,
-                    log_last: self.node.log_last().map_err(db_closed)?,
-                });
-            }
+            Ok(report) => out.push(self.applied(&report, upto, now_us)?),
             Err(SyncError::ClockSkew(e)) => {
                 out.push(self.error(ErrorCode::ClockSkew, e.to_string(), false));
             }

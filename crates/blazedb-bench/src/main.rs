@@ -14,6 +14,7 @@ mod docgen;
 mod indexed;
 mod measure;
 mod net_bench;
+mod net_clients;
 mod net_fanout;
 mod query;
 mod report;
@@ -34,7 +35,7 @@ const USAGE: &str = "\
 usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
        blazedb-bench query [--quick] [--dir DIR] [--only LIST]
        blazedb-bench sync [--quick] [--dir DIR]
-       blazedb-bench net [--quick] [--dir DIR]
+       blazedb-bench net [--quick] [--dir DIR] [--only LIST] [--clients N]
 
   engine        BlazeDB against SQLite: durable commits (1 and 8 writers), bulk insert,
                 point gets, cold open. Prints each figure and the ratio BlazeDB/SQLite.
@@ -46,15 +47,17 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
                 the sync log, and the rate of applying remote writes.
   net           Sync over TLS on loopback: initial sync vs local bulk load (same run),
                 change latency A -> server -> B (p50, p99), resync after 10 changes
-                (bytes, time), 10 clients writing at once, 1,000 connected clients
-                (server RSS per client in a separate server process, time to fan
-                one change out to all).
+                (bytes, time), 10 clients writing at once, 10,000 connected clients
+                (server RSS per client and threads in a separate server process, time
+                to fan one change out to all).
   --quick       small sizes (a smoke check that finishes in well under 30 s)
   --dir DIR     where to create the databases (default: a temporary directory under
                 $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
   --only LIST   engine: comma-separated subset of: commit1, commit8, bulk, gets, open
                 (gets and open also run bulk, which builds their database);
-                query: subset of: indexed, latency";
+                query: subset of: indexed, latency;
+                net: subset of: sync (figures 1-4), fanout (figure 5)
+  --clients N   net: connected clients of figure 5 (default 10,000; 100 with --quick)";
 
 /// The command to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +74,22 @@ struct Args {
     dir: Option<PathBuf>,
     only: Selection,
     query_only: query::QuerySelection,
+    /// `net --only`: (figures 1–4, figure 5).
+    net_only: (bool, bool),
+    /// `net --clients`.
+    net_clients: Option<usize>,
+}
+
+fn parse_net_only(list: &str) -> Result<(bool, bool)> {
+    let mut sel = (false, false);
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "sync" => sel.0 = true,
+            "fanout" => sel.1 = true,
+            other => bail!("unknown net figure '{other}' in --only\n\n{USAGE}"),
+        }
+    }
+    Ok(sel)
 }
 
 fn parse_query_only(list: &str) -> Result<query::QuerySelection> {
@@ -141,6 +160,11 @@ fn parse_args() -> Result<Option<Args>> {
             net_fanout::server_child(&dir.context("net-server needs --dir")?, max)?;
             return Ok(None);
         }
+        Some("net-clients") => {
+            // Child of `net`: figure 5's receiving clients (see `net_clients.rs`).
+            net_clients::child(&args.collect::<Vec<_>>())?;
+            return Ok(None);
+        }
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return Ok(None);
@@ -153,6 +177,8 @@ fn parse_args() -> Result<Option<Args>> {
         dir: None,
         only: parse_only("commit1,commit8,bulk,gets,open")?,
         query_only: parse_query_only("indexed,latency")?,
+        net_only: (true, true),
+        net_clients: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -164,8 +190,19 @@ fn parse_args() -> Result<Option<Args>> {
                     Command::Engine => out.only = parse_only(&list)?,
                     Command::Query => out.query_only = parse_query_only(&list)?,
                     Command::Sync => bail!("sync has no --only"),
-                    Command::Net => bail!("net has no --only"),
+                    Command::Net => out.net_only = parse_net_only(&list)?,
                 }
+            }
+            "--clients" if command == Command::Net => {
+                let n: usize = args
+                    .next()
+                    .context("--clients needs a number")?
+                    .parse()
+                    .context("--clients needs a number")?;
+                if n < 2 {
+                    bail!("--clients needs at least 2 (one writes, the others receive)");
+                }
+                out.net_clients = Some(n);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -236,7 +273,11 @@ fn main() -> Result<()> {
             sync_bench::run(dir, sizes)?;
         }
         Command::Net => {
-            let sizes = net_bench::NetSizes::new(args.quick);
+            let mut sizes = net_bench::NetSizes::new(args.quick);
+            (sizes.sync_figures, sizes.fanout_figure) = args.net_only;
+            if let Some(n) = args.net_clients {
+                sizes.clients = n;
+            }
             println!("{sizes:?}");
             println!("load average at start: {}", load_average());
             println!();

@@ -1,11 +1,12 @@
 //! Figure 5 of `blazedb-bench net`: many connected clients. The server runs in a child
-//! process (this binary re-executed as `net-server`), so its resident memory can be read
-//! from `/proc/<pid>/status` without counting the clients, which all live in the bench
-//! process.
+//! process (this binary re-executed as `net-server`), so its resident memory and
+//! threads can be read from `/proc/<pid>/status` without counting the clients; the
+//! receiving clients run in further child processes (`net_clients.rs`, up to 2,500
+//! each, for the descriptor limit), the writing client in the bench process.
 //!
 //! - Server RSS per client: `VmRSS` with the server started and idle and no client, then
 //!   with N clients connected, each through its initial sync (all idle):
-//!   (after − before) / N.
+//!   (after − before) / N. Its threads likewise.
 //! - Fan-out: one write at one client; the time from just before its commit until the
 //!   last of the other N − 1 clients has committed it (applied through sync). Arrival is
 //!   observed, not polled: each receiving client has a live subscription to the
@@ -14,9 +15,9 @@
 //!   client syncs now (untimed), so each round starts from a settled system instead of
 //!   overlapping the previous write's trailing acknowledgments.
 //!
-//! All clients share the bench process and the machine's cores with the server, so on
-//! a small machine the fan-out time includes the clients' own work of applying the
-//! write.
+//! All processes share the machine's cores, so on a small machine the fan-out time
+//! includes the clients' own work of applying the write (one durable commit each, in
+//! its own database file).
 
 #![cfg_attr(not(feature = "net"), allow(unused_imports, dead_code))]
 
@@ -28,23 +29,30 @@ use anyhow::{Context, Result, bail};
 
 /// Database name, password and token shared by the server child and the clients.
 const DB_NAME: &str = "main";
-const PASSWORD: &str = "bench";
+pub(crate) const PASSWORD: &str = "bench";
 const TOKEN: &str = "bench-token";
 
-/// Raises the soft file-descriptor limit to the hard one; fails if that leaves fewer
-/// than `needed`.
+/// Raises the file-descriptor limit to at least `needed`: the soft limit up to the
+/// hard one, and the hard one too where the process may (as root, up to the kernel's
+/// `nr_open`); fails if the limit stays below `needed`.
 #[cfg(feature = "net")]
-fn raise_fd_limit(needed: u64) -> Result<()> {
+pub(crate) fn raise_fd_limit(needed: u64) -> Result<()> {
     let (soft, hard) = rlimit::Resource::NOFILE
         .get()
         .context("reading RLIMIT_NOFILE")?;
+    if hard < needed && rlimit::Resource::NOFILE.set(needed, needed).is_ok() {
+        return Ok(());
+    }
     if soft < hard {
         rlimit::Resource::NOFILE
             .set(hard, hard)
             .context("raising RLIMIT_NOFILE")?;
     }
     if hard < needed {
-        bail!("this figure needs {needed} file descriptors; the hard limit is {hard}");
+        bail!(
+            "this figure needs {needed} file descriptors; the hard limit is {hard} \
+             (raise it, e.g. `ulimit -Hn {needed}` as root, or run fewer --clients)"
+        );
     }
     Ok(())
 }
@@ -184,10 +192,23 @@ impl Drop for ServerProcess {
 #[cfg(feature = "net")]
 const T: Duration = Duration::from_secs(600);
 
+/// The server as the clients dial it.
+#[cfg(feature = "net")]
+pub(crate) fn remote(target: &crate::net_clients::Target) -> Result<blazedb_net::RemoteNode> {
+    use blazedb_net::{Credentials, Fingerprint, RemoteNode};
+    Ok(RemoteNode::pinned(
+        "localhost",
+        target.addr.port(),
+        DB_NAME,
+        Fingerprint::parse(&target.fingerprint)?,
+        Credentials::none().token(TOKEN),
+    ))
+}
+
 /// Connects every database to the server (at most [`CONNECTING`] at a time), each
 /// through its initial sync.
 #[cfg(feature = "net")]
-async fn connect_all(
+pub(crate) async fn connect_all(
     dbs: &[blazedb_engine::Database],
     remote: &blazedb_net::RemoteNode,
 ) -> Result<Vec<std::sync::Arc<blazedb_sync::SyncHandle>>> {
@@ -222,19 +243,22 @@ async fn connect_all(
 }
 
 /// One fan-out round: `writer` inserts the round's document; returns, per other
-/// client, the time from the write's commit to its arrival there.
+/// client, the time from just before the write's commit to its arrival there (as the
+/// client processes report it, in wall-clock microseconds).
 #[cfg(feature = "net")]
 async fn one_round(
     writer: &blazedb_engine::Database,
     round: usize,
     clients: usize,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, i64, Instant)>,
+    said: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, crate::net_clients::Said)>,
 ) -> Result<Vec<Duration>> {
+    use crate::net_clients::{Said, unix_us};
+
     let mut seen = vec![false; clients];
     let mut arrivals = Vec::with_capacity(clients - 1);
     let w = writer.clone();
     let round_no = round as i64;
-    let t0 = Instant::now();
+    let t0 = unix_us();
     tokio::task::spawn_blocking(move || {
         w.collection("fan")
             .insert(blazedb_engine::Document::new().with("round", round_no))
@@ -242,17 +266,25 @@ async fn one_round(
     .await??;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while arrivals.len() < clients - 1 {
-        let Ok(got) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+        let Ok(got) = tokio::time::timeout_at(deadline, said.recv()).await else {
             bail!(
                 "fan-out round {round}: {} of {} clients had the write after 120 s",
                 arrivals.len(),
                 clients - 1
             );
         };
-        let (i, r, at) = got.context("the arrival channel closed")?;
-        if r == round_no && !seen[i] {
-            seen[i] = true;
-            arrivals.push(at.saturating_duration_since(t0));
+        let (who, m) = got.context("every client process is gone")?;
+        match m {
+            Said::Arrival {
+                client,
+                round: r,
+                at_us,
+            } if r == round_no && client < clients && !seen[client] => {
+                seen[client] = true;
+                arrivals.push(Duration::from_micros(at_us.saturating_sub(t0)));
+            }
+            Said::Gone => bail!("client process {who} exited during round {round}"),
+            _ => {}
         }
     }
     Ok(arrivals)
@@ -260,7 +292,7 @@ async fn one_round(
 
 /// Every client syncs now, at once; returns when all are done.
 #[cfg(feature = "net")]
-async fn settle(handles: &[std::sync::Arc<blazedb_sync::SyncHandle>]) -> Result<()> {
+pub(crate) async fn settle(handles: &[std::sync::Arc<blazedb_sync::SyncHandle>]) -> Result<()> {
     let mut settling = tokio::task::JoinSet::new();
     for h in handles {
         let h = std::sync::Arc::clone(h);
@@ -284,8 +316,9 @@ pub(crate) struct FanoutResult {
     pub rss_idle_kib: u64,
     pub rss_connected_kib: u64,
     pub rss_after_fanout_kib: u64,
-    /// Server threads with every client connected.
+    /// Server threads with every client connected, and idle with none.
     pub server_threads: u64,
+    pub idle_threads: u64,
     /// Creating the client databases, connecting them all (each through its initial
     /// sync).
     pub open_time: Duration,
@@ -307,87 +340,68 @@ impl FanoutResult {
 }
 
 /// Runs figure 5 with `clients` clients and `rounds` fan-out writes; databases go
-/// under `dir`.
+/// under `dir`. The writing client lives in this process, the others in child
+/// processes (`net_clients.rs`).
 #[cfg(feature = "net")]
 pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<FanoutResult> {
-    use std::sync::Arc;
-
-    use blazedb_engine::{Database, KdfParams, Value};
-    use blazedb_net::{Credentials, Fingerprint, RemoteNode};
-    use tokio::sync::mpsc;
+    use crate::net_clients::{ClientProcess, PER_CHILD, Said, Target};
 
     if clients < 2 {
         bail!("the fan-out needs at least 2 clients");
     }
-    // In this process: per client its database's files (data file, lock) and a socket.
-    raise_fd_limit(4 * clients as u64 + 256)?;
     let sdir = dir.join("fan-server");
     let server =
         tokio::task::spawn_blocking(move || ServerProcess::spawn(&sdir, clients + 64)).await??;
     let pid = server.pid();
     let rss_idle_kib = proc_status(pid, "VmRSS")?;
+    let idle_threads = proc_status(pid, "Threads")?;
+    let target = Target {
+        addr: server.addr,
+        fingerprint: server.fingerprint.clone(),
+    };
 
-    let fp = Fingerprint::parse(&server.fingerprint)?;
-    let remote = RemoteNode::pinned(
-        "localhost",
-        server.addr.port(),
-        DB_NAME,
-        fp,
-        Credentials::none().token(TOKEN),
-    );
-
-    let t = Instant::now();
     let cdir = dir.join("fan-clients");
     std::fs::create_dir_all(&cdir)?;
-    let dbs: Vec<Database> = {
+    let t = Instant::now();
+    let (said_tx, mut said) = tokio::sync::mpsc::unbounded_channel();
+    let mut children = Vec::new();
+    let mut first = 1;
+    while first < clients {
+        let count = PER_CHILD.min(clients - first);
+        children.push(ClientProcess::spawn(
+            &cdir,
+            &target,
+            first,
+            count,
+            children.len(),
+            said_tx.clone(),
+        )?);
+        first += count;
+    }
+    drop(said_tx);
+    let writer = {
         let cdir = cdir.clone();
         tokio::task::spawn_blocking(move || {
-            (0..clients)
-                .map(|i| {
-                    Ok(Database::builder().kdf(KdfParams::INSECURE_FAST).open(
-                        &cdir,
-                        &format!("c{i}"),
-                        PASSWORD,
-                    )?)
-                })
-                .collect::<Result<Vec<_>>>()
+            blazedb_engine::Database::builder()
+                .kdf(blazedb_engine::KdfParams::INSECURE_FAST)
+                .open(&cdir, "c0", PASSWORD)
         })
         .await??
     };
-    let open_time = t.elapsed();
-
-    let t = Instant::now();
-    let handles = connect_all(&dbs, &remote).await?;
-    let connect_time = t.elapsed();
-    if handles.len() != clients || handles.iter().any(|h| !h.status().connected) {
-        bail!("not every client is connected");
-    }
+    let writer_handle = connect_all(std::slice::from_ref(&writer), &remote(&target)?).await?;
+    let open_time = wait_all(&mut said, children.len(), |m| matches!(m, Said::Opened))
+        .await
+        .map(|()| t.elapsed())?;
+    wait_all(&mut said, children.len(), |m| matches!(m, Said::Ready)).await?;
+    let connect_time = t.elapsed().saturating_sub(open_time);
     let rss_connected_kib = proc_status(pid, "VmRSS")?;
     let server_threads = proc_status(pid, "Threads")?;
 
-    // Arrival at each receiving client: the commit hook runs right after the applying
-    // commit has published its events to the subscription, on the committing thread.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, i64, Instant)>();
-    let mut hooks = Vec::with_capacity(clients);
-    for (i, db) in dbs.iter().enumerate().skip(1) {
-        let sub = Arc::new(db.subscribe("fan", 64)?);
-        let tx = tx.clone();
-        hooks.push(db.on_commit(move || {
-            while let Ok(ev) = sub.try_recv() {
-                if let Some(Value::Int(round)) = ev.doc.as_ref().and_then(|d| d.get("round")) {
-                    let _ = tx.send((i, *round, Instant::now()));
-                }
-            }
-        })?);
-    }
-    drop(tx);
-
-    let writer = dbs[0].clone();
     let mut fanout_all = Vec::with_capacity(rounds);
     let mut fanout_median = Vec::with_capacity(rounds);
     let mut settle_time = Duration::ZERO;
     for round in 0..rounds {
-        let mut arrivals = one_round(&writer, round, clients, &mut rx).await?;
+        let mut arrivals = one_round(&writer, round, clients, &mut said).await?;
         arrivals.sort_unstable();
         fanout_all.push(arrivals.last().copied().unwrap_or_default());
         fanout_median.push(arrivals[arrivals.len() / 2]);
@@ -396,28 +410,65 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
         // would otherwise overlap the next round. Every client syncing now returns once
         // its side is confirmed and it has everything the server had.
         let t = Instant::now();
-        settle(&handles).await?;
+        for c in &mut children {
+            c.settle()?;
+        }
+        settle(&writer_handle).await?;
+        wait_all(&mut said, children.len(), |m| matches!(m, Said::Settled)).await?;
         settle_time += t.elapsed();
     }
     let rss_after_fanout_kib = proc_status(pid, "VmRSS")?;
 
-    drop(hooks);
-    for h in &handles {
+    for h in &writer_handle {
         h.stop().await;
     }
-    drop(handles);
-    drop(dbs);
-    tokio::task::spawn_blocking(move || server.stop()).await??;
+    drop(writer_handle);
+    drop(writer);
+    tokio::task::spawn_blocking(move || {
+        for c in children {
+            c.stop()?;
+        }
+        server.stop()
+    })
+    .await??;
     Ok(FanoutResult {
         clients,
         rss_idle_kib,
         rss_connected_kib,
         rss_after_fanout_kib,
         server_threads,
+        idle_threads,
         open_time,
         connect_time,
         fanout_all,
         fanout_median,
         settle_time,
     })
+}
+
+/// Waits until each of `children` client processes said what `is` accepts (arrivals
+/// in between are stale: a round's late copies).
+#[cfg(feature = "net")]
+async fn wait_all(
+    said: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, crate::net_clients::Said)>,
+    children: usize,
+    is: impl Fn(&crate::net_clients::Said) -> bool,
+) -> Result<()> {
+    use crate::net_clients::Said;
+    let mut seen = vec![false; children];
+    let mut left = children;
+    while left > 0 {
+        let got = tokio::time::timeout(T, said.recv()).await;
+        let Ok(Some((who, m))) = got else {
+            bail!("client processes stopped answering ({left} of {children} still to answer)");
+        };
+        if matches!(m, Said::Gone) {
+            bail!("client process {who} exited early");
+        }
+        if is(&m) && !seen[who] {
+            seen[who] = true;
+            left -= 1;
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use crate::codec::{CaptureRecord, decode, encode};
 use crate::format::{META_FORMAT, sealed_format_record, verify_format};
 pub use crate::handle::Database;
 use crate::handle::Inner;
-use crate::hooks::{CommitHook, HookHost, Hooks};
+use crate::hooks::{CommitHook, Committed, HookHost, Hooks};
 use crate::keyfile::{KeyFile, sync_dir};
 use crate::options::{OpenMode, OpenOptions};
 use crate::raw::storage_err;
@@ -393,11 +393,15 @@ impl Database {
     }
 
     /// Calls `hook` after every successful commit of this database (local writes and
-    /// applied remote changes alike) until the returned guard is dropped.
+    /// applied remote changes alike), with what the commit carried, until the returned
+    /// guard is dropped.
     ///
     /// # Errors
     /// [`Error::TooLarge`] beyond [`crate::hooks::COMMIT_HOOKS_MAX`] hooks.
-    pub fn on_commit(&self, hook: impl Fn() + Send + Sync + 'static) -> Result<CommitHook> {
+    pub fn on_commit(
+        &self,
+        hook: impl Fn(&Committed) + Send + Sync + 'static,
+    ) -> Result<CommitHook> {
         let host: Arc<dyn HookHost> = Arc::clone(&self.inner) as Arc<dyn HookHost>;
         Hooks::register(host, hook)
     }

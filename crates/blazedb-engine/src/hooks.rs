@@ -6,6 +6,9 @@
 //!   the write lock is released; it must be quick (the sync layer's only sets a flag
 //!   and wakes a task).
 //! - With no hook registered a commit pays one atomic load.
+//! - A hook learns what the commit carried ([`Committed`]), so a listener that only
+//!   cares about some commits (the sync layer: local writes to take over, log entries
+//!   to send) does nothing for the others, instead of waking every task it serves.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +16,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Most hooks on one database (each sync connection registers one).
 pub const COMMIT_HOOKS_MAX: usize = 4096;
 
-type Hook = Arc<dyn Fn() + Send + Sync>;
+/// What a commit carried, as its hooks see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// It wrote change-log entries: local writes that sync has not taken over yet.
+    pub local_changes: bool,
+    /// The layer above marked it as worth a wake-up
+    /// ([`crate::internal::SyncWrite::signal_listeners`]; the sync layer marks every
+    /// commit that grew its log).
+    pub signaled: bool,
+}
+
+type Hook = Arc<dyn Fn(&Committed) + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct Hooks {
@@ -23,7 +37,7 @@ pub(crate) struct Hooks {
 }
 
 impl Hooks {
-    pub(crate) fn fire(&self) {
+    pub(crate) fn fire(&self, committed: &Committed) {
         if !self.any.load(Ordering::Acquire) {
             return;
         }
@@ -35,7 +49,7 @@ impl Hooks {
             .map(|(_, h)| Arc::clone(h))
             .collect();
         for hook in list {
-            hook();
+            hook(committed);
         }
     }
 }
@@ -70,7 +84,7 @@ impl Hooks {
     /// [`blazedb_core::Error::TooLarge`] beyond [`COMMIT_HOOKS_MAX`] hooks.
     pub(crate) fn register(
         host: Arc<dyn HookHost>,
-        hook: impl Fn() + Send + Sync + 'static,
+        hook: impl Fn(&Committed) + Send + Sync + 'static,
     ) -> blazedb_core::Result<CommitHook> {
         let hooks = host.hooks();
         let mut list = hooks.list.lock().unwrap_or_else(PoisonError::into_inner);

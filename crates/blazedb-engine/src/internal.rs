@@ -95,6 +95,10 @@ pub trait SyncWrite: sealed::Sealed {
     /// [`blazedb_core::Error::InvalidName`] for a bad namespace; storage errors.
     fn aux_log_put(&mut self, ns: &str, seq: u64, value: &[u8]) -> Result<()>;
 
+    /// Marks this transaction's commit as worth a wake-up: its commit hooks see
+    /// [`crate::Committed::signaled`].
+    fn signal_listeners(&mut self);
+
     /// Removes the entries of log `ns` with positions in `from..=upto`; returns how many
     /// were present. The caller bounds the range: each position is one removal.
     ///
@@ -182,6 +186,10 @@ impl SyncDatabase for Database {
 }
 
 impl SyncWrite for WriteTxn<'_> {
+    fn signal_listeners(&mut self) {
+        self.signal();
+    }
+
     fn aux_put(&mut self, ns: &str, key: &[u8], value: &[u8]) -> Result<()> {
         check_name(NameKind::Collection, ns)?;
         let vault = &self.db().inner.vault;

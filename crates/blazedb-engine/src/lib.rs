@@ -72,7 +72,7 @@ pub use blazedb_storage::TableSpace;
 pub use changes::{Change, ChangeOp};
 pub use database::{Database, database_path};
 pub use handle::{Collection, TypedCollection};
-pub use hooks::CommitHook;
+pub use hooks::{CommitHook, Committed};
 pub use index::{IndexInfo, IndexNote, IndexSpec};
 pub use live::{Event, EventKind, Subscription, SubscriptionError};
 pub use ndjson::{ExportReport, ImportOptions, ImportReport};

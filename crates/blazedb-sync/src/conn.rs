@@ -1,5 +1,6 @@
 //! Runs one [`Session`] over one [`Wire`] until it ends; shared by dialing handles and
-//! servers. Database work runs on tokio's blocking pool, never on the async workers.
+//! servers. Database work runs on the sync layer's database workers (`workers.rs`: a
+//! fixed set of threads), never on the async workers.
 //!
 //! Invariants:
 //! - Outgoing messages go through the wire's bounded queue (after taking their share
@@ -66,8 +67,12 @@ pub(crate) enum End {
     Closed(String),
 }
 
-/// Wakes sessions on every commit of a database (live sync). One hook per database
-/// handle, however many sessions listen.
+/// Wakes sessions on the commits of a database that give them something to send
+/// (live sync): local writes to take over, or a grown sync log (`node/log.rs` marks
+/// every commit that appends). Commits that only move cursors or acknowledgments wake
+/// no one: on a server with N clients each acknowledgment would otherwise wake all N
+/// sessions to read the database and find nothing. One hook per database handle,
+/// however many sessions listen.
 pub(crate) struct CommitSignal {
     rx: watch::Receiver<u64>,
     _hook: CommitHook,
@@ -76,8 +81,10 @@ pub(crate) struct CommitSignal {
 impl CommitSignal {
     pub(crate) fn new(db: &Database) -> blazedb_core::Result<CommitSignal> {
         let (tx, rx) = watch::channel(0u64);
-        let hook = db.on_commit(move || {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+        let hook = db.on_commit(move |c| {
+            if c.local_changes || c.signaled {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
         })?;
         Ok(CommitSignal { rx, _hook: hook })
     }
@@ -133,16 +140,16 @@ async fn blocking<T: Send + 'static>(
     session: Session,
     f: impl FnOnce(&mut Session) -> T + Send + 'static,
 ) -> (Option<Session>, Option<T>) {
-    match tokio::task::spawn_blocking(move || {
+    match crate::workers::run(move || {
         let mut s = session;
         let r = f(&mut s);
         (s, r)
     })
     .await
     {
-        Ok((s, r)) => (Some(s), Some(r)),
-        Err(e) => {
-            tracing::error!(error = %e, "sync session task failed");
+        Some((s, r)) => (Some(s), Some(r)),
+        None => {
+            tracing::error!("sync session task failed (a panic in its database work)");
             (None, None)
         }
     }
@@ -388,5 +395,57 @@ async fn remember_peer(node: &SyncNode, session: &Session, ctl: &mut Control) {
     {
         let node = node.clone();
         let _ = tokio::task::spawn_blocking(move || node.remember_peer_at(&target, p.node)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use blazedb_engine::{Database, Document, KdfParams};
+
+    use super::CommitSignal;
+    use crate::clock::{NodeId, Role};
+    use crate::config::SyncConfig;
+    use crate::node::SyncNode;
+    use crate::position::LogPos;
+
+    /// Whether the signal moved since the last call (and marks it seen).
+    fn woke(rx: &mut tokio::sync::watch::Receiver<u64>) -> bool {
+        let moved = rx.has_changed().expect("the signal lives");
+        rx.mark_unchanged();
+        moved
+    }
+
+    #[test]
+    fn sessions_wake_for_local_writes_and_log_growth_but_not_for_acknowledgments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::builder()
+            .kdf(KdfParams::INSECURE_FAST)
+            .open(dir.path(), "db", "pw")
+            .expect("open");
+        let node = SyncNode::enable(&db, Role::Server, &SyncConfig::default()).expect("enable");
+        let signal = CommitSignal::new(&db).expect("signal");
+        let mut rx = signal.subscribe();
+
+        db.collection("c")
+            .insert(Document::new().with("n", 1i64))
+            .expect("insert");
+        assert!(woke(&mut rx), "a local write must wake the sessions");
+
+        node.absorb().expect("absorb");
+        assert!(
+            woke(&mut rx),
+            "taking the write into the sync log must wake them"
+        );
+        assert!(node.log_last().expect("log") > LogPos::ZERO);
+
+        node.note_acked(NodeId(7), node.log_last().expect("log"), LogPos::ZERO)
+            .expect("ack");
+        assert!(
+            !woke(&mut rx),
+            "an acknowledgment gives no session anything to send"
+        );
+
+        node.absorb().expect("absorb with nothing new");
+        assert!(!woke(&mut rx), "an absorb that took nothing wakes no one");
     }
 }

@@ -33,6 +33,7 @@ pub mod relay;
 pub mod session;
 pub mod topology;
 pub mod vv;
+mod workers;
 pub mod write;
 
 pub use clock::{Hlc, NodeId, Role, WallClock};

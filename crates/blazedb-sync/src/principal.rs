@@ -12,11 +12,20 @@
 //! Records: namespace `sync.principal`, key = node id (8 bytes, big-endian), value =
 //! the principal's UTF-8 name. Written in their own small transactions: a binding lost
 //! in a crash is made again by the next hello or batch that carries it.
+//!
+//! Counts: namespace `sync.principal.count`, key = the principal's UTF-8 name, value =
+//! how many node ids it holds (u64, big-endian), so a hello checks the cap without
+//! reading every binding (with the shared credential's 100,000 that scan made each new
+//! client's first hello cost linear in the clients before it). Invariant: a count,
+//! once stored, is updated in every transaction that binds, learns or replaces a
+//! binding of its principal; a missing count (a database from before counts, or a
+//! principal only learned from peers) is computed from the bindings when a hello first
+//! needs it.
 
 use std::collections::BTreeSet;
 
-use blazedb_engine::Durability;
 use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
+use blazedb_engine::{Durability, WriteTxn};
 
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
@@ -26,6 +35,8 @@ use crate::record::peer_key;
 
 /// Namespace of node → principal bindings.
 pub(crate) const NS_PRINCIPAL: &str = "sync.principal";
+/// Namespace of principal → node ids bound (see the module docs).
+pub(crate) const NS_PRINCIPAL_COUNT: &str = "sync.principal.count";
 /// Most node ids one named user may bind (each is a peer the server keeps a record
 /// of): a user's devices, with room for reinstalls.
 pub const NODES_PER_USER_MAX: usize = 1_000;
@@ -41,6 +52,56 @@ pub(crate) enum Binding {
     Taken,
     /// The principal holds as many node ids as it may.
     Full(usize),
+}
+
+/// The stored count of `principal`, if there is one.
+fn stored_count(tx: &mut WriteTxn<'_>, principal: &str) -> Result<Option<u64>> {
+    match tx.aux_get(NS_PRINCIPAL_COUNT, principal.as_bytes())? {
+        None => Ok(None),
+        Some(bytes) => {
+            let b: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| SyncError::Corrupt {
+                    what: "principal count",
+                    detail: format!("{} bytes, not 8", bytes.len()),
+                })?;
+            Ok(Some(u64::from_be_bytes(b)))
+        }
+    }
+}
+
+fn store_count(tx: &mut WriteTxn<'_>, principal: &str, n: u64) -> Result<()> {
+    tx.aux_put(NS_PRINCIPAL_COUNT, principal.as_bytes(), &n.to_be_bytes())?;
+    Ok(())
+}
+
+/// How many node ids `principal` holds: its stored count, or counted from the
+/// bindings (and stored from now on).
+fn count_of(tx: &mut WriteTxn<'_>, principal: &str) -> Result<u64> {
+    if let Some(n) = stored_count(tx, principal)? {
+        return Ok(n);
+    }
+    let n = tx
+        .aux_scan(NS_PRINCIPAL)?
+        .iter()
+        .filter(|(_, p)| p.as_slice() == principal.as_bytes())
+        .count() as u64;
+    store_count(tx, principal, n)?;
+    Ok(n)
+}
+
+/// Moves one binding from `old` (if it had one) to `new` in the counts that exist.
+fn recount(tx: &mut WriteTxn<'_>, old: Option<&str>, new: &str) -> Result<()> {
+    if let Some(old) = old
+        && let Some(n) = stored_count(tx, old)?
+    {
+        store_count(tx, old, n.saturating_sub(1))?;
+    }
+    if let Some(n) = stored_count(tx, new)? {
+        store_count(tx, new, n + 1)?;
+    }
+    Ok(())
 }
 
 fn decode(bytes: Vec<u8>) -> Result<String> {
@@ -90,15 +151,12 @@ impl SyncNode {
         } else {
             NODES_PER_USER_MAX
         };
-        let held = tx
-            .aux_scan(NS_PRINCIPAL)?
-            .iter()
-            .filter(|(_, p)| p.as_slice() == principal.as_bytes())
-            .count();
-        if held >= cap {
+        let held = count_of(&mut tx, principal)?;
+        if held >= cap as u64 {
             return Ok(Binding::Full(cap));
         }
         tx.aux_put(NS_PRINCIPAL, &peer_key(node), principal.as_bytes())?;
+        store_count(&mut tx, principal, held + 1)?;
         tx.commit()?;
         Ok(Binding::Yours)
     }
@@ -132,7 +190,16 @@ impl SyncNode {
         let mut tx = self.database().begin_apply()?;
         tx.set_durability(Durability::Eventual);
         for (node, name) in fresh {
+            // Read again in the transaction: the list may name a node twice.
+            let old = tx
+                .aux_get(NS_PRINCIPAL, &peer_key(node))?
+                .map(decode)
+                .transpose()?;
+            if old.as_deref() == Some(name.as_str()) {
+                continue;
+            }
             tx.aux_put(NS_PRINCIPAL, &peer_key(node), name.as_bytes())?;
+            recount(&mut tx, old.as_deref(), name)?;
         }
         tx.commit()?;
         Ok(())
@@ -176,6 +243,14 @@ mod tests {
     #[test]
     fn a_node_id_belongs_to_the_first_principal_and_a_user_binds_a_bounded_number() {
         let (_dir, n) = node();
+        // Alice holds all but two of her node ids already, as a database from before
+        // the counts would: bindings and no count.
+        let mut tx = n.database().begin_apply().expect("tx");
+        for i in 0..NODES_PER_USER_MAX as u64 - 2 {
+            tx.aux_put(NS_PRINCIPAL, &peer_key(NodeId(1_000 + i)), b"alice")
+                .expect("put");
+        }
+        tx.commit().expect("commit");
         assert_eq!(
             n.bind_principal(NodeId(1), "alice").expect("bind"),
             Binding::Yours
@@ -192,13 +267,6 @@ mod tests {
             n.principal_of(NodeId(1)).expect("get").as_deref(),
             Some("alice")
         );
-        // Fill alice up to one below her cap in one transaction, then bind the last.
-        let mut tx = n.database().begin_apply().expect("tx");
-        for i in 0..NODES_PER_USER_MAX as u64 - 2 {
-            tx.aux_put(NS_PRINCIPAL, &peer_key(NodeId(1_000 + i)), b"alice")
-                .expect("put");
-        }
-        tx.commit().expect("commit");
         assert_eq!(
             n.bind_principal(NodeId(2), "alice").expect("bind"),
             Binding::Yours
@@ -211,6 +279,48 @@ mod tests {
             n.bind_principal(NodeId(3), "bob").expect("bind"),
             Binding::Yours
         );
+    }
+
+    #[test]
+    fn the_stored_counts_follow_bindings_learned_and_replaced_so_the_cap_holds() {
+        let (_dir, n) = node();
+        for i in 0..NODES_PER_USER_MAX as u64 {
+            assert_eq!(
+                n.bind_principal(NodeId(1_000 + i), "alice").expect("bind"),
+                Binding::Yours
+            );
+        }
+        // A trusted peer says one of alice's nodes is carol's, then names a new one
+        // alice's: alice is at her cap again.
+        n.learn_principals(&[(NodeId(1_000), "carol".into())])
+            .expect("learn");
+        n.learn_principals(&[(NodeId(5), "alice".into()), (NodeId(5), "alice".into())])
+            .expect("learn");
+        assert_eq!(
+            n.bind_principal(NodeId(6), "alice").expect("bind"),
+            Binding::Full(NODES_PER_USER_MAX),
+            "1,000 bound, one moved to carol, one learned: the cap is reached"
+        );
+        n.learn_principals(&[(NodeId(5), "carol".into())])
+            .expect("learn");
+        assert_eq!(
+            n.bind_principal(NodeId(6), "alice").expect("bind"),
+            Binding::Yours
+        );
+        // The stored counts are what the bindings say.
+        let mut tx = n.database().begin_apply().expect("tx");
+        let all = tx.aux_scan(NS_PRINCIPAL).expect("scan");
+        for who in ["alice", "carol"] {
+            let bound = all
+                .iter()
+                .filter(|(_, p)| p.as_slice() == who.as_bytes())
+                .count();
+            let stored = super::stored_count(&mut tx, who).expect("count");
+            assert!(
+                stored.is_none_or(|c| c == bound as u64),
+                "{who}: stored {stored:?}, bound {bound}"
+            );
+        }
     }
 
     #[test]

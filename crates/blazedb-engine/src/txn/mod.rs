@@ -62,4 +62,6 @@ pub struct WriteTxn<'db> {
     /// recorded (before/after) for delivery at commit.
     watch: bool,
     written: Vec<crate::live::Written>,
+    /// Marked by the layer above for its commit hooks (`Committed::signaled`).
+    signal: bool,
 }

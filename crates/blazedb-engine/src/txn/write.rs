@@ -47,6 +47,7 @@ impl<'db> WriteTxn<'db> {
             indexes: IndexCache::default(),
             watch: db.inner.hub.has_subscribers(),
             written: Vec::new(),
+            signal: false,
         })
     }
 
@@ -77,6 +78,11 @@ impl<'db> WriteTxn<'db> {
     #[must_use]
     pub fn captures_changes(&self) -> bool {
         self.capture
+    }
+
+    /// Marks the commit for the commit hooks (`Committed::signaled`).
+    pub(crate) fn signal(&mut self) {
+        self.signal = true;
     }
 
     /// Overrides the durability of this transaction's commit.
@@ -112,9 +118,13 @@ impl<'db> WriteTxn<'db> {
         }
         let durable = self.durability == Durability::Immediate;
         let db = self.db;
+        let committed = crate::hooks::Committed {
+            local_changes: self.capture && self.counters.next_seq > self.first_seq,
+            signaled: self.signal,
+        };
         if !self.watch {
             self.tx.commit(durable).map_err(|e| db.storage_err(e))?;
-            db.inner.hooks.fire();
+            db.inner.hooks.fire(&committed);
             return Ok(());
         }
         // The ticket is taken while this transaction still holds the writer lock, so
@@ -131,7 +141,7 @@ impl<'db> WriteTxn<'db> {
             },
         );
         if result.is_ok() {
-            db.inner.hooks.fire();
+            db.inner.hooks.fire(&committed);
         }
         result
     }

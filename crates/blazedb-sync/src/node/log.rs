@@ -25,6 +25,8 @@ impl SyncNode {
         item: Item,
     ) -> Result<()> {
         meta.log_last = meta.log_last.next();
+        // Sessions wake on this commit to send the entry (`conn.rs`, `CommitSignal`).
+        tx.signal_listeners();
         let entry = LogEntry { via, item };
         tx.aux_log_put(
             LOG,

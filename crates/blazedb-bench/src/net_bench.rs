@@ -468,7 +468,9 @@ fn print_fanout_details(fan: &crate::net_fanout::FanoutResult) {
         "figure 5 details: {} client databases created in {:.1} s, connected and synced in {:.1} s \
          ({} at a time); settling between rounds (every client syncs now, untimed) {:.1} s in \
          all; server threads with all connected: {}; server VmRSS after the fan-out: {} KiB; \
-         median client reached after {:.1} ms (p50 of rounds); all rounds (ms): {}",
+         median client reached after {:.1} ms (p50 of rounds); CPU per round (the write \
+         until its last arrival): server {:.0} ms, receiving clients {:.0} ms, on {} cores; \
+         all rounds (ms): {}",
         fan.clients,
         fan.open_time.as_secs_f64(),
         fan.connect_time.as_secs_f64(),
@@ -477,6 +479,9 @@ fn print_fanout_details(fan: &crate::net_fanout::FanoutResult) {
         fan.server_threads,
         fan.rss_after_fanout_kib,
         ms(median_client.p50),
+        ms(fan.server_cpu_per_round),
+        ms(fan.clients_cpu_per_round),
+        std::thread::available_parallelism().map_or(0, usize::from),
         fan.fanout_all
             .iter()
             .map(|d| format!("{:.0}", ms(*d)))

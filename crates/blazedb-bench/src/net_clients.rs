@@ -115,6 +115,10 @@ impl ClientProcess {
         Ok(ClientProcess { child, stdin })
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Asks every client of the child to sync now (answered by `settled`).
     pub(crate) fn settle(&mut self) -> Result<()> {
         let stdin = self.stdin.as_mut().context("the child is stopping")?;

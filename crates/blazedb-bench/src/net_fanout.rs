@@ -67,6 +67,27 @@ pub(crate) fn proc_status(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
+/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`
+/// (in the kernel's clock ticks of 1/100 s: `USER_HZ` is 100 on Linux).
+pub(crate) fn proc_cpu(pid: u32) -> Result<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces, inside parentheses).
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("no command name in /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let tick = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .context("no CPU times in /proc/<pid>/stat")
+    };
+    Ok(Duration::from_millis((tick(11)? + tick(12)?) * 10))
+}
+
 /// The child side: `net-server --dir DIR --max-connections N`. Opens (or creates) the
 /// server database in DIR, serves it over TLS on 127.0.0.1 (a free port), prints
 /// `ready listen=<addr> fingerprint=<hex>` and serves until its stdin closes (the parent
@@ -329,6 +350,12 @@ pub(crate) struct FanoutResult {
     pub fanout_median: Vec<Duration>,
     /// Settling after the rounds (every client's "sync now"), in total; not timed.
     pub settle_time: Duration,
+    /// CPU time per timed round (the write until its last arrival), of the server
+    /// process and of the receiving clients' processes together: on a machine whose
+    /// cores the clients share with the server, what the clients' own applying costs
+    /// bounds the figure from below.
+    pub server_cpu_per_round: Duration,
+    pub clients_cpu_per_round: Duration,
 }
 
 impl FanoutResult {
@@ -400,8 +427,15 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
     let mut fanout_all = Vec::with_capacity(rounds);
     let mut fanout_median = Vec::with_capacity(rounds);
     let mut settle_time = Duration::ZERO;
+    let (mut server_cpu, mut clients_cpu) = (Duration::ZERO, Duration::ZERO);
+    let cpu_of_clients = |children: &[ClientProcess]| -> Result<Duration> {
+        children.iter().map(|c| proc_cpu(c.pid())).sum()
+    };
     for round in 0..rounds {
+        let (s0, c0) = (proc_cpu(pid)?, cpu_of_clients(&children)?);
         let mut arrivals = one_round(&writer, round, clients, &mut said).await?;
+        server_cpu += proc_cpu(pid)?.saturating_sub(s0);
+        clients_cpu += cpu_of_clients(&children)?.saturating_sub(c0);
         arrivals.sort_unstable();
         fanout_all.push(arrivals.last().copied().unwrap_or_default());
         fanout_median.push(arrivals[arrivals.len() / 2]);
@@ -443,6 +477,8 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
         fanout_all,
         fanout_median,
         settle_time,
+        server_cpu_per_round: server_cpu / rounds.max(1) as u32,
+        clients_cpu_per_round: clients_cpu / rounds.max(1) as u32,
     })
 }
 

@@ -57,7 +57,14 @@ pub(crate) struct Meta {
     pub log_floor: LogPos,
     /// Position of the newest conflict-log entry.
     pub conflicts_last: u64,
-    /// For each origin, the highest counter of its writes applied here.
+    /// Unused, and kept empty: it held, for each origin, the highest counter of its
+    /// writes applied here, which nothing read, and it grew with every node that ever
+    /// wrote while every transaction decrypts and reseals this record (a server with
+    /// 10,000 writing clients would carry ~150 KB in each commit). The field stays so
+    /// records keep their layout in both directions; [`SyncNode`]'s transactions empty
+    /// it when they save.
+    ///
+    /// [`SyncNode`]: crate::SyncNode
     pub seen: Vv,
     /// Newest slot of the document index (each document state gets one when created).
     pub index_last: u64,

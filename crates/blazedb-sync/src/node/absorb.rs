@@ -111,7 +111,6 @@ impl SyncNode {
         };
         // A local write follows everything this node holds: it always applies.
         state.apply(&write)?;
-        meta.seen.raise(stamp.dot);
         self.append_log(tx, meta, None, Item::Write(write))
     }
 

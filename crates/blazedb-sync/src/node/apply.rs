@@ -181,7 +181,6 @@ impl SyncNode {
             return Ok(());
         }
         meta.clock.observe(w.stamp.hlc);
-        meta.seen.raise(w.stamp.dot);
         if let Some(loss) = applied.expired {
             // From beyond our horizon: not merged, and not passed on as a write. Its
             // origin expires it too (from the horizon in the snapshot it took
@@ -273,7 +272,6 @@ impl SyncNode {
         for r in &state.recs {
             meta.clock.observe(r.stamp.hlc);
         }
-        meta.seen.join(&state.vv);
         let (before, after) = (old.eval(), state.eval());
         let mut losses = state.losses_of(self.node);
         losses.extend(defeated.into_iter().filter(|l| l.loser.node() == self.node));

@@ -297,10 +297,12 @@ impl SyncNode {
     fn begin(&self) -> Result<(WriteTxn<'_>, Meta)> {
         let mut tx = self.db.begin_apply()?;
         tx.set_durability(self.opts.advanced.durability);
-        let meta = record::load_meta(&mut tx)?.ok_or_else(|| SyncError::Corrupt {
+        let mut meta = record::load_meta(&mut tx)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
             detail: "the sync metadata record is missing".into(),
         })?;
+        // Emptied at the first save (see `Meta::seen`).
+        meta.seen = crate::vv::Vv::new();
         Ok((tx, meta))
     }
 

@@ -10,6 +10,7 @@
 
 mod blaze;
 mod blaze_idx;
+mod child;
 mod docgen;
 mod indexed;
 mod measure;

@@ -52,11 +52,9 @@ pub(crate) enum Said {
     Gone,
 }
 
-/// One child, seen from the parent. Dropping it closes the child's stdin (which stops
-/// it) and waits for it.
+/// One child, seen from the parent (stopped by closing its stdin).
 pub(crate) struct ClientProcess {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
+    process: crate::child::StdinChild,
 }
 
 impl ClientProcess {
@@ -70,80 +68,61 @@ impl ClientProcess {
         me: usize,
         said: tokio::sync::mpsc::UnboundedSender<(usize, Said)>,
     ) -> Result<ClientProcess> {
-        let exe = std::env::current_exe().context("locating this benchmark's binary")?;
-        let mut child = std::process::Command::new(exe)
-            .arg("net-clients")
-            .arg(dir)
-            .arg(target.addr.to_string())
-            .arg(&target.fingerprint)
-            .arg(first.to_string())
-            .arg(count.to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .context("starting a client process")?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("the child's stdout")?;
+        let args = [
+            "net-clients".to_owned(),
+            dir.to_string_lossy().into_owned(),
+            target.addr.to_string(),
+            target.fingerprint.clone(),
+            first.to_string(),
+            count.to_string(),
+        ];
+        let (process, stdout) = crate::child::StdinChild::spawn(&args, "a client process")?;
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let mut w = line.split_whitespace();
-                let msg = match w.next() {
-                    Some("opened") => Said::Opened,
-                    Some("ready") => Said::Ready,
-                    Some("settled") => Said::Settled,
-                    Some("arrival") => {
-                        let mut num = || w.next().and_then(|v| v.parse::<u64>().ok());
-                        let (Some(client), Some(round), Some(at_us)) = (num(), num(), num()) else {
-                            continue;
-                        };
-                        Said::Arrival {
-                            client: client as usize,
-                            round: round as i64,
-                            at_us,
-                        }
-                    }
-                    _ => continue,
-                };
+                let Some(msg) = parse(&line) else { continue };
                 if said.send((me, msg)).is_err() {
                     return;
                 }
             }
             let _ = said.send((me, Said::Gone));
         });
-        Ok(ClientProcess { child, stdin })
+        Ok(ClientProcess { process })
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Asks every client of the child to sync now (answered by `settled`).
     pub(crate) fn settle(&mut self) -> Result<()> {
-        let stdin = self.stdin.as_mut().context("the child is stopping")?;
-        stdin.write_all(b"settle\n")?;
-        stdin.flush()?;
-        Ok(())
+        self.process.say("settle")
     }
 
     /// Closes the child's stdin and waits for it; fails unless it exits 0.
-    pub(crate) fn stop(mut self) -> Result<()> {
-        drop(self.stdin.take());
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("a client process exited with {status}");
-        }
-        Ok(())
+    pub(crate) fn stop(self) -> Result<()> {
+        self.process.stop()
     }
 }
 
-impl Drop for ClientProcess {
-    fn drop(&mut self) {
-        if self.stdin.take().is_some() {
-            let _ = self.child.wait();
+/// One line a child said.
+fn parse(line: &str) -> Option<Said> {
+    let mut w = line.split_whitespace();
+    Some(match w.next()? {
+        "opened" => Said::Opened,
+        "ready" => Said::Ready,
+        "settled" => Said::Settled,
+        "arrival" => {
+            let mut num = || w.next().and_then(|v| v.parse::<u64>().ok());
+            let (client, round, at_us) = (num()?, num()?, num()?);
+            Said::Arrival {
+                client: usize::try_from(client).ok()?,
+                round: i64::try_from(round).ok()?,
+                at_us,
+            }
         }
-    }
+        _ => return None,
+    })
 }
 
 /// The child side: `net-clients DIR ADDR FINGERPRINT FIRST COUNT`.

@@ -138,31 +138,23 @@ pub(crate) fn server_child(_dir: &Path, _max_connections: usize) -> Result<()> {
     bail!("this build has no network layer: run it with the default features")
 }
 
-/// The server child process, seen from the parent. Dropping it closes the child's
-/// stdin, which stops the child.
+/// The server child process, seen from the parent (stopped by closing its stdin).
 struct ServerProcess {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
+    process: crate::child::StdinChild,
     addr: std::net::SocketAddr,
     fingerprint: String,
 }
 
 impl ServerProcess {
     fn spawn(dir: &Path, max_connections: usize) -> Result<ServerProcess> {
-        let exe = std::env::current_exe().context("locating this benchmark's binary")?;
-        let mut child = std::process::Command::new(exe)
-            .arg("net-server")
-            .arg("--dir")
-            .arg(dir)
-            .arg("--max-connections")
-            .arg(max_connections.to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .context("starting the server process")?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("the child's stdout")?;
+        let args = [
+            "net-server".to_owned(),
+            "--dir".to_owned(),
+            dir.to_string_lossy().into_owned(),
+            "--max-connections".to_owned(),
+            max_connections.to_string(),
+        ];
+        let (process, stdout) = crate::child::StdinChild::spawn(&args, "the server process")?;
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
         let ready = line.trim();
@@ -173,39 +165,14 @@ impl ServerProcess {
                 .map(str::to_owned)
         };
         let (Some(addr), Some(fingerprint)) = (field("listen"), field("fingerprint")) else {
-            let _ = child.kill();
-            let _ = child.wait();
+            process.kill();
             bail!("the server process did not say it was ready (said {ready:?})");
         };
         Ok(ServerProcess {
-            child,
-            stdin,
+            process,
             addr: addr.parse().context("the server's address")?,
             fingerprint,
         })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Closes the child's stdin and waits for it to stop; fails unless it exits 0.
-    fn stop(mut self) -> Result<()> {
-        drop(self.stdin.take());
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("the server process exited with {status}");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // Closing stdin stops it; wait so it is not left a zombie.
-        if self.stdin.take().is_some() {
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -379,7 +346,7 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
     let sdir = dir.join("fan-server");
     let server =
         tokio::task::spawn_blocking(move || ServerProcess::spawn(&sdir, clients + 64)).await??;
-    let pid = server.pid();
+    let pid = server.process.pid();
     let rss_idle_kib = proc_status(pid, "VmRSS")?;
     let idle_threads = proc_status(pid, "Threads")?;
     let target = Target {
@@ -462,7 +429,7 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
         for c in children {
             c.stop()?;
         }
-        server.stop()
+        server.process.stop()
     })
     .await??;
     Ok(FanoutResult {

@@ -470,6 +470,7 @@ fn print_fanout_details(fan: &crate::net_fanout::FanoutResult) {
          all; server threads with all connected: {}; server VmRSS after the fan-out: {} KiB; \
          median client reached after {:.1} ms (p50 of rounds); CPU per round (the write \
          until its last arrival): server {:.0} ms, receiving clients {:.0} ms, on {} cores; \
+         CPU with every client connected and idle, over {} s: server {:.0} ms, clients {:.0} ms; \
          all rounds (ms): {}",
         fan.clients,
         fan.open_time.as_secs_f64(),
@@ -482,6 +483,9 @@ fn print_fanout_details(fan: &crate::net_fanout::FanoutResult) {
         ms(fan.server_cpu_per_round),
         ms(fan.clients_cpu_per_round),
         std::thread::available_parallelism().map_or(0, usize::from),
+        crate::net_fanout::IDLE_WINDOW.as_secs(),
+        ms(fan.server_idle_cpu),
+        ms(fan.clients_idle_cpu),
         fan.fanout_all
             .iter()
             .map(|d| format!("{:.0}", ms(*d)))

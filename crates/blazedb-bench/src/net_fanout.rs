@@ -292,6 +292,9 @@ pub(crate) async fn settle(handles: &[std::sync::Arc<blazedb_sync::SyncHandle>])
     Ok(())
 }
 
+/// The quiet window over which the idle CPU is measured.
+pub(crate) const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
 /// Clients connecting at once (each does a TLS handshake and its initial sync).
 pub(crate) const CONNECTING: usize = 32;
 
@@ -322,6 +325,9 @@ pub(crate) struct FanoutResult {
     /// cores the clients share with the server, what the clients' own applying costs
     /// bounds the figure from below.
     pub server_cpu_per_round: Duration,
+    /// CPU over [`IDLE_WINDOW`] with every client connected and nothing written.
+    pub server_idle_cpu: Duration,
+    pub clients_idle_cpu: Duration,
     pub clients_cpu_per_round: Duration,
 }
 
@@ -388,16 +394,21 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
         .map(|()| t.elapsed())?;
     wait_all(&mut said, children.len(), |m| matches!(m, Said::Ready)).await?;
     let connect_time = t.elapsed().saturating_sub(open_time);
+    let cpu_of_clients = |children: &[ClientProcess]| -> Result<Duration> {
+        children.iter().map(|c| proc_cpu(c.pid())).sum()
+    };
     let rss_connected_kib = proc_status(pid, "VmRSS")?;
     let server_threads = proc_status(pid, "Threads")?;
+    // What the connected, idle clients cost the server: its CPU over a quiet window.
+    let (s0, c0) = (proc_cpu(pid)?, cpu_of_clients(&children)?);
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let server_idle_cpu = proc_cpu(pid)?.saturating_sub(s0);
+    let clients_idle_cpu = cpu_of_clients(&children)?.saturating_sub(c0);
 
     let mut fanout_all = Vec::with_capacity(rounds);
     let mut fanout_median = Vec::with_capacity(rounds);
     let mut settle_time = Duration::ZERO;
     let (mut server_cpu, mut clients_cpu) = (Duration::ZERO, Duration::ZERO);
-    let cpu_of_clients = |children: &[ClientProcess]| -> Result<Duration> {
-        children.iter().map(|c| proc_cpu(c.pid())).sum()
-    };
     for round in 0..rounds {
         let (s0, c0) = (proc_cpu(pid)?, cpu_of_clients(&children)?);
         let mut arrivals = one_round(&writer, round, clients, &mut said).await?;
@@ -444,6 +455,8 @@ pub(crate) async fn run(dir: &Path, clients: usize, rounds: usize) -> Result<Fan
         fanout_all,
         fanout_median,
         settle_time,
+        server_idle_cpu,
+        clients_idle_cpu,
         server_cpu_per_round: server_cpu / rounds.max(1) as u32,
         clients_cpu_per_round: clients_cpu / rounds.max(1) as u32,
     })

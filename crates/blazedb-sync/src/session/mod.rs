@@ -313,6 +313,18 @@ impl Session {
         self.push_refused.as_deref()
     }
 
+    /// Whether a timer may become due without a message or a commit arriving (a hello
+    /// unanswered, batches or a snapshot page unacknowledged, a snapshot being
+    /// received): only then does an idle live session need its frequent tick.
+    #[must_use]
+    pub fn waiting_on_timers(&self) -> bool {
+        self.closed.is_none()
+            && (self.peer.is_none()
+                || !self.in_flight.is_empty()
+                || self.snap_send.is_some()
+                || self.holding)
+    }
+
     /// Whether a timer of this session may have work (a hello to resend, batches or a
     /// snapshot waiting for acknowledgement, a snapshot being received, garbage
     /// collection due), judged from memory only. An idle live session needs no poll

@@ -18,6 +18,11 @@
 //! - No job waits for another job (each is one session's own transactions; a durable
 //!   commit waits for the disk, not for a worker), so a full pool cannot deadlock.
 //! - A job that panics is reported to its waiter as a failure; the worker goes on.
+//!
+//! The price of a fixed pool: a job waiting for its database's writer lock holds its
+//! worker, so an application that keeps a write transaction open for long delays the
+//! sessions of every database in the process once 16 of them wait on it (with one
+//! thread per job they would have waited on that lock alone).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -27,7 +27,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Most database worker threads in a process. Above the core count, so that durable
 /// commits running at once share their sync (the storage's group commit) and a commit
@@ -37,25 +37,26 @@ pub(crate) const DB_WORKERS: usize = 16;
 type Job = Box<dyn FnOnce() + Send>;
 
 struct Pool {
-    queue: Mutex<Sender<Job>>,
-    jobs: Arc<Mutex<Receiver<Job>>>,
+    queue: Sender<Job>,
+    /// Shared by the workers: whoever holds the lock waits for the next job.
+    jobs: Mutex<Receiver<Job>>,
     threads: AtomicUsize,
     /// Threads waiting for a job (or about to).
-    idle: Arc<AtomicUsize>,
+    idle: AtomicUsize,
     /// Jobs submitted and not yet taken by a worker.
-    queued: Arc<AtomicUsize>,
+    queued: AtomicUsize,
 }
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let (tx, rx) = channel();
+        let (queue, jobs) = channel();
         Pool {
-            queue: Mutex::new(tx),
-            jobs: Arc::new(Mutex::new(rx)),
+            queue,
+            jobs: Mutex::new(jobs),
             threads: AtomicUsize::new(0),
-            idle: Arc::new(AtomicUsize::new(0)),
-            queued: Arc::new(AtomicUsize::new(0)),
+            idle: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
         }
     })
 }
@@ -63,11 +64,7 @@ fn pool() -> &'static Pool {
 impl Pool {
     fn submit(&'static self, job: Job) {
         let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        let sent = self
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job);
+        let sent = self.queue.send(job);
         // The receiver lives in the static pool: sending cannot fail.
         debug_assert!(sent.is_ok());
         if queued > self.idle.load(Ordering::Acquire) {
@@ -85,30 +82,29 @@ impl Pool {
         if started.is_err() {
             return;
         }
-        let (jobs, idle, queued) = (
-            Arc::clone(&self.jobs),
-            Arc::clone(&self.idle),
-            Arc::clone(&self.queued),
-        );
         let spawned = std::thread::Builder::new()
             .name("blazedb-sync-db".into())
-            .spawn(move || work(&jobs, &idle, &queued));
+            .spawn(move || self.work());
         if spawned.is_err() {
             // Out of threads: the workers that exist take the job in turn.
             self.threads.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("could not start a sync database worker");
         }
     }
-}
 
-fn work(jobs: &Mutex<Receiver<Job>>, idle: &AtomicUsize, queued: &AtomicUsize) {
-    loop {
-        idle.fetch_add(1, Ordering::AcqRel);
-        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        idle.fetch_sub(1, Ordering::AcqRel);
-        let Ok(job) = job else { return };
-        queued.fetch_sub(1, Ordering::AcqRel);
-        job();
+    fn work(&self) {
+        loop {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            let job = self
+                .jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+            let Ok(job) = job else { return };
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            job();
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! `net` server, the `net` clients) that runs until its stdin closes: the parent holds
 //! the other end, so a child never outlives it, whatever way the parent ends.
 
+#![cfg_attr(not(feature = "net"), allow(dead_code))]
+
 use std::io::Write as _;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 

@@ -53,10 +53,12 @@ pub(crate) enum Said {
 }
 
 /// One child, seen from the parent (stopped by closing its stdin).
+#[cfg(feature = "net")]
 pub(crate) struct ClientProcess {
     process: crate::child::StdinChild,
 }
 
+#[cfg(feature = "net")]
 impl ClientProcess {
     /// Starts a child for clients `first .. first + count`; what it says goes to `said`
     /// (with its index `me`).

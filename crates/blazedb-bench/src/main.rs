@@ -57,7 +57,8 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
   --only LIST   engine: comma-separated subset of: commit1, commit8, bulk, gets, open
                 (gets and open also run bulk, which builds their database);
                 query: subset of: indexed, latency;
-                net: subset of: sync (figures 1-4), fanout (figure 5)
+                net: subset of: sync (figures 1-4), initial (figure 1 alone),
+                fanout (figure 5)
   --clients N   net: connected clients of figure 5 (default 10,000; 100 with --quick)";
 
 /// The command to run.
@@ -75,18 +76,19 @@ struct Args {
     dir: Option<PathBuf>,
     only: Selection,
     query_only: query::QuerySelection,
-    /// `net --only`: (figures 1–4, figure 5).
-    net_only: (bool, bool),
+    /// `net --only`: (figures 1–4, figures 2–4 with them, figure 5).
+    net_only: (bool, bool, bool),
     /// `net --clients`.
     net_clients: Option<usize>,
 }
 
-fn parse_net_only(list: &str) -> Result<(bool, bool)> {
-    let mut sel = (false, false);
+fn parse_net_only(list: &str) -> Result<(bool, bool, bool)> {
+    let mut sel = (false, false, false);
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match name {
-            "sync" => sel.0 = true,
-            "fanout" => sel.1 = true,
+            "sync" => (sel.0, sel.1) = (true, true),
+            "initial" => sel.0 = true,
+            "fanout" => sel.2 = true,
             other => bail!("unknown net figure '{other}' in --only\n\n{USAGE}"),
         }
     }
@@ -178,7 +180,7 @@ fn parse_args() -> Result<Option<Args>> {
         dir: None,
         only: parse_only("commit1,commit8,bulk,gets,open")?,
         query_only: parse_query_only("indexed,latency")?,
-        net_only: (true, true),
+        net_only: (true, true, true),
         net_clients: None,
     };
     while let Some(a) = args.next() {
@@ -275,7 +277,7 @@ fn main() -> Result<()> {
         }
         Command::Net => {
             let mut sizes = net_bench::NetSizes::new(args.quick);
-            (sizes.sync_figures, sizes.fanout_figure) = args.net_only;
+            (sizes.sync_figures, sizes.later_figures, sizes.fanout_figure) = args.net_only;
             if let Some(n) = args.net_clients {
                 sizes.clients = n;
             }

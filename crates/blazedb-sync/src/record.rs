@@ -35,10 +35,19 @@ pub(crate) const NS_LOSS_KEY: &str = "sync.loss-key";
 pub(crate) const LOG: &str = "sync.log";
 /// The conflict log: losses of this node's own writes.
 pub(crate) const CONFLICTS: &str = "sync.conflicts";
-/// The document index: slot → document key, in creation order (snapshots walk it).
+/// The document index as databases before sync metadata version 2 hold it: slot →
+/// document key, one record per slot (see `node/index.rs`).
 pub(crate) const INDEX: &str = "sync.index";
+/// The document index from sync metadata version 2 on: one record per transaction
+/// that created states, keyed by its last slot (see `node/index.rs`).
+pub(crate) const INDEX_RUNS: &str = "sync.index-runs";
 
-pub(crate) const META_VERSION: u32 = 1;
+/// The sync metadata version this build writes. 2: new document-index slots go to
+/// [`INDEX_RUNS`]; a build that reads only version 1 would not see them (its snapshots
+/// would leave those documents out), so it refuses the database instead.
+pub(crate) const META_VERSION: u32 = 2;
+/// The oldest version this build reads (and upgrades at its next sync transaction).
+pub(crate) const META_VERSION_MIN: u32 = 1;
 
 /// The node's sync metadata.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -235,17 +244,42 @@ pub(crate) fn peer_key(node: NodeId) -> [u8; 8] {
 /// Reads either kind of transaction.
 pub(crate) trait Aux {
     fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>>;
+    /// Up to `limit` entries of log `ns` after position `after`.
+    fn log_range(
+        &mut self,
+        ns: &str,
+        after: u64,
+        limit: usize,
+    ) -> blazedb_core::Result<Vec<(u64, Vec<u8>)>>;
 }
 
 impl Aux for &ReadTxn {
     fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>> {
         self.aux_get(ns, key)
     }
+
+    fn log_range(
+        &mut self,
+        ns: &str,
+        after: u64,
+        limit: usize,
+    ) -> blazedb_core::Result<Vec<(u64, Vec<u8>)>> {
+        self.aux_log_range(ns, after, limit)
+    }
 }
 
 impl Aux for WriteTxn<'_> {
     fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>> {
         self.aux_get(ns, key)
+    }
+
+    fn log_range(
+        &mut self,
+        ns: &str,
+        after: u64,
+        limit: usize,
+    ) -> blazedb_core::Result<Vec<(u64, Vec<u8>)>> {
+        self.aux_log_range(ns, after, limit)
     }
 }
 
@@ -261,11 +295,15 @@ pub(crate) fn load<T: DeserializeOwned>(
 pub(crate) fn load_meta(tx: &mut impl Aux) -> Result<Option<Meta>> {
     let meta: Option<Meta> = load(tx, "meta", NS_META, META_KEY)?;
     if let Some(m) = &meta
-        && m.version != META_VERSION
+        && !(META_VERSION_MIN..=META_VERSION).contains(&m.version)
     {
         return Err(SyncError::Corrupt {
             what: "meta",
-            detail: format!("version {} (this build reads {META_VERSION})", m.version),
+            detail: format!(
+                "version {} (this build reads {META_VERSION_MIN} to {META_VERSION}; a newer \
+                 release wrote it)",
+                m.version
+            ),
         });
     }
     Ok(meta)

@@ -33,13 +33,14 @@ use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
 use crate::merge::DocState;
 use crate::position::LogPos;
-use crate::record::{self, INDEX, META_KEY, META_VERSION, Meta, NS_DOC, NS_META, SnapDoc};
+use crate::record::{self, META_KEY, META_VERSION, Meta, NS_DOC, NS_META, SnapDoc};
 use crate::write::Stamp;
 
 mod absorb;
 mod apply;
 mod conflicts;
 mod gc;
+mod index;
 mod log;
 mod peers;
 mod snapshot;
@@ -131,7 +132,7 @@ impl States {
     /// worth of concurrent values: resealing it unchanged, for every duplicate write
     /// delivered, would cost as much); new ones get a slot in the document index.
     fn save(self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
-        let mut created: Vec<&Vec<u8>> = Vec::new();
+        let mut created: Vec<Vec<u8>> = Vec::new();
         for (key, (state, loaded)) in &self.map {
             if loaded.is_none() && state.is_empty() {
                 continue; // looked up, never written
@@ -142,16 +143,12 @@ impl States {
             }
             tx.aux_put(NS_DOC, key, &bytes)?;
             if loaded.is_none() {
-                created.push(key);
+                created.push(key.clone());
             }
         }
         // Deterministic slot order (the map's is not).
         created.sort();
-        for key in created {
-            meta.index_last += 1;
-            tx.aux_log_put(INDEX, meta.index_last, key)?;
-        }
-        Ok(())
+        index::append_run(tx, meta, created)
     }
 }
 
@@ -303,6 +300,9 @@ impl SyncNode {
         })?;
         // Emptied at the first save (see `Meta::seen`).
         meta.seen = crate::vv::Vv::new();
+        // A version-1 database is upgraded by its first sync transaction: from then
+        // on it may hold index runs (`index.rs`), which a version-1 build cannot read.
+        meta.version = META_VERSION;
         Ok((tx, meta))
     }
 

@@ -12,16 +12,17 @@
 //! - The last page moves the peer's cursor to the snapshot's log position.
 
 use blazedb_engine::WriteTxn;
-use blazedb_engine::internal::{SyncRead, SyncWrite};
+use blazedb_engine::internal::SyncWrite;
 
 use super::BatchReport;
+use super::index;
 use super::{GC_CHUNK, SNAPSHOT_PAGE_BYTES, SnapshotPage, States, SyncNode};
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
 use crate::position::LogPos;
 use crate::record::{
-    self, INDEX, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
+    self, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
 };
 use crate::write::{Held, LossReason, Op};
 
@@ -44,7 +45,7 @@ impl SyncNode {
         let mut docs = Vec::new();
         let mut upto = after_slot;
         let mut bytes = 0usize;
-        for (slot, key) in r.aux_log_range(INDEX, after_slot, limit.max(1))? {
+        for (slot, key) in index::index_range(&mut &r, after_slot, limit)? {
             upto = slot;
             let (collection, id) = record::split_doc_key(&key)?;
             if !keep(&collection) {
@@ -213,10 +214,11 @@ impl SyncNode {
         }
         let mut slot = 0;
         loop {
-            let page = tx.aux_log_range(INDEX, slot, 1_000)?;
+            let page = index::index_range(tx, slot, 1_000)?;
             let Some(last) = page.last().map(|e| e.0) else {
                 break;
             };
+            let mut dropped = Vec::new();
             for (s, key) in page {
                 let (collection, id) = record::split_doc_key(&key)?;
                 if !keep(&collection) {
@@ -226,9 +228,10 @@ impl SyncNode {
                     tx.delete(&collection, id)?;
                 }
                 tx.aux_remove(NS_DOC, &key)?;
-                tx.aux_log_remove(INDEX, s, s)?;
+                dropped.push(s);
                 states.map.remove(&key);
             }
+            index::remove_slots(tx, &dropped)?;
             slot = last;
         }
         Ok(n)

@@ -210,11 +210,14 @@ impl Cmd {
 pub struct QueryArgs {
     pub collection: String,
     /// A condition, repeatable (all must hold): `field=value`, `!=`, `<`, `<=`, `>`,
-    /// `>=`, `field~value` (array or string contains), `field?` (exists), `!field?`,
-    /// `field in [v1,v2]`. Values are JSON (`age>=30`, `done=true`), or text.
+    /// `>=`, `field~value` or `field contains value` (array or string contains),
+    /// `field?` or `field exists`, `!field?`, `field in [v1,v2]`, combined with `and`,
+    /// `or`, `not` and parentheses: `'n=1 or (n>5 and not done=true)'`. Values are JSON
+    /// (`age>=30`, `done=true`, `title="a b"`), or a word of text (`status=open`). A
+    /// condition that does not parse exits 7 naming the column.
     #[arg(long = "where", short = 'w', value_name = "COND")]
     pub conditions: Vec<String>,
-    /// Sort by a field, `field` or `field:desc`; repeatable.
+    /// Sort by a field, `field`, `field:asc` or `field:desc` (any case); repeatable.
     #[arg(long, value_name = "FIELD[:desc]")]
     pub sort: Vec<String>,
     #[arg(long)]

@@ -10,10 +10,12 @@ use blazedb::{Database, DocId, Document, Patch, WriteTxn};
 use serde_json::{Value as Json, json};
 
 use crate::args::{Cmd, QueryArgs};
+use crate::condition::render;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult};
 use crate::filter::query_of;
 use crate::output::doc_json;
+use crate::query_checks::{collection_note, type_notes};
 use crate::syncing::stamp_json;
 
 /// Most documents `insert -` takes from stdin in its one transaction.
@@ -174,17 +176,38 @@ pub fn delete(ctx: &mut Ctx<'_>, collection: &str, id: &str) -> CliResult {
     ctx.out.value(&json!({"deleted": id.to_string()}))
 }
 
+/// Prints on stderr why a query that matched nothing may not mean what was typed
+/// (`query_checks.rs`): an unknown collection, or comparisons with another type.
+fn explain_empty(r: &blazedb::ReadTxn, q: &blazedb::Query) -> CliResult {
+    if let Some(note) = collection_note(r, q.collection())? {
+        eprintln!("note: {note}");
+        return Ok(());
+    }
+    for note in type_notes(r, q)? {
+        eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
 pub fn query(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
     ctx.outside_tx("query")?;
     let q = query_of(a)?;
-    let docs = ctx.db.begin_read()?.query(&q)?;
+    let r = ctx.db.begin_read()?;
+    let docs = r.query(&q)?;
+    if docs.is_empty() {
+        explain_empty(&r, &q)?;
+    }
     ctx.out.docs(&docs)
 }
 
 pub fn count(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
     ctx.outside_tx("count")?;
     let q = query_of(a)?;
-    let n = ctx.db.begin_read()?.count_query(&q)?;
+    let r = ctx.db.begin_read()?;
+    let n = r.count_query(&q)?;
+    if n == 0 && a.limit != Some(0) {
+        explain_empty(&r, &q)?;
+    }
     if ctx.out.is_table() {
         return ctx.out.value(&json!(n));
     }
@@ -194,12 +217,17 @@ pub fn count(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
 pub fn explain(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
     ctx.outside_tx("explain")?;
     let q = query_of(a)?;
-    let plan = ctx.db.begin_read()?.explain(&q)?;
+    let r = ctx.db.begin_read()?;
+    if let Some(note) = collection_note(&r, &a.collection)? {
+        eprintln!("note: {note}");
+    }
+    let plan = r.explain(&q)?;
     let (index, bounds) = match &plan.access {
         Access::FullScan => (Json::Null, Json::Null),
         Access::Index { name, bounds } => (json!(name), json!(bounds)),
     };
     ctx.out.value(&json!({
+        "filter": q.current_filter().map(render),
         "plan": plan.to_string(),
         "index": index,
         "bounds": bounds,

@@ -8,6 +8,7 @@
 
 mod admin;
 mod args;
+mod condition;
 mod ctx;
 mod demo;
 mod dispatch;
@@ -17,6 +18,7 @@ mod filter;
 mod history;
 mod open;
 mod output;
+mod query_checks;
 mod repl;
 mod syncing;
 

@@ -95,6 +95,12 @@ impl Query {
         &self.collection
     }
 
+    /// The filter the documents must match, if any (the last [`Query::filter`] given).
+    #[must_use]
+    pub fn current_filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         check_name(NameKind::Collection, &self.collection)?;
         self.filter.as_ref().map_or(Ok(()), Filter::validate)

@@ -104,7 +104,7 @@ fn candidate(q: &Query, conj: &[&Filter], rec: &IndexRecord) -> Result<Option<(S
             break;
         };
         encode(&mut prefix, v);
-        described.push(format!("{} = {v:?}", paths[n]));
+        described.push(format!("{} = {}", paths[n], crate::json::to_json(v)));
         n += 1;
     }
     let (lower, upper) = if n < paths.len() {
@@ -152,16 +152,18 @@ fn candidate(q: &Query, conj: &[&Filter], rec: &IndexRecord) -> Result<Option<(S
         };
         if let Some((op, v)) = lower {
             described.push(format!(
-                "{} {} {v:?}",
+                "{} {} {}",
                 paths[n],
-                if op == Cmp::Gt { ">" } else { ">=" }
+                if op == Cmp::Gt { ">" } else { ">=" },
+                crate::json::to_json(v)
             ));
         }
         if let Some((op, v)) = upper {
             described.push(format!(
-                "{} {} {v:?}",
+                "{} {} {}",
                 paths[n],
-                if op == Cmp::Lt { "<" } else { "<=" }
+                if op == Cmp::Lt { "<" } else { "<=" },
+                crate::json::to_json(v)
             ));
         }
         (lo, hi)

@@ -179,4 +179,23 @@ fn explain_writes_the_filter_and_the_index_bounds_in_the_condition_language() {
         .on("db/main", &["explain", "c", "--where", "t = \"x 1\""])
         .json();
     assert_eq!(text["filter"], r#"t = "x 1""#);
+    let desc = s
+        .on(
+            "db/main",
+            &["explain", "c", "--sort", "n:desc", "--limit", "3"],
+        )
+        .json();
+    assert_eq!(
+        desc["index"], "by_n",
+        "a descending sort reads the index backwards"
+    );
+    assert_eq!(desc["sort_in_memory"], false);
+    let top = s
+        .on(
+            "db/main",
+            &["query", "c", "--sort", "n:desc", "--limit", "3"],
+        )
+        .ndjson();
+    let top: Vec<_> = top.iter().map(|d| d["fields"]["n"].clone()).collect();
+    assert_eq!(top, [json!(9), json!(8), json!(7)]);
 }

@@ -337,3 +337,49 @@ fn a_merged_document_with_values_too_long_for_an_index_key_is_found_by_every_que
     }
     Ok(())
 }
+
+#[test]
+fn a_descending_sort_reads_the_index_backwards_and_keeps_ties_in_id_order()
+-> blazedb_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = seeded(dir.path())?;
+    let q = |limit: usize| -> blazedb_engine::Result<Query> {
+        Ok(Query::new("bugs")
+            .filter(Filter::eq("status", "closed")?)
+            .sort("severity", Order::Desc)?
+            .limit(limit))
+    };
+    // Severities 0..5 over 75 closed bugs: 15 per value, so a limit of 20 ends inside
+    // the ties of severity 3, which must still be the lowest ids among them.
+    let scanned: Vec<_> = [1, 20, 75].iter().map(|&l| db.query(&q(l)?)).collect();
+    db.create_index(&IndexSpec::new(
+        "by_status_severity",
+        "bugs",
+        &["status", "severity"],
+    ))?;
+    for (i, &limit) in [1, 20, 75].iter().enumerate() {
+        let plan = db.explain(&q(limit)?)?;
+        assert!(matches!(plan.access, Access::Index { .. }), "{plan}");
+        assert!(
+            !plan.sort_in_memory,
+            "the index read backwards is the order: {plan}"
+        );
+        let indexed = db.query(&q(limit)?)?;
+        assert_eq!(
+            &indexed,
+            scanned[i].as_ref().expect("scan"),
+            "limit {limit}"
+        );
+    }
+    let top = db.query(&q(20)?)?;
+    assert!(
+        top[..15]
+            .iter()
+            .all(|d| d.fields["severity"] == Value::Int(4))
+    );
+    let ties: Vec<DocId> = top[15..].iter().map(|d| d.id).collect();
+    let mut sorted = ties.clone();
+    sorted.sort();
+    assert_eq!(ties, sorted, "equal values in ascending id order");
+    Ok(())
+}

@@ -31,8 +31,11 @@ pub(crate) struct IndexPlan {
     rec: IndexRecord,
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
-    /// Index order equals the query's result order: a limit can stop the scan early.
+    /// Index order equals the query's result order (read backwards if `reverse`): a
+    /// limit can stop the scan early.
     ordered: bool,
+    /// The query sorts every key descending: the index is read from its end.
+    reverse: bool,
     describe: String,
 }
 
@@ -113,9 +116,12 @@ fn candidate(q: &Query, conj: &[&Filter], rec: &IndexRecord) -> Result<Option<(S
         (None, None)
     };
     let has_range = lower.is_some() || upper.is_some();
+    // One direction for every key: the index read forwards, or backwards.
+    let direction = q.sort.first().map(|(_, o)| *o);
     let ordered = !q.sort.is_empty()
-        && q.sort.iter().all(|(_, o)| *o == Order::Asc)
+        && q.sort.iter().all(|(_, o)| Some(*o) == direction)
         && q.sort.iter().map(|(p, _)| p).eq(paths[n..].iter());
+    let reverse = ordered && direction == Some(Order::Desc);
     if n == 0 && !has_range && !(ordered && q.limit.is_some()) {
         return Ok(None);
     }
@@ -185,6 +191,7 @@ fn candidate(q: &Query, conj: &[&Filter], rec: &IndexRecord) -> Result<Option<(S
             lo,
             hi,
             ordered,
+            reverse,
             describe,
         },
     )))
@@ -226,19 +233,36 @@ pub(crate) fn run_index(
     };
     let coll = vault.coll_tag(&q.collection);
     let want = q.limit.map(|l| l.saturating_add(q.offset));
-    let mut ids = Vec::new();
     // Cut keys are in range but not in value order among themselves: then the results
     // are sorted in memory (`finish`), never cut short in index order.
     let mut cut = false;
     let (lo, hi) = bounds(plan);
+    let mut ids = Vec::new();
+    // Read backwards (`reverse`), documents with equal values come in descending id
+    // order, but the result orders them by ascending id: once enough are found, the
+    // rest of the last value's documents are still read (`finish` keeps the right
+    // ones). So a backwards read keeps each key's values too.
+    let mut values: Vec<Vec<u8>> = Vec::new();
     tree.scan(raw, lo, hi, &mut |k| {
         cut |= is_truncated(k);
         ids.push(key_id(k)?);
+        if plan.reverse {
+            values.push(k[..k.len().saturating_sub(16)].to_vec());
+        }
         Ok(ControlFlow::Continue(()))
     })?;
+    let order: Box<dyn Iterator<Item = usize>> = if plan.reverse {
+        Box::new((0..ids.len()).rev())
+    } else {
+        Box::new(0..ids.len())
+    };
     let mut hits = Vec::new();
-    for id in ids {
-        let doc = get_doc(raw, vault, &coll, id, path)?.ok_or_else(|| {
+    let mut last_value: Option<&[u8]> = None;
+    for at in order {
+        if last_value.is_some_and(|v| v != values[at].as_slice()) {
+            break;
+        }
+        let doc = get_doc(raw, vault, &coll, ids[at], path)?.ok_or_else(|| {
             Error::corrupt_record(
                 "index",
                 format!("index '{}' names a missing document", plan.rec.name),
@@ -246,8 +270,12 @@ pub(crate) fn run_index(
         })?;
         if q.matches(&doc) {
             hits.push(doc);
-            if plan.ordered && !cut && want.is_some_and(|w| hits.len() >= w) {
-                break;
+            if plan.ordered && !cut && last_value.is_none() && want.is_some_and(|w| hits.len() >= w)
+            {
+                if !plan.reverse {
+                    break;
+                }
+                last_value = Some(values[at].as_slice());
             }
         }
     }

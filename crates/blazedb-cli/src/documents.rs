@@ -190,8 +190,12 @@ fn explain_empty(r: &blazedb::ReadTxn, q: &blazedb::Query) -> CliResult {
 }
 
 pub fn query(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
-    ctx.outside_tx("query")?;
     let q = query_of(a)?;
+    if let Some(tx) = ctx.tx.as_mut() {
+        // Inside `begin`: the transaction's own view, its writes included.
+        let docs = tx.query(&q)?;
+        return ctx.out.docs(&docs);
+    }
     let r = ctx.db.begin_read()?;
     let docs = r.query(&q)?;
     if docs.is_empty() {
@@ -201,17 +205,20 @@ pub fn query(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
 }
 
 pub fn count(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
-    ctx.outside_tx("count")?;
     let q = query_of(a)?;
-    let r = ctx.db.begin_read()?;
-    let n = r.count_query(&q)?;
-    if n == 0 && a.limit != Some(0) {
-        explain_empty(&r, &q)?;
-    }
-    if ctx.out.is_table() {
-        return ctx.out.value(&json!(n));
-    }
-    ctx.out.value(&json!({"count": n}))
+    let n = if let Some(tx) = ctx.tx.as_mut() {
+        // Inside `begin`: the transaction's own view, its writes included.
+        tx.count_query(&q)?
+    } else {
+        let r = ctx.db.begin_read()?;
+        let n = r.count_query(&q)?;
+        if n == 0 && a.limit != Some(0) {
+            explain_empty(&r, &q)?;
+        }
+        n
+    };
+    // One shape everywhere (the REPL, a terminal, a pipe).
+    ctx.out.rows(&[json!({"count": n})])
 }
 
 pub fn explain(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {

@@ -37,8 +37,9 @@ const RUSTYLINE_HEADER: &str = "#V2";
 /// words (a comment). Shapes are fixed points: the shape of a shape is itself.
 #[must_use]
 pub fn shape(grammar: &Command, line: &str) -> String {
-    let Some(words) = shlex::split(line) else {
-        // Unbalanced quotes: only the first word may still be shown, if it is a command.
+    let Some(words) = crate::repl_words::split(line).ok() else {
+        // Unbalanced quotes or brackets: only the first word may still be shown, if it
+        // is a command.
         let first = line.split_whitespace().next().unwrap_or_default();
         return match grammar.find_subcommand(first) {
             Some(_) if first != line.trim() => format!("{first} {ELIDED}"),

@@ -20,6 +20,7 @@ mod open;
 mod output;
 mod query_checks;
 mod repl;
+mod repl_words;
 mod syncing;
 
 use std::process::ExitCode;

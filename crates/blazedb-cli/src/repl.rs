@@ -1,7 +1,10 @@
 //! The interactive REPL: the command line's database commands, one per line, plus
-//! `begin` / `commit` / `rollback` and `exit`. Tab completes commands and collection
-//! names. With stdin not a terminal it reads commands line by line, so scripts can pipe
-//! into it.
+//! `begin` / `commit` / `rollback` and `exit` (and `sqlite3`'s `.tables`, `.schema`,
+//! `.help`, `.quit`). JSON is typed as-is (`insert todo {"title": "x"}`, see
+//! `repl_words.rs`). Tab completes commands and collection names. With stdin not a
+//! terminal it reads commands line by line, so scripts can pipe into it; like
+//! `sqlite3 -bail`, a script stops at its first failing line, which the error names,
+//! and the exit code is that failure's.
 //!
 //! History: within a session, every line typed is recalled whole (arrow-up). Across
 //! sessions, `~/.blazedb_history` keeps only the *shape* of each command — its command
@@ -29,6 +32,7 @@ use crate::ctx::Ctx;
 use crate::dispatch;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::history::HistoryFile;
+use crate::repl_words;
 
 /// Most lines kept in the history file.
 pub const HISTORY_MAX: usize = 10_000;
@@ -116,11 +120,12 @@ fn refresh(db: &Database, into: &Mutex<Vec<String>>) {
     }
 }
 
-/// Runs the REPL on `db` until `exit` or end of input. Returns the last command's
-/// failure when input is not a terminal (so a piped script's exit code tells).
+/// Runs the REPL on `db` until `exit` or end of input. When input is not a terminal,
+/// stops at the first failing line and returns its failure (naming the line), so a
+/// piped script's exit code tells.
 ///
 /// # Errors
-/// Reading input failed; with piped input, the last failing command's error.
+/// Reading input failed; with piped input, the first failing command's error.
 pub fn run(db: &Database, global: Global) -> CliResult {
     let collections = Arc::new(Mutex::new(Vec::new()));
     refresh(db, &collections);
@@ -156,7 +161,8 @@ pub fn run(db: &Database, global: Global) -> CliResult {
         );
     }
     let mut ctx = Ctx::new(db, global);
-    let mut last_err: Option<CliError> = None;
+    let mut failed: Option<CliError> = None;
+    let mut line_no = 0usize;
     loop {
         let prompt = if ctx.tx.is_some() {
             "blazedb*> "
@@ -169,16 +175,22 @@ pub fn run(db: &Database, global: Global) -> CliResult {
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(CliError::new(Exit::Failure, format!("reading input: {e}"))),
         };
+        line_no += 1;
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
         match step(&mut ctx, text) {
             Ok(true) => break,
-            Ok(false) => last_err = None,
+            Ok(false) => {}
+            Err(e) if interactive => eprintln!("{e}"),
             Err(e) => {
-                eprintln!("{e}");
-                last_err = Some(e);
+                // A script stops at its first failure, saying where.
+                failed = Some(CliError {
+                    message: format!("line {line_no}: {}", e.message),
+                    ..e
+                });
+                break;
             }
         }
         refresh(db, &collections);
@@ -189,9 +201,9 @@ pub fn run(db: &Database, global: Global) -> CliResult {
     if let Some(h) = &history {
         save_history(h, &ed);
     }
-    match last_err {
-        Some(e) if !interactive => Err(e),
-        _ => Ok(()),
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -222,8 +234,8 @@ fn save_history(h: &HistoryFile, ed: &Editor<Complete, MemHistory>) {
 
 /// Runs one line; `Ok(true)` means leave.
 fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
-    let words =
-        shlex::split(text).ok_or_else(|| CliError::new(Exit::Usage, "unbalanced quotes"))?;
+    let text = repl_words::dot_command(text).unwrap_or(text);
+    let words = repl_words::split(text)?;
     let line = match Line::try_parse_from(&words) {
         Ok(l) => l,
         Err(e) => {

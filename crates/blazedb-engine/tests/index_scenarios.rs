@@ -383,3 +383,29 @@ fn a_descending_sort_reads_the_index_backwards_and_keeps_ties_in_id_order()
     assert_eq!(ties, sorted, "equal values in ascending id order");
     Ok(())
 }
+
+#[test]
+fn a_write_transaction_queries_its_own_uncommitted_writes_with_and_without_an_index()
+-> blazedb_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = seeded(dir.path())?;
+    let q = Query::new("bugs").filter(Filter::eq("status", "new")?);
+    for indexed in [false, true] {
+        if indexed {
+            db.create_index(&IndexSpec::new("by_status", "bugs", &["status"]))?;
+        }
+        let mut tx = db.begin_write()?;
+        assert_eq!(tx.count_query(&q)?, 0);
+        let id = tx.insert("bugs", Document::new().with("status", "new"))?;
+        let seen = tx.query(&q)?;
+        assert_eq!(
+            seen.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [id],
+            "indexed: {indexed}"
+        );
+        assert_eq!(tx.count_query(&q)?, 1);
+        assert_eq!(db.query(&q)?.len(), 0, "not visible outside before commit");
+        tx.rollback();
+    }
+    Ok(())
+}

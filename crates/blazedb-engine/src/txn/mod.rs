@@ -32,6 +32,7 @@ mod change_log;
 mod documents;
 mod indexes;
 mod patch;
+mod queries;
 mod read;
 mod store;
 mod write;

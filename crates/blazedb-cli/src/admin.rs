@@ -182,7 +182,10 @@ pub fn import(ctx: &mut Ctx<'_>, file: Option<&Path>, replace: bool, partial: bo
     let opts = ImportOptions { replace, partial };
     let report = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => {
-            let f = File::open(path)?;
+            let f = File::open(path).map_err(|e| CliError {
+                message: format!("cannot open '{}': {e}", path.display()),
+                ..CliError::from(e)
+            })?;
             let len = f.metadata().ok().map(|m| m.len());
             let bar = progress(len, "importing");
             let mut r = BufReader::new(bar.wrap_read(f));

@@ -10,8 +10,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 ///
 /// Run without a command (`blazedb --db PATH`) to open the interactive REPL.
 /// Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 wrong password or refused
-/// credentials, 5 database in use, 6 conflict (id exists, unique index, sync role),
-/// 7 bad input, 8 sync failed, 9 damaged data.
+/// credentials, 5 database in use, 6 conflict (id exists, unique index, index name
+/// taken, sync role), 7 bad input, 8 sync failed, 9 damaged data.
 #[derive(Debug, Parser)]
 #[command(name = "blazedb", version, propagate_version = true)]
 pub struct Cli {

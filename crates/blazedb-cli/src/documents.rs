@@ -22,7 +22,12 @@ use crate::syncing::stamp_json;
 pub const INSERT_STREAM_MAX: usize = 1_000_000;
 
 fn id_of(text: &str) -> CliResult<DocId> {
-    Ok(text.parse::<DocId>().map_err(blazedb::Error::from)?)
+    text.parse::<DocId>().map_err(|e| {
+        CliError::from(blazedb::Error::from(e)).hint(
+            "a document id is a UUID such as 01900000-0000-7000-8000-000000000001, as \
+             `insert` prints it",
+        )
+    })
 }
 
 fn fields_of(text: &str) -> CliResult<blazedb::Fields> {
@@ -53,7 +58,13 @@ pub fn insert(ctx: &mut Ctx<'_>, collection: &str, json: &str) -> CliResult {
     }
     let mut docs = Vec::new();
     for (n, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line?;
+        let line = line.map_err(|e| {
+            let e = CliError::from(e);
+            CliError {
+                message: format!("line {}: {}", n + 1, e.message),
+                ..e
+            }
+        })?;
         if line.trim().is_empty() {
             continue;
         }

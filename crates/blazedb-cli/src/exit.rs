@@ -101,9 +101,15 @@ impl From<Error> for CliError {
             Error::DatabaseExists { .. } => (Exit::Conflict, None),
             Error::AlreadyExists { .. } => (
                 Exit::Conflict,
-                Some("use `put` to replace a document, or `insert` without an id"),
+                Some(
+                    "use `put` (or `import --replace`) to replace a document, or `insert` without an id",
+                ),
             ),
             Error::UniqueViolation { .. } => (Exit::Conflict, None),
+            Error::IndexExists { .. } => (
+                Exit::Conflict,
+                Some("`index list` shows the indexes; `index drop NAME` removes one"),
+            ),
             Error::BadRecord { .. }
             | Error::InvalidName { .. }
             | Error::InvalidValue { .. }
@@ -166,6 +172,8 @@ impl From<std::io::Error> for CliError {
         let exit = match e.kind() {
             std::io::ErrorKind::NotFound => Exit::NotFound,
             std::io::ErrorKind::AlreadyExists => Exit::Conflict,
+            // Input that is not what it must be (text that is not UTF-8).
+            std::io::ErrorKind::InvalidData => Exit::BadInput,
             _ => Exit::Failure,
         };
         CliError::new(exit, e.to_string())

@@ -338,7 +338,7 @@ fn export_is_canonical_and_import_reproduces_it_byte_for_byte() {
     assert_eq!(part["imported"], 1);
     assert_eq!(part["skipped"][0]["line"], 2);
     s.on_with_input("db/b", &["import"], lines[1])
-        .fails(7, "already exists");
+        .fails(6, "already exists");
 }
 
 #[test]

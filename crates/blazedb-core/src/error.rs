@@ -95,6 +95,10 @@ pub enum Error {
     #[error("unique index '{index}' already holds document {existing} with these values")]
     UniqueViolation { index: String, existing: DocId },
 
+    /// An index with this name exists already. Nothing was modified.
+    #[error("an index named '{name}' already exists")]
+    IndexExists { name: String },
+
     /// An import record (line `line`, counting from 1) is malformed or cannot be stored.
     /// Unless the import was asked to be partial, nothing was imported.
     #[error("bad record at line {line}: {reason}")]
@@ -113,7 +117,7 @@ pub enum Error {
     InvalidValue { reason: String },
 
     /// Something is larger than its limit (see `blazedb_core::limits`). Nothing was modified.
-    #[error("{what} is too large: {size} > {max}")]
+    #[error("{what} is too large: {size} bytes, over the limit of {max} bytes")]
     TooLarge {
         what: &'static str,
         size: usize,

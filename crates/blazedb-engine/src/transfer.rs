@@ -127,6 +127,11 @@ impl Database {
                     return Err(e);
                 }
                 Err(e) if opts.partial => report.skipped.push((line_no, e.to_string())),
+                // A record that conflicts with what is stored is not malformed: it
+                // keeps its kind (the error names the document or index at fault).
+                Err(e @ (Error::AlreadyExists { .. } | Error::UniqueViolation { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => {
                     return Err(Error::BadRecord {
                         line: line_no,

@@ -133,9 +133,10 @@ fn importing_an_existing_id_fails_unless_replace_is_asked() -> blazedb_engine::R
     let db = options().open(dir.path(), "db", common::PASSWORD)?;
     let id = db.collection("c").insert(Document::new().with("v", 1i64))?;
     let line = format!(r#"{{"collection":"c","id":"{id}","fields":{{"v":2}}}}"#);
+    // A conflict with what is stored, not a malformed record: it keeps its kind.
     assert!(matches!(
         db.import_ndjson(&mut Cursor::new(line.clone()), ImportOptions::default()),
-        Err(Error::BadRecord { line: 1, .. })
+        Err(Error::AlreadyExists { id: found, .. }) if found == id
     ));
     db.import_ndjson(
         &mut Cursor::new(line),

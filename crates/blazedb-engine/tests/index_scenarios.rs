@@ -144,7 +144,7 @@ fn index_specs_are_validated_and_drop_removes_the_index() -> blazedb_engine::Res
     db.create_index(&IndexSpec::new("x", "bugs", &["severity"]))?;
     assert!(matches!(
         db.create_index(&IndexSpec::new("x", "bugs", &["title"])),
-        Err(Error::InvalidValue { .. })
+        Err(Error::IndexExists { name }) if name == "x"
     ));
     assert!(db.drop_index("x")?);
     assert!(!db.drop_index("x")?);

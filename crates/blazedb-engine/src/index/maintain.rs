@@ -185,7 +185,7 @@ impl IndexWork<'_, '_> {
     /// transaction (so a crash before commit leaves no index at all).
     ///
     /// # Errors
-    /// [`Error::InvalidName`] / [`Error::InvalidValue`] for a bad spec or an existing
+    /// [`Error::InvalidName`] / [`Error::InvalidValue`] for a bad spec; [`Error::IndexExists`] for an existing
     /// name; [`Error::UniqueViolation`] if existing documents violate a unique index;
     /// [`Error::TooLarge`] for an indexed value too large. The transaction stays usable
     /// after these errors.

@@ -132,8 +132,8 @@ pub(crate) fn check_spec(spec: &IndexSpec, existing: &[IndexRecord]) -> Result<V
         });
     }
     if existing.iter().any(|r| r.name == spec.name) {
-        return Err(Error::InvalidValue {
-            reason: format!("an index named '{}' already exists", spec.name),
+        return Err(Error::IndexExists {
+            name: spec.name.clone(),
         });
     }
     spec.fields.iter().map(|f| FieldPath::parse(f)).collect()

@@ -12,7 +12,7 @@ impl WriteTxn<'_> {
     /// transaction (so a crash before commit leaves no index at all).
     ///
     /// # Errors
-    /// [`Error::InvalidName`](blazedb_core::Error::InvalidName) / [`Error::InvalidValue`](blazedb_core::Error::InvalidValue) for a bad spec or an existing
+    /// [`Error::InvalidName`](blazedb_core::Error::InvalidName) / [`Error::InvalidValue`](blazedb_core::Error::InvalidValue) for a bad spec; [`Error::IndexExists`](blazedb_core::Error::IndexExists) for an existing
     /// name; [`Error::UniqueViolation`](blazedb_core::Error::UniqueViolation) if existing documents violate a unique index;
     /// [`Error::TooLarge`](blazedb_core::Error::TooLarge) for an indexed value too large. The transaction stays usable
     /// after these errors.

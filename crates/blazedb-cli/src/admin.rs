@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use crate::args::IndexCmd;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult, Exit};
-use crate::open::{secret_from, split_db_path};
+use crate::open::{new_secret_from, split_db_path};
 
 fn index_json(i: &IndexInfo) -> Json {
     json!({
@@ -221,25 +221,13 @@ pub fn backup(ctx: &mut Ctx<'_>, dest: &Path) -> CliResult {
 
 pub fn passwd(ctx: &mut Ctx<'_>, new_file: Option<&Path>) -> CliResult {
     ctx.outside_tx("passwd")?;
-    let new = secret_from(
+    let new = new_secret_from(
         new_file,
         "BLAZEDB_NEW_PASSWORD",
         "new password: ",
         "new password",
         "--new-password-file",
     )?;
-    if new_file.is_none()
-        && std::env::var_os("BLAZEDB_NEW_PASSWORD").is_none()
-        && std::io::stdin().is_terminal()
-    {
-        let again = rpassword::prompt_password("new password again: ")
-            .map_err(|e| CliError::new(Exit::Failure, format!("reading the password: {e}")))?;
-        if again.as_str() != new.as_str() {
-            return Err(CliError::bad_input(
-                "the two new passwords differ; nothing changed",
-            ));
-        }
-    }
     ctx.db.change_password(new.as_bytes())?;
     ctx.out.value(&json!({"password": "changed"}))
 }

@@ -35,7 +35,7 @@ use crate::output::Out;
 
 fn create(g: &Global, role: Option<args::RoleArg>) -> CliResult {
     let path = open::db_path(g)?;
-    let pw = open::password(g)?;
+    let pw = open::new_password(g)?;
     let db = open::open_with(path, &pw, OpenMode::CreateNew, g.insecure_fast_kdf)?;
     let role = match role {
         Some(r) => {

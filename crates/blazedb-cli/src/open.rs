@@ -99,6 +99,50 @@ pub fn secret_from(
         .hint(format!("pass {flag} FILE, set {env}, or run on a terminal")))
 }
 
+/// A new secret, as [`secret_from`] gives it; typed at a terminal it is asked twice
+/// and the two must match, as `passwd(1)` does (a typo would lock the data away).
+///
+/// # Errors
+/// As [`secret_from`]; [`Exit::BadInput`] when the two typed differ.
+pub fn new_secret_from(
+    file: Option<&Path>,
+    env: &str,
+    prompt: &str,
+    what: &str,
+    flag: &str,
+) -> CliResult<Zeroizing<String>> {
+    let typed = file.is_none()
+        && std::env::var(env).map_or(true, |v| v.is_empty())
+        && std::io::stdin().is_terminal();
+    let secret = secret_from(file, env, prompt, what, flag)?;
+    if typed {
+        let again = rpassword::prompt_password(format!("{what} again: "))
+            .map(Zeroizing::new)
+            .map_err(|e| CliError::new(Exit::Failure, format!("reading the {what}: {e}")))?;
+        if again.as_str() != secret.as_str() {
+            return Err(CliError::bad_input(format!(
+                "the two {what}s typed differ; nothing was done"
+            ))
+            .hint("type the same one twice"));
+        }
+    }
+    Ok(secret)
+}
+
+/// The password of a database `g` is about to create (asked twice at a terminal).
+///
+/// # Errors
+/// As [`new_secret_from`].
+pub fn new_password(g: &Global) -> CliResult<Zeroizing<String>> {
+    new_secret_from(
+        g.password_file.as_deref(),
+        "BLAZEDB_PASSWORD",
+        "database password: ",
+        "password",
+        "--password-file",
+    )
+}
+
 /// The database password of `g`.
 ///
 /// # Errors

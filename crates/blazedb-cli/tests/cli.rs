@@ -586,3 +586,24 @@ fn on_a_terminal_the_password_is_prompted_for_and_results_are_tables() {
     assert_eq!(r.code, 4, "{}", r.stdout);
     assert!(r.stdout.contains("wrong password"));
 }
+
+#[test]
+fn create_at_a_terminal_asks_for_the_password_twice_and_refuses_a_mismatch() {
+    let s = Scratch::new();
+    let typo = on_terminal(&s, "--db db/a --insecure-fast-kdf create", "one\ntwo\n");
+    assert_eq!(typo.code, 7, "{}", typo.stdout);
+    assert!(typo.stdout.contains("password again:"), "{}", typo.stdout);
+    assert!(typo.stdout.contains("differ"), "{}", typo.stdout);
+    assert!(
+        !s.path("db/a.blazedb").exists(),
+        "nothing was created on a mismatch"
+    );
+    let ok = on_terminal(&s, "--db db/a --insecure-fast-kdf create", "same\nsame\n");
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    let opened = on_terminal(&s, "--db db/a info", "same\n");
+    assert_eq!(
+        opened.code, 0,
+        "the password typed twice opens it: {}",
+        opened.stdout
+    );
+}

@@ -6,6 +6,15 @@ use std::path::PathBuf;
 use blazedb::OpenMode;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
+/// `--version`: the release, the commit built from, and what is built in.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BLAZEDB_COMMIT"),
+    "; built in: sync, network sync over TCP/TLS (rustls, ring) and Unix sockets, \
+     LZ4 record compression)"
+);
+
 /// BlazeDB: an embedded, password-encrypted document database with sync.
 ///
 /// Run without a command (`blazedb --db PATH`) to open the interactive REPL.
@@ -13,7 +22,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 /// credentials, 5 database in use, 6 conflict (id exists, unique index, index name
 /// taken, sync role), 7 bad input, 8 sync failed, 9 damaged data.
 #[derive(Debug, Parser)]
-#[command(name = "blazedb", version, propagate_version = true)]
+#[command(name = "blazedb", version, long_version = LONG_VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -59,6 +68,11 @@ pub enum TopCmd {
     /// Start a real sync server and clients in a temporary directory, play the conflict
     /// situations, and print who holds what and who won each conflict and why.
     Demo(DemoArgs),
+    /// Print a shell completion script: `blazedb completions bash > /etc/bash_completion.d/blazedb`
+    /// (also zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `blazedb man > blazedb.1; man ./blazedb.1`.
+    Man,
 }
 
 #[derive(Clone, Debug, ClapArgs)]
@@ -115,6 +129,10 @@ pub enum Cmd {
     },
     /// Delete a document.
     Delete { collection: String, id: String },
+    /// Drop a collection: delete every document in it (in one transaction; with sync,
+    /// each deletion syncs like any other) and forget its name. Its indexes stay,
+    /// empty, until `index drop`.
+    Drop { collection: String },
     /// Documents matching filters, as NDJSON (a table on a terminal).
     Query(QueryArgs),
     /// How many documents match.
@@ -197,6 +215,7 @@ impl Cmd {
             | Cmd::Put { .. }
             | Cmd::Patch { .. }
             | Cmd::Delete { .. }
+            | Cmd::Drop { .. }
             | Cmd::Index(IndexCmd::Create { .. } | IndexCmd::Drop { .. })
             | Cmd::Import { .. }
             | Cmd::Compact

@@ -37,6 +37,7 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: Cmd) -> CliResult {
             unset,
         } => documents::patch(ctx, &collection, &id, &json, &unset),
         Cmd::Delete { collection, id } => documents::delete(ctx, &collection, &id),
+        Cmd::Drop { collection } => documents::drop_collection(ctx, &collection),
         Cmd::Query(q) => documents::query(ctx, &q),
         Cmd::Count(q) => documents::count(ctx, &q),
         Cmd::Explain(q) => documents::explain(ctx, &q),

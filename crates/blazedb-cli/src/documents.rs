@@ -200,6 +200,26 @@ fn explain_empty(r: &blazedb::ReadTxn, q: &blazedb::Query) -> CliResult {
     Ok(())
 }
 
+pub fn drop_collection(ctx: &mut Ctx<'_>, collection: &str) -> CliResult {
+    let n = write(ctx, |tx| {
+        if !tx.collections()?.iter().any(|c| c == collection) {
+            let known = tx.collections()?.join(", ");
+            return Err(CliError::new(
+                crate::exit::Exit::NotFound,
+                format!("no collection '{collection}'"),
+            )
+            .hint(if known.is_empty() {
+                "the database has no collections".to_owned()
+            } else {
+                format!("collections: {known}")
+            }));
+        }
+        Ok(tx.drop_collection(collection)?)
+    })?;
+    ctx.out
+        .value(&json!({"dropped": collection, "documents": n}))
+}
+
 pub fn query(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
     let q = query_of(a)?;
     if let Some(tx) = ctx.tx.as_mut() {

@@ -30,7 +30,7 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::args::{Cli, Cmd, Global, TopCmd};
-use crate::exit::CliResult;
+use crate::exit::{CliError, CliResult};
 use crate::output::Out;
 
 fn create(g: &Global, role: Option<args::RoleArg>) -> CliResult {
@@ -91,6 +91,14 @@ fn run(cli: Cli) -> CliResult {
     let g = cli.global;
     match cli.cmd {
         Some(TopCmd::Demo(a)) => demo::run(a.keep.as_deref()),
+        Some(TopCmd::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "blazedb", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(TopCmd::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(CliError::from),
         Some(TopCmd::Db(Cmd::Create { role })) => create(&g, role),
         Some(TopCmd::Db(Cmd::Compact)) => compact(&g),
         Some(TopCmd::Db(cmd)) => {

@@ -41,7 +41,7 @@ pub struct Global {
     /// otherwise a prompt on the terminal.
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// Output: JSON (NDJSON for lists), human tables, or tables only on a terminal.
+    /// Output: JSON (NDJSON for lists), human tables, CSV, or tables only on a terminal.
     #[arg(long, value_enum, default_value_t = Format::Auto, global = true)]
     pub format: Format,
     /// Use a fast, weak key derivation for a NEW database (tests and demos only: the
@@ -55,6 +55,9 @@ pub enum Format {
     Auto,
     Json,
     Table,
+    /// Comma-separated values with a header row (for spreadsheets): text as is,
+    /// other values as JSON.
+    Csv,
 }
 
 /// The commands of the command line: the database commands plus those that only make
@@ -236,6 +239,10 @@ pub struct QueryArgs {
     /// condition that does not parse exits 7 naming the column.
     #[arg(long = "where", short = 'w', value_name = "COND")]
     pub conditions: Vec<String>,
+    /// Print only these fields of each document (and its id): `--select title,due` or
+    /// repeated; a dotted path (`address.city`) keeps that part of a map.
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub select: Vec<String>,
     /// Sort by a field, `field`, `field:asc` or `field:desc` (any case); repeatable.
     #[arg(long, value_name = "FIELD[:desc]")]
     pub sort: Vec<String>,

@@ -13,7 +13,7 @@ use crate::args::{Cmd, QueryArgs};
 use crate::condition::render;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult};
-use crate::filter::query_of;
+use crate::filter::{project, query_of, selection};
 use crate::output::doc_json;
 use crate::query_checks::{collection_note, type_notes};
 use crate::syncing::stamp_json;
@@ -113,6 +113,10 @@ pub fn get(ctx: &mut Ctx<'_>, collection: &str, id: &str, meta: bool) -> CliResu
         None => ctx.db.collection(collection).get(id)?,
     }
     .ok_or_else(|| not_found(collection, id))?;
+    if !meta && ctx.out.is_rows() {
+        // A table or CSV: the document as a row, as `query` shows it.
+        return ctx.out.docs(std::slice::from_ref(&doc));
+    }
     let mut out = doc_json(&doc);
     if meta {
         ctx.outside_tx("get --meta")?;
@@ -222,17 +226,23 @@ pub fn drop_collection(ctx: &mut Ctx<'_>, collection: &str) -> CliResult {
 
 pub fn query(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {
     let q = query_of(a)?;
-    if let Some(tx) = ctx.tx.as_mut() {
+    let select = selection(a)?;
+    let docs = if let Some(tx) = ctx.tx.as_mut() {
         // Inside `begin`: the transaction's own view, its writes included.
-        let docs = tx.query(&q)?;
+        tx.query(&q)?
+    } else {
+        let r = ctx.db.begin_read()?;
+        let docs = r.query(&q)?;
+        if docs.is_empty() {
+            explain_empty(&r, &q)?;
+        }
+        docs
+    };
+    if select.is_empty() {
         return ctx.out.docs(&docs);
     }
-    let r = ctx.db.begin_read()?;
-    let docs = r.query(&q)?;
-    if docs.is_empty() {
-        explain_empty(&r, &q)?;
-    }
-    ctx.out.docs(&docs)
+    let shown: Vec<Document> = docs.iter().map(|d| project(d, &select)).collect();
+    ctx.out.docs(&shown)
 }
 
 pub fn count(ctx: &mut Ctx<'_>, a: &QueryArgs) -> CliResult {

@@ -1,7 +1,7 @@
 //! `--where` conditions and `--sort` keys as engine queries. The condition language
 //! is in `condition.rs`; several `--where` conditions must all hold.
 
-use blazedb::{Filter, Order, Query};
+use blazedb::{Document, FieldPath, Fields, Filter, Order, Query, Value};
 
 use crate::args::QueryArgs;
 use crate::exit::{CliError, CliResult};
@@ -44,4 +44,51 @@ pub fn query_of(a: &QueryArgs) -> CliResult<Query> {
         q = q.offset(n);
     }
     Ok(q)
+}
+
+/// The `--select` paths of `a`, checked.
+///
+/// # Errors
+/// [`crate::exit::Exit::BadInput`] for a path that is not a field path.
+pub fn selection(a: &QueryArgs) -> CliResult<Vec<FieldPath>> {
+    a.select
+        .iter()
+        .map(|p| {
+            FieldPath::parse(p.trim()).map_err(|e| {
+                CliError::from(e)
+                    .hint("--select takes field names or dotted paths, comma-separated")
+            })
+        })
+        .collect()
+}
+
+/// Puts `value` at the path `segs` inside `fields`, making maps along the way. A value
+/// an earlier (shorter) path kept whole already holds every part of it.
+fn put_at(fields: &mut Fields, segs: &[String], value: &Value) {
+    match segs {
+        [] => {}
+        [last] => {
+            fields.insert(last.clone(), value.clone());
+        }
+        [first, rest @ ..] => {
+            let slot = fields
+                .entry(first.clone())
+                .or_insert_with(|| Value::Map(Fields::new()));
+            if let Value::Map(m) = slot {
+                put_at(m, rest, value);
+            }
+        }
+    }
+}
+
+/// `doc` with only the fields at `paths` (nested maps rebuilt along dotted paths).
+#[must_use]
+pub fn project(doc: &Document, paths: &[FieldPath]) -> Document {
+    let mut fields = Fields::new();
+    for path in paths {
+        if let Some(value) = path.lookup(doc) {
+            put_at(&mut fields, path.segments(), value);
+        }
+    }
+    Document { id: doc.id, fields }
 }

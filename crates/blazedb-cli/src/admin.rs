@@ -1,12 +1,11 @@
 //! Database-wide commands: info, collections, indexes, export, import, backup, passwd.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
 use blazedb::sync::SyncNode;
 use blazedb::{ImportOptions, IndexInfo, IndexSpec};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 
 use crate::args::IndexCmd;
@@ -112,32 +111,11 @@ pub fn index(ctx: &mut Ctx<'_>, cmd: IndexCmd) -> CliResult {
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise (scripts and
 /// pipes never see progress output).
-fn progress(total: Option<u64>, what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let (bar, template) = match total {
-        Some(t) => (
-            ProgressBar::new(t),
-            "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
-        ),
-        None => (
-            ProgressBar::new_spinner(),
-            "{spinner} {msg} {bytes} ({bytes_per_sec})",
-        ),
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_owned());
-    bar
-}
-
 pub fn export(ctx: &mut Ctx<'_>, collections: &[String], out: Option<&Path>) -> CliResult {
     ctx.outside_tx("export")?;
     let names: Vec<&str> = collections.iter().map(String::as_str).collect();
     let which = (!names.is_empty()).then_some(names.as_slice());
-    let bar = progress(None, "exporting");
+    let bar = crate::progress::bytes(None, "exporting");
     let report = match out {
         Some(path) => {
             // Only the owner may read the export: it holds the documents in the clear.
@@ -149,20 +127,22 @@ pub fn export(ctx: &mut Ctx<'_>, collections: &[String], out: Option<&Path>) -> 
                 CliError::from(e).hint(format!("{} must not exist yet", path.display()))
             })?;
             let durable = f.try_clone()?;
-            let mut w = bar.wrap_write(BufWriter::new(f));
+            let mut w = bar.bar().wrap_write(BufWriter::new(f));
             let r = ctx.db.export_ndjson(&mut w, which)?;
             w.flush()?;
             durable.sync_all()?;
             r
         }
         None => {
-            let mut w = bar.wrap_write(BufWriter::new(std::io::stdout().lock()));
+            let mut w = bar
+                .bar()
+                .wrap_write(BufWriter::new(std::io::stdout().lock()));
             let r = ctx.db.export_ndjson(&mut w, which)?;
             w.flush()?;
             r
         }
     };
-    bar.finish_and_clear();
+    drop(bar);
     let summary = json!({
         "collections": report.collections,
         "documents": report.documents,
@@ -187,18 +167,14 @@ pub fn import(ctx: &mut Ctx<'_>, file: Option<&Path>, replace: bool, partial: bo
                 ..CliError::from(e)
             })?;
             let len = f.metadata().ok().map(|m| m.len());
-            let bar = progress(len, "importing");
-            let mut r = BufReader::new(bar.wrap_read(f));
-            let rep = ctx.db.import_ndjson(&mut r, opts)?;
-            bar.finish_and_clear();
-            rep
+            let bar = crate::progress::bytes(len, "importing");
+            let mut r = BufReader::new(bar.bar().wrap_read(f));
+            ctx.db.import_ndjson(&mut r, opts)?
         }
         None => {
-            let bar = progress(None, "importing");
-            let mut r = BufReader::new(bar.wrap_read(std::io::stdin().lock()));
-            let rep = ctx.db.import_ndjson(&mut r, opts)?;
-            bar.finish_and_clear();
-            rep
+            let bar = crate::progress::bytes(None, "importing");
+            let mut r = BufReader::new(bar.bar().wrap_read(std::io::stdin().lock()));
+            ctx.db.import_ndjson(&mut r, opts)?
         }
     };
     let skipped: Vec<Json> = report

@@ -105,8 +105,15 @@ pub enum Cmd {
     /// Collections and their document counts.
     Collections,
     /// Insert a new document (fields as a JSON object) and print its id. `-` reads
-    /// NDJSON from stdin, one document per line, in one transaction.
-    Insert { collection: String, json: String },
+    /// NDJSON from stdin, one document per line, in one transaction, and prints how
+    /// many were inserted (with progress on a terminal); `--ids` prints each id instead.
+    Insert {
+        collection: String,
+        json: String,
+        /// With `-`: print every new id (NDJSON, one per document, in input order).
+        #[arg(long)]
+        ids: bool,
+    },
     /// Create or replace the document with this id.
     Put {
         collection: String,

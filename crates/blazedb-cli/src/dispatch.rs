@@ -19,7 +19,11 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: Cmd) -> CliResult {
         )),
         Cmd::Info => admin::info(ctx),
         Cmd::Collections => admin::collections(ctx),
-        Cmd::Insert { collection, json } => documents::insert(ctx, &collection, &json),
+        Cmd::Insert {
+            collection,
+            json,
+            ids,
+        } => documents::insert(ctx, &collection, &json, ids),
         Cmd::Put {
             collection,
             id,

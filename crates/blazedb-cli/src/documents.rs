@@ -49,13 +49,14 @@ fn write<T>(ctx: &mut Ctx<'_>, f: impl FnOnce(&mut WriteTxn<'_>) -> CliResult<T>
     Ok(v)
 }
 
-pub fn insert(ctx: &mut Ctx<'_>, collection: &str, json: &str) -> CliResult {
+pub fn insert(ctx: &mut Ctx<'_>, collection: &str, json: &str, print_ids: bool) -> CliResult {
     if json != "-" {
         let mut d = Document::new();
         d.fields = fields_of(json)?;
         let id = write(ctx, |tx| Ok(tx.insert(collection, d)?))?;
         return ctx.out.value(&json!({"id": id.to_string()}));
     }
+    let bar = crate::progress::counter("reading documents");
     let mut docs = Vec::new();
     for (n, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.map_err(|e| {
@@ -80,14 +81,21 @@ pub fn insert(ctx: &mut Ctx<'_>, collection: &str, json: &str) -> CliResult {
             ..e
         })?;
         docs.push(d);
+        bar.inc(1);
     }
+    bar.set_message("inserting");
     let ids = write(ctx, |tx| {
         docs.into_iter()
             .map(|d| Ok(tx.insert(collection, d)?))
             .collect::<CliResult<Vec<_>>>()
     })?;
-    let rows: Vec<Json> = ids.iter().map(|id| json!({"id": id.to_string()})).collect();
-    ctx.out.rows(&rows)
+    drop(bar);
+    if print_ids {
+        let rows: Vec<Json> = ids.iter().map(|id| json!({"id": id.to_string()})).collect();
+        return ctx.out.rows(&rows);
+    }
+    ctx.out
+        .value(&json!({"inserted": ids.len(), "collection": collection}))
 }
 
 pub fn put(ctx: &mut Ctx<'_>, collection: &str, id: &str, json: &str) -> CliResult {

@@ -18,6 +18,7 @@ mod filter;
 mod history;
 mod open;
 mod output;
+mod progress;
 mod query_checks;
 mod repl;
 mod repl_words;

@@ -82,12 +82,17 @@ fn insert_from_stdin_takes_ndjson_in_one_transaction() {
             &["insert", "n", "-"],
             "{\"i\": 1}\n\n{\"i\": 2}\n",
         )
+        .json();
+    assert_eq!(out, json!({"inserted": 2, "collection": "n"}), "a summary");
+    let ids = s
+        .on_with_input("db/main", &["insert", "n", "-", "--ids"], "{}\n{}\n")
         .ndjson();
-    assert_eq!(out.len(), 2);
+    assert_eq!(ids.len(), 2, "--ids: one line per new document");
+    assert!(ids.iter().all(|r| r["id"].is_string()));
     // One bad line: nothing of the batch is stored.
     s.on_with_input("db/main", &["insert", "n", "-"], "{\"i\": 3}\nnot json\n")
         .fails(7, "line 2");
-    assert_eq!(s.on("db/main", &["count", "n"]).json(), json!({"count": 2}));
+    assert_eq!(s.on("db/main", &["count", "n"]).json(), json!({"count": 4}));
 }
 
 #[test]
@@ -546,64 +551,4 @@ fn sync_without_a_trust_anchor_or_a_reachable_server_fails_clearly() {
     );
     r.fails(8, "cannot reach");
     assert!(r.stderr.contains("is blazedb-server running"));
-}
-
-/// Runs `blazedb ARGS` on a pseudo-terminal (util-linux `script`, part of every Debian
-/// base system), typing `typed` into it.
-fn on_terminal(s: &Scratch, args: &str, typed: &str) -> support::Run {
-    let mut c = std::process::Command::new("script");
-    c.current_dir(s.dir.path())
-        .env_remove("BLAZEDB_PASSWORD")
-        .env("HOME", s.dir.path())
-        .args(["-qec", &format!("{} {args}", support::bin()), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut p = c.spawn().expect("spawn script");
-    p.stdin
-        .take()
-        .expect("stdin")
-        .write_all(typed.as_bytes())
-        .expect("type");
-    support::Run::of(p.wait_with_output().expect("wait"))
-}
-
-#[test]
-fn on_a_terminal_the_password_is_prompted_for_and_results_are_tables() {
-    let s = Scratch::new();
-    s.create("db/main", None);
-    s.on(
-        "db/main",
-        &["insert", "t", r#"{"title": "shown in a table"}"#],
-    )
-    .json();
-    let r = on_terminal(&s, "--db db/main query t", &format!("{PASSWORD}\n"));
-    assert_eq!(r.code, 0, "{}", r.stdout);
-    assert!(r.stdout.contains("database password:"), "{}", r.stdout);
-    assert!(r.stdout.contains("| title"), "a table header: {}", r.stdout);
-    assert!(r.stdout.contains("shown in a table"));
-    let r = on_terminal(&s, "--db db/main count t", "not the password\n");
-    assert_eq!(r.code, 4, "{}", r.stdout);
-    assert!(r.stdout.contains("wrong password"));
-}
-
-#[test]
-fn create_at_a_terminal_asks_for_the_password_twice_and_refuses_a_mismatch() {
-    let s = Scratch::new();
-    let typo = on_terminal(&s, "--db db/a --insecure-fast-kdf create", "one\ntwo\n");
-    assert_eq!(typo.code, 7, "{}", typo.stdout);
-    assert!(typo.stdout.contains("password again:"), "{}", typo.stdout);
-    assert!(typo.stdout.contains("differ"), "{}", typo.stdout);
-    assert!(
-        !s.path("db/a.blazedb").exists(),
-        "nothing was created on a mismatch"
-    );
-    let ok = on_terminal(&s, "--db db/a --insecure-fast-kdf create", "same\nsame\n");
-    assert_eq!(ok.code, 0, "{}", ok.stdout);
-    let opened = on_terminal(&s, "--db db/a info", "same\n");
-    assert_eq!(
-        opened.code, 0,
-        "the password typed twice opens it: {}",
-        opened.stdout
-    );
 }

@@ -262,3 +262,23 @@ pub fn id_in(v: &Json) -> String {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// Runs the binary with `args` in a pseudo-terminal (`script`), `typed` as what the
+/// user types; stdout holds everything the terminal showed.
+pub fn on_terminal(s: &Scratch, args: &str, typed: &str) -> Run {
+    let mut c = std::process::Command::new("script");
+    c.current_dir(s.dir.path())
+        .env_remove("BLAZEDB_PASSWORD")
+        .env("HOME", s.dir.path())
+        .args(["-qec", &format!("{} {args}", bin()), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut p = c.spawn().expect("spawn script");
+    p.stdin
+        .take()
+        .expect("stdin")
+        .write_all(typed.as_bytes())
+        .expect("type");
+    Run::of(p.wait_with_output().expect("wait"))
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blazedb_core::name::check_name;
-use blazedb_core::{Error, NameKind, Result};
+use blazedb_core::{CorruptionSite, Error, NameKind, Result};
 use blazedb_crypto::{DataKey, KdfParams};
 use blazedb_storage::{Store, StoreOptions, Table};
 
@@ -138,6 +138,20 @@ impl Database {
         }
         let path = database_path(dir, name);
         let exists = path.join(KEY_FILE).exists();
+        if !exists && path.join(DATA_FILE).exists() {
+            // The data is there but not the key that unlocks it: neither "no database"
+            // (creating one would fail, the directory exists) nor anything a password
+            // can fix.
+            return Err(Error::Corruption {
+                site: CorruptionSite::KeyFile,
+                detail: format!(
+                    "{} holds a data file but its key file {KEY_FILE} is missing; without \
+                     it the data cannot be decrypted: restore {KEY_FILE} (or the whole \
+                     database) from a backup",
+                    path.display()
+                ),
+            });
+        }
         match (exists, opts.mode) {
             (true, OpenMode::CreateNew) => Err(Error::DatabaseExists { path }),
             (false, OpenMode::OpenExisting | OpenMode::ReadOnly) => {

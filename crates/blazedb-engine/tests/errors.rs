@@ -485,3 +485,40 @@ fn a_backup_taken_during_writes_opens_with_the_password_and_holds_whole_transact
     );
     Ok(())
 }
+
+#[test]
+fn a_database_whose_key_file_is_gone_says_so_and_is_neither_missing_nor_recreated() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = populated(dir.path())?;
+    let key = database_path(dir.path(), NAME).join("blazedb.key");
+    let saved = std::fs::read(&key).expect("read the key file");
+    std::fs::remove_file(&key).expect("remove the key file");
+    for mode in [
+        OpenMode::OpenExisting,
+        OpenMode::ReadOnly,
+        OpenMode::CreateNew,
+        OpenMode::OpenOrCreate,
+    ] {
+        match common::fast()
+            .mode(mode)
+            .open(dir.path(), NAME, common::PASSWORD)
+        {
+            Err(Error::Corruption {
+                site: CorruptionSite::KeyFile,
+                detail,
+            }) => assert!(
+                detail.contains("blazedb.key is missing"),
+                "{mode:?}: {detail}"
+            ),
+            other => panic!("{mode:?}: expected the missing key file, got {other:?}"),
+        }
+    }
+    std::fs::write(&key, saved).expect("restore the key file");
+    let db = common::open(dir.path(), NAME)?;
+    assert_eq!(
+        contents(&db, &COLLS)?,
+        before,
+        "restoring the key file gives the data back"
+    );
+    Ok(())
+}

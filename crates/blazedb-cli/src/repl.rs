@@ -60,10 +60,33 @@ enum LineCmd {
     Exit,
 }
 
-/// Completion of command names and, after a command, collection names.
+/// Completion of command names, then of a command's flags (a word starting with `-`)
+/// and of collection names.
 struct Complete {
     commands: Vec<String>,
     collections: Arc<Mutex<Vec<String>>>,
+    /// The REPL's grammar, for the flags of each command.
+    grammar: clap::Command,
+}
+
+impl Complete {
+    /// The long flags of the command a line starts with (`--where`, …), sorted.
+    fn flags_of(&self, line: &str) -> Vec<String> {
+        let mut cmd = &self.grammar;
+        for word in line.split_whitespace() {
+            match cmd.find_subcommand(word) {
+                Some(sub) => cmd = sub,
+                None => break,
+            }
+        }
+        let mut flags: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        flags.sort();
+        flags
+    }
 }
 
 impl Completer for Complete {
@@ -80,6 +103,8 @@ impl Completer for Complete {
         let word = &head[start..];
         let pool: Vec<String> = if start == 0 {
             self.commands.clone()
+        } else if word.starts_with('-') {
+            self.flags_of(&head[..start])
         } else {
             self.collections
                 .lock()
@@ -145,6 +170,7 @@ pub fn run(db: &Database, global: Global) -> CliResult {
     ed.set_helper(Some(Complete {
         commands,
         collections: Arc::clone(&collections),
+        grammar: grammar(),
     }));
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let history = interactive
@@ -282,10 +308,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tab_completes_commands_first_and_collection_names_after() {
+    fn tab_completes_commands_first_then_flags_and_collection_names() {
         let c = Complete {
             commands: vec!["count".into(), "query".into(), "commit".into()],
             collections: Arc::new(Mutex::new(vec!["todo".into(), "tags".into()])),
+            grammar: grammar(),
         };
         let h = MemHistory::new();
         let ctx = Context::new(&h);
@@ -305,5 +332,11 @@ mod tests {
             (6, vec!["todo".to_owned(), "tags".to_owned()])
         );
         assert_eq!(names("query to"), (6, vec!["todo".to_owned()]));
+        assert_eq!(names("query todo --wh"), (11, vec!["--where".to_owned()]));
+        assert_eq!(
+            names("query todo --s"),
+            (11, vec!["--select".to_owned(), "--sort".to_owned()])
+        );
+        assert_eq!(names("index create --u"), (13, vec!["--unique".to_owned()]));
     }
 }

@@ -63,3 +63,27 @@ fn insert_from_a_terminal_prints_a_summary_not_every_id() {
         serde_json::json!({"count": 3})
     );
 }
+
+#[test]
+fn the_repl_at_a_terminal_completes_collection_names_and_flags_with_tab() {
+    let s = Scratch::new();
+    s.create("db/main", None);
+    s.on("db/main", &["insert", "todo", r#"{"n": 7}"#]).json();
+    let r = s.repl_on_terminal("db/main", &["count to\t", "query todo --sel\t n", ".quit"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("| count |"),
+        "count todo ran: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("--select"),
+        "the flag was completed: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("| n "),
+        "query todo --select n ran: {}",
+        r.stdout
+    );
+}

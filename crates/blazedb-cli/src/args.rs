@@ -278,17 +278,14 @@ pub enum IndexCmd {
 
 #[derive(Clone, Debug, ClapArgs)]
 pub struct SyncArgs {
-    /// The server, `HOST:PORT`.
-    #[arg(
-        long,
-        value_name = "HOST:PORT",
-        conflicts_with = "peer",
-        required_unless_present = "peer"
-    )]
+    /// The server, `HOST:PORT`. Remembered after a successful sync, with
+    /// `--remote-db`, how the server was trusted and `--user` (never a token): later,
+    /// `blazedb sync` alone syncs with it again.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "peer")]
     pub server: Option<String>,
-    /// The database name the server serves.
-    #[arg(long, value_name = "NAME", default_value = "main")]
-    pub remote_db: String,
+    /// The database name the server serves (default: the remembered one, else `main`).
+    #[arg(long, value_name = "NAME")]
+    pub remote_db: Option<String>,
     /// The server certificate's SHA-256 fingerprint (as blazedb-server prints it).
     #[arg(long, value_name = "SHA256")]
     pub fingerprint: Option<String>,

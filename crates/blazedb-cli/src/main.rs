@@ -20,6 +20,7 @@ mod open;
 mod output;
 mod progress;
 mod query_checks;
+mod remote;
 mod repl;
 mod repl_words;
 mod syncing;

@@ -18,6 +18,7 @@ use crate::args::{RoleArg, SyncArgs};
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::open::{open_with, read_secret_file, secret_from};
+use crate::remote;
 
 /// A stamp as JSON: origin node and role, hybrid-clock reading, origin write counter.
 #[must_use]
@@ -207,7 +208,8 @@ fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
     )? {
         creds = creds.secret(s);
     }
-    Ok(TcpRelay::new(host, port, &a.remote_db, security, creds))
+    let remote_db = a.remote_db.as_deref().unwrap_or("main");
+    Ok(TcpRelay::new(host, port, remote_db, security, creds))
 }
 
 /// Dials once, so a refusal (credentials, pin, unknown database) is reported with its
@@ -269,9 +271,17 @@ pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
     if let Some(peer) = &a.peer {
         return sync_peer(ctx, a, peer);
     }
+    let role = role_for(ctx.db, a.role)?;
+    // `enable` only reads on a database synced before; the first time it writes the
+    // node, which the sync below does anyway.
+    let last = match SyncNode::stored_role(ctx.db)? {
+        Some(r) => remote::remembered(&enable(ctx.db, r)?)?,
+        None => None,
+    };
+    let (a, dialed) = remote::resolve(a, last.as_ref())?;
+    let a = &a;
     let server = a.server.as_deref().unwrap_or_default();
     let relay = relay_for(a, server)?;
-    let role = role_for(ctx.db, a.role)?;
     let db = ctx.db.clone();
     let timeout = Duration::from_secs(a.timeout);
     let watch = a.watch;
@@ -290,6 +300,8 @@ pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
             e => CliError::new(Exit::Sync, e.to_string())
                 .hint("the server may be unreachable; local writes are kept and sync later"),
         })?;
+        // Synced: next time `blazedb sync` alone dials the same way.
+        remote::remember(&enable(&db, role)?, &dialed)?;
         if watch {
             watch_until_interrupted(&handle, table).await?;
         }
@@ -456,15 +468,22 @@ pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
         }));
     };
     let node = enable(ctx.db, role)?;
+    let remembered = remote::remembered(&node)?.map(|r| r.to_json());
     let unabsorbed = node.unabsorbed()?;
     let mut servers = Vec::new();
     let mut pending = unabsorbed;
+    // One entry per server node, however many names reached it (`localhost` and
+    // `127.0.0.1` are one server).
+    let mut by_peer: std::collections::BTreeMap<_, Vec<String>> = std::collections::BTreeMap::new();
     for (target, peer) in node.known_targets()? {
+        by_peer.entry(peer).or_default().push(target.to_string());
+    }
+    for (peer, targets) in by_peer {
         let acked = node.acked_by(peer)?;
         let not_acked = node.own_writes_after(acked, usize::MAX)?;
         pending = pending.max(unabsorbed + not_acked);
         servers.push(json!({
-            "target": target,
+            "target": targets.join(", "),
             "peer": peer.to_string(),
             "acked": acked,
             "cursor": node.recv_cursor(peer)?,
@@ -482,6 +501,7 @@ pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
         "pending_local_writes": pending,
         "conflicts": node.conflicts(0, usize::MAX)?.len(),
         "servers": servers,
+        "remembered": remembered,
     }))
 }
 

@@ -186,7 +186,17 @@ fn two_cli_clients_sync_through_a_real_server_and_losses_show_in_conflicts() {
     let pending = s.on("a", &["status"]).json();
     insta::assert_json_snapshot!(
         "status_pending",
-        redact_also(&pending, &["target", "peer", "acked", "cursor", "log_last"])
+        redact_also(
+            &pending,
+            &[
+                "target",
+                "peer",
+                "acked",
+                "cursor",
+                "log_last",
+                "remembered"
+            ]
+        )
     );
     assert_eq!(pending["pending_local_writes"], 1);
     assert_eq!(pending["servers"].as_array().map(Vec::len), Some(1));
@@ -485,4 +495,54 @@ fn the_demo_plays_every_situation_and_ends_with_identical_replicas() {
     ] {
         assert!(r.stdout.contains(needle), "{needle:?} in:\n{}", r.stdout);
     }
+}
+
+#[test]
+fn sync_remembers_the_server_and_its_trust_and_lists_a_server_reached_by_two_names_once() {
+    let s = Scratch::new();
+    s.create("srv/main", Some("server"));
+    s.create("a", None);
+    let srv = ServerProc::start(&s);
+    let bare = |extra: &[&str]| {
+        let mut args = vec!["--db", "a", "sync", "--timeout", "60"];
+        args.extend_from_slice(extra);
+        Run::of(
+            s.cmd()
+                .args(&args)
+                .env("BLAZEDB_AUTH_TOKEN", TOKEN)
+                .output()
+                .expect("run blazedb sync"),
+        )
+    };
+    bare(&[]).fails(2, "no server given");
+    sync(&s, "a", &srv).json();
+    let again = bare(&[]).json();
+    assert_eq!(
+        again["connected"], true,
+        "`sync` alone dials the remembered server"
+    );
+    let named = bare(&["--server", &srv.addr()]).json();
+    assert_eq!(
+        named["connected"], true,
+        "the same server again: its pin is reused"
+    );
+    let st = s.on("a", &["status"]).json();
+    assert_eq!(st["remembered"]["server"], srv.addr());
+    assert_eq!(st["remembered"]["fingerprint"], srv.fingerprint.as_str());
+    assert_eq!(st["remembered"]["remote_db"], "main");
+    let other_name = format!("localhost:{}", srv.port);
+    bare(&["--server", &other_name]).fails(2, "no way to trust the server");
+    bare(&["--server", &other_name, "--fingerprint", &srv.fingerprint]).json();
+    let st = s.on("a", &["status"]).json();
+    let servers = st["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 1, "one server, two names: {servers:?}");
+    let names = servers[0]["target"].as_str().expect("target");
+    assert!(
+        names.contains("localhost") && names.contains("127.0.0.1"),
+        "{names}"
+    );
+    assert_eq!(
+        st["remembered"]["server"], other_name,
+        "the last one synced with"
+    );
 }

@@ -29,6 +29,10 @@ pub(crate) const NS_PEER: &str = "sync.peer";
 /// [`crate::RelayTarget`] (the relay's description as UTF-8, as ever); the value is
 /// the node id (8 bytes, big-endian).
 pub(crate) const NS_TARGET: &str = "sync.target";
+/// Namespace of the remote a tool last synced with (key [`REMOTE_KEY`]): the tool's
+/// own description of it, opaque here (see `SyncNode::remember_remote`).
+pub(crate) const NS_REMOTE: &str = "sync.remote";
+pub(crate) const REMOTE_KEY: &[u8] = b"last";
 /// Namespace marking losses already recorded, keyed by the loss's identity.
 pub(crate) const NS_LOSS_KEY: &str = "sync.loss-key";
 /// The sync log: every write this node holds, in the order it took them.

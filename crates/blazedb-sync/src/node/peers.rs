@@ -84,6 +84,32 @@ impl SyncNode {
         Ok(())
     }
 
+    /// Keeps `description` as the remote this database last synced with, for a tool
+    /// to dial it again without being told (the `blazedb` CLI keeps the server, the
+    /// database name and how to trust it; never a secret). Sealed like every record.
+    /// Writes only if it changed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn remember_remote(&self, description: &[u8]) -> Result<()> {
+        if self.remembered_remote()?.as_deref() == Some(description) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_apply()?;
+        tx.aux_put(record::NS_REMOTE, record::REMOTE_KEY, description)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What [`SyncNode::remember_remote`] kept last, if anything.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn remembered_remote(&self) -> Result<Option<Vec<u8>>> {
+        let r = self.db.begin_read()?;
+        Ok(r.aux_get(record::NS_REMOTE, record::REMOTE_KEY)?)
+    }
+
     /// The peer's log position applied here (where to resume receiving).
     ///
     /// # Errors

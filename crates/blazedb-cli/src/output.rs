@@ -28,6 +28,19 @@ pub struct Out {
     mode: Mode,
 }
 
+/// Microseconds since the Unix epoch as an ISO 8601 (RFC 3339) UTC time, e.g.
+/// `2026-12-05T05:30:00.123456Z`; `null` out of range.
+#[must_use]
+pub fn iso_time(us: i128) -> Json {
+    time::OffsetDateTime::from_unix_timestamp_nanos(us.saturating_mul(1_000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Json::Null, Json::String)
+}
+
 /// A document as the CLI prints it: `{"fields": {...}, "id": "<uuid>"}`.
 #[must_use]
 pub fn doc_json(d: &Document) -> Json {

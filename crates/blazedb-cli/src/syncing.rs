@@ -18,6 +18,7 @@ use crate::args::{RoleArg, SyncArgs};
 use crate::ctx::Ctx;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::open::{open_with, read_secret_file, secret_from};
+use crate::output::iso_time;
 use crate::remote;
 
 /// A stamp as JSON: origin node and role, hybrid-clock reading, origin write counter.
@@ -27,6 +28,7 @@ pub fn stamp_json(s: &Stamp) -> Json {
         "origin": s.node().to_string(),
         "role": s.role.to_string(),
         "hlc": s.hlc.to_string(),
+        "time": iso_time(i128::from(s.hlc.wall_us)),
         "counter": s.dot.counter,
     })
 }
@@ -73,6 +75,7 @@ pub fn conflict_json(e: &ConflictEntry, user_of: UserOf<'_>) -> Json {
         "winner": e.winner.as_ref().map(|w| stamp_with_user(w, user_of)),
         "reason": reason_text(e),
         "detected_us": e.detected_us,
+        "detected": iso_time(i128::from(e.detected_us)),
     })
 }
 
@@ -87,6 +90,7 @@ pub fn status_json(s: &SyncStatus) -> Json {
         "peer": s.peer.map(|p| json!({"node": p.node.to_string(), "role": p.role.to_string()})),
         "pending_local_writes": s.pending_local_writes,
         "last_sync_us": s.last_sync.map(|t| t.0),
+        "last_sync": s.last_sync.map(|t| iso_time(i128::from(t.0))),
         "cursor": s.cursor,
         "acked": s.acked,
         "writes_sent": s.writes_sent,
@@ -460,10 +464,16 @@ fn sync_peer(ctx: &mut Ctx<'_>, a: &SyncArgs, peer: &Path) -> CliResult {
 pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
     ctx.outside_tx("status")?;
     let Some(role) = SyncNode::stored_role(ctx.db)? else {
+        // Never synced: every document here uploads at the first sync (enabling sync
+        // takes them over as this node's first writes).
+        let mut pending = 0u64;
+        for c in ctx.db.begin_read()?.collections()? {
+            pending += ctx.db.collection(&c).count()?;
+        }
         return ctx.out.value(&json!({
             "sync": false,
             "role": null,
-            "pending_local_writes": 0,
+            "pending_local_writes": pending,
             "servers": [],
         }));
     };

@@ -515,7 +515,21 @@ fn sync_remembers_the_server_and_its_trust_and_lists_a_server_reached_by_two_nam
         )
     };
     bare(&[]).fails(2, "no server given");
-    sync(&s, "a", &srv).json();
+    s.on_with_input("a", &["insert", "t", "-"], "{}\n{}\n")
+        .json();
+    let before = s.on("a", &["status"]).json();
+    assert_eq!(before["sync"], false);
+    assert_eq!(
+        before["pending_local_writes"], 2,
+        "never synced: what is here uploads at the first sync"
+    );
+    let first = sync(&s, "a", &srv).json();
+    assert_eq!(first["pending_local_writes"], 0);
+    let when = first["last_sync"].as_str().expect("an ISO 8601 time");
+    assert!(
+        when.starts_with("20") && when.ends_with('Z') && when.contains('T'),
+        "{when}"
+    );
     let again = bare(&[]).json();
     assert_eq!(
         again["connected"], true,

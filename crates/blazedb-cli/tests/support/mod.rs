@@ -222,13 +222,16 @@ pub fn redact(v: &Json) -> Json {
 /// As [`redact`], and the values of keys `extra` too (sizes and positions that depend
 /// on timing, for sync status).
 pub fn redact_also(v: &Json, extra: &[&str]) -> Json {
-    const VARYING: [&str; 9] = [
+    const VARYING: [&str; 12] = [
         "id",
         "node",
         "origin",
         "hlc",
+        "time",
         "detected_us",
+        "detected",
         "last_sync_us",
+        "last_sync",
         "created",
         "path",
         "deleted",

@@ -226,7 +226,9 @@ fn io_or(e: &NetError) -> &dyn std::fmt::Display {
     }
 }
 
-async fn probe(relay: &TcpRelay) -> CliResult {
+/// Dials once to report an unreachable or refusing server clearly; `plain`: the
+/// relay speaks plain TCP (`--plain-tcp-insecure`).
+async fn probe(relay: &TcpRelay, plain: bool) -> CliResult {
     match relay.dial().await {
         Ok(wire) => {
             drop(wire);
@@ -260,7 +262,24 @@ async fn probe(relay: &TcpRelay) -> CliResult {
             .hint("check the auth token / user / shared secret (BLAZEDB_AUTH_TOKEN, BLAZEDB_USER, BLAZEDB_SHARED_SECRET) and --remote-db"),
             NetError::Tls(t) => CliError::new(Exit::Denied, format!("TLS: {t}"))
                 .hint("the server's certificate does not match --fingerprint / --ca"),
-            NetError::Auth(t) => CliError::new(Exit::Denied, format!("authentication: {t}")),
+            NetError::Auth(t) => CliError::new(Exit::Denied, format!("authentication: {t}"))
+                .hint(
+                    "give the server's token with --token-file FILE or BLAZEDB_AUTH_TOKEN (a \
+                     user's with --user), or its shared secret with --secret-file or \
+                     BLAZEDB_SHARED_SECRET",
+                ),
+            _ if plain && e.to_string().contains("frame") => CliError::new(
+                Exit::Sync,
+                format!(
+                    "{} did not answer in plain TCP: {}",
+                    relay.describe(),
+                    io_or(&e)
+                ),
+            )
+            .hint(
+                "the server most likely speaks TLS: drop --plain-tcp-insecure and pass \
+                 --fingerprint (blazedb-server prints it) or --ca",
+            ),
             _ => CliError::new(
                 Exit::Sync,
                 format!("cannot reach {}: {}", relay.describe(), io_or(&e)),
@@ -289,10 +308,11 @@ pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
     let db = ctx.db.clone();
     let timeout = Duration::from_secs(a.timeout);
     let watch = a.watch;
+    let plain = a.plain_tcp_insecure;
     let table = ctx.out.is_table();
     let rt = runtime()?;
     let status = rt.block_on(async move {
-        probe(&relay).await?;
+        probe(&relay, plain).await?;
         let handle = SyncHandle::enable(&db, relay, role, SyncConfig::default()).await?;
         let s = with_bootstrap_progress(&handle, handle.sync_now(timeout)).await;
         let s = s.map_err(|e| match e {
@@ -431,7 +451,17 @@ fn sync_peer(ctx: &mut Ctx<'_>, a: &SyncArgs, peer: &Path) -> CliResult {
             )?,
         },
     };
-    let other = open_with(peer, &pw, OpenMode::OpenExisting, false)?;
+    let other = open_with(peer, &pw, OpenMode::OpenExisting, false).map_err(|e| {
+        if e.exit == Exit::Denied {
+            CliError::new(
+                Exit::Denied,
+                format!("wrong password for the peer database {}", peer.display()),
+            )
+            .hint("give it with --peer-password-file FILE or BLAZEDB_PEER_PASSWORD")
+        } else {
+            e
+        }
+    })?;
     let (mine, theirs) = (role_for(ctx.db, a.role)?, role_for(&other, None)?);
     let db = ctx.db.clone();
     let timeout = Duration::from_secs(a.timeout);

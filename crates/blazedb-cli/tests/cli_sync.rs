@@ -415,7 +415,7 @@ fn users_sync_with_their_rights_and_a_full_server_says_busy() {
 }
 
 #[test]
-fn plain_tcp_works_only_when_both_sides_ask_for_it() {
+fn plain_tcp_works_only_when_both_sides_ask_for_it_and_mismatches_say_so() {
     let s = Scratch::new();
     s.create("srv/main", Some("server"));
     let id = id_in(&s.on("srv/main", &["insert", "t", r#"{"p": 1}"#]).json());
@@ -435,6 +435,22 @@ fn plain_tcp_works_only_when_both_sides_ask_for_it() {
     };
     // A TLS client does not fall back to plain TCP.
     assert_ne!(run(&["--fingerprint", &"AB".repeat(32)]).code, 0);
+    // A missing token is refused with a hint that says how to give one.
+    let no_token = Run::of(
+        s.cmd()
+            .args([
+                "--db",
+                "a",
+                "sync",
+                "--server",
+                &addr,
+                "--plain-tcp-insecure",
+            ])
+            .args(["--timeout", "20"])
+            .output()
+            .expect("run"),
+    );
+    no_token.fails(4, "hint: give the server's token");
     assert_eq!(s.on("a", &["count", "t"]).json(), json!({"count": 0}));
     run(&["--plain-tcp-insecure"]).json();
     assert_eq!(field(&s, "a", &id, "p"), 1);
@@ -475,7 +491,7 @@ fn sync_peer_merges_two_local_databases_by_timestamp() {
         .env("BLAZEDB_PEER_PASSWORD", "wrong")
         .output()
         .expect("run");
-    assert_eq!(wrong.status.code(), Some(4));
+    Run::of(wrong).fails(4, "wrong password for the peer database p2");
 }
 
 #[test]
@@ -544,6 +560,10 @@ fn sync_remembers_the_server_and_its_trust_and_lists_a_server_reached_by_two_nam
     assert_eq!(st["remembered"]["server"], srv.addr());
     assert_eq!(st["remembered"]["fingerprint"], srv.fingerprint.as_str());
     assert_eq!(st["remembered"]["remote_db"], "main");
+    // Plain TCP against this TLS server: said as such, not as a framing error.
+    let plain = bare(&["--server", &srv.addr(), "--plain-tcp-insecure"]);
+    plain.fails(8, "did not answer in plain TCP");
+    assert!(plain.stderr.contains("speaks TLS"), "{}", plain.stderr);
     let other_name = format!("localhost:{}", srv.port);
     bare(&["--server", &other_name]).fails(2, "no way to trust the server");
     bare(&["--server", &other_name, "--fingerprint", &srv.fingerprint]).json();

@@ -11,6 +11,7 @@ mod args;
 mod condition;
 mod ctx;
 mod demo;
+mod dial;
 mod dispatch;
 mod documents;
 mod exit;

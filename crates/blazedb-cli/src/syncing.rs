@@ -6,16 +6,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use blazedb::json::to_json;
-use blazedb::net::{Credentials, Fingerprint, NetError, Security, ServerTrust, TcpRelay};
 use blazedb::sync::{
-    ConflictEntry, ConnectionMode, Held, LogPos, Relay, Role, Stamp, SyncConfig, SyncHandle,
-    SyncMode, SyncNode, SyncProgress, SyncStatus, Topology,
+    ConflictEntry, ConnectionMode, Held, LogPos, Role, Stamp, SyncConfig, SyncHandle, SyncMode,
+    SyncNode, SyncProgress, SyncStatus, Topology,
 };
 use blazedb::{Database, OpenMode};
 use serde_json::{Value as Json, json};
 
 use crate::args::{RoleArg, SyncArgs};
 use crate::ctx::Ctx;
+use crate::dial::{probe, relay_for};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::open::{open_with, read_secret_file, secret_from};
 use crate::output::iso_time;
@@ -145,148 +145,6 @@ fn runtime() -> CliResult<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| CliError::new(Exit::Failure, format!("starting the runtime: {e}")))
-}
-
-fn optional_secret(file: Option<&Path>, env: &str, what: &str) -> CliResult<Option<String>> {
-    if let Some(f) = file {
-        return Ok(Some(read_secret_file(f, what)?.to_string()));
-    }
-    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
-}
-
-fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
-    let (host, port) = server
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| {
-            CliError::new(Exit::Usage, format!("'{server}' is not HOST:PORT"))
-                .hint("e.g. --server 127.0.0.1:7070")
-        })?;
-    let security = if a.plain_tcp_insecure {
-        Security::PlainTcpInsecure
-    } else if let Some(fp) = &a.fingerprint {
-        Security::Tls(ServerTrust::Pinned(Fingerprint::parse(fp).map_err(
-            |e| {
-                CliError::bad_input(e.to_string())
-                    .hint("copy the fingerprint blazedb-server printed at start")
-            },
-        )?))
-    } else if let Some(ca) = &a.ca {
-        Security::Tls(ServerTrust::roots_from_pem_file(ca).map_err(|e| {
-            CliError::bad_input(e.to_string()).hint("--ca takes a PEM file of CA certificates")
-        })?)
-    } else {
-        return Err(CliError::new(Exit::Usage, "no way to trust the server")
-            .hint("pass --fingerprint SHA256 (blazedb-server prints it) or --ca ROOTS.pem"));
-    };
-    let mut creds = Credentials::none();
-    let user = a
-        .user
-        .clone()
-        .or_else(|| std::env::var("BLAZEDB_USER").ok().filter(|u| !u.is_empty()));
-    match (
-        optional_secret(a.token_file.as_deref(), "BLAZEDB_AUTH_TOKEN", "auth token")?,
-        user,
-    ) {
-        (Some(t), Some(u)) => creds = creds.user(u, t),
-        (Some(t), None) => creds = creds.token(t),
-        (None, Some(u)) => {
-            return Err(
-                CliError::new(Exit::Usage, format!("no token for user {u:?}"))
-                    .hint("give the user's token with --token-file FILE or BLAZEDB_AUTH_TOKEN"),
-            );
-        }
-        (None, None) => {}
-    }
-    if let Some(t) = optional_secret(
-        a.peer_token_file.as_deref(),
-        "BLAZEDB_PEER_TOKEN",
-        "peer token",
-    )? {
-        creds = creds.peer_token(t);
-    }
-    if let Some(s) = optional_secret(
-        a.secret_file.as_deref(),
-        "BLAZEDB_SHARED_SECRET",
-        "shared secret",
-    )? {
-        creds = creds.secret(s);
-    }
-    let remote_db = a.remote_db.as_deref().unwrap_or("main");
-    Ok(TcpRelay::new(host, port, remote_db, security, creds))
-}
-
-/// Dials once, so a refusal (credentials, pin, unknown database) is reported with its
-/// type and exit code instead of as a timeout of the retrying connection.
-/// An I/O failure shown as the operating system says it; other failures as typed.
-fn io_or(e: &NetError) -> &dyn std::fmt::Display {
-    match e {
-        NetError::Io(io) => io,
-        other => other,
-    }
-}
-
-/// Dials once to report an unreachable or refusing server clearly; `plain`: the
-/// relay speaks plain TCP (`--plain-tcp-insecure`).
-async fn probe(relay: &TcpRelay, plain: bool) -> CliResult {
-    match relay.dial().await {
-        Ok(wire) => {
-            drop(wire);
-            Ok(())
-        }
-        Err(e) => Err(match &e {
-            NetError::Refused { code, message }
-                if matches!(
-                    code,
-                    blazedb::net::RefuseCode::Busy | blazedb::net::RefuseCode::ShuttingDown
-                ) =>
-            {
-                CliError::new(
-                    Exit::Sync,
-                    format!("the server is busy: {message} ({})", code.as_str()),
-                )
-                .hint("try again later; local writes are kept and sync then")
-            }
-            NetError::Unavailable(m) => {
-                CliError::new(Exit::Sync, format!("the server is unavailable: {m}"))
-                    .hint("try again later; local writes are kept and sync then")
-            }
-            NetError::Refused { code, message } => CliError::new(
-                if *code == blazedb::net::RefuseCode::Auth {
-                    Exit::Denied
-                } else {
-                    Exit::Sync
-                },
-                format!("the server refused: {message} ({})", code.as_str()),
-            )
-            .hint("check the auth token / user / shared secret (BLAZEDB_AUTH_TOKEN, BLAZEDB_USER, BLAZEDB_SHARED_SECRET) and --remote-db"),
-            NetError::Tls(t) => CliError::new(Exit::Denied, format!("TLS: {t}"))
-                .hint("the server's certificate does not match --fingerprint / --ca"),
-            NetError::Auth(t) => CliError::new(Exit::Denied, format!("authentication: {t}"))
-                .hint(
-                    "give the server's token with --token-file FILE or BLAZEDB_AUTH_TOKEN (a \
-                     user's with --user), or its shared secret with --secret-file or \
-                     BLAZEDB_SHARED_SECRET",
-                ),
-            _ if plain && e.to_string().contains("frame") => CliError::new(
-                Exit::Sync,
-                format!(
-                    "{} did not answer in plain TCP: {}",
-                    relay.describe(),
-                    io_or(&e)
-                ),
-            )
-            .hint(
-                "the server most likely speaks TLS: drop --plain-tcp-insecure and pass \
-                 --fingerprint (blazedb-server prints it) or --ca",
-            ),
-            _ => CliError::new(
-                Exit::Sync,
-                format!("cannot reach {}: {}", relay.describe(), io_or(&e)),
-            )
-            .hint("is blazedb-server running there?"),
-        }),
-    }
 }
 
 pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {

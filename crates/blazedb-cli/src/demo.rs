@@ -8,9 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use blazedb::json::to_json;
 use blazedb::net::{Credentials, RemoteNode, Server};
-use blazedb::sync::{ConflictEntry, Held, Role, SyncConfig, SyncHandle};
+use blazedb::sync::{ConflictEntry, Role, SyncConfig, SyncHandle};
 use blazedb::{Database, DocId, Document, KdfParams, Patch};
 use comfy_table::Table;
 
@@ -41,21 +40,7 @@ fn open(dir: &Path, name: &str) -> CliResult<Database> {
 }
 
 fn text(v: Option<&blazedb::Value>) -> String {
-    match v {
-        Some(blazedb::Value::String(s)) => s.clone(),
-        Some(other) => to_json(other).to_string(),
-        None => "-".into(),
-    }
-}
-
-fn held(h: Option<&Held>) -> String {
-    match h {
-        Some(Held::Value(v)) => text(Some(v)),
-        Some(Held::Unset) => "(unset)".into(),
-        Some(Held::Deleted) => "(deleted)".into(),
-        Some(Held::Updated) => "(kept alive by an update)".into(),
-        None => "-".into(),
-    }
+    crate::conflict_text::value_text(v)
 }
 
 fn say(line: &str) {
@@ -122,43 +107,13 @@ impl Demo {
         let c = self.client(client);
         let entries = c.sync.conflicts(after, 100)?;
         for e in &entries {
-            let winner = e
-                .winner
-                .map_or_else(|| "nobody".to_owned(), |w| self.node_name(w.node()));
-            let what = e
-                .field
-                .as_deref()
-                .map_or_else(|| "the document".to_owned(), |f| format!("field '{f}'"));
-            let why = match e.reason {
-                blazedb::sync::LossReason::ServerPriority => {
-                    "server priority: the writes were concurrent and the server's wins"
-                }
-                blazedb::sync::LossReason::LaterTimestamp => {
-                    "same role: the concurrent write with the later timestamp wins"
-                }
-                blazedb::sync::LossReason::RetentionExpired => {
-                    "the client was away longer than the server keeps history"
-                }
-                blazedb::sync::LossReason::TooLarge => {
-                    "no room: with the concurrent writes kept before it, the document would exceed 16 MiB"
-                }
-            };
-            let (mine, theirs) = match (&e.field, &e.lost, e.won.as_ref()) {
-                (None, Held::Updated, Some(Held::Deleted)) => {
-                    ("its update of the document".to_owned(), "delete".to_owned())
-                }
-                (None, Held::Deleted, _) => (
-                    "its delete of the document".to_owned(),
-                    "update (the document lives on)".to_owned(),
-                ),
-                _ => (
-                    format!("its write of {what} = {}", held(Some(&e.lost))),
-                    held(e.won.as_ref()),
-                ),
-            };
-            say(&format!(
-                "  conflict log of {client}: {mine} lost to {winner}'s {theirs} — {why}"
-            ));
+            let line = crate::conflict_text::sentence(
+                e,
+                "its",
+                &|n| self.node_name(n),
+                crate::conflict_text::Values::Text,
+            );
+            say(&format!("  conflict log of {client}: {line}"));
         }
         Ok(entries)
     }

@@ -9,6 +9,7 @@
 mod admin;
 mod args;
 mod condition;
+mod conflict_text;
 mod ctx;
 mod demo;
 mod dial;

@@ -74,6 +74,12 @@ pub fn conflict_json(e: &ConflictEntry, user_of: UserOf<'_>) -> Json {
         "won": e.won.as_ref().map(held_json),
         "winner": e.winner.as_ref().map(|w| stamp_with_user(w, user_of)),
         "reason": reason_text(e),
+        "sentence": crate::conflict_text::sentence(
+            e,
+            "this database's",
+            &|n| user_of(n).map_or_else(|| format!("node {n}"), |u| format!("user {u}")),
+            crate::conflict_text::Values::Json,
+        ),
         "detected_us": e.detected_us,
         "detected": iso_time(i128::from(e.detected_us)),
     })

@@ -157,30 +157,68 @@ pub fn export(ctx: &mut Ctx<'_>, collections: &[String], out: Option<&Path>) -> 
     }
 }
 
-pub fn import(ctx: &mut Ctx<'_>, file: Option<&Path>, replace: bool, partial: bool) -> CliResult {
+/// `import`: NDJSON records, or with `csv_into` CSV rows into that collection
+/// (`csv_import.rs`), in one transaction.
+pub fn import(
+    ctx: &mut Ctx<'_>,
+    file: Option<&Path>,
+    replace: bool,
+    partial: bool,
+    csv_into: Option<&str>,
+) -> CliResult {
     ctx.outside_tx("import")?;
     let opts = ImportOptions { replace, partial };
-    let report = match file.filter(|f| f.as_os_str() != "-") {
-        Some(path) => {
-            let f = File::open(path).map_err(|e| CliError {
-                message: format!("cannot open '{}': {e}", path.display()),
-                ..CliError::from(e)
-            })?;
-            let len = f.metadata().ok().map(|m| m.len());
-            let bar = crate::progress::bytes(len, "importing");
-            let mut r = BufReader::new(bar.bar().wrap_read(f));
-            ctx.db.import_ndjson(&mut r, opts)?
-        }
-        None => {
-            let bar = crate::progress::bytes(None, "importing");
-            let mut r = BufReader::new(bar.bar().wrap_read(std::io::stdin().lock()));
-            ctx.db.import_ndjson(&mut r, opts)?
+    let (source, len): (Box<dyn std::io::Read>, Option<u64>) =
+        match file.filter(|f| f.as_os_str() != "-") {
+            Some(path) => {
+                let f = File::open(path).map_err(|e| CliError {
+                    message: format!("cannot open '{}': {e}", path.display()),
+                    ..CliError::from(e)
+                })?;
+                let len = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), len)
+            }
+            None => (Box::new(std::io::stdin().lock()), None),
+        };
+    let bar = crate::progress::bytes(len, "importing");
+    let counted = bar.bar().wrap_read(source);
+    let (report, lines) = match csv_into {
+        None => (
+            ctx.db.import_ndjson(&mut BufReader::new(counted), opts),
+            None,
+        ),
+        Some(collection) => {
+            let (rows, lines) = crate::csv_import::CsvAsNdjson::new(counted, collection)
+                .map_err(|e| CliError::bad_input(e.to_string()))?;
+            (
+                ctx.db.import_ndjson(&mut BufReader::new(rows), opts),
+                Some(lines),
+            )
         }
     };
+    drop(bar);
+    // Record numbers of the NDJSON the engine read, as lines of the CSV file.
+    let line_of = |n: u64| -> u64 {
+        lines.as_ref().map_or(n, |l| {
+            usize::try_from(n)
+                .ok()
+                .and_then(|i| l.borrow().get(i.wrapping_sub(1)).copied())
+                .unwrap_or(n)
+        })
+    };
+    let report = report.map_err(|e| match e {
+        blazedb::Error::BadRecord { line, reason } if lines.is_some() => {
+            CliError::bad_input(format!("CSV line {}: {reason}", line_of(line)))
+        }
+        blazedb::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+            CliError::bad_input(source.to_string())
+        }
+        other => CliError::from(other),
+    })?;
     let skipped: Vec<Json> = report
         .skipped
         .iter()
-        .map(|(line, reason)| json!({"line": line, "reason": reason}))
+        .map(|(line, reason)| json!({"line": line_of(*line), "reason": reason}))
         .collect();
     ctx.out
         .value(&json!({"imported": report.imported, "skipped": skipped}))

@@ -170,6 +170,14 @@ pub enum Cmd {
         /// Import the good records and report the bad ones.
         #[arg(long)]
         partial: bool,
+        /// The file is CSV with a header row (into `--collection`): a column `id` is
+        /// the document id, every other column a field; a cell is JSON when it parses
+        /// as JSON (`12`, `true`, `"007"`), else text; an empty cell leaves the field out.
+        #[arg(long, requires = "collection")]
+        csv: bool,
+        /// The collection CSV rows go into.
+        #[arg(long, value_name = "NAME", requires = "csv")]
+        collection: Option<String>,
     },
     /// Copy the database, consistent and encrypted as it is, to DIR/NAME.
     Backup {

@@ -51,7 +51,15 @@ pub fn run(ctx: &mut Ctx<'_>, cmd: Cmd) -> CliResult {
             file,
             replace,
             partial,
-        } => admin::import(ctx, file.as_deref(), replace, partial),
+            csv: _,
+            collection,
+        } => admin::import(
+            ctx,
+            file.as_deref(),
+            replace,
+            partial,
+            collection.as_deref(),
+        ),
         Cmd::Backup { dest } => admin::backup(ctx, &dest),
         // Compaction needs the only handle on the database; the shell holds one for
         // its whole session (a one-shot `blazedb compact` is run in `main`).

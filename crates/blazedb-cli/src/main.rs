@@ -10,6 +10,7 @@ mod admin;
 mod args;
 mod condition;
 mod conflict_text;
+mod csv_import;
 mod ctx;
 mod demo;
 mod dial;

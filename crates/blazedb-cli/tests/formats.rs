@@ -103,3 +103,67 @@ fn select_prints_only_the_fields_asked_for_including_parts_of_maps() {
     s.on("db/main", &["query", "t", "--select", "a..b"])
         .fails(7, "invalid field name");
 }
+
+#[test]
+fn import_csv_reads_rows_as_documents_and_a_query_in_csv_comes_back_the_same() {
+    let (s, _) = seeded();
+    let csv_out = s
+        .on("db/main", &["--format", "csv", "query", "t", "--sort", "n"])
+        .stdout;
+    std::fs::write(s.path("t.csv"), &csv_out).expect("write");
+    s.create("db/copy", None);
+    let r = s
+        .on(
+            "db/copy",
+            &["import", "--csv", "--collection", "t", "t.csv"],
+        )
+        .json();
+    assert_eq!(r, json!({"imported": 2, "skipped": []}));
+    let docs = |db: &str| s.on(db, &["query", "t", "--sort", "n"]).ndjson();
+    assert_eq!(
+        docs("db/copy"),
+        docs("db/main"),
+        "ids, types and values kept"
+    );
+
+    std::fs::write(
+        s.path("typed.csv"),
+        "name,zip,n,quoted\nann,02139,7,\"\"\"42\"\"\"\nbob,,,\n",
+    )
+    .expect("write");
+    s.on(
+        "db/copy",
+        &["import", "--csv", "--collection", "p", "typed.csv"],
+    )
+    .json();
+    let p = s.on("db/copy", &["query", "p", "-w", "name=ann"]).ndjson();
+    assert_eq!(
+        p[0]["fields"],
+        json!({"name": "ann", "zip": "02139", "n": 7, "quoted": "42"}),
+        "text that is not JSON stays text; JSON cells are typed"
+    );
+    let bob = s.on("db/copy", &["query", "p", "-w", "name=bob"]).ndjson();
+    assert_eq!(
+        bob[0]["fields"],
+        json!({"name": "bob"}),
+        "empty cells are left out"
+    );
+
+    std::fs::write(s.path("ragged.csv"), "a,b\n1,2,3\n").expect("write");
+    s.on(
+        "db/copy",
+        &["import", "--csv", "--collection", "r", "ragged.csv"],
+    )
+    .fails(7, "line 2");
+    std::fs::write(s.path("badid.csv"), "id,a\n1,2\nnot-an-id,3\n").expect("write");
+    s.on(
+        "db/copy",
+        &["import", "--csv", "--collection", "r", "badid.csv"],
+    )
+    .fails(7, "CSV line 2");
+    assert_eq!(
+        s.on("db/copy", &["count", "r"]).json(),
+        json!({"count": 0}),
+        "nothing of a failed import is stored"
+    );
+}

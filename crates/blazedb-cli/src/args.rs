@@ -322,8 +322,10 @@ pub struct SyncArgs {
     /// else client).
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
-    /// Keep syncing (live) until interrupted, printing status as it changes.
-    #[arg(long)]
+    /// Keep syncing (live) until interrupted, printing a line each time the status
+    /// changes (on a terminal: the time and a summary; otherwise the status as JSON
+    /// with its `time`). With a server only: `--peer` syncs once.
+    #[arg(long, conflicts_with = "peer")]
     pub watch: bool,
     /// Give up a one-shot sync after this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]

@@ -287,18 +287,52 @@ async fn watch_until_interrupted(handle: &SyncHandle, table: bool) -> CliResult 
                 // The figures that change on every heartbeat are not news.
                 if let Some(m) = s.as_object_mut() {
                     m.remove("last_sync_us");
+                    m.remove("last_sync");
                 }
                 if last.as_ref() != Some(&s) {
+                    let now = iso_time(i128::from(blazedb::Timestamp::now().0));
                     if table {
-                        eprintln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                        // One line per event, with the time, for a person watching.
+                        eprintln!("{} {}", now.as_str().unwrap_or("-"), watch_line(&s));
                     } else {
+                        if let Some(m) = s.as_object_mut() {
+                            m.insert("time".into(), now);
+                        }
                         eprintln!("{s}");
+                        if let Some(m) = s.as_object_mut() {
+                            m.remove("time");
+                        }
                     }
                     last = Some(s);
                 }
             }
         }
     }
+}
+
+/// A status as one line: connection, what moved each way, what waits.
+fn watch_line(s: &Json) -> String {
+    let n = |k: &str| s.get(k).and_then(Json::as_u64).unwrap_or(0);
+    let state = if s["connected"] == true {
+        format!(
+            "connected to {} ({})",
+            s["peer"]["node"].as_str().unwrap_or("?"),
+            s["peer"]["role"].as_str().unwrap_or("?")
+        )
+    } else {
+        "offline, retrying".to_owned()
+    };
+    let mut line = format!(
+        "{state} · received {} · sent {} · pending {} · conflicts {}",
+        n("writes_received"),
+        n("writes_sent"),
+        n("pending_local_writes"),
+        n("conflicts")
+    );
+    if let Some(e) = s.get("last_error").and_then(Json::as_str) {
+        line.push_str(&format!(" · last error: {e}"));
+    }
+    line
 }
 
 fn sync_peer(ctx: &mut Ctx<'_>, a: &SyncArgs, peer: &Path) -> CliResult {
@@ -430,6 +464,28 @@ mod tests {
     use blazedb::{DocId, Value};
 
     use super::*;
+
+    #[test]
+    fn a_watch_line_says_the_connection_what_moved_and_what_waits() {
+        let s = json!({
+            "connected": true,
+            "peer": {"node": "00ab", "role": "server"},
+            "writes_received": 12,
+            "writes_sent": 3,
+            "pending_local_writes": 1,
+            "conflicts": 2,
+            "last_error": null,
+        });
+        assert_eq!(
+            watch_line(&s),
+            "connected to 00ab (server) · received 12 · sent 3 · pending 1 · conflicts 2"
+        );
+        let off = json!({"connected": false, "last_error": "refused"});
+        assert_eq!(
+            watch_line(&off),
+            "offline, retrying · received 0 · sent 0 · pending 0 · conflicts 0 · last error: refused"
+        );
+    }
 
     #[test]
     fn the_bootstrap_display_spans_the_peers_log_and_says_what_arrived() {

@@ -291,6 +291,10 @@ fn sync_watch_receives_live_changes_until_interrupted() {
     let first: Json = serde_json::from_str(&status.next().expect("a line").expect("read"))
         .expect("a JSON status line");
     assert_eq!(first["connected"], true);
+    assert!(
+        first["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "each event line has its time: {first}"
+    );
     let id = id_in(&s.on("b", &["insert", "t", r#"{"live": true}"#]).json());
     sync(&s, "b", &srv).json();
     // The server pushes b's write to the connected watcher without being asked.
@@ -466,6 +470,8 @@ fn sync_peer_merges_two_local_databases_by_timestamp() {
         &s.on("p1", &["insert", "t", r#"{"v": 1, "only_p1": true}"#])
             .json(),
     );
+    s.on("p1", &["sync", "--peer", "p2", "--watch"])
+        .fails(2, "cannot be used with");
     let r = s.on("p1", &["sync", "--peer", "p2"]).json();
     assert_eq!(r["conflicts_here"], 0);
     assert_eq!(field(&s, "p2", &id, "v"), 1);

@@ -83,6 +83,12 @@ async fn run(args: config::Args) -> Result<()> {
     }
     let password = settings.password()?;
     let users_password = zeroize::Zeroizing::new(password.clone());
+    // Bind first: a busy or forbidden address is reported before the data directory,
+    // the database or a certificate is created (the real listener binds it again
+    // once they exist; losing that race is reported the same way).
+    if let Err(e) = std::net::TcpListener::bind(settings.listen) {
+        bail!("cannot listen on {}: {e}", settings.listen);
+    }
     create_data_dir(&settings.data_dir)?;
     let (dir, name) = (settings.data_dir.clone(), settings.database.clone());
     let cache = settings.cache_mib << 20;

@@ -70,7 +70,7 @@ pub struct Args {
     pub database: Option<String>,
     /// Address to listen on, `HOST:PORT` (a name such as `localhost` or an IP)
     /// [default: 127.0.0.1:7447].
-    #[arg(long, value_parser = resolve_addr)]
+    #[arg(long, value_parser = crate::addr::resolve_addr)]
     pub listen: Option<SocketAddr>,
     /// Auth token clients must prove they know (prefer --auth-token-file or
     /// BLAZEDB_AUTH_TOKEN).
@@ -102,7 +102,7 @@ pub struct Args {
     #[arg(long)]
     pub plain_tcp_insecure: bool,
     /// Address of the health and Prometheus metrics endpoint (off unless given).
-    #[arg(long, value_parser = resolve_addr)]
+    #[arg(long, value_parser = crate::addr::resolve_addr)]
     pub metrics: Option<SocketAddr>,
     /// Most connections at once, handshaking ones included (1 to 100000)
     /// [default: 1024].
@@ -133,42 +133,13 @@ pub struct Args {
     pub cache_mib: Option<usize>,
 }
 
-/// `HOST:PORT` as a socket address: an IP literal, or a host name resolved once at
-/// start (`localhost:7447`), IPv4 first.
-///
-/// # Errors
-/// The text is not `HOST:PORT`, or the name does not resolve.
-pub fn resolve_addr(text: &str) -> std::result::Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs as _;
-    if let Ok(a) = text.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let all: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| format!("'{text}' is not HOST:PORT with a known host: {e}"))?
-        .collect();
-    all.iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| all.first())
-        .copied()
-        .ok_or_else(|| format!("'{text}' names no address"))
-}
-
-fn resolve_addr_opt<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<SocketAddr>, D::Error> {
-    let text: Option<String> = serde::Deserialize::deserialize(d)?;
-    text.map(|t| resolve_addr(&t).map_err(serde::de::Error::custom))
-        .transpose()
-}
-
 /// The TOML file's contents (every key optional).
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub data_dir: Option<PathBuf>,
     pub database: Option<String>,
-    #[serde(default, deserialize_with = "resolve_addr_opt")]
+    #[serde(default, deserialize_with = "crate::addr::resolve_addr_opt")]
     pub listen: Option<SocketAddr>,
     pub auth_token: Option<String>,
     pub auth_token_file: Option<PathBuf>,
@@ -181,7 +152,7 @@ pub struct File {
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub plain_tcp_insecure: bool,
-    #[serde(default, deserialize_with = "resolve_addr_opt")]
+    #[serde(default, deserialize_with = "crate::addr::resolve_addr_opt")]
     pub metrics: Option<SocketAddr>,
     pub max_connections: Option<usize>,
     pub handshake_timeout_ms: Option<u64>,

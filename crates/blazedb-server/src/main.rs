@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod addr;
 mod config;
 mod metrics;
 mod users;

@@ -124,7 +124,13 @@ pub(crate) fn status_of(
         bytes_sent: t.bytes_sent,
         bytes_received: t.bytes_received,
         conflicts: t.conflicts,
-        last_error: t.last_error,
+        // While connected, the error that describes the sync is this session's; an
+        // older session's (a disconnect since recovered from) is history.
+        last_error: if conn.connected {
+            conn.stats.last_error.clone()
+        } else {
+            t.last_error
+        },
         clock_skew_us: t.skew_us,
         peer_log_last: conn.stats.peer_log_last,
     }

@@ -228,3 +228,52 @@ async fn progress_shows_how_much_of_the_servers_log_has_arrived() {
     assert!(p.bytes_received > 600 * 10, "{p:?}");
     assert_eq!(status.peer_log_last, Some(server_log));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_that_passes_leaves_no_error_once_the_writes_get_through() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = (open(dir.path(), "server"), open(dir.path(), "client"));
+    // The server's clock lags the client's by 10 minutes until it is set right.
+    let lag = Arc::new(AtomicU64::new(10 * 60 * 1_000_000));
+    let server_config = {
+        let lag = Arc::clone(&lag);
+        SyncConfig {
+            advanced: SyncAdvanced {
+                clock: Arc::new(move || wall_now_us() - lag.load(Ordering::Relaxed)),
+                ..SyncAdvanced::default()
+            },
+            ..SyncConfig::default()
+        }
+    };
+    let node = SyncNode::enable(&server, Role::Server, &server_config).expect("enable");
+    let (relay, listener) = memory("server");
+    let serve = ServeHandle::start(node, listener, &server_config, 16).expect("serve");
+    let sync = client
+        .enable_sync_with(relay, Role::Client, SyncConfig::default())
+        .await
+        .expect("enable_sync");
+    client
+        .collection("notes")
+        .insert(Document::new().with("n", 1i64))
+        .expect("insert");
+    assert!(
+        sync.sync_now(Duration::from_secs(3)).await.is_err(),
+        "refused while the clocks disagree"
+    );
+    assert!(
+        sync.status()
+            .last_error
+            .is_some_and(|e| e.contains("ahead"))
+    );
+    lag.store(0, Ordering::Relaxed);
+    let through = sync
+        .sync_now(T)
+        .await
+        .expect("accepted once the clocks agree");
+    assert_eq!(through.pending_local_writes, 0);
+    assert_eq!(sync.status().last_error, None, "{:?}", sync.status());
+    assert_eq!(server.collection("notes").count().expect("count"), 1);
+    sync.stop().await;
+    serve.stop().await;
+}

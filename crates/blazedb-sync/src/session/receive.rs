@@ -252,8 +252,15 @@ impl Session {
                 // told us once it knew who we are): no snapshot needed.
                 self.snap_send = None;
             }
+            let before = self.in_flight.len();
             while self.in_flight.front().is_some_and(|&u| u <= upto) {
                 self.in_flight.pop_front();
+            }
+            if self.in_flight.len() < before && self.push_refused.is_none() {
+                // What we sent got through after all: an earlier passing refusal (the
+                // peer was sending us a snapshot, a clock briefly ahead) no longer
+                // describes this session. A refusal of our credential stays.
+                self.stats.last_error = None;
             }
             self.last_progress_us = now_us;
             self.stats.last_sync_us = Some(now_us);

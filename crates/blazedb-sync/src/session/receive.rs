@@ -34,10 +34,14 @@ impl Session {
             we_send: self.cfg.mode.sends() && h.accept,
             we_accept: self.cfg.mode.accepts() && h.send,
         });
-        self.stats.skew_us = Some(
-            i64::try_from(h.peer_now).unwrap_or(i64::MAX)
-                - i64::try_from(now_us).unwrap_or(i64::MAX),
-        );
+        // Each reading is the true skew less the time the hello spent in transit and
+        // queued behind other messages (never negative), so the largest reading of
+        // the session is the closest one: a hello handled after a large push must
+        // not report a clock that far behind.
+        let reading = i64::try_from(h.peer_now)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(now_us).unwrap_or(i64::MAX));
+        self.stats.skew_us = Some(self.stats.skew_us.map_or(reading, |s| s.max(reading)));
         if first {
             self.meet(h, out)?;
         }

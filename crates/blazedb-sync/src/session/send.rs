@@ -102,6 +102,11 @@ impl Session {
                 && now_us.saturating_sub(hello.sent_us) > self.cfg.resend_after_us
             {
                 hello.sent_us = now_us;
+                // Our clock as of this send: the peer measures the skew from it, and
+                // the first send's time would read as a clock that much behind.
+                if let Msg::Hello { now_us: t, .. } = &mut hello.msg {
+                    *t = now_us;
+                }
                 out.push(hello.msg.clone());
             }
             return Ok(out);

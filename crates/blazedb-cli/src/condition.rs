@@ -221,30 +221,32 @@ fn unary<'i>(i: &mut &'i str, whole: &'i str) -> ModalResult<Expr> {
     test(i, whole).map_err(|e| e.cut())
 }
 
-fn and<'i>(i: &mut &'i str, whole: &'i str) -> ModalResult<Expr> {
-    let first = unary(i, whole)?;
+/// `operand (KEYWORD operand)*`, joined by `make` when there is more than one.
+fn chain<'i>(
+    i: &mut &'i str,
+    whole: &'i str,
+    word: &'static str,
+    operand: fn(&mut &'i str, &'i str) -> ModalResult<Expr>,
+    make: fn(Vec<Expr>) -> Expr,
+) -> ModalResult<Expr> {
+    let first = operand(i, whole)?;
     let rest: Vec<Expr> = repeat(
         0..,
         preceded(
-            (multispace0, keyword("and"), multispace0),
-            cut_err(|i: &mut &'i str| unary(i, whole)),
+            (multispace0, keyword(word), multispace0),
+            cut_err(|i: &mut &'i str| operand(i, whole)),
         ),
     )
     .parse_next(i)?;
-    Ok(join(first, rest, Expr::And))
+    Ok(join(first, rest, make))
+}
+
+fn and<'i>(i: &mut &'i str, whole: &'i str) -> ModalResult<Expr> {
+    chain(i, whole, "and", unary, Expr::And)
 }
 
 fn or<'i>(i: &mut &'i str, whole: &'i str) -> ModalResult<Expr> {
-    let first = and(i, whole)?;
-    let rest: Vec<Expr> = repeat(
-        0..,
-        preceded(
-            (multispace0, keyword("or"), multispace0),
-            cut_err(|i: &mut &'i str| and(i, whole)),
-        ),
-    )
-    .parse_next(i)?;
-    Ok(join(first, rest, Expr::Or))
+    chain(i, whole, "or", and, Expr::Or)
 }
 
 fn join(first: Expr, rest: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {

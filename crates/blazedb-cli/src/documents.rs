@@ -214,8 +214,9 @@ fn explain_empty(r: &blazedb::ReadTxn, q: &blazedb::Query) -> CliResult {
 
 pub fn drop_collection(ctx: &mut Ctx<'_>, collection: &str) -> CliResult {
     let n = write(ctx, |tx| {
-        if !tx.collections()?.iter().any(|c| c == collection) {
-            let known = tx.collections()?.join(", ");
+        let known = tx.collections()?;
+        if !known.iter().any(|c| c == collection) {
+            let known = known.join(", ");
             return Err(CliError::new(
                 crate::exit::Exit::NotFound,
                 format!("no collection '{collection}'"),

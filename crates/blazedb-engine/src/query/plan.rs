@@ -251,14 +251,11 @@ pub(crate) fn run_index(
         }
         Ok(ControlFlow::Continue(()))
     })?;
-    let order: Box<dyn Iterator<Item = usize>> = if plan.reverse {
-        Box::new((0..ids.len()).rev())
-    } else {
-        Box::new(0..ids.len())
-    };
+    let n = ids.len();
     let mut hits = Vec::new();
     let mut last_value: Option<&[u8]> = None;
-    for at in order {
+    for i in 0..n {
+        let at = if plan.reverse { n - 1 - i } else { i };
         if last_value.is_some_and(|v| v != values[at].as_slice()) {
             break;
         }

@@ -7,13 +7,14 @@ use blazedb::OpenMode;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 /// `--version`: the release, the commit built from, and what is built in.
-const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("BLAZEDB_COMMIT"),
-    "; built in: sync, network sync over TCP/TLS (rustls, ring) and Unix sockets, \
-     LZ4 record compression)"
-);
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {}; built in: sync, network sync over TCP/TLS (rustls, ring) and Unix \
+         sockets, LZ4 record compression)",
+        env!("CARGO_PKG_VERSION"),
+        blazedb_cmd::COMMIT
+    )
+});
 
 /// BlazeDB: an embedded, password-encrypted document database with sync.
 ///
@@ -22,7 +23,7 @@ const LONG_VERSION: &str = concat!(
 /// credentials, 5 database in use, 6 conflict (id exists, unique index, index name
 /// taken, sync role), 7 bad input, 8 sync failed, 9 damaged data.
 #[derive(Debug, Parser)]
-#[command(name = "blazedb", version, long_version = LONG_VERSION, propagate_version = true)]
+#[command(name = "blazedb", version, long_version = LONG_VERSION.as_str(), propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -44,6 +45,10 @@ pub struct Global {
     /// Output: JSON (NDJSON for lists), human tables, CSV, or tables only on a terminal.
     #[arg(long, value_enum, default_value_t = Format::Auto, global = true)]
     pub format: Format,
+    /// Log events (on stderr) as text or JSON lines; the filter is BLAZEDB_LOG
+    /// (default `warn`; e.g. `info`, `debug,rustyline=warn`).
+    #[arg(long, value_enum, env = "BLAZEDB_LOG_FORMAT", default_value_t = blazedb_cmd::log::LogFormat::Text, global = true)]
+    pub log_format: blazedb_cmd::log::LogFormat,
     /// Use a fast, weak key derivation for a NEW database (tests and demos only: the
     /// password is then easy to brute-force).
     #[arg(long, global = true, hide = true)]

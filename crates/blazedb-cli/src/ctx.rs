@@ -15,6 +15,8 @@ pub struct Ctx<'db> {
     /// The REPL's open transaction (`begin` .. `commit` / `rollback`): document writes
     /// and gets go through it; nothing is visible to others until it commits.
     pub tx: Option<WriteTxn<'db>>,
+    /// The REPL's background sync (`sync start` .. `sync stop`).
+    pub live: Option<crate::live_sync::LiveSync>,
 }
 
 impl<'db> Ctx<'db> {
@@ -26,6 +28,7 @@ impl<'db> Ctx<'db> {
             global,
             out,
             tx: None,
+            live: None,
         }
     }
 

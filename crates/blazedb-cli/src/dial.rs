@@ -1,21 +1,29 @@
 //! Dialing a server from the command line: the relay the flags describe (address,
 //! trust, credentials) and a first connection that reports an unreachable, refusing or
-//! mismatched server in words a user can act on.
+//! mismatched server in words a user can act on; the role a database syncs with, and
+//! a failed sync in words a user can act on.
 
 use std::path::Path;
 
 use blazedb::net::{Credentials, Fingerprint, NetError, Security, ServerTrust, TcpRelay};
 use blazedb::sync::Relay;
 
-use crate::args::SyncArgs;
+use blazedb::Database;
+use blazedb::sync::{Role, SyncConfig, SyncNode};
+
+use crate::args::{RoleArg, SyncArgs};
 use crate::exit::{CliError, CliResult, Exit};
-use crate::open::read_secret_file;
+use crate::remote;
 
 fn optional_secret(file: Option<&Path>, env: &str, what: &str) -> CliResult<Option<String>> {
-    if let Some(f) = file {
-        return Ok(Some(read_secret_file(f, what)?.to_string()));
-    }
-    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
+    let found = blazedb_cmd::secret::find(&blazedb_cmd::secret::Sources {
+        what,
+        file,
+        file_flag: "",
+        env,
+        prompt: None,
+    })?;
+    Ok(found.map(|s| s.to_string()))
 }
 
 pub fn relay_for(a: &SyncArgs, server: &str) -> CliResult<TcpRelay> {
@@ -150,5 +158,90 @@ pub async fn probe(relay: &TcpRelay, plain: bool) -> CliResult {
             )
             .hint("is blazedb-server running there?"),
         }),
+    }
+}
+
+fn role_of(r: RoleArg) -> Role {
+    match r {
+        RoleArg::Client => Role::Client,
+        RoleArg::Server => Role::Server,
+    }
+}
+
+/// The role to sync `db` with: the one it keeps, or the one asked for (default
+/// client). Asking for the other role than the kept one is a conflict.
+///
+/// # Errors
+/// [`Exit::Conflict`] for a role mismatch; database errors.
+pub fn role_for(db: &Database, asked: Option<RoleArg>) -> CliResult<Role> {
+    let stored = SyncNode::stored_role(db)?;
+    match (stored, asked.map(role_of)) {
+        (Some(s), Some(a)) if s != a => {
+            Err(CliError::from(blazedb::sync::SyncError::RoleMismatch {
+                stored: s,
+                requested: a,
+            }))
+        }
+        (Some(s), _) => Ok(s),
+        (None, a) => Ok(a.unwrap_or(Role::Client)),
+    }
+}
+
+/// Keeps `role` with the database (the first time) and returns its sync node.
+///
+/// # Errors
+/// As [`SyncNode::enable`].
+pub fn enable(db: &Database, role: Role) -> CliResult<SyncNode> {
+    Ok(SyncNode::enable(db, role, &SyncConfig::default())?)
+}
+
+pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Exit::Failure, format!("starting the runtime: {e}")))
+}
+
+/// What `sync` and the REPL's `sync start` dial: the role, the relay, and how the
+/// server was reached (remembered after a successful sync).
+pub struct Dial {
+    pub role: Role,
+    pub relay: TcpRelay,
+    pub dialed: remote::Remote,
+    pub plain: bool,
+}
+
+/// The server `a` names, else the one the database remembers.
+///
+/// # Errors
+/// No server given or remembered, bad flags, unreadable credentials.
+pub fn dial_for(db: &Database, a: &SyncArgs) -> CliResult<Dial> {
+    let role = role_for(db, a.role)?;
+    // `enable` only reads on a database synced before; the first time it writes the
+    // node, which the sync below does anyway.
+    let last = match SyncNode::stored_role(db)? {
+        Some(r) => remote::remembered(&enable(db, r)?)?,
+        None => None,
+    };
+    let (a, dialed) = remote::resolve(a, last.as_ref())?;
+    let server = a.server.as_deref().unwrap_or_default();
+    Ok(Dial {
+        role,
+        relay: relay_for(&a, server)?,
+        dialed,
+        plain: a.plain_tcp_insecure,
+    })
+}
+
+/// A failed sync as the user sees it.
+pub fn sync_error(e: blazedb::sync::SyncError) -> CliError {
+    match e {
+        blazedb::sync::SyncError::Forbidden(_) => CliError::new(Exit::Denied, e.to_string()).hint(
+            "this user may not write (read-only) or not these collections; the \
+                 server's data arrived, local writes stay pending here",
+        ),
+        e => CliError::new(Exit::Sync, e.to_string())
+            .hint("the server may be unreachable; local writes are kept and sync later"),
     }
 }

@@ -19,6 +19,7 @@ mod documents;
 mod exit;
 mod filter;
 mod history;
+mod live_sync;
 mod open;
 mod output;
 mod progress;
@@ -26,6 +27,7 @@ mod query_checks;
 mod remote;
 mod repl;
 mod repl_words;
+mod sync_status;
 mod syncing;
 
 use std::process::ExitCode;
@@ -44,8 +46,8 @@ fn create(g: &Global, role: Option<args::RoleArg>) -> CliResult {
     let db = open::open_with(path, &pw, OpenMode::CreateNew, g.insecure_fast_kdf)?;
     let role = match role {
         Some(r) => {
-            let role = syncing::role_for(&db, Some(r))?;
-            syncing::enable(&db, role)?;
+            let role = dial::role_for(&db, Some(r))?;
+            dial::enable(&db, role)?;
             json!(role.to_string())
         }
         None => serde_json::Value::Null,
@@ -120,14 +122,11 @@ fn run(cli: Cli) -> CliResult {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BLAZEDB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(w) = blazedb_cmd::log::init(cli.global.log_format, "warn") {
+        eprintln!("warning: {w}");
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

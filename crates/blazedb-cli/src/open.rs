@@ -1,9 +1,9 @@
 //! Finding, unlocking and opening the database a command names.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use blazedb::{Database, KdfParams, OpenMode};
+use blazedb_cmd::secret::{self, SecretError, Sources};
 use zeroize::Zeroizing;
 
 use crate::args::Global;
@@ -44,31 +44,13 @@ pub fn db_path(g: &Global) -> CliResult<&Path> {
     })
 }
 
-/// A secret from the first line of `path`.
+/// A secret from the first line of `path` (`blazedb_cmd::secret`, shared with the
+/// server).
 ///
 /// # Errors
 /// An unreadable or empty file.
 pub fn read_secret_file(path: &Path, what: &str) -> CliResult<Zeroizing<String>> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        CliError::from(e).hint(format!(
-            "the {what} file {} must be readable",
-            path.display()
-        ))
-    })?);
-    let line = Zeroizing::new(
-        text.lines()
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('\r')
-            .to_owned(),
-    );
-    if line.is_empty() {
-        return Err(CliError::bad_input(format!(
-            "the {what} file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(line)
+    Ok(secret::read_file(path, what)?)
 }
 
 /// A secret from a file, else an environment variable, else a terminal prompt.
@@ -82,21 +64,13 @@ pub fn secret_from(
     what: &str,
     flag: &str,
 ) -> CliResult<Zeroizing<String>> {
-    if let Some(f) = file {
-        return read_secret_file(f, what);
-    }
-    if let Ok(v) = std::env::var(env)
-        && !v.is_empty()
-    {
-        return Ok(Zeroizing::new(v));
-    }
-    if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password(prompt)
-            .map(Zeroizing::new)
-            .map_err(|e| CliError::new(Exit::Failure, format!("reading the {what}: {e}")));
-    }
-    Err(CliError::new(Exit::Usage, format!("no {what} given"))
-        .hint(format!("pass {flag} FILE, set {env}, or run on a terminal")))
+    Ok(secret::require(&Sources {
+        what,
+        file,
+        file_flag: flag,
+        env,
+        prompt: Some(prompt),
+    })?)
 }
 
 /// A new secret, as [`secret_from`] gives it; typed at a terminal it is asked twice
@@ -111,22 +85,32 @@ pub fn new_secret_from(
     what: &str,
     flag: &str,
 ) -> CliResult<Zeroizing<String>> {
-    let typed = file.is_none()
-        && std::env::var(env).map_or(true, |v| v.is_empty())
-        && std::io::stdin().is_terminal();
-    let secret = secret_from(file, env, prompt, what, flag)?;
-    if typed {
-        let again = rpassword::prompt_password(format!("{what} again: "))
-            .map(Zeroizing::new)
-            .map_err(|e| CliError::new(Exit::Failure, format!("reading the {what}: {e}")))?;
-        if again.as_str() != secret.as_str() {
-            return Err(CliError::bad_input(format!(
-                "the two {what}s typed differ; nothing was done"
-            ))
-            .hint("type the same one twice"));
+    Ok(secret::require_new(&Sources {
+        what,
+        file,
+        file_flag: flag,
+        env,
+        prompt: Some(prompt),
+    })?)
+}
+
+impl From<SecretError> for CliError {
+    fn from(e: SecretError) -> CliError {
+        match e {
+            SecretError::Unreadable { what, path, source } => CliError::from(source).hint(format!(
+                "the {what} file {} must be readable",
+                path.display()
+            )),
+            e @ SecretError::Empty { .. } => CliError::bad_input(e.to_string()),
+            SecretError::Missing { what, hint } => {
+                CliError::new(Exit::Usage, format!("no {what} given")).hint(hint)
+            }
+            e @ SecretError::Prompt { .. } => CliError::new(Exit::Failure, e.to_string()),
+            e @ SecretError::Mismatch { .. } => {
+                CliError::bad_input(e.to_string()).hint("type the same one twice")
+            }
         }
     }
-    Ok(secret)
 }
 
 /// The password of a database `g` is about to create (asked twice at a terminal).

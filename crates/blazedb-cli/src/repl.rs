@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use blazedb::Database;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -27,12 +28,14 @@ use rustyline::history::{History as _, MemHistory, SearchDirection};
 use rustyline::validate::Validator;
 use rustyline::{Config, Context, Editor, Helper};
 
-use crate::args::{Cmd, Global};
+use crate::args::{Cmd, Global, SyncArgs};
 use crate::ctx::Ctx;
 use crate::dispatch;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::history::HistoryFile;
+use crate::live_sync::LiveSync;
 use crate::repl_words;
+use crate::sync_status::{state, status_json};
 
 /// Most lines kept in the history file.
 pub const HISTORY_MAX: usize = 10_000;
@@ -58,6 +61,21 @@ enum LineCmd {
     /// Leave the REPL (an open transaction is rolled back).
     #[command(alias = "quit")]
     Exit,
+    /// `sync start [--server HOST:PORT …]`: sync live with a server in the background
+    /// while the REPL goes on; a line at each change of state (`sync stop` ends it).
+    #[command(name = "sync-start")]
+    SyncStart(Box<SyncArgs>),
+    /// `sync now`: wait until the background sync is in step (writes confirmed, the
+    /// server's arrived).
+    #[command(name = "sync-now")]
+    SyncNow {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// `sync stop`: end the background sync.
+    #[command(name = "sync-stop")]
+    SyncStop,
 }
 
 /// Completion of command names, then of a command's flags (a word starting with `-`)
@@ -190,12 +208,8 @@ pub fn run(db: &Database, global: Global) -> CliResult {
     let mut failed: Option<CliError> = None;
     let mut line_no = 0usize;
     loop {
-        let prompt = if ctx.tx.is_some() {
-            "blazedb*> "
-        } else {
-            "blazedb> "
-        };
-        let line = match ed.readline(prompt) {
+        let prompt = prompt_of(&ctx);
+        let line = match ed.readline(&prompt) {
             Ok(l) => l,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
@@ -224,12 +238,34 @@ pub fn run(db: &Database, global: Global) -> CliResult {
     if ctx.tx.take().is_some() {
         eprintln!("the open transaction was rolled back");
     }
+    if let Some(live) = ctx.live.take() {
+        live.stop();
+    }
     if let Some(h) = &history {
         save_history(h, &ed);
     }
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// `blazedb> `, `blazedb*> ` in a transaction, with the background sync's state
+/// (`blazedb [synced]> `); the state lines kept since the last prompt are shown first.
+fn prompt_of(ctx: &Ctx<'_>) -> String {
+    let tx = if ctx.tx.is_some() { "*" } else { "" };
+    match &ctx.live {
+        Some(live) => {
+            show_lines(&live.take_lines());
+            format!("blazedb{tx} [{}]> ", state(&live.status()))
+        }
+        None => format!("blazedb{tx}> "),
+    }
+}
+
+fn show_lines(lines: &[String]) {
+    for l in lines {
+        eprintln!("{l}");
     }
 }
 
@@ -261,7 +297,7 @@ fn save_history(h: &HistoryFile, ed: &Editor<Complete, MemHistory>) {
 /// Runs one line; `Ok(true)` means leave.
 fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
     let text = repl_words::dot_command(text).unwrap_or(text);
-    let words = repl_words::split(text)?;
+    let words = repl_words::sync_action(repl_words::split(text)?);
     let line = match Line::try_parse_from(&words) {
         Ok(l) => l,
         Err(e) => {
@@ -299,8 +335,35 @@ fn step(ctx: &mut Ctx<'_>, text: &str) -> CliResult<bool> {
             None => return Err(CliError::new(Exit::Usage, "no open transaction")),
         },
         LineCmd::Db(cmd) => dispatch::run(ctx, *cmd)?,
+        LineCmd::SyncStart(a) => {
+            if ctx.live.is_some() {
+                return Err(
+                    CliError::new(Exit::Usage, "sync runs in the background already")
+                        .hint("`sync stop` first"),
+                );
+            }
+            ctx.outside_tx("sync start")?;
+            let table = ctx.out.is_table();
+            ctx.live = Some(LiveSync::start(ctx.db, &a, table)?);
+        }
+        LineCmd::SyncNow { timeout } => {
+            let live = ctx.live.as_ref().ok_or_else(not_live)?;
+            let s = live.sync_now(Duration::from_secs(timeout))?;
+            ctx.out.value(&status_json(&s))?;
+        }
+        LineCmd::SyncStop => {
+            let live = ctx.live.take().ok_or_else(not_live)?;
+            let (last, lines) = live.stop();
+            show_lines(&lines);
+            ctx.out.value(&status_json(&last))?;
+        }
     }
     Ok(false)
+}
+
+fn not_live() -> CliError {
+    CliError::new(Exit::Usage, "no sync runs in the background")
+        .hint("`sync start` starts one (`sync` alone syncs once)")
 }
 
 #[cfg(test)]

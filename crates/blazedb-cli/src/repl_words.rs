@@ -17,6 +17,20 @@ pub fn dot_command(text: &str) -> Option<&'static str> {
     })
 }
 
+/// `sync start|now|stop …` as the REPL's grammar names them (`sync-start …`): the
+/// background sync's commands read as the `sync` command's actions.
+#[must_use]
+pub fn sync_action(mut words: Vec<String>) -> Vec<String> {
+    if words.len() >= 2
+        && words[0] == "sync"
+        && matches!(words[1].as_str(), "start" | "now" | "stop")
+    {
+        let action = words.remove(1);
+        words[0] = format!("sync-{action}");
+    }
+    words
+}
+
 /// Where the JSON value starting at `text` (with `{` or `[`) ends: the byte after its
 /// matching bracket, brackets inside strings not counted.
 fn json_end(text: &str) -> Option<usize> {

@@ -5,21 +5,22 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
+use blazedb::OpenMode;
 use blazedb::json::to_json;
 use blazedb::sync::{
-    ConflictEntry, ConnectionMode, Held, LogPos, Role, Stamp, SyncConfig, SyncHandle, SyncMode,
-    SyncNode, SyncProgress, SyncStatus, Topology,
+    ConflictEntry, ConnectionMode, Held, LogPos, Stamp, SyncConfig, SyncHandle, SyncMode, SyncNode,
+    SyncProgress, Topology,
 };
-use blazedb::{Database, OpenMode};
 use serde_json::{Value as Json, json};
 
-use crate::args::{RoleArg, SyncArgs};
+use crate::args::SyncArgs;
 use crate::ctx::Ctx;
-use crate::dial::{probe, relay_for};
+use crate::dial::{Dial, dial_for, enable, probe, role_for, runtime, sync_error};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::open::{open_with, read_secret_file, secret_from};
 use crate::output::iso_time;
 use crate::remote;
+use crate::sync_status::{status_json, watch_until_interrupted};
 
 /// A stamp as JSON: origin node and role, hybrid-clock reading, origin write counter.
 #[must_use]
@@ -85,109 +86,33 @@ pub fn conflict_json(e: &ConflictEntry, user_of: UserOf<'_>) -> Json {
     })
 }
 
-/// A connection's status as JSON.
-#[must_use]
-pub fn status_json(s: &SyncStatus) -> Json {
-    json!({
-        "target": s.target,
-        "node": s.node.to_string(),
-        "role": s.role.to_string(),
-        "connected": s.connected,
-        "peer": s.peer.map(|p| json!({"node": p.node.to_string(), "role": p.role.to_string()})),
-        "pending_local_writes": s.pending_local_writes,
-        "last_sync_us": s.last_sync.map(|t| t.0),
-        "last_sync": s.last_sync.map(|t| iso_time(i128::from(t.0))),
-        "cursor": s.cursor,
-        "acked": s.acked,
-        "writes_sent": s.writes_sent,
-        "writes_received": s.writes_received,
-        "writes_rejected": s.writes_rejected,
-        "bytes_sent": s.bytes_sent,
-        "bytes_received": s.bytes_received,
-        "conflicts": s.conflicts,
-        "last_error": s.last_error,
-        "clock_skew_us": s.clock_skew_us,
-        "peer_log_last": s.peer_log_last,
-    })
-}
-
-fn role_of(r: RoleArg) -> Role {
-    match r {
-        RoleArg::Client => Role::Client,
-        RoleArg::Server => Role::Server,
-    }
-}
-
-/// The role to sync `db` with: the one it keeps, or the one asked for (default
-/// client). Asking for the other role than the kept one is a conflict.
-///
-/// # Errors
-/// [`Exit::Conflict`] for a role mismatch; database errors.
-pub fn role_for(db: &Database, asked: Option<RoleArg>) -> CliResult<Role> {
-    let stored = SyncNode::stored_role(db)?;
-    match (stored, asked.map(role_of)) {
-        (Some(s), Some(a)) if s != a => {
-            Err(CliError::from(blazedb::sync::SyncError::RoleMismatch {
-                stored: s,
-                requested: a,
-            }))
-        }
-        (Some(s), _) => Ok(s),
-        (None, a) => Ok(a.unwrap_or(Role::Client)),
-    }
-}
-
-/// Keeps `role` with the database (the first time) and returns its sync node.
-///
-/// # Errors
-/// As [`SyncNode::enable`].
-pub fn enable(db: &Database, role: Role) -> CliResult<SyncNode> {
-    Ok(SyncNode::enable(db, role, &SyncConfig::default())?)
-}
-
-fn runtime() -> CliResult<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Exit::Failure, format!("starting the runtime: {e}")))
-}
-
 pub fn sync(ctx: &mut Ctx<'_>, a: &SyncArgs) -> CliResult {
     ctx.outside_tx("sync")?;
+    if ctx.live.is_some() {
+        return Err(
+            CliError::new(Exit::Usage, "sync runs in the background already")
+                .hint("`sync status` shows it; `sync stop` ends it"),
+        );
+    }
     if let Some(peer) = &a.peer {
         return sync_peer(ctx, a, peer);
     }
-    let role = role_for(ctx.db, a.role)?;
-    // `enable` only reads on a database synced before; the first time it writes the
-    // node, which the sync below does anyway.
-    let last = match SyncNode::stored_role(ctx.db)? {
-        Some(r) => remote::remembered(&enable(ctx.db, r)?)?,
-        None => None,
-    };
-    let (a, dialed) = remote::resolve(a, last.as_ref())?;
-    let a = &a;
-    let server = a.server.as_deref().unwrap_or_default();
-    let relay = relay_for(a, server)?;
+    let Dial {
+        role,
+        relay,
+        dialed,
+        plain,
+    } = dial_for(ctx.db, a)?;
     let db = ctx.db.clone();
     let timeout = Duration::from_secs(a.timeout);
     let watch = a.watch;
-    let plain = a.plain_tcp_insecure;
     let table = ctx.out.is_table();
     let rt = runtime()?;
     let status = rt.block_on(async move {
         probe(&relay, plain).await?;
         let handle = SyncHandle::enable(&db, relay, role, SyncConfig::default()).await?;
         let s = with_bootstrap_progress(&handle, handle.sync_now(timeout)).await;
-        let s = s.map_err(|e| match e {
-            blazedb::sync::SyncError::Forbidden(_) => CliError::new(Exit::Denied, e.to_string())
-                .hint(
-                    "this user may not write (read-only) or not these collections; the \
-                     server's data arrived, local writes stay pending here",
-                ),
-            e => CliError::new(Exit::Sync, e.to_string())
-                .hint("the server may be unreachable; local writes are kept and sync later"),
-        })?;
+        let s = s.map_err(sync_error)?;
         // Synced: next time `blazedb sync` alone dials the same way.
         remote::remember(&enable(&db, role)?, &dialed)?;
         if watch {
@@ -275,66 +200,6 @@ fn progress_line(p: &SyncProgress, snapshot_slot: Option<u64>) -> (Option<(u64, 
 }
 
 /// Prints the status whenever it changes (a status line per change), until Ctrl-C.
-async fn watch_until_interrupted(handle: &SyncHandle, table: bool) -> CliResult {
-    let mut last: Option<Json> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            _ = tick.tick() => {
-                let mut s = status_json(&handle.status());
-                // The figures that change on every heartbeat are not news.
-                if let Some(m) = s.as_object_mut() {
-                    m.remove("last_sync_us");
-                    m.remove("last_sync");
-                }
-                if last.as_ref() != Some(&s) {
-                    let now = iso_time(i128::from(blazedb::Timestamp::now().0));
-                    if table {
-                        // One line per event, with the time, for a person watching.
-                        eprintln!("{} {}", now.as_str().unwrap_or("-"), watch_line(&s));
-                    } else {
-                        if let Some(m) = s.as_object_mut() {
-                            m.insert("time".into(), now);
-                        }
-                        eprintln!("{s}");
-                        if let Some(m) = s.as_object_mut() {
-                            m.remove("time");
-                        }
-                    }
-                    last = Some(s);
-                }
-            }
-        }
-    }
-}
-
-/// A status as one line: connection, what moved each way, what waits.
-fn watch_line(s: &Json) -> String {
-    let n = |k: &str| s.get(k).and_then(Json::as_u64).unwrap_or(0);
-    let state = if s["connected"] == true {
-        format!(
-            "connected to {} ({})",
-            s["peer"]["node"].as_str().unwrap_or("?"),
-            s["peer"]["role"].as_str().unwrap_or("?")
-        )
-    } else {
-        "offline, retrying".to_owned()
-    };
-    let mut line = format!(
-        "{state} · received {} · sent {} · pending {} · conflicts {}",
-        n("writes_received"),
-        n("writes_sent"),
-        n("pending_local_writes"),
-        n("conflicts")
-    );
-    if let Some(e) = s.get("last_error").and_then(Json::as_str) {
-        line.push_str(&format!(" · last error: {e}"));
-    }
-    line
-}
-
 fn sync_peer(ctx: &mut Ctx<'_>, a: &SyncArgs, peer: &Path) -> CliResult {
     let pw = match &a.peer_password_file {
         Some(f) => read_secret_file(f, "peer password")?,
@@ -431,7 +296,7 @@ pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
     if servers.is_empty() {
         pending += node.own_writes_after(LogPos::ZERO, usize::MAX)?;
     }
-    ctx.out.value(&json!({
+    let mut out = json!({
         "sync": true,
         "role": role.to_string(),
         "node": node.node_id().to_string(),
@@ -440,7 +305,12 @@ pub fn status(ctx: &mut Ctx<'_>) -> CliResult {
         "conflicts": node.conflicts(0, usize::MAX)?.len(),
         "servers": servers,
         "remembered": remembered,
-    }))
+    });
+    if let (Some(live), Some(m)) = (&ctx.live, out.as_object_mut()) {
+        // The REPL's background sync, as it stands now.
+        m.insert("live".into(), status_json(&live.status()));
+    }
+    ctx.out.value(&out)
 }
 
 pub fn conflicts(ctx: &mut Ctx<'_>, after: u64, limit: usize) -> CliResult {
@@ -460,32 +330,10 @@ pub fn conflicts(ctx: &mut Ctx<'_>, after: u64, limit: usize) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use blazedb::sync::{Dot, Hlc, LossReason, NodeId};
+    use blazedb::sync::{Dot, Hlc, LossReason, NodeId, Role};
     use blazedb::{DocId, Value};
 
     use super::*;
-
-    #[test]
-    fn a_watch_line_says_the_connection_what_moved_and_what_waits() {
-        let s = json!({
-            "connected": true,
-            "peer": {"node": "00ab", "role": "server"},
-            "writes_received": 12,
-            "writes_sent": 3,
-            "pending_local_writes": 1,
-            "conflicts": 2,
-            "last_error": null,
-        });
-        assert_eq!(
-            watch_line(&s),
-            "connected to 00ab (server) · received 12 · sent 3 · pending 1 · conflicts 2"
-        );
-        let off = json!({"connected": false, "last_error": "refused"});
-        assert_eq!(
-            watch_line(&off),
-            "offline, retrying · received 0 · sent 0 · pending 0 · conflicts 0 · last error: refused"
-        );
-    }
 
     #[test]
     fn the_bootstrap_display_spans_the_peers_log_and_says_what_arrived() {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use blazedb_sync::log_limit::LogLimit;
 use blazedb_sync::{Budget, Wire};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -214,6 +215,13 @@ async fn accept_error(e: io::Error, backoff: Duration) -> Duration {
     (backoff * 2).min(ACCEPT_BACKOFF_MAX)
 }
 
+/// Refused handshakes (wrong credentials, TLS failures, timeouts) are logged at WARN
+/// with the peer's address, at most one per second (`LogLimit`): a flood of them
+/// must not fill the operator's disk.
+static LOG_REFUSED: LogLimit = LogLimit::new();
+/// Connections closed at a handshake limit, likewise.
+static LOG_BUSY: LogLimit = LogLimit::new();
+
 fn admit<S>(shared: &Arc<Shared>, s: S, peer: String, ip: IpAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -223,12 +231,16 @@ where
     };
     let Some(ip_slot) = shared.ip_slot(ip) else {
         busy();
-        tracing::debug!(peer = %peer, "closed: too many handshakes from this address");
+        if let Some(left_out) = LOG_BUSY.allow() {
+            tracing::warn!(peer = %peer, max = shared.per_ip_max, left_out, "connection refused: too many handshakes from this address");
+        }
         return;
     };
     let Ok(handshake) = Arc::clone(&shared.handshakes).try_acquire_owned() else {
         busy();
-        tracing::debug!(peer = %peer, "closed: at the handshake limit");
+        if let Some(left_out) = LOG_BUSY.allow() {
+            tracing::warn!(peer = %peer, left_out, "connection refused: at the handshake limit");
+        }
         return;
     };
     let open = Open::new(&shared.stats);
@@ -249,7 +261,9 @@ where
                     _ => &shared.stats.handshake_failed,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(peer = %peer, error = %e, "sync connection refused");
+                if let Some(left_out) = LOG_REFUSED.allow() {
+                    tracing::warn!(peer = %peer, error = %e, left_out, "sync connection refused");
+                }
             }
         }
     });

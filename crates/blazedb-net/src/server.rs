@@ -204,7 +204,10 @@ impl Server {
                 .await
                 .map_err(|e| NetError::Config(format!("starting the sync node: {e}")))??;
         let serve = ServeHandle::start(node, listener, &self.sync, self.max_connections)?;
-        tracing::info!(%addr, database = %self.database_name, fingerprint = ?self.fingerprint, "sync server listening");
+        let fingerprint = self
+            .fingerprint
+            .map_or_else(|| "none (plain TCP)".to_owned(), |f| f.to_string());
+        tracing::info!(%addr, database = %self.database_name, %fingerprint, "sync server listening");
         *self.lock() = Some(Running {
             serve,
             addr,
@@ -256,6 +259,13 @@ impl Server {
             .as_ref()
             .map(|r| r.serve.connections())
             .unwrap_or_default()
+    }
+
+    /// Counters over every session since the start, ended ones included (they only
+    /// grow; see `ServeHandle::totals`), while running.
+    #[must_use]
+    pub fn session_totals(&self) -> Option<blazedb_sync::SessionStats> {
+        self.lock().as_ref().map(|r| r.serve.totals())
     }
 
     /// The listener's counters (accepted, refused, open), while running.

@@ -1,23 +1,32 @@
-//! The server's settings: command-line flags over an optional TOML file over defaults.
-//! Secrets (auth token, shared secret, database password) may come from files or the
-//! environment so they stay out of process listings and shell history.
+//! The server's settings, each from **the command line, else the TOML file, else the
+//! environment, else its default** (`blazedb_cmd::layer`: one rule for every setting;
+//! `--help` shows each one's variable and default). Secrets (auth token, shared secret,
+//! peer token, database password) may come from files or the environment so they stay
+//! out of process listings and shell history.
 //!
-//! Resolving never prints a secret: a TOML error is reported by path, line, column and
-//! the parser's message (never the offending line, which may hold the auth token, nor a
-//! value the message would quote), and what looks unsafe — a secret given as a flag, a
-//! secret or key file others may read — becomes a warning in [`Settings::warnings`].
-//! Numeric settings outside their accepted range are refused, naming the setting.
+//! Resolving never prints a secret (see `toml_file` for the file's errors), and what
+//! looks unsafe — a secret given as a flag, a secret or key file others may read —
+//! becomes a warning in [`Settings::warnings`]. Numeric settings outside their accepted
+//! range are refused, naming the setting as the user gave it.
+
+mod toml_file;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use blazedb::net::Liveness;
-use clap::Parser;
-use serde::Deserialize;
+use blazedb_cmd::layer::{Layers, Origin};
+use blazedb_cmd::log::LogFormat;
+use blazedb_cmd::secret::{self, Sources};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
+use zeroize::Zeroizing;
+
+pub use toml_file::File;
+#[cfg(test)]
+use toml_file::position;
 
 /// Connections the sync listener may hold at once (`max_connections`): zero would serve
 /// nobody; past this the process runs out of descriptors long before.
@@ -47,120 +56,137 @@ pub const MESSAGE_BUDGET_MIB_DEFAULT: usize =
 /// MiB of the database's cache (`cache_mib`; `OpenOptions::cache_size`).
 pub const CACHE_MIB: RangeInclusive<usize> = 1..=65_536;
 pub const CACHE_MIB_DEFAULT: usize = blazedb::DEFAULT_CACHE_BYTES >> 20;
-/// Permission bits that let the group or others read a file.
-const MODE_READABLE_BY_OTHERS: u32 = 0o044;
+/// The address served when none is given.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7447";
+/// The database served when none is named.
+pub const DATABASE_DEFAULT: &str = "main";
+
+/// `--version`: the release and the commit built from.
+static LONG_VERSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(blazedb_cmd::version_with_commit);
 
 /// The BlazeDB sync server: serves one database to sync clients over TLS.
 ///
 /// Without a subcommand it serves; `user …` manages the named users clients may
 /// authenticate as (the server may be running meanwhile: it picks changes up).
-#[derive(Parser, Debug, Default)]
-#[command(name = "blazedb-server", version)]
+/// Each setting comes from its flag, else the configuration file, else its
+/// environment variable, else its default.
+///
+/// Exit codes: 0 stopped cleanly (SIGINT or SIGTERM), 1 failed (bad settings, the
+/// address in use, the database not opening, a wrong password), 2 usage.
+#[derive(Parser, Debug)]
+#[command(name = "blazedb-server", version, long_version = LONG_VERSION.as_str())]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// TOML configuration file (flags override it).
-    #[arg(long, short = 'c')]
+    /// TOML configuration file (flags override it; it overrides the environment).
+    #[arg(long, short = 'c', env = "BLAZEDB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory holding the database (and its TLS certificate).
-    #[arg(long)]
+    #[arg(long, env = "BLAZEDB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Name of the database served (clients ask for it by name).
-    #[arg(long)]
-    pub database: Option<String>,
-    /// Address to listen on, `HOST:PORT` (a name such as `localhost` or an IP)
-    /// [default: 127.0.0.1:7447].
-    #[arg(long, value_parser = crate::addr::resolve_addr)]
-    pub listen: Option<SocketAddr>,
-    /// Auth token clients must prove they know (prefer --auth-token-file or
-    /// BLAZEDB_AUTH_TOKEN).
-    #[arg(long)]
+    #[arg(long, env = "BLAZEDB_DATABASE", default_value = DATABASE_DEFAULT)]
+    pub database: String,
+    /// Address to listen on, `HOST:PORT` (a name such as `localhost` or an IP).
+    #[arg(long, env = "BLAZEDB_LISTEN", default_value = LISTEN_DEFAULT,
+          value_parser = crate::addr::resolve_addr)]
+    pub listen: SocketAddr,
+    /// Auth token clients must prove they know (prefer --auth-token-file or the
+    /// environment: a flag's value shows in the process list).
+    #[arg(long, env = "BLAZEDB_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
-    #[arg(long)]
+    /// File holding the auth token (its first line).
+    #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
-    /// Shared secret clients must prove they know (prefer --shared-secret-file or
-    /// BLAZEDB_SHARED_SECRET).
-    #[arg(long)]
+    /// Shared secret clients must prove they know (prefer --shared-secret-file or the
+    /// environment).
+    #[arg(long, env = "BLAZEDB_SHARED_SECRET", hide_env_values = true)]
     pub shared_secret: Option<String>,
-    #[arg(long)]
+    /// File holding the shared secret (its first line).
+    #[arg(long, value_name = "FILE")]
     pub shared_secret_file: Option<PathBuf>,
     /// Server-to-server token: a server proving it may sync with this one as a server
-    /// peer (prefer --peer-token-file or BLAZEDB_PEER_TOKEN).
-    #[arg(long)]
+    /// peer (prefer --peer-token-file or the environment).
+    #[arg(long, env = "BLAZEDB_PEER_TOKEN", hide_env_values = true)]
     pub peer_token: Option<String>,
-    #[arg(long)]
+    /// File holding the peer token (its first line).
+    #[arg(long, value_name = "FILE")]
     pub peer_token_file: Option<PathBuf>,
     /// File holding the database password (else BLAZEDB_PASSWORD, else a prompt).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// PEM certificate chain to serve (with --tls-key) instead of a self-signed one.
-    #[arg(long)]
+    #[arg(long, env = "BLAZEDB_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
-    #[arg(long)]
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BLAZEDB_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Serve without TLS (loopback tests and trusted local links only).
     #[arg(long)]
     pub plain_tcp_insecure: bool,
     /// Address of the health and Prometheus metrics endpoint (off unless given).
-    #[arg(long, value_parser = crate::addr::resolve_addr)]
+    #[arg(long, env = "BLAZEDB_METRICS", value_parser = crate::addr::resolve_addr)]
     pub metrics: Option<SocketAddr>,
-    /// Most connections at once, handshaking ones included (1 to 100000)
-    /// [default: 1024].
-    #[arg(long)]
-    pub max_connections: Option<usize>,
-    /// Milliseconds a connection has to finish TLS and authentication (100 to 600000)
-    /// [default: 10000].
-    #[arg(long)]
-    pub handshake_timeout_ms: Option<u64>,
-    /// Connections in TLS or the handshake at once (1 to 100000) [default: 256].
-    #[arg(long)]
-    pub max_handshakes: Option<usize>,
-    /// Connections in TLS or the handshake at once from one address (1 to 100000)
-    /// [default: 64].
-    #[arg(long)]
-    pub max_handshakes_per_ip: Option<usize>,
+    /// Most connections at once, handshaking ones included (1 to 100000).
+    #[arg(long, env = "BLAZEDB_MAX_CONNECTIONS", default_value_t = MAX_CONNECTIONS_DEFAULT)]
+    pub max_connections: usize,
+    /// Milliseconds a connection has to finish TLS and authentication (100 to 600000).
+    #[arg(long, env = "BLAZEDB_HANDSHAKE_TIMEOUT_MS",
+          default_value_t = HANDSHAKE_TIMEOUT_MS_DEFAULT)]
+    pub handshake_timeout_ms: u64,
+    /// Connections in TLS or the handshake at once (1 to 100000).
+    #[arg(long, env = "BLAZEDB_MAX_HANDSHAKES", default_value_t = MAX_HANDSHAKES_DEFAULT)]
+    pub max_handshakes: usize,
+    /// Connections in TLS or the handshake at once from one address (1 to 100000).
+    #[arg(long, env = "BLAZEDB_MAX_HANDSHAKES_PER_IP",
+          default_value_t = MAX_HANDSHAKES_PER_IP_DEFAULT)]
+    pub max_handshakes_per_ip: usize,
     /// MiB of sync messages all connections together may hold in memory, half received,
-    /// half queued to send (40 to 8192) [default: 128].
-    #[arg(long)]
-    pub message_budget_mib: Option<usize>,
+    /// half queued to send (40 to 8192).
+    #[arg(long, env = "BLAZEDB_MESSAGE_BUDGET_MIB", default_value_t = MESSAGE_BUDGET_MIB_DEFAULT)]
+    pub message_budget_mib: usize,
     /// Milliseconds without a frame before a connection is closed; the server
-    /// heartbeats at a third of it, at most every 10 s (1000 to 86400000)
-    /// [default: 35000].
-    #[arg(long)]
-    pub idle_timeout_ms: Option<u64>,
-    /// MiB of the database's page cache (1 to 65536) [default: 128].
-    #[arg(long)]
-    pub cache_mib: Option<usize>,
+    /// heartbeats at a third of it, at most every 10 s (1000 to 86400000).
+    #[arg(long, env = "BLAZEDB_IDLE_TIMEOUT_MS", default_value_t = IDLE_TIMEOUT_MS_DEFAULT)]
+    pub idle_timeout_ms: u64,
+    /// MiB of the database's page cache (1 to 65536).
+    #[arg(long, env = "BLAZEDB_CACHE_MIB", default_value_t = CACHE_MIB_DEFAULT)]
+    pub cache_mib: usize,
+    /// Log events as text or as one JSON object per line (the filter is BLAZEDB_LOG,
+    /// e.g. `debug` or `info,blazedb_sync=debug`; default `info`).
+    #[arg(long, env = "BLAZEDB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
-/// The TOML file's contents (every key optional).
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct File {
-    pub data_dir: Option<PathBuf>,
-    pub database: Option<String>,
-    #[serde(default, deserialize_with = "crate::addr::resolve_addr_opt")]
-    pub listen: Option<SocketAddr>,
-    pub auth_token: Option<String>,
-    pub auth_token_file: Option<PathBuf>,
-    pub shared_secret: Option<String>,
-    pub shared_secret_file: Option<PathBuf>,
-    pub peer_token: Option<String>,
-    pub peer_token_file: Option<PathBuf>,
-    pub password_file: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    #[serde(default)]
-    pub plain_tcp_insecure: bool,
-    #[serde(default, deserialize_with = "crate::addr::resolve_addr_opt")]
-    pub metrics: Option<SocketAddr>,
-    pub max_connections: Option<usize>,
-    pub handshake_timeout_ms: Option<u64>,
-    pub idle_timeout_ms: Option<u64>,
-    pub max_handshakes: Option<usize>,
-    pub max_handshakes_per_ip: Option<usize>,
-    pub message_budget_mib: Option<usize>,
-    pub cache_mib: Option<usize>,
+/// A parsed command line: the values, and where each came from.
+#[derive(Debug)]
+pub struct Cli {
+    pub args: Args,
+    pub layers: Layers,
+}
+
+impl Cli {
+    /// Parses the process's command line (exits with usage on errors, as clap does).
+    #[must_use]
+    pub fn parse() -> Cli {
+        Cli::parse_from(std::env::args_os())
+    }
+
+    /// Parses `argv` (its first item is the program's name).
+    pub fn parse_from<I, T>(argv: I) -> Cli
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = Args::command();
+        let matches = command.clone().get_matches_from(argv);
+        let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        Cli {
+            args,
+            layers: Layers::new(command, matches),
+        }
+    }
 }
 
 /// What the program does besides serving.
@@ -207,9 +233,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database: String,
     pub listen: SocketAddr,
-    pub auth_token: Option<String>,
-    pub shared_secret: Option<String>,
-    pub peer_token: Option<String>,
+    pub auth_token: Option<Zeroizing<String>>,
+    pub shared_secret: Option<Zeroizing<String>>,
+    pub peer_token: Option<Zeroizing<String>>,
     pub password_file: Option<PathBuf>,
     pub tls: Tls,
     pub metrics: Option<SocketAddr>,
@@ -220,329 +246,258 @@ pub struct Settings {
     pub max_handshakes_per_ip: usize,
     pub message_budget_mib: usize,
     pub cache_mib: usize,
+    pub log_format: LogFormat,
     /// What looked unsafe while resolving (a secret on the command line, a secret or key
     /// file others may read), for the program to log as warnings.
     pub warnings: Vec<String>,
 }
 
-fn read_secret(path: &Path, what: &str) -> Result<String> {
-    let s = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the {what} file {}", path.display()))?;
-    let s = s.trim_end_matches(['\n', '\r']).to_owned();
-    if s.is_empty() {
-        bail!("the {what} file {} is empty", path.display());
-    }
-    Ok(s)
-}
-
-fn secret(
+/// One secret setting: its value (command line or file) or its file's path, not both;
+/// else its environment variable.
+struct SecretSetting<'a> {
+    key: &'a str,
+    what: &'a str,
     value: Option<String>,
-    file: Option<PathBuf>,
-    env: &str,
-    what: &str,
-    warnings: &mut Vec<String>,
-) -> Result<Option<String>> {
-    match (value, file) {
-        (Some(_), Some(_)) => bail!("give the {what} or its file, not both"),
-        (Some(v), None) => Ok(Some(v)),
-        (None, Some(f)) => {
-            warn_if_readable_by_others(&f, &format!("the {what} file"), warnings);
-            read_secret(&f, what).map(Some)
+    file_value: Option<String>,
+    path: Option<PathBuf>,
+    file_path: Option<PathBuf>,
+}
+
+impl Resolver<'_> {
+    fn secret(&mut self, s: SecretSetting<'_>) -> Result<Option<Zeroizing<String>>> {
+        let env = self.layers.env_name(s.key).unwrap_or_default();
+        let value = match self.layers.pick(s.key, s.value, s.file_value) {
+            // The environment is the last layer: a file named anywhere wins over it.
+            Some((_, Origin::Environment)) | None => None,
+            Some((v, origin)) => {
+                if origin == Origin::CommandLine {
+                    let flag = format!("--{}", s.key.replace('_', "-"));
+                    self.warnings.push(format!(
+                        "{flag} on the command line is visible to other users in the \
+                         process list: use {flag}-file or {env} instead"
+                    ));
+                }
+                Some(Zeroizing::new(v))
+            }
+        };
+        let file_key = format!("{}_file", s.key);
+        let path = self
+            .layers
+            .pick(&file_key, s.path, s.file_path)
+            .map(|(p, _)| p);
+        match (value, path) {
+            (Some(_), Some(_)) => bail!("give the {} or its file, not both", s.what),
+            (Some(v), None) => Ok(Some(v)),
+            (None, path) => {
+                if let Some(p) = &path {
+                    self.warn_exposed(p, &format!("the {} file", s.what));
+                }
+                Ok(secret::find(&Sources {
+                    what: s.what,
+                    file: path.as_deref(),
+                    file_flag: &format!("--{}", file_key.replace('_', "-")),
+                    env: &env,
+                    prompt: None,
+                })?)
+            }
         }
-        (None, None) => Ok(std::env::var(env).ok().filter(|v| !v.is_empty())),
+    }
+
+    fn warn_exposed(&mut self, path: &Path, what: &str) {
+        self.warnings.extend(secret::exposure_warning(path, what));
+    }
+
+    /// The setting `key` from its layers, refused outside `range` with a message naming
+    /// it as the user gave it, the value and the accepted range.
+    fn bounded<T>(
+        &self,
+        key: &str,
+        parsed: T,
+        file: Option<T>,
+        range: &RangeInclusive<T>,
+    ) -> Result<T>
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        let (value, origin) = self
+            .layers
+            .pick(key, Some(parsed), file)
+            .unwrap_or((parsed, Origin::Default));
+        if !range.contains(&value) {
+            bail!(
+                "{} is out of range: accepted {} to {}",
+                self.layers.describe(key, origin, &value, self.config),
+                range.start(),
+                range.end()
+            );
+        }
+        Ok(value)
+    }
+
+    /// The setting `key`: the command line's, else the file's, else clap's.
+    fn pick<T>(&self, key: &str, parsed: Option<T>, file: Option<T>) -> Option<T> {
+        self.layers.pick(key, parsed, file).map(|(v, _)| v)
     }
 }
 
-/// The permission bits of `path` when the group or others may read it. A file that
-/// cannot be inspected is not judged here: using it reports the real error.
-fn readable_by_others(path: &Path) -> Option<u32> {
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & MODE_READABLE_BY_OTHERS != 0).then_some(mode)
+/// What resolving needs at hand.
+struct Resolver<'a> {
+    layers: &'a Layers,
+    config: Option<&'a Path>,
+    warnings: Vec<String>,
 }
 
 /// TLS from the certificate and key files given, or plain TCP when asked for (never
 /// both), or a self-signed certificate when neither.
-fn tls_choice(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    plain: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Tls> {
+fn tls_choice(cert: Option<PathBuf>, key: Option<PathBuf>, plain: bool) -> Result<Tls> {
     Ok(match (cert, key, plain) {
         (Some(_), _, true) | (_, Some(_), true) => {
             bail!("TLS files and plain TCP exclude each other")
         }
-        (Some(cert), Some(key), false) => {
-            warn_if_readable_by_others(&key, "the TLS key file", warnings);
-            Tls::Files { cert, key }
-        }
+        (Some(cert), Some(key), false) => Tls::Files { cert, key },
         (Some(_), None, _) | (None, Some(_), _) => bail!("give both --tls-cert and --tls-key"),
         (None, None, true) => Tls::PlainTcpInsecure,
         (None, None, false) => Tls::SelfSigned,
     })
 }
 
-fn warn_if_readable_by_others(path: &Path, what: &str, warnings: &mut Vec<String>) {
-    if let Some(mode) = readable_by_others(path) {
-        warnings.push(format!(
-            "{what} {} is readable by group or others (mode {mode:04o}): restrict it \
-             with chmod 600",
-            path.display()
-        ));
-    }
-}
-
-/// Reads and parses the TOML file.
-fn parse_file(path: &Path) -> Result<File> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))
-}
-
-/// `invalid configuration PATH:LINE:COLUMN: MESSAGE`. Never the offending line (the
-/// toml error's own text quotes it, and it may hold the auth token), and never a value
-/// the message would quote.
-fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
-    let at = e
-        .span()
-        .and_then(|span| position(text, span.start))
-        .map_or_else(String::new, |(line, column)| format!(":{line}:{column}"));
-    anyhow!(
-        "invalid configuration {}{at}: {}",
+/// A warning when the configuration file holds a secret and others may read it.
+fn exposed_config(file: &File, config: Option<&Path>) -> Option<String> {
+    let path = config?;
+    let held: Vec<&str> = [
+        ("auth_token", file.auth_token.is_some()),
+        ("shared_secret", file.shared_secret.is_some()),
+        ("peer_token", file.peer_token.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, held)| held.then_some(key))
+    .collect();
+    let mode = secret::readable_by_others(path).filter(|_| !held.is_empty())?;
+    Some(format!(
+        "the configuration file {} holds {} and is readable by group or others \
+         (mode {mode:04o}): restrict it with chmod 600, or name a file with \
+         auth_token_file / shared_secret_file instead",
         path.display(),
-        without_values(e.message())
-    )
-}
-
-/// The 1-based line and column (in characters) of byte `offset` of `text`.
-fn position(text: &str, offset: usize) -> Option<(usize, usize)> {
-    let before = text.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Some((
-        before.matches('\n').count() + 1,
-        before[line_start..].chars().count() + 1,
+        held.join(" and ")
     ))
 }
 
-/// serde's type errors quote the value they met (`invalid type: string "…", expected
-/// usize`), and that value may be a secret typed in the wrong place: keep its kind only.
-/// The expectation is taken from the last `, expected ` because the quoted value may
-/// contain those words itself.
-fn without_values(message: &str) -> String {
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix)
-            && let Some((met, expected)) = rest.rsplit_once(", expected ")
-        {
-            let kind = met.split(['`', '"']).next().unwrap_or_default().trim();
-            return format!("{prefix}{kind}, expected {expected}");
-        }
-    }
-    message.to_owned()
-}
-
-/// The flag's value, else the file's, else `default`; refused outside `range` with a
-/// message naming the setting as the user gave it, the value and the accepted range.
-fn bounded<T>(
-    key: &str,
-    flag: Option<T>,
-    file: Option<T>,
-    config: Option<&Path>,
-    default: T,
-    range: &RangeInclusive<T>,
-) -> Result<T>
-where
-    T: PartialOrd + std::fmt::Display + Copy,
-{
-    let (value, named) = match (flag, file, config) {
-        (Some(v), _, _) => (v, format!("--{} {v}", key.replace('_', "-"))),
-        (None, Some(v), Some(path)) => (v, format!("{key} = {v} in {}", path.display())),
-        (None, Some(v), None) => (v, format!("{key} = {v}")),
-        (None, None, _) => return Ok(default),
-    };
-    if !range.contains(&value) {
-        bail!(
-            "{named} is out of range: accepted {} to {}",
-            range.start(),
-            range.end()
-        );
-    }
-    Ok(value)
-}
-
-/// Warnings for secrets others may see: given as flags (the process list shows them to
-/// every user), or held in a configuration file the group or others may read.
-fn exposed_secrets(args: &Args, file: &File, config: Option<&Path>) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for (given, flag, instead) in [
-        (
-            args.auth_token.is_some(),
-            "--auth-token",
-            "--auth-token-file or BLAZEDB_AUTH_TOKEN",
-        ),
-        (
-            args.shared_secret.is_some(),
-            "--shared-secret",
-            "--shared-secret-file or BLAZEDB_SHARED_SECRET",
-        ),
-        (
-            args.peer_token.is_some(),
-            "--peer-token",
-            "--peer-token-file or BLAZEDB_PEER_TOKEN",
-        ),
-    ] {
-        if given {
-            warnings.push(format!(
-                "{flag} on the command line is visible to other users in the process \
-                 list: use {instead} instead"
-            ));
-        }
-    }
-    if let Some(path) = config {
-        let held: Vec<&str> = [
-            ("auth_token", file.auth_token.is_some()),
-            ("shared_secret", file.shared_secret.is_some()),
-            ("peer_token", file.peer_token.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, held)| held.then_some(key))
-        .collect();
-        if !held.is_empty()
-            && let Some(mode) = readable_by_others(path)
-        {
-            warnings.push(format!(
-                "the configuration file {} holds {} and is readable by group or others \
-                 (mode {mode:04o}): restrict it with chmod 600, or name a file with \
-                 auth_token_file / shared_secret_file instead",
-                path.display(),
-                held.join(" and ")
-            ));
-        }
-    }
-    warnings
-}
-
 impl Settings {
-    /// Flags over the file (if any) over defaults.
+    /// Each setting from the command line, else the file (if any), else the
+    /// environment, else its default.
     ///
     /// # Errors
     /// An unreadable or invalid file, conflicting or missing settings, a number outside
-    /// its accepted range.
-    pub fn resolve(args: Args) -> Result<Settings> {
-        let config = args.config.as_deref();
-        let file: File = match config {
-            Some(p) => parse_file(p)?,
+    /// its accepted range, an unreadable or empty secret file.
+    pub fn resolve(cli: Cli) -> Result<Settings> {
+        let Cli { args, layers } = cli;
+        let config = layers.pick("config", args.config, None).map(|(p, _)| p);
+        let file: File = match &config {
+            Some(p) => toml_file::parse_file(p)?,
             None => File::default(),
         };
-        let mut warnings = exposed_secrets(&args, &file, config);
-        let data_dir = args
-            .data_dir
-            .or(file.data_dir)
-            .context("no data directory: give --data-dir or data_dir in the configuration")?;
-        let database = args
-            .database
-            .or(file.database)
-            .unwrap_or_else(|| "main".to_owned());
-        let auth_token = secret(
-            args.auth_token.or(file.auth_token),
-            args.auth_token_file.or(file.auth_token_file),
-            "BLAZEDB_AUTH_TOKEN",
-            "auth token",
-            &mut warnings,
+        let mut r = Resolver {
+            layers: &layers,
+            config: config.as_deref(),
+            warnings: exposed_config(&file, config.as_deref())
+                .into_iter()
+                .collect(),
+        };
+        let data_dir = r.pick("data_dir", args.data_dir, file.data_dir).context(
+            "no data directory: give --data-dir, data_dir in the configuration or BLAZEDB_DATA_DIR",
         )?;
-        let shared_secret = secret(
-            args.shared_secret.or(file.shared_secret),
-            args.shared_secret_file.or(file.shared_secret_file),
-            "BLAZEDB_SHARED_SECRET",
-            "shared secret",
-            &mut warnings,
-        )?;
-        let peer_token = secret(
-            args.peer_token.or(file.peer_token),
-            args.peer_token_file.or(file.peer_token_file),
-            "BLAZEDB_PEER_TOKEN",
-            "peer token",
-            &mut warnings,
-        )?;
-        let password_file = args.password_file.or(file.password_file);
+        let database = r
+            .pick("database", Some(args.database), file.database)
+            .unwrap_or_else(|| DATABASE_DEFAULT.to_owned());
+        let auth_token = r.secret(SecretSetting {
+            key: "auth_token",
+            what: "auth token",
+            value: args.auth_token,
+            file_value: file.auth_token,
+            path: args.auth_token_file,
+            file_path: file.auth_token_file,
+        })?;
+        let shared_secret = r.secret(SecretSetting {
+            key: "shared_secret",
+            what: "shared secret",
+            value: args.shared_secret,
+            file_value: file.shared_secret,
+            path: args.shared_secret_file,
+            file_path: file.shared_secret_file,
+        })?;
+        let peer_token = r.secret(SecretSetting {
+            key: "peer_token",
+            what: "peer token",
+            value: args.peer_token,
+            file_value: file.peer_token,
+            path: args.peer_token_file,
+            file_path: file.peer_token_file,
+        })?;
+        let password_file = r.pick("password_file", args.password_file, file.password_file);
         if let Some(f) = &password_file {
-            warn_if_readable_by_others(f, "the password file", &mut warnings);
+            r.warn_exposed(f, "the password file");
         }
         let tls = tls_choice(
-            args.tls_cert.or(file.tls_cert),
-            args.tls_key.or(file.tls_key),
+            r.pick("tls_cert", args.tls_cert, file.tls_cert),
+            r.pick("tls_key", args.tls_key, file.tls_key),
             args.plain_tcp_insecure || file.plain_tcp_insecure,
-            &mut warnings,
         )?;
+        if let Tls::Files { key, .. } = &tls {
+            r.warn_exposed(&key.clone(), "the TLS key file");
+        }
         Ok(Settings {
             data_dir,
             database,
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], blazedb::net::PORT_DEFAULT))),
+            listen: r
+                .pick("listen", Some(args.listen), file.listen)
+                .unwrap_or(args.listen),
             auth_token,
             shared_secret,
             peer_token,
             password_file,
             tls,
-            metrics: args.metrics.or(file.metrics),
-            max_connections: bounded(
+            metrics: r.pick("metrics", args.metrics, file.metrics),
+            max_connections: r.bounded(
                 "max_connections",
                 args.max_connections,
                 file.max_connections,
-                config,
-                MAX_CONNECTIONS_DEFAULT,
                 &MAX_CONNECTIONS,
             )?,
-            handshake_timeout_ms: bounded(
+            handshake_timeout_ms: r.bounded(
                 "handshake_timeout_ms",
                 args.handshake_timeout_ms,
                 file.handshake_timeout_ms,
-                config,
-                HANDSHAKE_TIMEOUT_MS_DEFAULT,
                 &HANDSHAKE_TIMEOUT_MS,
             )?,
-            idle_timeout_ms: bounded(
+            idle_timeout_ms: r.bounded(
                 "idle_timeout_ms",
                 args.idle_timeout_ms,
                 file.idle_timeout_ms,
-                config,
-                IDLE_TIMEOUT_MS_DEFAULT,
                 &IDLE_TIMEOUT_MS,
             )?,
-            max_handshakes: bounded(
+            max_handshakes: r.bounded(
                 "max_handshakes",
                 args.max_handshakes,
                 file.max_handshakes,
-                config,
-                MAX_HANDSHAKES_DEFAULT,
                 &MAX_HANDSHAKES,
             )?,
-            max_handshakes_per_ip: bounded(
+            max_handshakes_per_ip: r.bounded(
                 "max_handshakes_per_ip",
                 args.max_handshakes_per_ip,
                 file.max_handshakes_per_ip,
-                config,
-                MAX_HANDSHAKES_PER_IP_DEFAULT,
                 &MAX_HANDSHAKES,
             )?,
-            message_budget_mib: bounded(
+            message_budget_mib: r.bounded(
                 "message_budget_mib",
                 args.message_budget_mib,
                 file.message_budget_mib,
-                config,
-                MESSAGE_BUDGET_MIB_DEFAULT,
                 &MESSAGE_BUDGET_MIB,
             )?,
-            cache_mib: bounded(
-                "cache_mib",
-                args.cache_mib,
-                file.cache_mib,
-                config,
-                CACHE_MIB_DEFAULT,
-                &CACHE_MIB,
-            )?,
-            warnings,
+            cache_mib: r.bounded("cache_mib", args.cache_mib, file.cache_mib, &CACHE_MIB)?,
+            log_format: r
+                .pick("log_format", Some(args.log_format), file.log_format)
+                .unwrap_or_default(),
+            warnings: r.warnings,
         })
     }
 
@@ -564,23 +519,15 @@ impl Settings {
     /// The database password: its file, `BLAZEDB_PASSWORD`, or a prompt on a terminal.
     ///
     /// # Errors
-    /// No source available, or an unreadable file.
-    pub fn password(&self) -> Result<String> {
-        if let Some(f) = &self.password_file {
-            return read_secret(f, "password");
-        }
-        if let Ok(p) = std::env::var("BLAZEDB_PASSWORD")
-            && !p.is_empty()
-        {
-            return Ok(p);
-        }
-        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return rpassword::prompt_password("database password: ")
-                .context("reading the password");
-        }
-        bail!(
-            "no database password: give --password-file, set BLAZEDB_PASSWORD, or run on a terminal"
-        )
+    /// No source available, or an unreadable or empty file.
+    pub fn password(&self) -> Result<Zeroizing<String>> {
+        Ok(secret::require(&Sources {
+            what: "database password",
+            file: self.password_file.as_deref(),
+            file_flag: "--password-file",
+            env: "BLAZEDB_PASSWORD",
+            prompt: Some("database password: "),
+        })?)
     }
 }
 

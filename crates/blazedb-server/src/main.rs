@@ -2,7 +2,7 @@
 //!
 //! Prints one machine-readable line on stdout once it serves
 //! (`ready listen=<addr> fingerprint=<sha256|none> metrics=<addr|none>`), logs with
-//! `tracing` on stderr (`RUST_LOG` filters), and on SIGINT or SIGTERM stops accepting,
+//! `tracing` on stderr (`BLAZEDB_LOG` filters, `--log-format json` for JSON lines), and on SIGINT or SIGTERM stops accepting,
 //! ends every session (each apply is one transaction), flushes the database and exits 0.
 //! The signal handlers are installed before anything is printed, so a signal sent as
 //! soon as `ready` shows takes that graceful path too. A data directory the server
@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use blazedb::net::{Server, ServerIdentity, TlsSetup, UserDirectory};
-use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The allocator returns freed memory to the operating system (glibc's keeps large
@@ -36,22 +35,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const DATA_DIR_MODE: u32 = 0o700;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let mut args = config::Args::parse();
-    if let Some(config::Command::User { action }) = args.command.take() {
-        return match users::run(args, action) {
+    let mut cli = config::Cli::parse();
+    let user_action = cli
+        .args
+        .command
+        .take()
+        .map(|config::Command::User { action }| action);
+    let settings = match config::Settings::resolve(cli) {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    if let Some(w) = blazedb_cmd::log::init(settings.log_format, "info") {
+        tracing::warn!("{w}");
+    }
+    if let Some(action) = user_action {
+        return match users::run(&settings, action) {
             Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                std::process::ExitCode::from(1)
-            }
+            Err(e) => failed(&e),
         };
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -59,31 +59,30 @@ fn main() -> std::process::ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return std::process::ExitCode::from(1);
-        }
+        Err(e) => return failed(&anyhow::Error::from(e).context("starting the runtime")),
     };
-    match rt.block_on(run(args)) {
+    match rt.block_on(run(settings)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
-        }
+        Err(e) => failed(&e),
     }
 }
 
-async fn run(args: config::Args) -> Result<()> {
+/// Exit code 1 with `error: ...` on stderr (see the exit codes in `--help`).
+fn failed(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("error: {e:#}");
+    std::process::ExitCode::from(1)
+}
+
+async fn run(settings: config::Settings) -> Result<()> {
     // Before anything can be printed: a SIGTERM sent as soon as `ready` shows must find
     // the handlers in place (the default action would kill the process unflushed). One
     // arriving during start-up is kept and ends the server gracefully once it serves.
     let shutdown = Shutdown::install()?;
-    let settings = config::Settings::resolve(args)?;
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
     let password = settings.password()?;
-    let users_password = zeroize::Zeroizing::new(password.clone());
+    let users_password = password.clone();
     // Bind first: a busy or forbidden address is reported before the data directory,
     // the database or a certificate is created (the real listener binds it again
     // once they exist; losing that race is reported the same way).
@@ -134,8 +133,8 @@ async fn run(args: config::Args) -> Result<()> {
         settings.listen.port(),
         &db,
         &settings.database,
-        settings.auth_token.as_deref(),
-        settings.shared_secret.as_deref(),
+        settings.auth_token.as_deref().map(String::as_str),
+        settings.shared_secret.as_deref().map(String::as_str),
     )
     .listen_on(settings.listen.ip())
     .tls(tls)
@@ -161,9 +160,6 @@ async fn run(args: config::Args) -> Result<()> {
         ),
         None => None,
     };
-    if let Some(fp) = fingerprint {
-        tracing::info!(%fp, "TLS certificate fingerprint (clients pin this)");
-    }
     println!(
         "ready listen={addr} fingerprint={} metrics={}",
         fingerprint.map_or_else(|| "none".to_owned(), |f| f.to_string()),

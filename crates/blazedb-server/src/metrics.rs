@@ -1,6 +1,6 @@
-//! The health and metrics endpoint: `GET /health` answers `ok`, `GET /metrics` the
-//! server's counters in the Prometheus text format; another path is 404, another method
-//! 405. Served by hyper's HTTP/1 server, since anyone who reaches the address can talk
+//! The health and metrics endpoint: `GET /health` answers `ok` (plain text),
+//! `GET /metrics` the server's and the process's figures in the OpenMetrics text format
+//! (`collect`, `process`); another path is 404, another method 405. Served by hyper's HTTP/1 server, since anyone who reaches the address can talk
 //! to it, and it defends itself:
 //!
 //! - At most [`CONNECTIONS_MAX`] connections at once. One over the limit is closed at
@@ -19,11 +19,12 @@
 //!   next accepted connection: the listener stays readable while the error lasts, so
 //!   retrying at once would spin a core.
 
+mod collect;
+mod process;
+
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -36,6 +37,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -52,8 +54,10 @@ pub const HEAD_BYTES_MAX: usize = 8192;
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest wait between accepts while they keep failing.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// The Prometheus text format's content type (also used for `/health`'s plain text).
-const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4";
+/// The content type of `/metrics` (what `prometheus-client` writes).
+const CONTENT_TYPE_METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of every other answer.
+const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 
 /// Binds the endpoint and serves it until the task is dropped; returns the address.
 ///
@@ -65,10 +69,11 @@ pub async fn spawn(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    Ok((local, tokio::spawn(accept_loop(listener, server))))
+    let registry = Arc::new(collect::registry(server));
+    Ok((local, tokio::spawn(accept_loop(listener, registry))))
 }
 
-async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
+async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -92,11 +97,11 @@ async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             continue; // over the limit: dropped, so closed (see the module docs)
         };
-        let server = Arc::clone(&server);
+        let registry = Arc::clone(&registry);
         let served = http.serve_connection(
             TokioIo::new(stream),
             service_fn(move |req| {
-                let resp = answer(&req, &server);
+                let resp = answer(&req, &registry);
                 async move { Ok::<_, Infallible>(resp) }
             }),
         );
@@ -109,10 +114,23 @@ async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
 }
 
 /// The answer to one request (its body, if any, is never read).
-fn answer(req: &Request<Incoming>, server: &Server) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    let mut content_type = CONTENT_TYPE_TEXT;
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => (StatusCode::OK, Bytes::from_static(b"ok\n")),
-        (&Method::GET, "/metrics") => (StatusCode::OK, Bytes::from(render(server))),
+        (&Method::GET, "/metrics") => {
+            let mut text = String::new();
+            match prometheus_client::encoding::text::encode(&mut text, registry) {
+                Ok(()) => {
+                    content_type = CONTENT_TYPE_METRICS;
+                    (StatusCode::OK, Bytes::from(text))
+                }
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Bytes::from_static(b"the metrics could not be written\n"),
+                ),
+            }
+        }
         (&Method::GET, _) => (StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -122,7 +140,7 @@ fn answer(req: &Request<Incoming>, server: &Server) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if status == StatusCode::METHOD_NOT_ALLOWED {
         headers.insert(ALLOW, HeaderValue::from_static("GET"));
     }
@@ -148,151 +166,6 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.last = None;
-    }
-}
-
-/// The metrics, Prometheus text format.
-fn render(server: &Server) -> String {
-    let mut out = String::new();
-    render_listener(&mut out, server);
-    render_sessions(&mut out, server);
-    out
-}
-
-/// One metric without labels: help, type and value.
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
-}
-
-/// The listener's counters and budgets (absent while the server is starting).
-fn render_listener(out: &mut String, server: &Server) {
-    if let Some(st) = server.stats() {
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        for (name, kind, help, value) in [
-            (
-                "blazedb_connections_open",
-                "gauge",
-                "Connections open now, handshaking ones included.",
-                load(&st.open),
-            ),
-            (
-                "blazedb_connections_accepted_total",
-                "counter",
-                "Connections that authenticated.",
-                load(&st.accepted),
-            ),
-            (
-                "blazedb_connections_refused_auth_total",
-                "counter",
-                "Connections refused for wrong or missing credentials.",
-                load(&st.refused_auth),
-            ),
-            (
-                "blazedb_connections_refused_busy_total",
-                "counter",
-                "Connections refused at the connection limit.",
-                load(&st.refused_busy),
-            ),
-            (
-                "blazedb_handshakes_failed_total",
-                "counter",
-                "Connections that failed TLS or the handshake otherwise.",
-                load(&st.handshake_failed),
-            ),
-            (
-                "blazedb_connections_handshaking",
-                "gauge",
-                "Connections in TLS or the handshake now (they hold no client slot).",
-                load(&st.handshaking),
-            ),
-        ] {
-            metric(out, name, kind, help, value);
-        }
-    }
-    if let Some(c) = server.control() {
-        metric(
-            out,
-            "blazedb_read_budget_free_bytes",
-            "gauge",
-            "Bytes of the budget for received messages free now.",
-            c.read_budget_available() as u64,
-        );
-        metric(
-            out,
-            "blazedb_send_budget_free_bytes",
-            "gauge",
-            "Bytes of the budget for messages to send free now.",
-            c.send_budget_available() as u64,
-        );
-    }
-}
-
-/// The open sync sessions: sums over them, and each client's lag.
-fn render_sessions(out: &mut String, server: &Server) {
-    let conns = server.connections();
-    let sum = |f: fn(&blazedb::sync::SyncStatus) -> u64| conns.iter().map(f).sum::<u64>();
-    metric(
-        out,
-        "blazedb_sessions",
-        "gauge",
-        "Sync sessions running.",
-        conns.len() as u64,
-    );
-    for (name, help, value) in [
-        (
-            "blazedb_writes_received_open_sessions",
-            "Writes received over the open sessions.",
-            sum(|s| s.writes_received),
-        ),
-        (
-            "blazedb_writes_rejected_open_sessions",
-            "Writes received over the open sessions that lost a conflict here on arrival.",
-            sum(|s| s.writes_rejected),
-        ),
-        (
-            "blazedb_writes_sent_open_sessions",
-            "Writes sent over the open sessions.",
-            sum(|s| s.writes_sent),
-        ),
-        (
-            "blazedb_bytes_received_open_sessions",
-            "Bytes received over the open sessions.",
-            sum(|s| s.bytes_received),
-        ),
-        (
-            "blazedb_bytes_sent_open_sessions",
-            "Bytes sent over the open sessions.",
-            sum(|s| s.bytes_sent),
-        ),
-        (
-            "blazedb_conflicts_open_sessions",
-            "Conflicts recorded through the open sessions.",
-            sum(|s| s.conflicts),
-        ),
-    ] {
-        metric(out, name, "gauge", help, value);
-    }
-    let last = server
-        .node()
-        .and_then(|n| n.log_last().ok())
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "# HELP blazedb_client_lag_writes Log positions of this server a client has not confirmed.\n# TYPE blazedb_client_lag_writes gauge"
-    );
-    for s in &conns {
-        let peer = s
-            .peer
-            .as_ref()
-            .map_or_else(|| "unknown".to_owned(), |p| p.node.to_string());
-        let _ = writeln!(
-            out,
-            "blazedb_client_lag_writes{{client=\"{peer}\"}} {}",
-            last.entries_since(s.acked)
-        );
     }
 }
 

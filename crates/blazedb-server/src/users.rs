@@ -9,14 +9,13 @@ use anyhow::{Context, Result, bail};
 use blazedb::net::Permissions;
 use blazedb::net::{UserFile, users_path};
 
-use crate::config::{Args, Settings, UserAction};
+use crate::config::{Settings, UserAction};
 
 /// Runs one `user` subcommand.
 ///
 /// # Errors
 /// Bad settings, a wrong password, a bad user name, I/O.
-pub fn run(args: Args, action: UserAction) -> Result<()> {
-    let settings = Settings::resolve(args)?;
+pub fn run(settings: &Settings, action: UserAction) -> Result<()> {
     for w in &settings.warnings {
         eprintln!("warning: {w}");
     }
@@ -28,7 +27,7 @@ pub fn run(args: Args, action: UserAction) -> Result<()> {
             settings.data_dir.display()
         );
     }
-    let password = zeroize::Zeroizing::new(settings.password()?);
+    let password = settings.password()?;
     let path = users_path(&db_dir);
     let mut file = UserFile::open_or_new(&path, password.as_bytes(), blazedb::KdfParams::DEFAULT)?;
     match action {

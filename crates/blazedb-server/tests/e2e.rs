@@ -62,7 +62,30 @@ async fn three_clients_fan_out_through_a_server_process_and_metrics_show_them() 
         health.starts_with("HTTP/1.0 200") && health.ends_with("ok\n"),
         "{health}"
     );
+    assert!(
+        health.contains("content-type: text/plain; charset=utf-8"),
+        "{health}"
+    );
     let metrics = http_get(&p.metrics, "/metrics").await;
+    assert!(
+        metrics.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "blazedb_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{metrics}"
+    );
+    for process in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(metrics.contains(process), "{process} in {metrics}");
+    }
     assert!(metrics.contains("blazedb_sessions 3"), "{metrics}");
     assert!(
         metrics.contains("blazedb_connections_accepted_total 3"),
@@ -74,9 +97,19 @@ async fn three_clients_fan_out_through_a_server_process_and_metrics_show_them() 
     );
     // Fan-out has no conflicts: nothing was rejected.
     assert!(
-        metrics.contains("blazedb_writes_rejected_open_sessions 0"),
+        metrics.contains("blazedb_writes_rejected_total 0"),
         "{metrics}"
     );
+    // Counters count ended sessions too: a client leaving takes nothing back.
+    let (sent, received) = (
+        p.metric("blazedb_writes_sent_total").await,
+        p.metric("blazedb_bytes_received_total").await,
+    );
+    assert!(sent >= 2 && received > 0, "{sent} {received}");
+    handles.pop().expect("a handle").stop().await;
+    p.metric_becomes("blazedb_sessions", 2).await;
+    assert!(p.metric("blazedb_writes_sent_total").await >= sent);
+    assert!(p.metric("blazedb_bytes_received_total").await >= received);
     let mut p = p;
     sigterm(&p);
     let status = tokio::time::timeout(T, p.child.wait())

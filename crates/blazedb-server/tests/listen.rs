@@ -19,7 +19,7 @@ fn server(data: &std::path::Path, listen: &str) -> Command {
     .args(["--listen", listen])
     .env("BLAZEDB_PASSWORD", "server-pw")
     .env("BLAZEDB_AUTH_TOKEN", "tok")
-    .env("RUST_LOG", "warn");
+    .env("BLAZEDB_LOG", "warn");
     c
 }
 

@@ -73,7 +73,7 @@ async fn start(data: &Path, fd_limit: Option<u32>) -> Proc {
         .args(server_args(data))
         .env("BLAZEDB_PASSWORD", PASSWORD)
         .env("BLAZEDB_AUTH_TOKEN", "tok")
-        .env("RUST_LOG", "warn")
+        .env("BLAZEDB_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -331,7 +331,7 @@ async fn run_to_error(args: &[&str], env_password: bool) -> (ExitStatus, String)
     cmd.args(args)
         .env_remove("BLAZEDB_AUTH_TOKEN")
         .env_remove("BLAZEDB_SHARED_SECRET")
-        .env("RUST_LOG", "warn")
+        .env("BLAZEDB_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if env_password {

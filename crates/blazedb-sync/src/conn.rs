@@ -175,6 +175,7 @@ impl NotSent {
 /// Sends `m` on `wire`: takes its share of the send budget, then a place in the
 /// queue, listening for a stop all along.
 async fn send(wire: &Wire, m: Msg, stop: &mut watch::Receiver<bool>) -> Result<(), NotSent> {
+    tracing::debug!(peer = %wire.peer_addr, msg = %m.summary(), "sending");
     let permit = match &wire.send_budget {
         None => None,
         Some(budget) => tokio::select! {

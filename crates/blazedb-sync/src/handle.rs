@@ -51,6 +51,10 @@ pub struct SyncStatus {
     /// Losses of this node's writes recorded through this connection.
     pub conflicts: u64,
     pub last_error: Option<String>,
+    /// Why the peer refuses this side's writes, while it does (a permission this
+    /// node's credential lacks; they stay pending, see [`crate::SyncError::Forbidden`]):
+    /// an upload error, apart from the connection's.
+    pub upload_refused: Option<String>,
     /// The peer's clock minus ours, measured at the handshake (µs).
     pub clock_skew_us: Option<i64>,
     /// The newest position of the peer's log it told us of (with `cursor`: how much
@@ -131,6 +135,7 @@ pub(crate) fn status_of(
         } else {
             t.last_error
         },
+        upload_refused: conn.refused.clone(),
         clock_skew_us: t.skew_us,
         peer_log_last: conn.stats.peer_log_last,
     }

@@ -24,6 +24,10 @@ use crate::node::SyncNode;
 use crate::relay::Listener;
 use crate::session::SessionStats;
 
+/// Connections refused at the limit are logged at most once a second (see
+/// `log_limit.rs`).
+static LOG_AT_LIMIT: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new();
+
 /// Default connection limit of a server.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
 /// How long stopping waits for sessions to end by themselves before aborting them.
@@ -31,7 +35,16 @@ pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Registry {
     next: AtomicU64,
-    conns: Mutex<BTreeMap<u64, (String, watch::Receiver<ConnStatus>)>>,
+    conns: Mutex<Conns>,
+}
+
+/// The open connections, and the counters of those that ended: one lock, so a reader
+/// of [`ServeHandle::totals`] sees an ending session either still open or already
+/// counted as ended, never both or neither (the totals never go back).
+#[derive(Default)]
+struct Conns {
+    open: BTreeMap<u64, (String, watch::Receiver<ConnStatus>)>,
+    ended: SessionStats,
 }
 
 /// A running server. Dropping it stops it.
@@ -70,7 +83,7 @@ impl ServeHandle {
     ) -> Result<ServeHandle> {
         let registry = Arc::new(Registry {
             next: AtomicU64::new(1),
-            conns: Mutex::new(BTreeMap::new()),
+            conns: Mutex::new(Conns::default()),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let signal = Arc::new(CommitSignal::new(node.database())?);
@@ -114,6 +127,7 @@ impl ServeHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         conns
+            .open
             .values()
             .map(|(addr, rx)| {
                 status_of(
@@ -126,10 +140,48 @@ impl ServeHandle {
             .collect()
     }
 
+    /// Counters summed over every session since the start, ended ones included: they
+    /// only grow (Prometheus counters). `last_sync_us`, `skew_us`, `peer_log_last` and
+    /// `last_error` are left empty.
+    #[must_use]
+    pub fn totals(&self) -> SessionStats {
+        let conns = self
+            .registry
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut total = conns.ended.clone();
+        for (_, rx) in conns.open.values() {
+            add_counts(&mut total, &rx.borrow().stats);
+        }
+        total
+    }
+
     /// Stops accepting, ends every session and waits for them.
     pub async fn stop(&self) {
         crate::conn::stop_task(&self.stop_tx, &self.task).await;
     }
+}
+
+/// Adds the counters of `s` to `total` (not its readings: times, skew, errors).
+fn add_counts(total: &mut SessionStats, s: &SessionStats) {
+    total.writes_sent += s.writes_sent;
+    total.writes_received += s.writes_received;
+    total.writes_rejected += s.writes_rejected;
+    total.bytes_sent += s.bytes_sent;
+    total.bytes_received += s.bytes_received;
+    total.conflicts += s.conflicts;
+}
+
+/// Each counter of `s`, raised to `floor`'s where that is higher.
+fn at_least(mut s: SessionStats, floor: &SessionStats) -> SessionStats {
+    s.writes_sent = s.writes_sent.max(floor.writes_sent);
+    s.writes_received = s.writes_received.max(floor.writes_received);
+    s.writes_rejected = s.writes_rejected.max(floor.writes_rejected);
+    s.bytes_sent = s.bytes_sent.max(floor.bytes_sent);
+    s.bytes_received = s.bytes_received.max(floor.bytes_received);
+    s.conflicts = s.conflicts.max(floor.conflicts);
+    s
 }
 
 async fn accept_loop(
@@ -157,7 +209,9 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(peer = %wire.peer_addr, max, "connection refused: at the connection limit");
+            if let Some(left_out) = LOG_AT_LIMIT.allow() {
+                tracing::warn!(peer = %wire.peer_addr, max, left_out, "connection refused: at the connection limit");
+            }
             drop(wire);
             continue;
         };
@@ -167,6 +221,7 @@ async fn accept_loop(
             .conns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .open
             .insert(id, (wire.peer_addr.clone(), status_rx));
         let mut ctl = Control {
             stop: stop.clone(),
@@ -183,14 +238,21 @@ async fn accept_loop(
         );
         tasks.spawn(async move {
             let addr = wire.peer_addr.clone();
-            let (end, _, _) =
+            let (end, _, stats) =
                 crate::conn::run(node, cfg, wire, None, true, &mut ctl, &status_tx).await;
             tracing::info!(peer = %addr, end = ?end, "sync connection ended");
-            registry
+            let mut conns = registry
                 .conns
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
+                .unwrap_or_else(PoisonError::into_inner);
+            conns.open.remove(&id);
+            // The session's final counters; never below what was published while it
+            // ran, so the totals never go back.
+            add_counts(
+                &mut conns.ended,
+                &at_least(stats, &status_tx.borrow().stats),
+            );
+            drop(conns);
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}

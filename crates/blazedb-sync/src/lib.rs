@@ -22,6 +22,7 @@ mod ext;
 pub mod grant;
 pub mod handle;
 pub mod hub;
+pub mod log_limit;
 pub mod merge;
 pub mod node;
 mod peer;

@@ -132,9 +132,60 @@ impl Msg {
         }
     }
 
+    /// What a log line says of the message: its kind and figures, never a document
+    /// (`batch after=3.0 upto=9.0 items=6`).
+    #[must_use]
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
+    }
+
     /// The encoded size in bytes (what a network transport would carry).
     #[must_use]
     pub fn encoded_len(&self) -> usize {
         postcard::experimental::serialized_size(self).unwrap_or(0)
+    }
+}
+
+/// [`Msg::summary`].
+#[derive(Debug)]
+pub struct Summary<'a>(&'a Msg);
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = self.0.kind();
+        match self.0 {
+            Msg::Hello {
+                role,
+                want_after,
+                log_last,
+                have_yours,
+                ..
+            } => write!(
+                f,
+                "{kind} role={role} want_after={want_after} log_last={log_last} \
+                 have_yours={have_yours}"
+            ),
+            Msg::Batch {
+                after, upto, items, ..
+            } => write!(f, "{kind} after={after} upto={upto} items={}", items.len()),
+            Msg::Ack { upto, log_last } => write!(f, "{kind} upto={upto} log_last={log_last}"),
+            Msg::Want { after } => write!(f, "{kind} after={after}"),
+            Msg::Snapshot {
+                at,
+                after_slot,
+                upto_slot,
+                docs,
+                done,
+                ..
+            } => write!(
+                f,
+                "{kind} at={at} slots={after_slot}..{upto_slot} docs={} done={done}",
+                docs.len()
+            ),
+            Msg::SnapshotAck { at, upto_slot } => write!(f, "{kind} at={at} upto_slot={upto_slot}"),
+            Msg::Ping { token } => write!(f, "{kind} token={token}"),
+            Msg::Pong { token, log_last } => write!(f, "{kind} token={token} log_last={log_last}"),
+            Msg::Error { code, fatal, .. } => write!(f, "{kind} code={code:?} fatal={fatal}"),
+        }
     }
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -170,10 +172,7 @@ impl Scratch {
             }
         });
         let mut shown = Vec::new();
-        let prompts = |shown: &[u8]| {
-            let text = String::from_utf8_lossy(shown);
-            text.matches("blazedb> ").count() + text.matches("blazedb*> ").count()
-        };
+        let prompts = |shown: &[u8]| prompt_count(&String::from_utf8_lossy(shown));
         for (i, line) in lines.iter().enumerate() {
             let deadline = Instant::now() + PROMPT_WAIT;
             while prompts(&shown) <= i {
@@ -284,4 +283,23 @@ pub fn on_terminal(s: &Scratch, args: &str, typed: &str) -> Run {
         .write_all(typed.as_bytes())
         .expect("type");
     Run::of(p.wait_with_output().expect("wait"))
+}
+
+/// The REPL prompts in `text`: `blazedb> `, `blazedb*> `, and either with the
+/// background sync's state (`blazedb [synced]> `).
+pub fn prompt_count(text: &str) -> usize {
+    text.match_indices("blazedb")
+        .filter(|(at, _)| {
+            let rest = &text[at + "blazedb".len()..];
+            let rest = rest.strip_prefix('*').unwrap_or(rest);
+            let rest = match rest.strip_prefix(" [") {
+                Some(r) => match r.find("]") {
+                    Some(end) if r[..end].chars().all(|c| c.is_ascii_lowercase()) => &r[end + 1..],
+                    _ => return false,
+                },
+                None => rest,
+            };
+            rest.starts_with("> ")
+        })
+        .count()
 }

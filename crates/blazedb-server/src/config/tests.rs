@@ -4,8 +4,8 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 
-fn args(list: &[&str]) -> Args {
-    Args::parse_from(std::iter::once("blazedb-server").chain(list.iter().copied()))
+fn args(list: &[&str]) -> Cli {
+    Cli::parse_from(std::iter::once("blazedb-server").chain(list.iter().copied()))
 }
 
 #[test]
@@ -36,7 +36,10 @@ idle_timeout_ms = 9000
     assert_eq!(s.data_dir, PathBuf::from("/srv/blazedb"));
     assert_eq!(s.database, "flag-wins");
     assert_eq!(s.listen, "0.0.0.0:9000".parse().expect("addr"));
-    assert_eq!(s.auth_token.as_deref(), Some("from-file"));
+    assert_eq!(
+        s.auth_token.as_deref().map(String::as_str),
+        Some("from-file")
+    );
     assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().expect("addr")));
     assert_eq!(
         (s.max_connections, s.handshake_timeout_ms, s.idle_timeout_ms),
@@ -201,11 +204,12 @@ fn numeric_file_settings_accept_their_bounds_and_refuse_one_step_beyond() {
     for (key, lo, hi) in bounded_cases() {
         for (value, accepted) in [(lo, true), (hi, true), (lo - 1, false), (hi + 1, false)] {
             std::fs::write(&cfg, format!("data_dir = \"/x\"\n{key} = {value}\n")).expect("write");
-            let r = Settings::resolve(Args {
-                config: Some(cfg.clone()),
-                shared_secret: Some("s".into()),
-                ..Args::default()
-            });
+            let r = Settings::resolve(args(&[
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "--shared-secret",
+                "s",
+            ]));
             match (r, accepted) {
                 (Ok(s), true) => assert_eq!(resolved(&s, key), value, "{key}"),
                 (Err(e), false) => {
@@ -223,26 +227,54 @@ fn numeric_file_settings_accept_their_bounds_and_refuse_one_step_beyond() {
 }
 
 #[test]
-fn flag_help_states_the_accepted_ranges_and_defaults() {
+fn help_states_each_settings_range_default_and_environment_variable() {
     use clap::CommandFactory as _;
-    let cmd = Args::command();
-    let help = |id: &str| {
-        cmd.get_arguments()
-            .find(|a| a.get_id() == id)
-            .and_then(|a| a.get_help())
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    };
+    let help = Args::command().render_long_help().to_string();
     let defaults = [
         u64::try_from(MAX_CONNECTIONS_DEFAULT).expect("fits"),
         HANDSHAKE_TIMEOUT_MS_DEFAULT,
         IDLE_TIMEOUT_MS_DEFAULT,
     ];
     for ((key, lo, hi), default) in bounded_cases().into_iter().zip(defaults) {
-        let h = help(key);
-        assert!(h.contains(&format!("({lo} to {hi})")), "{key}: {h}");
-        assert!(h.contains(&format!("[default: {default}]")), "{key}: {h}");
+        let flag = format!("--{}", key.replace('_', "-"));
+        let at = help.find(&format!("{flag} <")).expect(&flag);
+        let next = help[at + 2..]
+            .find("\n      --")
+            .map_or(help.len(), |n| at + 2 + n);
+        let entry = &help[at..next];
+        assert!(entry.contains(&format!("({lo} to {hi})")), "{entry}");
+        assert!(entry.contains(&format!("[default: {default}]")), "{entry}");
+        let env = format!("[env: BLAZEDB_{}", key.to_uppercase());
+        assert!(entry.contains(&env), "{entry}");
     }
+    for secret in ["--auth-token <", "--shared-secret <", "--peer-token <"] {
+        assert!(help.contains(secret), "{secret}");
+    }
+    assert!(help.contains("Exit codes: 0 stopped cleanly"), "{help}");
+}
+
+#[test]
+fn a_setting_from_the_file_wins_over_its_default_and_yields_to_its_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("server.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"/x\"\nshared_secret = \"s\"\nmax_connections = 50\n",
+    )
+    .expect("write");
+    let cfg = cfg.to_str().expect("utf-8");
+    let parse = |argv: &[&str]| args(argv);
+    let s = Settings::resolve(parse(&["--config", cfg])).expect("resolves");
+    assert_eq!(s.max_connections, 50, "the file wins over a default");
+    let s =
+        Settings::resolve(parse(&["--config", cfg, "--max-connections", "9"])).expect("resolves");
+    assert_eq!(s.max_connections, 9, "the flag wins over the file");
+    let s =
+        Settings::resolve(parse(&["--data-dir", "/x", "--shared-secret", "s"])).expect("resolves");
+    assert_eq!(
+        s.max_connections, MAX_CONNECTIONS_DEFAULT,
+        "the default when neither gives it"
+    );
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub struct Proc {
     pub port: u16,
     pub fingerprint: Fingerprint,
     pub metrics: String,
+    /// The server's log (stderr), when [`spawn_server_logging`] started it.
+    pub stderr: Option<tokio::process::ChildStderr>,
 }
 
 /// Starts `blazedb-server` on `data` (database `main`, password `server-pw`, auth
@@ -29,6 +31,16 @@ pub async fn spawn_server(data: &Path, extra: &[&str]) -> Proc {
 
 /// As [`spawn_server`], on 127.0.0.1:`port` (0: a free one).
 pub async fn spawn_server_on(data: &Path, port: u16, extra: &[&str]) -> Proc {
+    let log = std::env::var("BLAZEDB_E2E_LOG").unwrap_or_else(|_| "warn".into());
+    spawn(data, port, extra, &log, false).await
+}
+
+/// As [`spawn_server`], logging with the filter `log` into [`Proc::stderr`].
+pub async fn spawn_server_logging(data: &Path, log: &str, extra: &[&str]) -> Proc {
+    spawn(data, 0, extra, log, true).await
+}
+
+async fn spawn(data: &Path, port: u16, extra: &[&str], log: &str, capture: bool) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
         .args([
             "--data-dir",
@@ -43,12 +55,13 @@ pub async fn spawn_server_on(data: &Path, port: u16, extra: &[&str]) -> Proc {
         .args(extra)
         .env("BLAZEDB_PASSWORD", "server-pw")
         .env("BLAZEDB_AUTH_TOKEN", "tok")
-        .env(
-            "RUST_LOG",
-            std::env::var("BLAZEDB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .env("BLAZEDB_LOG", log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .kill_on_drop(true)
         .spawn()
         .expect("spawn blazedb-server");
@@ -65,11 +78,13 @@ pub async fn spawn_server_on(data: &Path, port: u16, extra: &[&str]) -> Proc {
             .to_owned()
     };
     let listen: std::net::SocketAddr = field("listen").parse().expect("addr");
+    let stderr = child.stderr.take();
     Proc {
         child,
         port: listen.port(),
         fingerprint: Fingerprint::parse(&field("fingerprint")).expect("fingerprint"),
         metrics: field("metrics"),
+        stderr,
     }
 }
 
@@ -119,10 +134,19 @@ impl Proc {
 
     /// Waits until `name` reads `want` (a deadline, not a sleep: polls the endpoint).
     pub async fn metric_becomes(&self, name: &str, want: u64) {
+        self.metric_until(name, want, |v| v == want).await;
+    }
+
+    /// Waits until `name` reads `least` or more.
+    pub async fn metric_at_least(&self, name: &str, least: u64) {
+        self.metric_until(name, least, |v| v >= least).await;
+    }
+
+    async fn metric_until(&self, name: &str, want: u64, ok: impl Fn(u64) -> bool) {
         let deadline = tokio::time::Instant::now() + T;
         loop {
             let v = self.metric(name).await;
-            if v == want {
+            if ok(v) {
                 return;
             }
             assert!(

@@ -411,7 +411,9 @@ impl Session {
                 reason: reason.clone(),
             });
         }
-        self.stats.bytes_received += msg.encoded_len() as u64;
+        let bytes = msg.encoded_len();
+        self.stats.bytes_received += bytes as u64;
+        tracing::debug!(peer = %self.peer_label(), msg = %msg.summary(), bytes, "received");
         let mut out = Vec::new();
         if let Some(refusal) = self.refusal(&msg) {
             out.push(refusal);
@@ -490,13 +492,19 @@ impl Session {
         Ok(out)
     }
 
+    /// The peer's node id for logs, `-` before its hello.
+    fn peer_label(&self) -> String {
+        self.peer
+            .map_or_else(|| "-".to_owned(), |p| p.node.to_string())
+    }
+
     /// The `Error` to answer with if the peer's grant does not allow `msg` (see
     /// `authz.rs`); nothing of it is applied then.
     fn refusal(&mut self, msg: &Msg) -> Option<Msg> {
         let node = self.node.clone();
         let mut log_last = || node.log_last().map_err(|e| e.to_string());
         let r = authz::check_inbound(&self.cfg.grant, self.peer, msg, &mut log_last).err()?;
-        tracing::warn!(peer = ?self.peer.map(|p| p.node), who = self.cfg.grant.who(), fatal = r.fatal, reason = %r.message, "refused a message");
+        tracing::warn!(peer = %self.peer_label(), who = self.cfg.grant.who(), fatal = r.fatal, reason = %r.message, "refused a message");
         Some(self.error(r.code, r.message, r.fatal))
     }
 }

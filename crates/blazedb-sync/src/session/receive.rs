@@ -43,6 +43,7 @@ impl Session {
             .saturating_sub(i64::try_from(now_us).unwrap_or(i64::MAX));
         self.stats.skew_us = Some(self.stats.skew_us.map_or(reading, |s| s.max(reading)));
         if first {
+            tracing::info!(peer = %h.node, role = %h.role, who = self.cfg.grant.who(), "sync session started");
             self.meet(h, out)?;
         }
         self.last_progress_us = now_us;

@@ -1,4 +1,5 @@
-//! Records the commit the binary was built from, for `blazedb --version`.
+//! Records the commit the programs were built from (`blazedb --version`,
+//! `blazedb-server --version`, the server's `blazedb_build_info` metric).
 
 use std::process::Command;
 

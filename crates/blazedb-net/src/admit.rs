@@ -215,12 +215,14 @@ async fn accept_error(e: io::Error, backoff: Duration) -> Duration {
     (backoff * 2).min(ACCEPT_BACKOFF_MAX)
 }
 
-/// Refused handshakes (wrong credentials, TLS failures, timeouts) are logged at WARN
-/// with the peer's address, at most one per second (`LogLimit`): a flood of them
-/// must not fill the operator's disk.
-static LOG_REFUSED: LogLimit = LogLimit::new();
-/// Connections closed at a handshake limit, likewise.
+/// Refused connections are logged at WARN with the peer's address, at most one per
+/// second of each kind (`LogLimit`): a flood of them must not fill the operator's disk,
+/// and one kind must not hide another. Wrong or missing credentials:
+static LOG_AUTH: LogLimit = LogLimit::new();
+/// At a limit (connections, handshakes, handshakes from one address):
 static LOG_BUSY: LogLimit = LogLimit::new();
+/// TLS failures, timeouts, broken handshakes:
+static LOG_FAILED: LogLimit = LogLimit::new();
 
 fn admit<S>(shared: &Arc<Shared>, s: S, peer: String, ip: IpAddr)
 where
@@ -255,13 +257,13 @@ where
                 let _ = shared.out.send(wire).await;
             }
             Err(e) => {
-                let counter = match e.refused() {
-                    Some(RefuseCode::Auth) => &shared.stats.refused_auth,
-                    Some(RefuseCode::Busy) => &shared.stats.refused_busy,
-                    _ => &shared.stats.handshake_failed,
+                let (counter, limit) = match e.refused() {
+                    Some(RefuseCode::Auth) => (&shared.stats.refused_auth, &LOG_AUTH),
+                    Some(RefuseCode::Busy) => (&shared.stats.refused_busy, &LOG_BUSY),
+                    _ => (&shared.stats.handshake_failed, &LOG_FAILED),
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                if let Some(left_out) = LOG_REFUSED.allow() {
+                if let Some(left_out) = limit.allow() {
                     tracing::warn!(peer = %peer, error = %e, left_out, "sync connection refused");
                 }
             }

@@ -1,10 +1,11 @@
 //! The server's log as an operator reads it, from the real program: JSON lines with
-//! `--log-format json`, a refused client at WARN with its address, the fingerprint as
+//! `--log-format json`, refused clients (wrong token, server busy) at WARN with their
+//! address, the fingerprint as
 //! clients pin it, and the sync path at DEBUG.
 
 mod common;
 
-use blazedb_net::Credentials;
+use blazedb_net::{Credentials, RefuseCode};
 use blazedb_sync::{EnableSync, Role};
 use common::{T, open, spawn_server_logging};
 use serde_json::Value as Json;
@@ -20,7 +21,7 @@ async fn json_logs_name_refused_peers_at_warn_and_trace_the_sync_path_at_debug()
     let mut p = spawn_server_logging(
         &dir.path().join("server"),
         "info,blazedb_sync=debug",
-        &["--log-format", "json"],
+        &["--log-format", "json", "--max-connections", "1"],
     )
     .await;
     let intruder = open(dir.path(), "intruder");
@@ -47,6 +48,14 @@ async fn json_logs_name_refused_peers_at_warn_and_trace_the_sync_path_at_debug()
         .await
         .expect("enable sync");
     h.sync_now(T).await.expect("the right token syncs");
+    // The one slot is taken: the next client is refused as busy, and that is logged
+    // too (its own kind: the refused token a moment ago does not hide it).
+    let e = p
+        .relay(Credentials::none().token("tok"))
+        .connect_frames()
+        .await
+        .expect_err("at the connection limit");
+    assert_eq!(e.refused(), Some(RefuseCode::Busy), "{e}");
     h.stop().await;
     p.sigterm();
     let status = tokio::time::timeout(T, p.child.wait())

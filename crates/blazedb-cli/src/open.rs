@@ -64,13 +64,23 @@ pub fn secret_from(
     what: &str,
     flag: &str,
 ) -> CliResult<Zeroizing<String>> {
-    Ok(secret::require(&Sources {
+    Ok(secret::require(&sources(file, env, prompt, what, flag))?)
+}
+
+fn sources<'a>(
+    file: Option<&'a Path>,
+    env: &'a str,
+    prompt: &'a str,
+    what: &'a str,
+    flag: &'a str,
+) -> Sources<'a> {
+    Sources {
         what,
         file,
         file_flag: flag,
         env,
         prompt: Some(prompt),
-    })?)
+    }
 }
 
 /// A new secret, as [`secret_from`] gives it; typed at a terminal it is asked twice
@@ -85,13 +95,9 @@ pub fn new_secret_from(
     what: &str,
     flag: &str,
 ) -> CliResult<Zeroizing<String>> {
-    Ok(secret::require_new(&Sources {
-        what,
-        file,
-        file_flag: flag,
-        env,
-        prompt: Some(prompt),
-    })?)
+    Ok(secret::require_new(&sources(
+        file, env, prompt, what, flag,
+    ))?)
 }
 
 impl From<SecretError> for CliError {

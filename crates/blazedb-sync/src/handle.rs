@@ -80,12 +80,7 @@ pub struct SyncProgress {
 }
 
 pub(crate) fn add_stats(total: &mut SessionStats, s: &SessionStats) {
-    total.writes_sent += s.writes_sent;
-    total.writes_received += s.writes_received;
-    total.writes_rejected += s.writes_rejected;
-    total.bytes_sent += s.bytes_sent;
-    total.bytes_received += s.bytes_received;
-    total.conflicts += s.conflicts;
+    total.add_counts(s);
     if s.last_sync_us.is_some() {
         total.last_sync_us = s.last_sync_us;
     }

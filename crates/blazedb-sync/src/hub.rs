@@ -152,7 +152,7 @@ impl ServeHandle {
             .unwrap_or_else(PoisonError::into_inner);
         let mut total = conns.ended.clone();
         for (_, rx) in conns.open.values() {
-            add_counts(&mut total, &rx.borrow().stats);
+            total.add_counts(&rx.borrow().stats);
         }
         total
     }
@@ -161,27 +161,6 @@ impl ServeHandle {
     pub async fn stop(&self) {
         crate::conn::stop_task(&self.stop_tx, &self.task).await;
     }
-}
-
-/// Adds the counters of `s` to `total` (not its readings: times, skew, errors).
-fn add_counts(total: &mut SessionStats, s: &SessionStats) {
-    total.writes_sent += s.writes_sent;
-    total.writes_received += s.writes_received;
-    total.writes_rejected += s.writes_rejected;
-    total.bytes_sent += s.bytes_sent;
-    total.bytes_received += s.bytes_received;
-    total.conflicts += s.conflicts;
-}
-
-/// Each counter of `s`, raised to `floor`'s where that is higher.
-fn at_least(mut s: SessionStats, floor: &SessionStats) -> SessionStats {
-    s.writes_sent = s.writes_sent.max(floor.writes_sent);
-    s.writes_received = s.writes_received.max(floor.writes_received);
-    s.writes_rejected = s.writes_rejected.max(floor.writes_rejected);
-    s.bytes_sent = s.bytes_sent.max(floor.bytes_sent);
-    s.bytes_received = s.bytes_received.max(floor.bytes_received);
-    s.conflicts = s.conflicts.max(floor.conflicts);
-    s
 }
 
 async fn accept_loop(
@@ -248,10 +227,9 @@ async fn accept_loop(
             conns.open.remove(&id);
             // The session's final counters; never below what was published while it
             // ran, so the totals never go back.
-            add_counts(
-                &mut conns.ended,
-                &at_least(stats, &status_tx.borrow().stats),
-            );
+            let mut last = stats;
+            last.raise_counts_to(&status_tx.borrow().stats);
+            conns.ended.add_counts(&last);
             drop(conns);
             drop(permit);
         });

@@ -104,6 +104,28 @@ pub struct SessionStats {
     pub last_error: Option<String>,
 }
 
+impl SessionStats {
+    /// Adds the counters of `s` (not its readings: times, skew, errors).
+    pub(crate) fn add_counts(&mut self, s: &SessionStats) {
+        self.writes_sent += s.writes_sent;
+        self.writes_received += s.writes_received;
+        self.writes_rejected += s.writes_rejected;
+        self.bytes_sent += s.bytes_sent;
+        self.bytes_received += s.bytes_received;
+        self.conflicts += s.conflicts;
+    }
+
+    /// Raises each counter to `floor`'s where that is higher.
+    pub(crate) fn raise_counts_to(&mut self, floor: &SessionStats) {
+        self.writes_sent = self.writes_sent.max(floor.writes_sent);
+        self.writes_received = self.writes_received.max(floor.writes_received);
+        self.writes_rejected = self.writes_rejected.max(floor.writes_rejected);
+        self.bytes_sent = self.bytes_sent.max(floor.bytes_sent);
+        self.bytes_received = self.bytes_received.max(floor.bytes_received);
+        self.conflicts = self.conflicts.max(floor.conflicts);
+    }
+}
+
 /// How a handler ended. The replies of one that stopped early (a refusal, a late
 /// copy of a snapshot page) are not added to `SessionStats::bytes_sent`: the
 /// accounting the session has always had, kept as it is.

@@ -49,7 +49,7 @@ fn say(line: &str) {
 
 impl Demo {
     fn node_name(&self, node: blazedb::sync::NodeId) -> String {
-        if self.server.node().is_some_and(|n| n.node_id() == node) {
+        if self.server.store().is_some_and(|n| n.node_id() == node) {
             return "server".into();
         }
         self.clients

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use blazedb_engine::Database;
-use blazedb_sync::{NodeRef, Role, ServeHandle, SyncConfig, SyncNode, SyncStatus, Topology};
+use blazedb_sync::{
+    NodeRef, Role, ServeHandle, SyncConfig, SyncNode, SyncStatus, SyncStore, Topology,
+};
 use zeroize::Zeroizing;
 
 use crate::admit::ListenerStats;
@@ -50,6 +52,7 @@ pub enum TlsSetup {
 }
 
 struct Running {
+    node: SyncNode,
     serve: ServeHandle,
     addr: SocketAddr,
     stats: Arc<ListenerStats>,
@@ -203,12 +206,13 @@ impl Server {
             tokio::task::spawn_blocking(move || SyncNode::enable(&db, Role::Server, &config))
                 .await
                 .map_err(|e| NetError::Config(format!("starting the sync node: {e}")))??;
-        let serve = ServeHandle::start(node, listener, &self.sync, self.max_connections)?;
+        let serve = ServeHandle::start(node.clone(), listener, &self.sync, self.max_connections)?;
         let fingerprint = self
             .fingerprint
             .map_or_else(|| "none (plain TCP)".to_owned(), |f| f.to_string());
         tracing::info!(%addr, database = %self.database_name, %fingerprint, "sync server listening");
         *self.lock() = Some(Running {
+            node,
             serve,
             addr,
             stats,
@@ -280,10 +284,16 @@ impl Server {
         self.lock().as_ref().map(|r| r.control.clone())
     }
 
-    /// The served sync node, while running.
+    /// The served node's state, while running.
+    #[must_use]
+    pub fn store(&self) -> Option<Arc<dyn SyncStore>> {
+        self.lock().as_ref().map(|r| Arc::clone(r.serve.store()))
+    }
+
+    /// The served sync node (over the served database), while running.
     #[must_use]
     pub fn node(&self) -> Option<SyncNode> {
-        self.lock().as_ref().map(|r| r.serve.node().clone())
+        self.lock().as_ref().map(|r| r.node.clone())
     }
 }
 

@@ -18,15 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use blazedb_engine::{CommitHook, Database};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::NodeId;
-use crate::node::SyncNode;
 use crate::position::LogPos;
 use crate::proto::Msg;
 use crate::relay::{Delivery, RelayTarget, Wire};
 use crate::session::{Closed, GROUP_BATCHES_MAX, PeerInfo, Session, SessionConfig, SessionStats};
+use crate::store::SyncStore;
 
 /// How often a session checks its timers (resends, hello retries).
 pub const TICK: Duration = Duration::from_millis(200);
@@ -65,33 +64,6 @@ pub(crate) enum End {
     Disconnected,
     /// The session refused to go on.
     Closed(String),
-}
-
-/// Wakes sessions on the commits of a database that give them something to send
-/// (live sync): local writes to take over, or a grown sync log (`node/log.rs` marks
-/// every commit that appends). Commits that only move cursors or acknowledgments wake
-/// no one: on a server with N clients each acknowledgment would otherwise wake all N
-/// sessions to read the database and find nothing. One hook per database handle,
-/// however many sessions listen.
-pub(crate) struct CommitSignal {
-    rx: watch::Receiver<u64>,
-    _hook: CommitHook,
-}
-
-impl CommitSignal {
-    pub(crate) fn new(db: &Database) -> blazedb_core::Result<CommitSignal> {
-        let (tx, rx) = watch::channel(0u64);
-        let hook = db.on_commit(move |c| {
-            if c.local_changes || c.signaled {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
-            }
-        })?;
-        Ok(CommitSignal { rx, _hook: hook })
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.rx.clone()
-    }
 }
 
 /// Signals `stop` and waits for the task in `task` (taken out) to end.
@@ -215,7 +187,7 @@ fn snapshot(s: &Session, peer_addr: &str, pushed: bool, asked: u64) -> ConnStatu
 /// dialer's hello before sending its own, so its hello names its cursor for that peer
 /// (sent blind, it would ask for everything and the dialer would resend it).
 pub(crate) async fn run(
-    node: SyncNode,
+    node: Arc<dyn SyncStore>,
     mut cfg: SessionConfig,
     mut wire: Wire,
     hint: Option<NodeId>,
@@ -352,7 +324,7 @@ pub(crate) async fn run(
 /// Opens the session: the accepting side first reads the dialer's hello (returned, to
 /// be handled first), then our hello goes out. On failure, how the connection ended.
 async fn open(
-    node: &SyncNode,
+    node: &Arc<dyn SyncStore>,
     cfg: SessionConfig,
     wire: &mut Wire,
     hint: Option<NodeId>,
@@ -380,7 +352,7 @@ async fn open(
     } else {
         hint
     };
-    let session = Session::new(node.clone(), cfg);
+    let session = Session::with_store(Arc::clone(node), cfg);
     let t0 = (node.config().advanced.clock)();
     let (session, hello) = blocking(session, move |s| s.hello(hint, t0)).await;
     let (Some(session), Some(Ok(hello))) = (session, hello) else {
@@ -397,63 +369,11 @@ async fn open(
 
 /// Once the peer is known, records it as the one this dialer's target reached (once
 /// per connection).
-async fn remember_peer(node: &SyncNode, session: &Session, ctl: &mut Control) {
+async fn remember_peer(node: &Arc<dyn SyncStore>, session: &Session, ctl: &mut Control) {
     if let Some(p) = session.peer()
         && let Some(target) = ctl.remember_as.take()
     {
-        let node = node.clone();
+        let node = Arc::clone(node);
         let _ = tokio::task::spawn_blocking(move || node.remember_peer_at(&target, p.node)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use blazedb_engine::{Database, Document, KdfParams};
-
-    use super::CommitSignal;
-    use crate::clock::{NodeId, Role};
-    use crate::config::SyncConfig;
-    use crate::node::SyncNode;
-    use crate::position::LogPos;
-
-    /// Whether the signal moved since the last call (and marks it seen).
-    fn woke(rx: &mut tokio::sync::watch::Receiver<u64>) -> bool {
-        let moved = rx.has_changed().expect("the signal lives");
-        rx.mark_unchanged();
-        moved
-    }
-
-    #[test]
-    fn sessions_wake_for_local_writes_and_log_growth_but_not_for_acknowledgments() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Database::builder()
-            .kdf(KdfParams::INSECURE_FAST)
-            .open(dir.path(), "db", "pw")
-            .expect("open");
-        let node = SyncNode::enable(&db, Role::Server, &SyncConfig::default()).expect("enable");
-        let signal = CommitSignal::new(&db).expect("signal");
-        let mut rx = signal.subscribe();
-
-        db.collection("c")
-            .insert(Document::new().with("n", 1i64))
-            .expect("insert");
-        assert!(woke(&mut rx), "a local write must wake the sessions");
-
-        node.absorb().expect("absorb");
-        assert!(
-            woke(&mut rx),
-            "taking the write into the sync log must wake them"
-        );
-        assert!(node.log_last().expect("log") > LogPos::ZERO);
-
-        node.note_acked(NodeId(7), node.log_last().expect("log"), LogPos::ZERO)
-            .expect("ack");
-        assert!(
-            !woke(&mut rx),
-            "an acknowledgment gives no session anything to send"
-        );
-
-        node.absorb().expect("absorb with nothing new");
-        assert!(!woke(&mut rx), "an absorb that took nothing wakes no one");
     }
 }

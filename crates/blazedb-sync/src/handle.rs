@@ -12,13 +12,14 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{NodeId, Role};
 use crate::config::SyncConfig;
-use crate::conn::{CommitSignal, ConnStatus, Control, End};
+use crate::conn::{ConnStatus, Control, End};
 use crate::error::{Result, SyncError};
 use crate::node::SyncNode;
 use crate::position::LogPos;
 use crate::record::ConflictEntry;
 use crate::relay::Relay;
 use crate::session::{PeerInfo, SessionStats};
+use crate::store::{CommitSignal, SyncStore};
 
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -93,7 +94,7 @@ pub(crate) fn add_stats(total: &mut SessionStats, s: &SessionStats) {
 }
 
 pub(crate) fn status_of(
-    node: &SyncNode,
+    node: &dyn SyncStore,
     target: String,
     conn: &ConnStatus,
     base: &SessionStats,
@@ -110,8 +111,7 @@ pub(crate) fn status_of(
         target,
         connected: conn.connected,
         peer: conn.peer,
-        pending_local_writes: node.own_writes_after(acked, 1_000_000).unwrap_or(0)
-            + node.unabsorbed().unwrap_or(0),
+        pending_local_writes: node.own_writes_pending(acked).unwrap_or(0),
         last_sync: t
             .last_sync_us
             .map(|us| Timestamp(i64::try_from(us).unwrap_or(i64::MAX))),
@@ -213,7 +213,7 @@ impl SyncHandle {
         config: &SyncConfig,
     ) -> Result<SyncHandle> {
         let (status_tx, status_rx) = watch::channel(ConnStatus::default());
-        let signal = CommitSignal::new(node.database())?;
+        let signal = SyncStore::commit_signal(&node)?;
         let inner = Arc::new(Inner {
             node,
             relay,
@@ -385,7 +385,7 @@ async fn dial_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                     remember_as: Some(target.clone()),
                 };
                 let (end, peer, stats) = crate::conn::run(
-                    inner.node.clone(),
+                    Arc::new(inner.node.clone()),
                     crate::session::SessionConfig::of(&inner.config),
                     wire,
                     hint,

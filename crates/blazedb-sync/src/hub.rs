@@ -17,12 +17,13 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::SyncConfig;
-use crate::conn::{CommitSignal, ConnStatus, Control};
+use crate::conn::{ConnStatus, Control};
 use crate::error::Result;
 use crate::handle::{SyncStatus, status_of};
 use crate::node::SyncNode;
 use crate::relay::Listener;
 use crate::session::SessionStats;
+use crate::store::{CommitSignal, SyncStore};
 
 /// Connections refused at the limit are logged at most once a second (see
 /// `log_limit.rs`).
@@ -49,7 +50,7 @@ struct Conns {
 
 /// A running server. Dropping it stops it.
 pub struct ServeHandle {
-    node: SyncNode,
+    node: Arc<dyn SyncStore>,
     registry: Arc<Registry>,
     stop_tx: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -81,15 +82,28 @@ impl ServeHandle {
         config: &SyncConfig,
         max_connections: usize,
     ) -> Result<ServeHandle> {
+        ServeHandle::start_store(Arc::new(node), listener, config, max_connections)
+    }
+
+    /// Serves the node `store` keeps to every peer that connects through `listener`.
+    ///
+    /// # Errors
+    /// Database errors (registering the commit hook).
+    pub fn start_store(
+        node: Arc<dyn SyncStore>,
+        listener: impl Listener,
+        config: &SyncConfig,
+        max_connections: usize,
+    ) -> Result<ServeHandle> {
         let registry = Arc::new(Registry {
             next: AtomicU64::new(1),
             conns: Mutex::new(Conns::default()),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let signal = Arc::new(CommitSignal::new(node.database())?);
+        let signal = Arc::new(node.commit_signal()?);
         let describe = listener.describe();
         let task = tokio::spawn(accept_loop(
-            node.clone(),
+            Arc::clone(&node),
             listener,
             config.clone(),
             max_connections.max(1),
@@ -106,9 +120,9 @@ impl ServeHandle {
         })
     }
 
-    /// The served node.
+    /// The served node's state.
     #[must_use]
-    pub fn node(&self) -> &SyncNode {
+    pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.node
     }
 
@@ -131,7 +145,7 @@ impl ServeHandle {
             .values()
             .map(|(addr, rx)| {
                 status_of(
-                    &self.node,
+                    self.node.as_ref(),
                     addr.clone(),
                     &rx.borrow(),
                     &SessionStats::default(),
@@ -164,7 +178,7 @@ impl ServeHandle {
 }
 
 async fn accept_loop(
-    node: SyncNode,
+    node: Arc<dyn SyncStore>,
     mut listener: impl Listener,
     config: SyncConfig,
     max: usize,
@@ -211,7 +225,7 @@ async fn accept_loop(
             remember_as: None,
         };
         let (node, cfg, registry) = (
-            node.clone(),
+            Arc::clone(&node),
             crate::session::SessionConfig::of(&config),
             Arc::clone(&registry),
         );

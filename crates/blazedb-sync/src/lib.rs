@@ -32,6 +32,7 @@ pub mod proto;
 mod record;
 pub mod relay;
 pub mod session;
+pub mod store;
 pub mod topology;
 pub mod vv;
 mod workers;
@@ -54,6 +55,7 @@ pub use relay::{
     Budget, Delivery, Listener, MemoryListener, MemoryRelay, Relay, RelayTarget, Wire, memory,
 };
 pub use session::{Session, SessionConfig, SessionStats};
+pub use store::{CommitSignal, SyncStore};
 pub use topology::{NodeRef, SyncMode, Topology};
 pub use vv::{Dot, Vv};
 pub use write::{Held, LossReason, Op, Stamp, Write};

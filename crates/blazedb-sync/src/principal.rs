@@ -45,7 +45,7 @@ pub const NODES_SHARED_MAX: usize = 100_000;
 
 /// What binding a node id to a principal found.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Binding {
+pub enum Binding {
     /// Bound to this principal (now or before).
     Yours,
     /// Bound to another principal.

@@ -146,7 +146,7 @@ impl Collector for ServerMetrics {
             }
         }
         let last = server
-            .node()
+            .store()
             .and_then(|n| n.log_last().ok())
             .unwrap_or_default();
         let lag = ConstGauge::new(0u64);

@@ -26,6 +26,7 @@ mod send;
 pub use group::GROUP_BATCHES_MAX;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use crate::authz;
 use crate::clock::{NodeId, Role};
@@ -37,6 +38,7 @@ pub use crate::peer::PeerInfo;
 use crate::position::LogPos;
 use crate::proto::{ErrorCode, Msg, PROTOCOL_VERSION, WINDOW_DEFAULT};
 use crate::record::SnapshotProgress;
+use crate::store::SyncStore;
 
 /// Default wait for an ack before resending: 2 seconds.
 pub const RESEND_AFTER_DEFAULT_US: u64 = 2_000_000;
@@ -152,7 +154,7 @@ pub(crate) struct PeerHello {
 
 /// One session's state.
 pub struct Session {
-    node: SyncNode,
+    node: Arc<dyn SyncStore>,
     cfg: SessionConfig,
     peer: Option<PeerInfo>,
     closed: Option<String>,
@@ -234,8 +236,14 @@ impl Session {
     /// A session of `node` with a peer yet unknown; send [`Session::hello`] first.
     #[must_use]
     pub fn new(node: SyncNode, cfg: SessionConfig) -> Session {
+        Session::with_store(Arc::new(node), cfg)
+    }
+
+    /// A session of the node `store` keeps the state of (see [`SyncStore`]).
+    #[must_use]
+    pub fn with_store(store: Arc<dyn SyncStore>, cfg: SessionConfig) -> Session {
         Session {
-            node,
+            node: store,
             cfg,
             peer: None,
             closed: None,

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod authz;
+pub mod backend;
 pub mod clock;
 pub mod config;
 mod conn;

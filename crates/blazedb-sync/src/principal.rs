@@ -24,9 +24,9 @@
 
 use std::collections::BTreeSet;
 
-use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
-use blazedb_engine::{Durability, WriteTxn};
+use blazedb_engine::Durability;
 
+use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::grant::check_principal;
@@ -55,7 +55,7 @@ pub enum Binding {
 }
 
 /// The stored count of `principal`, if there is one.
-fn stored_count(tx: &mut WriteTxn<'_>, principal: &str) -> Result<Option<u64>> {
+fn stored_count(tx: &mut Tx<'_>, principal: &str) -> Result<Option<u64>> {
     match tx.aux_get(NS_PRINCIPAL_COUNT, principal.as_bytes())? {
         None => Ok(None),
         Some(bytes) => {
@@ -71,14 +71,14 @@ fn stored_count(tx: &mut WriteTxn<'_>, principal: &str) -> Result<Option<u64>> {
     }
 }
 
-fn store_count(tx: &mut WriteTxn<'_>, principal: &str, n: u64) -> Result<()> {
+fn store_count(tx: &mut Tx<'_>, principal: &str, n: u64) -> Result<()> {
     tx.aux_put(NS_PRINCIPAL_COUNT, principal.as_bytes(), &n.to_be_bytes())?;
     Ok(())
 }
 
 /// How many node ids `principal` holds: its stored count, or counted from the
 /// bindings (and stored from now on).
-fn count_of(tx: &mut WriteTxn<'_>, principal: &str) -> Result<u64> {
+fn count_of(tx: &mut Tx<'_>, principal: &str) -> Result<u64> {
     if let Some(n) = stored_count(tx, principal)? {
         return Ok(n);
     }
@@ -92,7 +92,7 @@ fn count_of(tx: &mut WriteTxn<'_>, principal: &str) -> Result<u64> {
 }
 
 /// Moves one binding from `old` (if it had one) to `new` in the counts that exist.
-fn recount(tx: &mut WriteTxn<'_>, old: Option<&str>, new: &str) -> Result<()> {
+fn recount(tx: &mut Tx<'_>, old: Option<&str>, new: &str) -> Result<()> {
     if let Some(old) = old
         && let Some(n) = stored_count(tx, old)?
     {
@@ -117,7 +117,7 @@ impl SyncNode {
     /// # Errors
     /// Database errors.
     pub fn principal_of(&self, node: NodeId) -> Result<Option<String>> {
-        let r = self.database().begin_read()?;
+        let r = self.store_db().begin_read()?;
         r.aux_get(NS_PRINCIPAL, &peer_key(node))?
             .map(decode)
             .transpose()
@@ -135,7 +135,7 @@ impl SyncNode {
             Some(_) => return Ok(Binding::Taken),
             None => {}
         }
-        let mut tx = self.database().begin_apply()?;
+        let mut tx = self.store_db().begin_apply()?;
         // Durable before the session goes on: a write accepted from this node must
         // never be attributed to a principal bound later by someone else.
         tx.set_durability(Durability::Immediate);
@@ -151,12 +151,12 @@ impl SyncNode {
         } else {
             NODES_PER_USER_MAX
         };
-        let held = count_of(&mut tx, principal)?;
+        let held = count_of(&mut *tx, principal)?;
         if held >= cap as u64 {
             return Ok(Binding::Full(cap));
         }
         tx.aux_put(NS_PRINCIPAL, &peer_key(node), principal.as_bytes())?;
-        store_count(&mut tx, principal, held + 1)?;
+        store_count(&mut *tx, principal, held + 1)?;
         tx.commit()?;
         Ok(Binding::Yours)
     }
@@ -176,7 +176,7 @@ impl SyncNode {
         }
         let mut fresh = Vec::new();
         {
-            let r = self.database().begin_read()?;
+            let r = self.store_db().begin_read()?;
             for (node, name) in list {
                 let known = r.aux_get(NS_PRINCIPAL, &peer_key(*node))?;
                 if known.as_deref() != Some(name.as_bytes()) {
@@ -187,7 +187,7 @@ impl SyncNode {
         if fresh.is_empty() {
             return Ok(());
         }
-        let mut tx = self.database().begin_apply()?;
+        let mut tx = self.store_db().begin_apply()?;
         tx.set_durability(Durability::Eventual);
         for (node, name) in fresh {
             // Read again in the transaction: the list may name a node twice.
@@ -199,7 +199,7 @@ impl SyncNode {
                 continue;
             }
             tx.aux_put(NS_PRINCIPAL, &peer_key(node), name.as_bytes())?;
-            recount(&mut tx, old.as_deref(), name)?;
+            recount(&mut *tx, old.as_deref(), name)?;
         }
         tx.commit()?;
         Ok(())
@@ -213,7 +213,7 @@ impl SyncNode {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
-        let r = self.database().begin_read()?;
+        let r = self.store_db().begin_read()?;
         let mut out = Vec::new();
         for node in nodes {
             if let Some(p) = r.aux_get(NS_PRINCIPAL, &peer_key(*node))? {
@@ -245,7 +245,7 @@ mod tests {
         let (_dir, n) = node();
         // Alice holds all but two of her node ids already, as a database from before
         // the counts would: bindings and no count.
-        let mut tx = n.database().begin_apply().expect("tx");
+        let mut tx = n.store_db().begin_apply().expect("tx");
         for i in 0..NODES_PER_USER_MAX as u64 - 2 {
             tx.aux_put(NS_PRINCIPAL, &peer_key(NodeId(1_000 + i)), b"alice")
                 .expect("put");
@@ -308,14 +308,14 @@ mod tests {
             Binding::Yours
         );
         // The stored counts are what the bindings say.
-        let mut tx = n.database().begin_apply().expect("tx");
+        let mut tx = n.store_db().begin_apply().expect("tx");
         let all = tx.aux_scan(NS_PRINCIPAL).expect("scan");
         for who in ["alice", "carol"] {
             let bound = all
                 .iter()
                 .filter(|(_, p)| p.as_slice() == who.as_bytes())
                 .count();
-            let stored = super::stored_count(&mut tx, who).expect("count");
+            let stored = super::stored_count(&mut *tx, who).expect("count");
             assert!(
                 stored.is_none_or(|c| c == bound as u64),
                 "{who}: stored {stored:?}, bound {bound}"

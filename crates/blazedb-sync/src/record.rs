@@ -6,11 +6,11 @@
 //! describes, so the sync state and the data never disagree after a crash.
 
 use blazedb_core::DocId;
-use blazedb_engine::internal::{SyncRead, SyncWrite};
-use blazedb_engine::{ReadTxn, WriteTxn};
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Snap, Tx};
 use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
 use crate::position::LogPos;
@@ -257,7 +257,7 @@ pub(crate) trait Aux {
     ) -> blazedb_core::Result<Vec<(u64, Vec<u8>)>>;
 }
 
-impl Aux for &ReadTxn {
+impl Aux for &Snap<'_> {
     fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>> {
         self.aux_get(ns, key)
     }
@@ -272,7 +272,7 @@ impl Aux for &ReadTxn {
     }
 }
 
-impl Aux for WriteTxn<'_> {
+impl Aux for Tx<'_> {
     fn get(&mut self, ns: &str, key: &[u8]) -> blazedb_core::Result<Option<Vec<u8>>> {
         self.aux_get(ns, key)
     }
@@ -288,7 +288,7 @@ impl Aux for WriteTxn<'_> {
 }
 
 pub(crate) fn load<T: DeserializeOwned>(
-    tx: &mut impl Aux,
+    tx: &mut (impl Aux + ?Sized),
     what: &'static str,
     ns: &str,
     key: &[u8],
@@ -296,7 +296,7 @@ pub(crate) fn load<T: DeserializeOwned>(
     tx.get(ns, key)?.map(|b| decode(what, &b)).transpose()
 }
 
-pub(crate) fn load_meta(tx: &mut impl Aux) -> Result<Option<Meta>> {
+pub(crate) fn load_meta(tx: &mut (impl Aux + ?Sized)) -> Result<Option<Meta>> {
     let meta: Option<Meta> = load(tx, "meta", NS_META, META_KEY)?;
     if let Some(m) = &meta
         && !(META_VERSION_MIN..=META_VERSION).contains(&m.version)
@@ -314,7 +314,7 @@ pub(crate) fn load_meta(tx: &mut impl Aux) -> Result<Option<Meta>> {
 }
 
 pub(crate) fn save<T: Serialize>(
-    tx: &mut WriteTxn<'_>,
+    tx: &mut Tx<'_>,
     what: &'static str,
     ns: &str,
     key: &[u8],

@@ -245,19 +245,8 @@ impl SyncStore for SyncNode {
     fn maybe_collect_garbage(&self, now_us: u64, every_us: u64) -> Result<Option<GcReport>> {
         SyncNode::maybe_collect_garbage(self, now_us, every_us)
     }
-    /// Commits that give sessions something to send: local writes to take over, or a
-    /// grown sync log (`node/log.rs` marks every commit that appends). Commits that only
-    /// move cursors or acknowledgments wake no one: on a server with N clients each
-    /// acknowledgment would otherwise wake all N sessions to read the database and find
-    /// nothing. One hook per call (a hub calls once, however many sessions listen).
     fn commit_signal(&self) -> Result<CommitSignal> {
-        let (tx, rx) = watch::channel(0u64);
-        let hook = self.database().on_commit(move |c| {
-            if c.local_changes || c.signaled {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
-            }
-        })?;
-        Ok(CommitSignal::new(rx, Box::new(hook)))
+        Ok(self.store_db().commit_signal()?)
     }
 }
 

@@ -11,10 +11,10 @@
 
 use blazedb_core::DocId;
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
-use blazedb_engine::internal::SyncWrite;
-use blazedb_engine::{ChangeOp, WriteTxn};
+use blazedb_engine::ChangeOp;
 
 use super::{States, SyncNode};
+use crate::backend::Tx;
 use crate::error::Result;
 use crate::record;
 use crate::record::{Item, Meta};
@@ -28,7 +28,7 @@ const PRUNE_MAX: usize = 100_000;
 
 impl SyncNode {
     /// The documents present before sync was first enabled become this node's writes.
-    pub(super) fn adopt_existing(&self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
+    pub(super) fn adopt_existing(&self, tx: &mut Tx<'_>, meta: &mut Meta) -> Result<()> {
         let mut states = States::default();
         let now = self.now_us();
         for collection in tx.collections()? {
@@ -64,7 +64,7 @@ impl SyncNode {
     #[allow(clippy::too_many_arguments)]
     fn originate(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         states: &mut States,
         collection: &str,
@@ -117,7 +117,7 @@ impl SyncNode {
     /// Takes over the local writes committed since the last time.
     pub(super) fn absorb_in(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         states: &mut States,
     ) -> Result<u64> {
@@ -162,7 +162,7 @@ impl SyncNode {
         }
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
-        let n = self.absorb_in(&mut tx, &mut meta, &mut states)?;
+        let n = self.absorb_in(&mut *tx, &mut meta, &mut states)?;
         if n == 0 {
             return Ok(0);
         }
@@ -172,7 +172,7 @@ impl SyncNode {
 
     fn absorbed(&self) -> Result<u64> {
         let r = self.db.begin_read()?;
-        Ok(record::load_meta(&mut &r)?.map_or(0, |m| m.absorbed))
+        Ok(record::load_meta(&mut &*r)?.map_or(0, |m| m.absorbed))
     }
 
     /// How many local writes are committed but not yet taken over by sync.

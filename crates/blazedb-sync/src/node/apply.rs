@@ -14,11 +14,11 @@
 
 use blazedb_core::limits::DOCUMENT_BYTES_MAX;
 use blazedb_core::{DocId, Document};
+use blazedb_engine::Durability;
 use blazedb_engine::internal::serde_fields::{document_bytes_of, field_bytes};
-use blazedb_engine::internal::{SyncDatabase, SyncWrite};
-use blazedb_engine::{Durability, WriteTxn};
 
 use super::{Arrival, BatchReport, States, SyncNode};
+use crate::backend::Tx;
 use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
 use crate::merge::Loss;
@@ -54,7 +54,7 @@ impl SyncNode {
             // it, and the peer resends entries we skip again.
             let mut tx = self.db.begin_apply()?;
             tx.set_durability(Durability::Eventual);
-            self.note_received(&mut tx, peer, peer_role, upto, now)?;
+            self.note_received(&mut *tx, peer, peer_role, upto, now)?;
             tx.commit()?;
             return Ok(BatchReport::default());
         }
@@ -92,7 +92,7 @@ impl SyncNode {
     ) -> Result<BatchReport> {
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
-        self.absorb_in(&mut tx, &mut meta, &mut states)?;
+        self.absorb_in(&mut *tx, &mut meta, &mut states)?;
         let mut report = BatchReport::default();
         let from = Arrival { peer, now };
         let mut upto = LogPos::ZERO;
@@ -100,18 +100,18 @@ impl SyncNode {
             for item in *items {
                 match item {
                     Item::Write(w) => {
-                        self.apply_write(&mut tx, &mut meta, &mut states, from, w, &mut report)?;
+                        self.apply_write(&mut *tx, &mut meta, &mut states, from, w, &mut report)?;
                     }
                     Item::State(d) => {
-                        if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
-                            self.append_log(&mut tx, &mut meta, Some(peer), item.clone())?;
+                        if self.join_doc(&mut *tx, &mut meta, &mut states, d, now, &mut report)? {
+                            self.append_log(&mut *tx, &mut meta, Some(peer), item.clone())?;
                         }
                     }
                 }
             }
             upto = upto.max(*batch_upto);
         }
-        self.note_received(&mut tx, peer, peer_role, upto, now)?;
+        self.note_received(&mut *tx, peer, peer_role, upto, now)?;
         self.finish(tx, &mut meta, states)?;
         Ok(report)
     }
@@ -152,7 +152,7 @@ impl SyncNode {
     /// follow; a duplicate only counts.
     fn apply_write(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         states: &mut States,
         from: Arrival,
@@ -233,7 +233,7 @@ impl SyncNode {
     /// Records in `tx` that `peer`'s log is applied here up to `upto`.
     pub(super) fn note_received(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         peer: NodeId,
         peer_role: Role,
         upto: LogPos,
@@ -254,7 +254,7 @@ impl SyncNode {
     /// changed (only then is it news for our own peers).
     pub(super) fn join_doc(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         states: &mut States,
         d: &SnapDoc,
@@ -294,7 +294,7 @@ impl SyncNode {
 /// ([`WriteTxn::put_merged`]: a unique index then holds two documents with one value,
 /// a value too long for a key is indexed by its first bytes; a warning says which).
 fn write_document(
-    tx: &mut WriteTxn<'_>,
+    tx: &mut Tx<'_>,
     collection: &str,
     id: DocId,
     doc: Option<blazedb_core::Fields>,

@@ -6,10 +6,9 @@
 //! - Conflict positions only grow, in the order losses were detected.
 
 use blazedb_core::DocId;
-use blazedb_engine::WriteTxn;
-use blazedb_engine::internal::{SyncRead, SyncWrite};
 
 use super::SyncNode;
+use crate::backend::Tx;
 use crate::error::Result;
 use crate::merge::Loss;
 use crate::record::{self, CONFLICTS, ConflictEntry, Meta, NS_LOSS_KEY};
@@ -18,7 +17,7 @@ impl SyncNode {
     /// Records losses not recorded before; returns how many were new.
     pub(super) fn record_losses(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         collection: &str,
         id: DocId,

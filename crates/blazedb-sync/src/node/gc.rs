@@ -13,7 +13,6 @@ use crate::clock::NodeId;
 use crate::error::Result;
 use crate::position::LogPos;
 use crate::record::{self, Item, LOG, LogEntry, NS_PEER, PeerRecord};
-use blazedb_engine::internal::SyncWrite;
 
 impl SyncNode {
     /// Collects what every known peer has (docs/semantics.md, "Garbage collection"): the sync log below the lowest
@@ -81,7 +80,7 @@ impl SyncNode {
                                 .collect(),
                         ),
                     };
-                    let state = states.get(&mut tx, &key)?;
+                    let state = states.get(&mut *tx, &key)?;
                     let mut retained = false;
                     for dot in dots {
                         retained |= state.mark_stable(dot);
@@ -91,7 +90,7 @@ impl SyncNode {
                     }
                 }
                 for key in touched {
-                    if states.get(&mut tx, &key)?.collect() {
+                    if states.get(&mut *tx, &key)?.collect() {
                         report.states_collected += 1;
                     }
                 }

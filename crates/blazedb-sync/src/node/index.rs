@@ -18,10 +18,9 @@
 //!   the run holding slot `s` is always the first run keyed `>= s`.
 //! - Every slot is in exactly one of the two logs.
 
-use blazedb_engine::WriteTxn;
-use blazedb_engine::internal::SyncWrite;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Tx;
 use crate::error::Result;
 use crate::record::{self, Aux, INDEX, INDEX_RUNS, Meta};
 
@@ -36,7 +35,7 @@ struct IndexRun {
 
 /// Gives each of `keys` (document keys of states created in `tx`, in the order given)
 /// the next slot, in one run record.
-pub(super) fn append_run(tx: &mut WriteTxn<'_>, meta: &mut Meta, keys: Vec<Vec<u8>>) -> Result<()> {
+pub(super) fn append_run(tx: &mut Tx<'_>, meta: &mut Meta, keys: Vec<Vec<u8>>) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -58,7 +57,7 @@ pub(super) fn append_run(tx: &mut WriteTxn<'_>, meta: &mut Meta, keys: Vec<Vec<u
 /// Up to `limit` `(slot, document key)` pairs of the index after slot `after`, in slot
 /// order.
 pub(super) fn index_range(
-    tx: &mut impl Aux,
+    tx: &mut (impl Aux + ?Sized),
     after: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Vec<u8>)>> {
@@ -91,7 +90,7 @@ pub(super) fn index_range(
 }
 
 /// Removes `slots` (in increasing order) from the index.
-pub(super) fn remove_slots(tx: &mut WriteTxn<'_>, slots: &[u64]) -> Result<()> {
+pub(super) fn remove_slots(tx: &mut Tx<'_>, slots: &[u64]) -> Result<()> {
     let (Some(&first), Some(&last)) = (slots.first(), slots.last()) else {
         return Ok(());
     };

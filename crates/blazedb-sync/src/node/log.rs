@@ -7,10 +7,8 @@
 //! - An entry records the peer it came from (`via`): it is never sent back there, nor
 //!   is a write sent to the node that made it.
 
-use blazedb_engine::WriteTxn;
-use blazedb_engine::internal::{SyncRead, SyncWrite};
-
 use super::{BATCH_BYTES_MAX, SyncNode};
+use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::position::LogPos;
@@ -19,7 +17,7 @@ use crate::record::{self, Item, LOG, LogEntry, Meta};
 impl SyncNode {
     pub(super) fn append_log(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         via: Option<NodeId>,
         item: Item,
@@ -53,7 +51,7 @@ impl SyncNode {
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<(Vec<Item>, LogPos)> {
         let r = self.db.begin_read()?;
-        let meta = record::load_meta(&mut &r)?.ok_or_else(|| SyncError::Corrupt {
+        let meta = record::load_meta(&mut &*r)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
             detail: "missing".into(),
         })?;
@@ -99,7 +97,7 @@ impl SyncNode {
     /// Database errors.
     pub fn log_floor(&self) -> Result<LogPos> {
         let r = self.db.begin_read()?;
-        Ok(record::load_meta(&mut &r)?.map_or(LogPos::ZERO, |m| m.log_floor))
+        Ok(record::load_meta(&mut &*r)?.map_or(LogPos::ZERO, |m| m.log_floor))
     }
 
     /// Every write the log still keeps, in order (introspection and tests).
@@ -129,7 +127,7 @@ impl SyncNode {
     /// Database errors.
     pub fn log_last(&self) -> Result<LogPos> {
         let r = self.db.begin_read()?;
-        Ok(record::load_meta(&mut &r)?.map_or(LogPos::ZERO, |m| m.log_last))
+        Ok(record::load_meta(&mut &*r)?.map_or(LogPos::ZERO, |m| m.log_last))
     }
 
     /// How many of this node's own writes after log position `after` exist (writes a

@@ -25,9 +25,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use blazedb_core::DocId;
-use blazedb_engine::internal::{SyncDatabase, SyncWrite};
-use blazedb_engine::{Database, WriteTxn};
+use blazedb_engine::Database;
 
+use crate::backend::{EngineDb, NodeDb, Snap, Tx};
 use crate::clock::{Clock, NodeId, Role};
 use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
@@ -116,7 +116,7 @@ struct States {
 }
 
 impl States {
-    fn get<'a>(&'a mut self, tx: &mut WriteTxn<'_>, key: &[u8]) -> Result<&'a mut DocState> {
+    fn get<'a>(&'a mut self, tx: &mut Tx<'_>, key: &[u8]) -> Result<&'a mut DocState> {
         if !self.map.contains_key(key) {
             let loaded = tx.aux_get(NS_DOC, key)?;
             let state = match &loaded {
@@ -131,7 +131,7 @@ impl States {
     /// Writes back every state that changed (a state can hold several documents'
     /// worth of concurrent values: resealing it unchanged, for every duplicate write
     /// delivered, would cost as much); new ones get a slot in the document index.
-    fn save(self, tx: &mut WriteTxn<'_>, meta: &mut Meta) -> Result<()> {
+    fn save(self, tx: &mut Tx<'_>, meta: &mut Meta) -> Result<()> {
         let mut created: Vec<Vec<u8>> = Vec::new();
         for (key, (state, loaded)) in &self.map {
             if loaded.is_none() && state.is_empty() {
@@ -155,7 +155,7 @@ impl States {
 /// One database taking part in sync.
 #[derive(Clone)]
 pub struct SyncNode {
-    db: Database,
+    db: Arc<dyn NodeDb>,
     opts: SyncConfig,
     node: NodeId,
     role: Role,
@@ -187,14 +187,22 @@ impl SyncNode {
     /// database errors (`Error::ReadOnly` when a read-only handle is enabled for the
     /// first time). Nothing is written on error.
     pub fn enable(db: &Database, role: Role, config: &SyncConfig) -> Result<SyncNode> {
+        SyncNode::enable_on(Arc::new(EngineDb(db.clone())), role, config)
+    }
+
+    /// As [`SyncNode::enable`], on the node's state in `db` (see `backend.rs`).
+    ///
+    /// # Errors
+    /// As [`SyncNode::enable`].
+    pub fn enable_on(db: Arc<dyn NodeDb>, role: Role, config: &SyncConfig) -> Result<SyncNode> {
         let opts = config.clone();
-        if let Some(meta) = record::load_meta(&mut &db.begin_read()?)? {
-            return Self::enabled(db, role, opts, &meta);
+        if let Some(meta) = record::load_meta(&mut &*db.begin_read()?)? {
+            return Self::enabled(&db, role, opts, &meta);
         }
         let mut tx = db.begin_apply()?;
-        match record::load_meta(&mut tx)? {
+        match record::load_meta(&mut *tx)? {
             // Enabled by a concurrent call since the read above.
-            Some(meta) => Self::enabled(db, role, opts, &meta),
+            Some(meta) => Self::enabled(&db, role, opts, &meta),
             None => {
                 let node = NodeId::random().map_err(|e| {
                     SyncError::Db(blazedb_core::Error::InvalidValue {
@@ -216,7 +224,7 @@ impl SyncNode {
                     bootstrapped: None,
                 };
                 let this = SyncNode {
-                    db: db.clone(),
+                    db: Arc::clone(&db),
                     opts,
                     node,
                     role,
@@ -226,8 +234,8 @@ impl SyncNode {
                 // From this transaction on, local writes are captured; what was
                 // written before (in no change log) is taken over by the scan below.
                 tx.enable_change_capture()?;
-                this.adopt_existing(&mut tx, &mut meta)?;
-                record::save(&mut tx, "meta", NS_META, META_KEY, &meta)?;
+                this.adopt_existing(&mut *tx, &mut meta)?;
+                record::save(&mut *tx, "meta", NS_META, META_KEY, &meta)?;
                 tx.commit()?;
                 Ok(this)
             }
@@ -236,7 +244,12 @@ impl SyncNode {
 
     /// The node of a database whose stored sync metadata is `meta`, if `role` is the one
     /// it keeps.
-    fn enabled(db: &Database, role: Role, opts: SyncConfig, meta: &Meta) -> Result<SyncNode> {
+    fn enabled(
+        db: &Arc<dyn NodeDb>,
+        role: Role,
+        opts: SyncConfig,
+        meta: &Meta,
+    ) -> Result<SyncNode> {
         if meta.role != role {
             return Err(SyncError::RoleMismatch {
                 stored: meta.role,
@@ -244,7 +257,7 @@ impl SyncNode {
             });
         }
         Ok(SyncNode {
-            db: db.clone(),
+            db: Arc::clone(db),
             opts,
             node: meta.node,
             role: meta.role,
@@ -260,7 +273,8 @@ impl SyncNode {
     /// Database errors; [`SyncError::Corrupt`] for unreadable sync metadata.
     pub fn stored_role(db: &Database) -> Result<Option<Role>> {
         let r = db.begin_read()?;
-        Ok(record::load_meta(&mut &r)?.map(|m| m.role))
+        let snap: &Snap<'_> = &r;
+        Ok(record::load_meta(&mut &*snap)?.map(|m| m.role))
     }
 
     /// This node's id.
@@ -275,9 +289,16 @@ impl SyncNode {
         self.role
     }
 
-    /// The database.
+    /// The embedded database the node is kept in (`None` for a node kept in another
+    /// store).
     #[must_use]
-    pub fn database(&self) -> &Database {
+    pub fn database(&self) -> Option<&Database> {
+        self.db.engine()
+    }
+
+    /// Where the node's state is kept.
+    #[must_use]
+    pub fn store_db(&self) -> &Arc<dyn NodeDb> {
         &self.db
     }
 
@@ -291,10 +312,10 @@ impl SyncNode {
         (self.opts.advanced.clock)()
     }
 
-    fn begin(&self) -> Result<(WriteTxn<'_>, Meta)> {
+    fn begin(&self) -> Result<(Box<Tx<'_>>, Meta)> {
         let mut tx = self.db.begin_apply()?;
         tx.set_durability(self.opts.advanced.durability);
-        let mut meta = record::load_meta(&mut tx)?.ok_or_else(|| SyncError::Corrupt {
+        let mut meta = record::load_meta(&mut *tx)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
             detail: "the sync metadata record is missing".into(),
         })?;
@@ -306,14 +327,14 @@ impl SyncNode {
         Ok((tx, meta))
     }
 
-    fn finish(&self, mut tx: WriteTxn<'_>, meta: &mut Meta, states: States) -> Result<()> {
-        states.save(&mut tx, meta)?;
-        record::save(&mut tx, "meta", NS_META, META_KEY, meta)?;
+    fn finish(&self, mut tx: Box<Tx<'_>>, meta: &mut Meta, states: States) -> Result<()> {
+        states.save(&mut *tx, meta)?;
+        record::save(&mut *tx, "meta", NS_META, META_KEY, meta)?;
         tx.commit()?;
         Ok(())
     }
 
-    fn meta_in(&self, r: &blazedb_engine::ReadTxn) -> Result<Meta> {
+    fn meta_in(&self, r: &Snap<'_>) -> Result<Meta> {
         record::load_meta(&mut &*r)?.ok_or_else(|| SyncError::Corrupt {
             what: "meta",
             detail: "missing".into(),
@@ -327,7 +348,7 @@ impl SyncNode {
     pub fn doc_state(&self, collection: &str, id: DocId) -> Result<DocState> {
         let r = self.db.begin_read()?;
         Ok(record::load(
-            &mut &r,
+            &mut &*r,
             "doc state",
             NS_DOC,
             &record::doc_key(collection, id),

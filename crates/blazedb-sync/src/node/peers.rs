@@ -7,7 +7,6 @@
 //! - Connection counts live in memory only, shared by the node's clones.
 
 use blazedb_engine::Durability;
-use blazedb_engine::internal::{SyncDatabase, SyncRead, SyncWrite};
 
 use super::SyncNode;
 use crate::clock::NodeId;
@@ -120,7 +119,7 @@ impl SyncNode {
 
     pub(super) fn peer(&self, peer: NodeId) -> Result<Option<PeerRecord>> {
         let r = self.db.begin_read()?;
-        record::load(&mut &r, "peer", NS_PEER, &record::peer_key(peer))
+        record::load(&mut &*r, "peer", NS_PEER, &record::peer_key(peer))
     }
 
     /// Records that `peer` has applied this node's log up to `upto`, when its own log
@@ -140,11 +139,11 @@ impl SyncNode {
         // re-establishes the peer's position.
         tx.set_durability(Durability::Eventual);
         let pkey = record::peer_key(peer);
-        let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
+        let mut p: PeerRecord = record::load(&mut *tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
         p.note_ack(upto, their_last);
         p.forgotten = false;
         p.last_seen_us = self.now_us();
-        record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
+        record::save(&mut *tx, "peer", NS_PEER, &pkey, &p)?;
         tx.commit()?;
         Ok(())
     }

@@ -11,12 +11,10 @@
 //!   (its unsent writes recorded as expired), so nothing the peer collected returns.
 //! - The last page moves the peer's cursor to the snapshot's log position.
 
-use blazedb_engine::WriteTxn;
-use blazedb_engine::internal::SyncWrite;
-
 use super::BatchReport;
 use super::index;
 use super::{GC_CHUNK, SNAPSHOT_PAGE_BYTES, SnapshotPage, States, SyncNode};
+use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
@@ -41,17 +39,17 @@ impl SyncNode {
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<(Vec<SnapDoc>, u64, bool)> {
         let r = self.db.begin_read()?;
-        let meta = self.meta_in(&r)?;
+        let meta = self.meta_in(&*r)?;
         let mut docs = Vec::new();
         let mut upto = after_slot;
         let mut bytes = 0usize;
-        for (slot, key) in index::index_range(&mut &r, after_slot, limit)? {
+        for (slot, key) in index::index_range(&mut &*r, after_slot, limit)? {
             upto = slot;
             let (collection, id) = record::split_doc_key(&key)?;
             if !keep(&collection) {
                 continue;
             }
-            let Some(mut state) = record::load::<DocState>(&mut &r, "doc state", NS_DOC, &key)?
+            let Some(mut state) = record::load::<DocState>(&mut &*r, "doc state", NS_DOC, &key)?
             else {
                 continue; // collected away entirely
             };
@@ -116,16 +114,16 @@ impl SyncNode {
         let now = self.now_us();
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
-        self.absorb_in(&mut tx, &mut meta, &mut states)?;
+        self.absorb_in(&mut *tx, &mut meta, &mut states)?;
         let pkey = record::peer_key(peer);
-        let mut p: PeerRecord = record::load(&mut tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
+        let mut p: PeerRecord = record::load(&mut *tx, "peer", NS_PEER, &pkey)?.unwrap_or_default();
         let mut report = BatchReport::default();
         if after_slot == 0 && p.snapshot.map(|s| s.at) != Some(at) {
             // Synced with this peer before, and it collects tombstones: it forgot us,
             // and what we hold may be what it has collected (it would come back).
             let synced_before = p.recv_cursor > LogPos::ZERO && collected;
             if synced_before {
-                report.conflicts += self.wipe(&mut tx, &mut meta, &mut states, &p, keep, now)?;
+                report.conflicts += self.wipe(&mut *tx, &mut meta, &mut states, &p, keep, now)?;
                 p.recv_cursor = LogPos::ZERO;
             }
             p.snapshot = Some(SnapshotProgress { at, slot: 0 });
@@ -143,8 +141,8 @@ impl SyncNode {
         for d in docs {
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
                 .map_err(SyncError::BadName)?;
-            if self.join_doc(&mut tx, &mut meta, &mut states, d, now, &mut report)? {
-                self.append_log(&mut tx, &mut meta, Some(peer), Item::State(d.clone()))?;
+            if self.join_doc(&mut *tx, &mut meta, &mut states, d, now, &mut report)? {
+                self.append_log(&mut *tx, &mut meta, Some(peer), Item::State(d.clone()))?;
             }
         }
         p.snapshot = Some(SnapshotProgress {
@@ -157,7 +155,7 @@ impl SyncNode {
             meta.bootstrapped = Some(peer);
         }
         p.last_seen_us = now;
-        record::save(&mut tx, "peer", NS_PEER, &pkey, &p)?;
+        record::save(&mut *tx, "peer", NS_PEER, &pkey, &p)?;
         self.finish(tx, &mut meta, states)?;
         Ok(report)
     }
@@ -167,7 +165,7 @@ impl SyncNode {
     /// how many losses were recorded.
     fn wipe(
         &self,
-        tx: &mut WriteTxn<'_>,
+        tx: &mut Tx<'_>,
         meta: &mut Meta,
         states: &mut States,
         p: &PeerRecord,
@@ -243,6 +241,6 @@ impl SyncNode {
     /// Database errors.
     pub fn bootstrapped_from(&self) -> Result<Option<NodeId>> {
         let r = self.db.begin_read()?;
-        Ok(self.meta_in(&r)?.bootstrapped)
+        Ok(self.meta_in(&*r)?.bootstrapped)
     }
 }

@@ -1,0 +1,165 @@
+//! The PostgreSQL store of scale-out sync servers (SPEC: when one machine is not
+//! enough, server state lives in PostgreSQL and several stateless server processes
+//! share it).
+//!
+//! [`PgStore`] implements the sync node's storage ([`blazedb_sync::backend::NodeDb`]),
+//! so a server process runs the same sync rules as over its embedded database, with
+//! its state in PostgreSQL:
+//!
+//! - **One writer at a time, across processes.** A write transaction takes a
+//!   transaction-scoped advisory lock of its database first; a second process's write
+//!   waits until the first commits or rolls back. Everything a transaction reads and
+//!   writes (merge states, the log, cursors, the clock) is therefore serialized by
+//!   Postgres, never by process memory, and log positions are assigned under the lock
+//!   in commit order: a reader's snapshot (`REPEATABLE READ`) holds every position
+//!   below the newest it sees.
+//! - **Encrypted as at rest.** Postgres holds keyed tags (HMAC-SHA256) of namespaces,
+//!   collections, keys and ids, and values sealed with XChaCha20-Poly1305 under a key
+//!   derived from the database password (Argon2id; the salt and the wrapped data key
+//!   are stored): an administrator sees counts, sizes and log positions, never a
+//!   document, a field name or an id (`seal.rs`).
+//! - **Live across processes.** A commit that grows the log notifies the channel
+//!   `blazedb_log` (payload: the database name) in the same transaction; every process
+//!   listens and wakes its sessions (`notify.rs`).
+//! - **Schema by the server itself**, versioned migrations in one transaction under an
+//!   advisory lock (`schema.rs`).
+
+#![forbid(unsafe_code)]
+
+mod notify;
+mod pool;
+mod schema;
+mod seal;
+mod tx;
+
+use std::sync::Arc;
+
+use blazedb_core::{Error, Result};
+use blazedb_crypto::KdfParams;
+use blazedb_sync::backend::{NodeDb, NodeRead, NodeTx};
+use blazedb_sync::store::CommitSignal;
+
+pub use pool::PoolOptions;
+
+use crate::pool::Pool;
+use crate::seal::Sealer;
+
+/// Longest database name (it is stored, and names the advisory lock).
+pub const NAME_BYTES_MAX: usize = 64;
+
+/// A sync node's state in PostgreSQL, for one served database.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    name: String,
+    /// The advisory-lock key of this database's writer lock.
+    lock_key: i64,
+    sealer: Sealer,
+    config: postgres::Config,
+}
+
+/// A `postgres` error as a database error (what was being done, and Postgres's words).
+pub(crate) fn pg_error(context: &'static str, e: postgres::Error) -> Error {
+    Error::Io {
+        context,
+        source: std::io::Error::other(e),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database `config` names, creates or migrates the schema, and
+    /// opens served database `name` with `password` (creating its key the first time,
+    /// with `kdf`).
+    ///
+    /// # Errors
+    /// `Error::WrongPassword`; `Error::InvalidName` for a bad name; Postgres
+    /// unreachable or refusing (`Error::Io`); `Error::UnsupportedFormat` for a schema
+    /// a newer release wrote.
+    pub fn open(
+        config: postgres::Config,
+        name: &str,
+        password: &[u8],
+        kdf: KdfParams,
+        pool: PoolOptions,
+    ) -> Result<PgStore> {
+        if name.is_empty() || name.len() > NAME_BYTES_MAX || name.contains('\0') {
+            return Err(Error::InvalidName {
+                kind: blazedb_core::NameKind::Database,
+                name: name.to_owned(),
+                reason: "a served database name is 1 to 64 bytes, without NUL",
+            });
+        }
+        let pool = Pool::new(config.clone(), pool);
+        {
+            let mut c = pool.get()?;
+            schema::migrate(&mut c)?;
+        }
+        let sealer = {
+            let mut c = pool.get()?;
+            seal::open_keys(&mut c, name, password, kdf)?
+        };
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                lock_key: lock_key(name),
+                name: name.to_owned(),
+                sealer,
+                config,
+            }),
+        })
+    }
+
+    /// The served database's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether Postgres answers now (one round trip).
+    #[must_use]
+    pub fn healthy(&self) -> bool {
+        self.inner
+            .pool
+            .get()
+            .and_then(|mut c| {
+                c.simple_query("SELECT 1")
+                    .map(|_| ())
+                    .map_err(|e| pg_error("checking PostgreSQL", e))
+            })
+            .is_ok()
+    }
+}
+
+/// The writer lock's key: a stable 64-bit hash of the database name (FNV-1a; the
+/// name space is small and chosen by the operator, so a collision only makes two
+/// databases share one writer lock, never a wrong result).
+fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"blazedb:".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_le_bytes(h.to_le_bytes())
+}
+
+impl NodeDb for PgStore {
+    fn begin_read(&self) -> Result<Box<dyn NodeRead + '_>> {
+        Ok(Box::new(tx::PgRead::begin(&self.inner)?))
+    }
+
+    fn begin_apply(&self) -> Result<Box<dyn NodeTx + '_>> {
+        Ok(Box::new(tx::PgTx::begin(&self.inner)?))
+    }
+
+    fn commit_signal(&self) -> Result<CommitSignal> {
+        notify::listen(self.inner.config.clone(), self.inner.name.clone())
+    }
+
+    fn engine(&self) -> Option<&blazedb_engine::Database> {
+        None
+    }
+}

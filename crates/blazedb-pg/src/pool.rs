@@ -1,0 +1,172 @@
+//! A bounded pool of blocking Postgres clients: at most [`PoolOptions::max`] open at
+//! once (a caller past it waits for one to come back, at most
+//! [`PoolOptions::wait`]), idle ones kept for reuse, broken ones dropped.
+
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use blazedb_core::{Error, Result};
+
+use crate::pg_error;
+
+/// How many connections, and how long to wait for one.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    /// Most connections open at once (each write transaction and each read snapshot
+    /// holds one while it runs).
+    pub max: usize,
+    /// Longest wait for a free connection before an error.
+    pub wait: Duration,
+    /// Longest time to establish a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            // Each database worker (16) may hold a write transaction and a read at
+            // once; more than that never waits on another's connection.
+            max: 40,
+            wait: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) struct Pool {
+    config: postgres::Config,
+    opts: PoolOptions,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+struct State {
+    idle: Vec<postgres::Client>,
+    /// Connections lent out or idle.
+    open: usize,
+}
+
+/// A client lent by the pool; back to it when dropped (unless broken).
+pub(crate) struct Lent<'p> {
+    pool: &'p Pool,
+    client: Option<postgres::Client>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.client.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.client.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let mut st = self
+            .pool
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match self.client.take() {
+            Some(c) if !c.is_closed() => st.idle.push(c),
+            broken => {
+                st.open -= 1;
+                close_elsewhere(broken.into_iter().collect());
+            }
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        close_elsewhere(std::mem::take(&mut st.idle));
+    }
+}
+
+/// Closes `clients` on a thread of their own: closing a blocking client blocks on its
+/// connection, which must not happen on an async runtime's thread (the last handle on a
+/// store may well be dropped there, e.g. when a server stops).
+fn close_elsewhere(clients: Vec<postgres::Client>) {
+    if clients.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("blazedb-pg-close".into())
+        .spawn(move || drop(clients));
+    if let Err(e) = spawned {
+        // No thread could start (the process is out of them): the connections were
+        // closed here instead, as the spawn dropped them.
+        tracing::warn!(error = %e, "closing PostgreSQL connections on the caller's thread");
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(mut config: postgres::Config, opts: PoolOptions) -> Pool {
+        config.connect_timeout(opts.connect_timeout);
+        Pool {
+            config,
+            opts: PoolOptions {
+                max: opts.max.max(1),
+                ..opts
+            },
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A client: an idle one, a new one while fewer than `max` are open, or the next
+    /// one given back.
+    pub(crate) fn get(&self) -> Result<Lent<'_>> {
+        let deadline = Instant::now() + self.opts.wait;
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(c) = st.idle.pop() {
+                return Ok(Lent {
+                    pool: self,
+                    client: Some(c),
+                });
+            }
+            if st.open < self.opts.max {
+                st.open += 1;
+                drop(st);
+                return match self.config.connect(postgres::NoTls) {
+                    Ok(c) => Ok(Lent {
+                        pool: self,
+                        client: Some(c),
+                    }),
+                    Err(e) => {
+                        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                        st.open -= 1;
+                        self.freed.notify_one();
+                        Err(pg_error("connecting to PostgreSQL", e))
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Io {
+                    context: "waiting for a PostgreSQL connection",
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("all {} connections busy", self.opts.max),
+                    ),
+                });
+            }
+            st = self
+                .freed
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The node's transactions over Postgres. A write transaction ([`PgTx`]) holds one
+//! connection, begins, and takes its database's writer lock (a transaction-scoped
+//! advisory lock: released by its commit or rollback, and by Postgres if the process
+//! dies), so writes of all processes are one at a time; a read ([`PgRead`]) is a
+//! `REPEATABLE READ READ ONLY` transaction, one committed state for as long as it lives.
+//! Dropped without a commit, either rolls back.
+
+use std::cell::RefCell;
+
+use blazedb_core::{DocId, Document, Fields, Result};
+use blazedb_engine::{Change, Durability, IndexNote};
+use blazedb_sync::backend::{NodeRead, NodeTx};
+use serde::{Deserialize, Serialize};
+
+use crate::pool::Lent;
+use crate::{Inner, pg_error};
+
+/// The channel commits that grow the log notify (payload: the database name).
+pub(crate) const CHANNEL: &str = "blazedb_log";
+
+/// A merged document as sealed in `blazedb_docs`.
+#[derive(Serialize, Deserialize)]
+struct DocRecord {
+    collection: String,
+    id: [u8; 16],
+    #[serde(with = "blazedb_engine::internal::serde_fields")]
+    fields: Fields,
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Reads shared by both kinds of transaction (a `RefCell` because `NodeRead` reads
+/// through `&self` while a query needs the client mutably; one thread uses it).
+struct Conn<'a> {
+    inner: &'a Inner,
+    client: RefCell<Lent<'a>>,
+}
+
+impl Conn<'_> {
+    fn record(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let s = &self.inner.sealer;
+        let (nt, kt) = (s.name_tag(ns), s.key_tag(ns, key));
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT value FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = $3",
+                &[&self.inner.name, &nt.as_slice(), &kt.as_slice()],
+            )
+            .map_err(|e| pg_error("reading a record", e))?;
+        row.map(|r| {
+            s.open_record(&nt, &kt, r.get::<_, &[u8]>(0))
+                .map(|(_, v)| v)
+        })
+        .transpose()
+    }
+
+    fn scan(&self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let s = &self.inner.sealer;
+        let nt = s.name_tag(ns);
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT key, value FROM blazedb_records WHERE db = $1 AND ns = $2",
+                &[&self.inner.name, &nt.as_slice()],
+            )
+            .map_err(|e| pg_error("scanning records", e))?;
+        let mut out = rows
+            .iter()
+            .map(|r| s.open_record(&nt, r.get::<_, &[u8]>(0), r.get::<_, &[u8]>(1)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn log_range(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let s = &self.inner.sealer;
+        let nt = s.name_tag(ns);
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT seq, value FROM blazedb_logs WHERE db = $1 AND ns = $2 AND seq > $3 \
+                 ORDER BY seq LIMIT $4",
+                &[
+                    &self.inner.name,
+                    &nt.as_slice(),
+                    &i64_of(after),
+                    &i64_of(limit as u64),
+                ],
+            )
+            .map_err(|e| pg_error("reading a log", e))?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.get(0);
+                Ok((u64_of(seq), s.open_log(&nt, seq, r.get::<_, &[u8]>(1))?))
+            })
+            .collect()
+    }
+
+    fn doc(&self, collection: &str, id: DocId) -> Result<Option<Document>> {
+        let s = &self.inner.sealer;
+        let (ct, it) = (s.name_tag(collection), s.key_tag(collection, id.as_bytes()));
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT value FROM blazedb_docs WHERE db = $1 AND coll = $2 AND id = $3",
+                &[&self.inner.name, &ct.as_slice(), &it.as_slice()],
+            )
+            .map_err(|e| pg_error("reading a document", e))?;
+        row.map(|r| self.open_doc(&ct, &it, r.get::<_, &[u8]>(0)))
+            .transpose()
+    }
+
+    fn open_doc(&self, coll: &[u8], id: &[u8], sealed: &[u8]) -> Result<Document> {
+        let plain = self.inner.sealer.open_doc(coll, id, sealed)?;
+        let d: DocRecord =
+            postcard::from_bytes(&plain).map_err(|_| blazedb_core::Error::Corruption {
+                site: blazedb_core::CorruptionSite::Record { table: "postgres" },
+                detail: "a document's layout".into(),
+            })?;
+        Ok(Document {
+            id: DocId::from_bytes(d.id),
+            fields: d.fields,
+        })
+    }
+
+    fn exec(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        self.client
+            .borrow_mut()
+            .execute(sql, params)
+            .map_err(|e| pg_error(context, e))
+    }
+}
+
+/// A read snapshot.
+pub(crate) struct PgRead<'a> {
+    conn: Conn<'a>,
+}
+
+impl<'a> PgRead<'a> {
+    pub(crate) fn begin(inner: &'a Inner) -> Result<PgRead<'a>> {
+        let mut client = inner.pool.get()?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(|e| pg_error("beginning a read", e))?;
+        Ok(PgRead {
+            conn: Conn {
+                inner,
+                client: RefCell::new(client),
+            },
+        })
+    }
+}
+
+impl Drop for PgRead<'_> {
+    fn drop(&mut self) {
+        // A read commits nothing; ending it returns the connection clean.
+        let _ = self.conn.client.borrow_mut().batch_execute("ROLLBACK");
+    }
+}
+
+impl NodeRead for PgRead<'_> {
+    fn aux_get(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.conn.record(ns, key)
+    }
+    fn aux_scan(&self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.conn.scan(ns)
+    }
+    fn aux_log_range(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.conn.log_range(ns, after, limit)
+    }
+    fn last_seq(&self) -> Result<u64> {
+        Ok(0) // no local writes: the change log is always empty
+    }
+}
+
+/// The write transaction.
+pub(crate) struct PgTx<'a> {
+    conn: Conn<'a>,
+    durability: Durability,
+    signal: bool,
+    done: bool,
+}
+
+impl<'a> PgTx<'a> {
+    pub(crate) fn begin(inner: &'a Inner) -> Result<PgTx<'a>> {
+        let mut client = inner.pool.get()?;
+        client
+            .batch_execute("BEGIN")
+            .map_err(|e| pg_error("beginning a write", e))?;
+        let tx = PgTx {
+            conn: Conn {
+                inner,
+                client: RefCell::new(client),
+            },
+            durability: Durability::Immediate,
+            signal: false,
+            done: false,
+        };
+        // The writer lock: every process's writes to this database, one at a time.
+        tx.conn.exec(
+            "taking the writer lock",
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&inner.lock_key],
+        )?;
+        Ok(tx)
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.client.borrow_mut().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl NodeTx for PgTx<'_> {
+    fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.durability == Durability::Eventual {
+            // As the embedded engine's eventual commits: durable with the next
+            // durable one, lost at most with a crash of Postgres itself.
+            self.conn
+                .exec("committing", "SET LOCAL synchronous_commit = off", &[])?;
+        }
+        if self.signal {
+            let name = self.conn.inner.name.clone();
+            self.conn.exec(
+                "notifying other processes",
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &name],
+            )?;
+        }
+        self.conn
+            .client
+            .borrow_mut()
+            .batch_execute("COMMIT")
+            .map_err(|e| pg_error("committing", e))?;
+        self.done = true;
+        Ok(())
+    }
+
+    fn aux_get(&mut self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.conn.record(ns, key)
+    }
+
+    fn aux_scan(&mut self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.conn.scan(ns)
+    }
+
+    fn aux_put(&mut self, ns: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let s = &self.conn.inner.sealer;
+        let (nt, kt) = (s.name_tag(ns), s.key_tag(ns, key));
+        let sealed = s.seal_record(&nt, &kt, key, value)?;
+        self.conn.exec(
+            "writing a record",
+            "INSERT INTO blazedb_records (db, ns, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (db, ns, key) DO UPDATE SET value = EXCLUDED.value",
+            &[
+                &self.conn.inner.name,
+                &nt.as_slice(),
+                &kt.as_slice(),
+                &sealed,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn aux_remove(&mut self, ns: &str, key: &[u8]) -> Result<bool> {
+        let s = &self.conn.inner.sealer;
+        let (nt, kt) = (s.name_tag(ns), s.key_tag(ns, key));
+        let n = self.conn.exec(
+            "removing a record",
+            "DELETE FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = $3",
+            &[&self.conn.inner.name, &nt.as_slice(), &kt.as_slice()],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn aux_log_put(&mut self, ns: &str, seq: u64, value: &[u8]) -> Result<()> {
+        let s = &self.conn.inner.sealer;
+        let nt = s.name_tag(ns);
+        let seq = i64_of(seq);
+        let sealed = s.seal_log(&nt, seq, value);
+        self.conn.exec(
+            "appending to a log",
+            "INSERT INTO blazedb_logs (db, ns, seq, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (db, ns, seq) DO UPDATE SET value = EXCLUDED.value",
+            &[&self.conn.inner.name, &nt.as_slice(), &seq, &sealed],
+        )?;
+        Ok(())
+    }
+
+    fn aux_log_remove(&mut self, ns: &str, from: u64, upto: u64) -> Result<u64> {
+        let nt = self.conn.inner.sealer.name_tag(ns);
+        self.conn.exec(
+            "pruning a log",
+            "DELETE FROM blazedb_logs WHERE db = $1 AND ns = $2 AND seq BETWEEN $3 AND $4",
+            &[
+                &self.conn.inner.name,
+                &nt.as_slice(),
+                &i64_of(from),
+                &i64_of(upto),
+            ],
+        )
+    }
+
+    fn aux_log_range(&mut self, ns: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.conn.log_range(ns, after, limit)
+    }
+
+    fn signal_listeners(&mut self) {
+        self.signal = true;
+    }
+
+    fn last_seq(&self) -> u64 {
+        0
+    }
+
+    fn changes_after(&mut self, _after: u64, _limit: usize) -> Result<Vec<Change>> {
+        Ok(Vec::new())
+    }
+
+    fn prune_changes(&mut self, _upto: u64, _max: usize) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn enable_change_capture(&mut self) -> Result<()> {
+        Ok(()) // no local writes to capture
+    }
+
+    fn collections(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .conn
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT DISTINCT ON (coll) coll, id, value FROM blazedb_docs WHERE db = $1",
+                &[&self.conn.inner.name],
+            )
+            .map_err(|e| pg_error("listing collections", e))?;
+        let mut names = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let plain = self.conn.inner.sealer.open_doc(
+                r.get::<_, &[u8]>(0),
+                r.get::<_, &[u8]>(1),
+                r.get::<_, &[u8]>(2),
+            )?;
+            let d: DocRecord =
+                postcard::from_bytes(&plain).map_err(|_| blazedb_core::Error::Corruption {
+                    site: blazedb_core::CorruptionSite::Record { table: "postgres" },
+                    detail: "a document's layout".into(),
+                })?;
+            names.push(d.collection);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn all(&mut self, collection: &str) -> Result<Vec<Document>> {
+        let ct = self.conn.inner.sealer.name_tag(collection);
+        let rows = self
+            .conn
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT id, value FROM blazedb_docs WHERE db = $1 AND coll = $2",
+                &[&self.conn.inner.name, &ct.as_slice()],
+            )
+            .map_err(|e| pg_error("reading a collection", e))?;
+        let mut docs = rows
+            .iter()
+            .map(|r| {
+                self.conn
+                    .open_doc(&ct, r.get::<_, &[u8]>(0), r.get::<_, &[u8]>(1))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        docs.sort_by_key(|d| d.id);
+        Ok(docs)
+    }
+
+    fn get(&mut self, collection: &str, id: DocId) -> Result<Option<Document>> {
+        self.conn.doc(collection, id)
+    }
+
+    fn delete(&mut self, collection: &str, id: DocId) -> Result<()> {
+        let s = &self.conn.inner.sealer;
+        let (ct, it) = (s.name_tag(collection), s.key_tag(collection, id.as_bytes()));
+        self.conn.exec(
+            "deleting a document",
+            "DELETE FROM blazedb_docs WHERE db = $1 AND coll = $2 AND id = $3",
+            &[&self.conn.inner.name, &ct.as_slice(), &it.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn put_merged(&mut self, collection: &str, doc: Document) -> Result<Vec<IndexNote>> {
+        let s = &self.conn.inner.sealer;
+        let (ct, it) = (
+            s.name_tag(collection),
+            s.key_tag(collection, doc.id.as_bytes()),
+        );
+        let plain = postcard::to_allocvec(&DocRecord {
+            collection: collection.to_owned(),
+            id: *doc.id.as_bytes(),
+            fields: doc.fields,
+        })
+        .map_err(|e| blazedb_core::Error::InvalidValue {
+            reason: format!("encoding a document: {e}"),
+        })?;
+        let sealed = s.seal_doc(&ct, &it, &plain);
+        self.conn.exec(
+            "writing a document",
+            "INSERT INTO blazedb_docs (db, coll, id, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (db, coll, id) DO UPDATE SET value = EXCLUDED.value",
+            &[
+                &self.conn.inner.name,
+                &ct.as_slice(),
+                &it.as_slice(),
+                &sealed,
+            ],
+        )?;
+        // No indexes here: a merged document never needs an index note.
+        Ok(Vec::new())
+    }
+}

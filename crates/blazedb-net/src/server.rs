@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use blazedb_engine::Database;
+use blazedb_sync::backend::NodeDb;
 use blazedb_sync::{
     NodeRef, Role, ServeHandle, SyncConfig, SyncNode, SyncStatus, SyncStore, Topology,
 };
@@ -59,9 +60,19 @@ struct Running {
     control: ListenerControl,
 }
 
+/// Where the served node's state lives.
+#[derive(Clone)]
+enum Served {
+    /// An embedded database (the default).
+    Database(Database),
+    /// Another store (PostgreSQL for servers that scale out), shared with other
+    /// server processes.
+    Store(Arc<dyn NodeDb>),
+}
+
 /// A sync server for one database.
 pub struct Server {
-    db: Database,
+    served: Served,
     database_name: String,
     listen: SocketAddr,
     auth_token: Option<Zeroizing<String>>,
@@ -109,15 +120,54 @@ impl Server {
         auth_token: Option<&str>,
         shared_secret: Option<&str>,
     ) -> Server {
+        Server::serving(
+            Served::Database(database.clone()),
+            TlsSetup::SelfSigned(database.path().join("tls")),
+            port,
+            database_name,
+            auth_token,
+            shared_secret,
+        )
+    }
+
+    /// A server for the node whose state `store` keeps (see
+    /// `blazedb_sync::backend`), served as `database_name`; as [`Server::new`], except
+    /// that it has no directory of its own: give its TLS with [`Server::tls`].
+    #[must_use]
+    pub fn with_store(
+        port: u16,
+        store: Arc<dyn NodeDb>,
+        database_name: &str,
+        auth_token: Option<&str>,
+        shared_secret: Option<&str>,
+    ) -> Server {
+        Server::serving(
+            Served::Store(store),
+            TlsSetup::PlainTcpInsecure,
+            port,
+            database_name,
+            auth_token,
+            shared_secret,
+        )
+    }
+
+    fn serving(
+        served: Served,
+        tls: TlsSetup,
+        port: u16,
+        database_name: &str,
+        auth_token: Option<&str>,
+        shared_secret: Option<&str>,
+    ) -> Server {
         Server {
-            db: database.clone(),
+            served,
             database_name: database_name.to_owned(),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
             auth_token: auth_token.map(|s| Zeroizing::new(s.to_owned())),
             shared_secret: shared_secret.map(|s| Zeroizing::new(s.to_owned())),
             peer_token: None,
             users: None,
-            tls: TlsSetup::SelfSigned(database.path().join("tls")),
+            tls,
             fingerprint: None,
             max_connections: CONNECTIONS_MAX_DEFAULT,
             max_handshakes: HANDSHAKES_MAX_DEFAULT,
@@ -201,11 +251,13 @@ impl Server {
         let addr = listener.local_addr().unwrap_or(self.listen);
         let stats = listener.stats();
         let control = listener.control();
-        let (db, config) = (self.db.clone(), self.sync.clone());
-        let node =
-            tokio::task::spawn_blocking(move || SyncNode::enable(&db, Role::Server, &config))
-                .await
-                .map_err(|e| NetError::Config(format!("starting the sync node: {e}")))??;
+        let (served, config) = (self.served.clone(), self.sync.clone());
+        let node = tokio::task::spawn_blocking(move || match served {
+            Served::Database(db) => SyncNode::enable(&db, Role::Server, &config),
+            Served::Store(store) => SyncNode::enable_on(store, Role::Server, &config),
+        })
+        .await
+        .map_err(|e| NetError::Config(format!("starting the sync node: {e}")))??;
         let serve = ServeHandle::start(node.clone(), listener, &self.sync, self.max_connections)?;
         let fingerprint = self
             .fingerprint
@@ -237,10 +289,12 @@ impl Server {
             r.control.shutdown();
             r.serve.stop().await;
         }
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| NetError::Config(format!("flushing: {e}")))??;
+        // A store other than the embedded database commits durably itself.
+        if let Served::Database(db) = self.served.clone() {
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|e| NetError::Config(format!("flushing: {e}")))??;
+        }
         Ok(())
     }
 
@@ -256,7 +310,9 @@ impl Server {
         self.fingerprint
     }
 
-    /// The open connections.
+    /// The open connections. Each status reads the served node's state: for a server
+    /// over another store than the embedded database (`Server::with_store`), call it
+    /// off the async threads (`spawn_blocking`), as that store's calls block.
     #[must_use]
     pub fn connections(&self) -> Vec<SyncStatus> {
         self.lock()

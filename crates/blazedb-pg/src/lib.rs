@@ -124,12 +124,7 @@ impl PgStore {
     pub fn healthy(&self) -> bool {
         self.inner
             .pool
-            .get()
-            .and_then(|mut c| {
-                c.simple_query("SELECT 1")
-                    .map(|_| ())
-                    .map_err(|e| pg_error("checking PostgreSQL", e))
-            })
+            .get_with("checking PostgreSQL", "SELECT 1")
             .is_ok()
     }
 }
@@ -161,5 +156,55 @@ impl NodeDb for PgStore {
 
     fn engine(&self) -> Option<&blazedb_engine::Database> {
         None
+    }
+}
+
+/// The connection settings of `url` (`postgres://USER@HOST:PORT/DB`, libpq's URL form)
+/// with `password`.
+///
+/// # Errors
+/// `Error::InvalidValue` for a URL that does not parse, or that holds a password (it
+/// would show in process listings and configuration files; the error does not repeat
+/// the URL).
+pub fn config_from_url(url: &str, password: Option<&str>) -> Result<postgres::Config> {
+    let mut cfg: postgres::Config =
+        url.parse()
+            .map_err(|e: postgres::Error| Error::InvalidValue {
+                reason: format!(
+                    "the store URL does not parse ({e}); expected postgres://USER@HOST:PORT/DB"
+                ),
+            })?;
+    if cfg.get_password().is_some() {
+        return Err(Error::InvalidValue {
+            reason: "the store URL holds a password: give it in --store-password-file or \
+                     BLAZEDB_STORE_PASSWORD instead"
+                .into(),
+        });
+    }
+    if let Some(p) = password {
+        cfg.password(p);
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_with_a_password_is_refused_without_repeating_it() {
+        let e =
+            config_from_url("postgres://u:s3cret@127.0.0.1:5432/db", None).expect_err("refused");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(e.to_string().contains("--store-password-file"), "{e}");
+        let cfg = config_from_url("postgres://u@127.0.0.1:5432/db", Some("pw")).expect("parses");
+        assert_eq!(cfg.get_password(), Some(&b"pw"[..]));
+        assert_eq!(cfg.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn each_database_name_has_its_own_writer_lock() {
+        assert_ne!(lock_key("main"), lock_key("other"));
+        assert_eq!(lock_key("main"), lock_key("main"));
     }
 }

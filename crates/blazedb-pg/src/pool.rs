@@ -50,6 +50,8 @@ struct State {
 pub(crate) struct Lent<'p> {
     pool: &'p Pool,
     client: Option<postgres::Client>,
+    /// It was idle in the pool (its connection may have broken since).
+    reused: bool,
 }
 
 impl std::ops::Deref for Lent<'_> {
@@ -124,6 +126,24 @@ impl Pool {
         }
     }
 
+    /// A client on which `first` (the first statement of what the caller does)
+    /// succeeded. An idle client whose connection broke meanwhile (Postgres restarted)
+    /// is dropped and the next one tried, a fresh connection last: after a restart,
+    /// callers get working clients instead of one failure per stale connection.
+    pub(crate) fn get_with(&self, context: &'static str, first: &str) -> Result<Lent<'_>> {
+        loop {
+            let mut c = self.get()?;
+            let was_idle = c.reused;
+            match c.batch_execute(first) {
+                Ok(()) => return Ok(c),
+                Err(e) if was_idle && c.is_closed() => {
+                    tracing::debug!(error = %e, "a pooled PostgreSQL connection broke: dropped");
+                }
+                Err(e) => return Err(pg_error(context, e)),
+            }
+        }
+    }
+
     /// A client: an idle one, a new one while fewer than `max` are open, or the next
     /// one given back.
     pub(crate) fn get(&self) -> Result<Lent<'_>> {
@@ -134,6 +154,7 @@ impl Pool {
                 return Ok(Lent {
                     pool: self,
                     client: Some(c),
+                    reused: true,
                 });
             }
             if st.open < self.opts.max {
@@ -143,6 +164,7 @@ impl Pool {
                     Ok(c) => Ok(Lent {
                         pool: self,
                         client: Some(c),
+                        reused: false,
                     }),
                     Err(e) => {
                         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);

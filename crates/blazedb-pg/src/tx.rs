@@ -153,10 +153,10 @@ pub(crate) struct PgRead<'a> {
 
 impl<'a> PgRead<'a> {
     pub(crate) fn begin(inner: &'a Inner) -> Result<PgRead<'a>> {
-        let mut client = inner.pool.get()?;
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .map_err(|e| pg_error("beginning a read", e))?;
+        let client = inner.pool.get_with(
+            "beginning a read",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?;
         Ok(PgRead {
             conn: Conn {
                 inner,
@@ -198,10 +198,7 @@ pub(crate) struct PgTx<'a> {
 
 impl<'a> PgTx<'a> {
     pub(crate) fn begin(inner: &'a Inner) -> Result<PgTx<'a>> {
-        let mut client = inner.pool.get()?;
-        client
-            .batch_execute("BEGIN")
-            .map_err(|e| pg_error("beginning a write", e))?;
+        let client = inner.pool.get_with("beginning a write", "BEGIN")?;
         let tx = PgTx {
             conn: Conn {
                 inner,

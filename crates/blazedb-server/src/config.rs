@@ -85,6 +85,15 @@ pub struct Args {
     /// Directory holding the database (and its TLS certificate).
     #[arg(long, env = "BLAZEDB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the served database's state in PostgreSQL instead of the data directory,
+    /// shared with every server process given the same store, database name and
+    /// password: `postgres://USER@HOST:PORT/DB` (its password from
+    /// --store-password-file or BLAZEDB_STORE_PASSWORD, never in the URL).
+    #[arg(long, env = "BLAZEDB_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// File holding the PostgreSQL user's password (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
     /// Name of the database served (clients ask for it by name).
     #[arg(long, env = "BLAZEDB_DATABASE", default_value = DATABASE_DEFAULT)]
     pub database: String,
@@ -231,6 +240,8 @@ pub enum Tls {
 #[derive(Debug)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the data directory's database (see `Args::store`).
+    pub store: Option<Store>,
     pub database: String,
     pub listen: SocketAddr,
     pub auth_token: Option<Zeroizing<String>>,
@@ -250,6 +261,20 @@ pub struct Settings {
     /// What looked unsafe while resolving (a secret on the command line, a secret or key
     /// file others may read), for the program to log as warnings.
     pub warnings: Vec<String>,
+}
+
+/// Where a PostgreSQL store is and how to log in (the password never in the URL).
+pub struct Store {
+    pub url: String,
+    pub password: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One secret setting: its value (command line or file) or its file's path, not both;
@@ -301,6 +326,32 @@ impl Resolver<'_> {
                 })?)
             }
         }
+    }
+
+    /// The PostgreSQL store, if one is named, with its password (from its file or
+    /// `BLAZEDB_STORE_PASSWORD`; never from the URL or a flag).
+    fn store(
+        &mut self,
+        url: Option<String>,
+        password_file: Option<PathBuf>,
+        file_url: Option<String>,
+        file_password_file: Option<PathBuf>,
+    ) -> Result<Option<Store>> {
+        let Some(url) = self.pick("store", url, file_url) else {
+            return Ok(None);
+        };
+        let path = self.pick("store_password_file", password_file, file_password_file);
+        if let Some(p) = &path {
+            self.warn_exposed(p, "the store password file");
+        }
+        let password = secret::find(&Sources {
+            what: "store password",
+            file: path.as_deref(),
+            file_flag: "--store-password-file",
+            env: "BLAZEDB_STORE_PASSWORD",
+            prompt: None,
+        })?;
+        Ok(Some(Store { url, password }))
     }
 
     fn warn_exposed(&mut self, path: &Path, what: &str) {
@@ -433,6 +484,12 @@ impl Settings {
             path: args.peer_token_file,
             file_path: file.peer_token_file,
         })?;
+        let store = r.store(
+            args.store,
+            args.store_password_file,
+            file.store,
+            file.store_password_file,
+        )?;
         let password_file = r.pick("password_file", args.password_file, file.password_file);
         if let Some(f) = &password_file {
             r.warn_exposed(f, "the password file");
@@ -447,6 +504,7 @@ impl Settings {
         }
         Ok(Settings {
             data_dir,
+            store,
             database,
             listen: r
                 .pick("listen", Some(args.listen), file.listen)

@@ -13,6 +13,7 @@
 mod addr;
 mod config;
 mod metrics;
+mod served;
 mod users;
 
 use std::io::Write as _;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use blazedb::net::{Server, ServerIdentity, TlsSetup, UserDirectory};
+use blazedb::net::{ServerIdentity, TlsSetup, UserDirectory};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The allocator returns freed memory to the operating system (glibc's keeps large
@@ -90,23 +91,9 @@ async fn run(settings: config::Settings) -> Result<()> {
         bail!("cannot listen on {}: {e}", settings.listen);
     }
     create_data_dir(&settings.data_dir)?;
-    let (dir, name) = (settings.data_dir.clone(), settings.database.clone());
-    let cache = settings.cache_mib << 20;
-    let db = tokio::task::spawn_blocking(move || {
-        blazedb::Database::builder()
-            .cache_size(cache)
-            .open(&dir, &name, password.as_bytes())
-    })
-    .await?
-    .with_context(|| {
-        format!(
-            "opening database {:?} in {}",
-            settings.database,
-            settings.data_dir.display()
-        )
-    })?;
+    let served = served::Served::open(&settings, password).await?;
     // Named users: always watched, so users added while the server runs get in.
-    let users_file = blazedb::net::users_path(db.path());
+    let users_file = served.users_file(&settings);
     let users = tokio::task::spawn_blocking(move || {
         UserDirectory::open(&users_file, users_password.as_bytes())
     })
@@ -129,16 +116,15 @@ async fn run(settings: config::Settings) -> Result<()> {
         }
         config::Tls::PlainTcpInsecure => TlsSetup::PlainTcpInsecure,
     };
-    let mut server = Server::new(
-        settings.listen.port(),
-        &db,
-        &settings.database,
-        settings.auth_token.as_deref().map(String::as_str),
-        settings.shared_secret.as_deref().map(String::as_str),
-    )
-    .listen_on(settings.listen.ip())
-    .tls(tls)
-    .users(users);
+    let mut server = served
+        .server(
+            &settings,
+            settings.auth_token.as_deref().map(String::as_str),
+            settings.shared_secret.as_deref().map(String::as_str),
+        )
+        .listen_on(settings.listen.ip())
+        .tls(tls)
+        .users(users);
     if let Some(t) = &settings.peer_token {
         server = server.peer_token(t);
     }
@@ -154,7 +140,7 @@ async fn run(settings: config::Settings) -> Result<()> {
     let server = Arc::new(server);
     let metrics = match settings.metrics {
         Some(a) => Some(
-            metrics::spawn(a, Arc::clone(&server))
+            metrics::spawn(a, Arc::clone(&server), served.health())
                 .await
                 .context("binding the metrics endpoint")?,
         ),

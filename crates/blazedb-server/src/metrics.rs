@@ -66,14 +66,18 @@ const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 pub async fn spawn(
     addr: SocketAddr,
     server: Arc<Server>,
+    health: Health,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let registry = Arc::new(collect::registry(server));
-    Ok((local, tokio::spawn(accept_loop(listener, registry))))
+    Ok((local, tokio::spawn(accept_loop(listener, registry, health))))
 }
 
-async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
+/// Whether the served state answers (a query to the store, when there is one).
+pub type Health = Arc<dyn Fn() -> bool + Send + Sync>;
+
+async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, health: Health) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -97,12 +101,22 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             continue; // over the limit: dropped, so closed (see the module docs)
         };
-        let registry = Arc::clone(&registry);
+        let (registry, health) = (Arc::clone(&registry), Arc::clone(&health));
         let served = http.serve_connection(
             TokioIo::new(stream),
-            service_fn(move |req| {
-                let resp = answer(&req, &registry);
-                async move { Ok::<_, Infallible>(resp) }
+            service_fn(move |req: Request<Incoming>| {
+                let (registry, health) = (Arc::clone(&registry), Arc::clone(&health));
+                let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                async move {
+                    // The figures and the health check may read the served state,
+                    // which blocks with a store (Postgres): never on the async threads.
+                    let resp = tokio::task::spawn_blocking(move || {
+                        answer(&method, &path, &registry, health.as_ref())
+                    })
+                    .await
+                    .unwrap_or_else(|_| failed());
+                    Ok::<_, Infallible>(resp)
+                }
             }),
         );
         tokio::spawn(async move {
@@ -114,10 +128,19 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
 }
 
 /// The answer to one request (its body, if any, is never read).
-fn answer(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+fn answer(
+    method: &Method,
+    path: &str,
+    registry: &Registry,
+    healthy: &(dyn Fn() -> bool + Send + Sync),
+) -> Response<Full<Bytes>> {
     let mut content_type = CONTENT_TYPE_TEXT;
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => (StatusCode::OK, Bytes::from_static(b"ok\n")),
+    let (status, body) = match (method, path) {
+        (&Method::GET, "/health") if healthy() => (StatusCode::OK, Bytes::from_static(b"ok\n")),
+        (&Method::GET, "/health") => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"unhealthy: the store does not answer\n"),
+        ),
         (&Method::GET, "/metrics") => {
             let mut text = String::new();
             match prometheus_client::encoding::text::encode(&mut text, registry) {
@@ -144,6 +167,13 @@ fn answer(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>>
     if status == StatusCode::METHOD_NOT_ALLOWED {
         headers.insert(ALLOW, HeaderValue::from_static("GET"));
     }
+    resp
+}
+
+/// The answer when computing one failed (a panic in the metrics or the check).
+fn failed() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"internal error\n")));
+    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     resp
 }
 

@@ -16,6 +16,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub store_password_file: Option<PathBuf>,
     pub database: Option<String>,
     #[serde(default, deserialize_with = "crate::addr::resolve_addr_opt")]
     pub listen: Option<SocketAddr>,

@@ -328,6 +328,16 @@ impl Server {
         self.lock().as_ref().map(|r| r.serve.totals())
     }
 
+    /// Each open session's own figures, without reading the node's state (see
+    /// `ServeHandle::sessions`).
+    #[must_use]
+    pub fn sessions(&self) -> Vec<blazedb_sync::ConnStatus> {
+        self.lock()
+            .as_ref()
+            .map(|r| r.serve.sessions())
+            .unwrap_or_default()
+    }
+
     /// The listener's counters (accepted, refused, open), while running.
     #[must_use]
     pub fn stats(&self) -> Option<Arc<ListenerStats>> {

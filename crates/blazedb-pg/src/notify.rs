@@ -75,21 +75,26 @@ fn run(config: &postgres::Config, name: &str, tx: &watch::Sender<u64>, stop: &At
             if stop.load(Ordering::Acquire) {
                 return;
             }
-            let mut moved = false;
+            // Each notification wakes the sessions as it arrives (the iterator's wait
+            // restarts with every one, so waiting for a quiet moment first would hold
+            // the wake-ups back for as long as commits keep coming).
             let broken = {
                 let mut n = client.notifications();
                 let mut it = n.timeout_iter(POLL);
                 loop {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
                     match it.next() {
-                        Ok(Some(note)) => moved |= note.payload() == name,
+                        Ok(Some(note)) if note.payload() == name => {
+                            tx.send_modify(|n| *n = n.wrapping_add(1));
+                        }
+                        Ok(Some(_)) => {}
                         Ok(None) => break false,
                         Err(_) => break true,
                     }
                 }
             };
-            if moved {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
-            }
             if broken || client.is_closed() {
                 tracing::warn!("PostgreSQL listener: the connection was lost, reconnecting");
                 break;

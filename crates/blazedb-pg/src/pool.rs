@@ -9,6 +9,12 @@ use blazedb_core::{Error, Result};
 
 use crate::pg_error;
 
+/// Longest a connection may sit inside a transaction without a statement (the node's
+/// transactions run statement after statement; only a stalled process idles).
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(120);
+/// Longest a write waits for the writer lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// How many connections, and how long to wait for one.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolOptions {
@@ -57,13 +63,32 @@ pub(crate) struct Lent<'p> {
 impl std::ops::Deref for Lent<'_> {
     type Target = postgres::Client;
     fn deref(&self) -> &postgres::Client {
-        self.client.as_ref().expect("present until dropped")
+        self.client
+            .as_ref()
+            .expect("present until dropped or discarded")
     }
 }
 
 impl std::ops::DerefMut for Lent<'_> {
     fn deref_mut(&mut self) -> &mut postgres::Client {
         self.client.as_mut().expect("present until dropped")
+    }
+}
+
+impl Lent<'_> {
+    /// Closes this client instead of giving it back (its state is unknown).
+    pub(crate) fn discard(&mut self) {
+        if let Some(c) = self.client.take() {
+            let mut st = self
+                .pool
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            st.open -= 1;
+            drop(st);
+            self.pool.freed.notify_one();
+            close_elsewhere(vec![c]);
+        }
     }
 }
 
@@ -76,10 +101,11 @@ impl Drop for Lent<'_> {
             .unwrap_or_else(PoisonError::into_inner);
         match self.client.take() {
             Some(c) if !c.is_closed() => st.idle.push(c),
-            broken => {
+            Some(broken) => {
                 st.open -= 1;
-                close_elsewhere(broken.into_iter().collect());
+                close_elsewhere(vec![broken]);
             }
+            None => {} // discarded, counted then
         }
         self.pool.freed.notify_one();
     }
@@ -112,6 +138,28 @@ fn close_elsewhere(clients: Vec<postgres::Client>) {
 impl Pool {
     pub(crate) fn new(mut config: postgres::Config, opts: PoolOptions) -> Pool {
         config.connect_timeout(opts.connect_timeout);
+        // A process that stops answering (a network partition, not a crash, which
+        // Postgres notices at once) must not hold the writer lock for hours: the
+        // connection's keepalives and `tcp_user_timeout` end it within about a
+        // minute, a transaction left idle ends after `IDLE_IN_TRANSACTION`, and a
+        // writer waits for the lock at most `LOCK_WAIT` before its work fails and is
+        // retried by its session.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(20))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(4)
+            .tcp_user_timeout(Duration::from_secs(60));
+        let limits = format!(
+            "-c idle_in_transaction_session_timeout={} -c lock_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis(),
+            LOCK_WAIT.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} {limits}"),
+            _ => limits,
+        };
+        config.options(&options);
         Pool {
             config,
             opts: PoolOptions {

@@ -40,6 +40,9 @@ fn u64_of(v: i64) -> u64 {
 struct Conn<'a> {
     inner: &'a Inner,
     client: RefCell<Lent<'a>>,
+    /// A statement failed: Postgres aborted the transaction, so a `COMMIT` would
+    /// silently roll back; it is refused instead.
+    failed: std::cell::Cell<bool>,
 }
 
 impl Conn<'_> {
@@ -53,7 +56,10 @@ impl Conn<'_> {
                 "SELECT value FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = $3",
                 &[&self.inner.name, &nt.as_slice(), &kt.as_slice()],
             )
-            .map_err(|e| pg_error("reading a record", e))?;
+            .map_err(|e| {
+                self.fail();
+                pg_error("reading a record", e)
+            })?;
         row.map(|r| {
             s.open_record(&nt, &kt, r.get::<_, &[u8]>(0))
                 .map(|(_, v)| v)
@@ -71,7 +77,10 @@ impl Conn<'_> {
                 "SELECT key, value FROM blazedb_records WHERE db = $1 AND ns = $2",
                 &[&self.inner.name, &nt.as_slice()],
             )
-            .map_err(|e| pg_error("scanning records", e))?;
+            .map_err(|e| {
+                self.fail();
+                pg_error("scanning records", e)
+            })?;
         let mut out = rows
             .iter()
             .map(|r| s.open_record(&nt, r.get::<_, &[u8]>(0), r.get::<_, &[u8]>(1)))
@@ -96,7 +105,10 @@ impl Conn<'_> {
                     &i64_of(limit as u64),
                 ],
             )
-            .map_err(|e| pg_error("reading a log", e))?;
+            .map_err(|e| {
+                self.fail();
+                pg_error("reading a log", e)
+            })?;
         rows.iter()
             .map(|r| {
                 let seq: i64 = r.get(0);
@@ -115,7 +127,10 @@ impl Conn<'_> {
                 "SELECT value FROM blazedb_docs WHERE db = $1 AND coll = $2 AND id = $3",
                 &[&self.inner.name, &ct.as_slice(), &it.as_slice()],
             )
-            .map_err(|e| pg_error("reading a document", e))?;
+            .map_err(|e| {
+                self.fail();
+                pg_error("reading a document", e)
+            })?;
         row.map(|r| self.open_doc(&ct, &it, r.get::<_, &[u8]>(0)))
             .transpose()
     }
@@ -139,10 +154,33 @@ impl Conn<'_> {
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
-        self.client
-            .borrow_mut()
-            .execute(sql, params)
-            .map_err(|e| pg_error(context, e))
+        let r = self.client.borrow_mut().execute(sql, params);
+        self.check(context, r)
+    }
+
+    /// `r`, recording a failure (see [`Conn::failed`]).
+    fn check<T>(
+        &self,
+        context: &'static str,
+        r: std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        r.map_err(|e| {
+            self.failed.set(true);
+            pg_error(context, e)
+        })
+    }
+
+    fn fail(&self) {
+        self.failed.set(true);
+    }
+
+    /// Ends the transaction without committing; a connection whose rollback failed
+    /// does not go back to the pool (it may still be inside the transaction).
+    fn rollback(&self) {
+        let mut c = self.client.borrow_mut();
+        if c.batch_execute("ROLLBACK").is_err() {
+            c.discard();
+        }
     }
 }
 
@@ -161,6 +199,7 @@ impl<'a> PgRead<'a> {
             conn: Conn {
                 inner,
                 client: RefCell::new(client),
+                failed: std::cell::Cell::new(false),
             },
         })
     }
@@ -169,7 +208,7 @@ impl<'a> PgRead<'a> {
 impl Drop for PgRead<'_> {
     fn drop(&mut self) {
         // A read commits nothing; ending it returns the connection clean.
-        let _ = self.conn.client.borrow_mut().batch_execute("ROLLBACK");
+        self.conn.rollback();
     }
 }
 
@@ -198,11 +237,18 @@ pub(crate) struct PgTx<'a> {
 
 impl<'a> PgTx<'a> {
     pub(crate) fn begin(inner: &'a Inner) -> Result<PgTx<'a>> {
-        let client = inner.pool.get_with("beginning a write", "BEGIN")?;
+        // READ COMMITTED, whatever the database's default: each statement after the
+        // lock then sees every commit made before the lock was granted (under a
+        // snapshot taken before the wait, the node would read a stale clock and log
+        // end).
+        let client = inner
+            .pool
+            .get_with("beginning a write", "BEGIN ISOLATION LEVEL READ COMMITTED")?;
         let tx = PgTx {
             conn: Conn {
                 inner,
                 client: RefCell::new(client),
+                failed: std::cell::Cell::new(false),
             },
             durability: Durability::Immediate,
             signal: false,
@@ -221,7 +267,7 @@ impl<'a> PgTx<'a> {
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.conn.client.borrow_mut().batch_execute("ROLLBACK");
+            self.conn.rollback();
         }
     }
 }
@@ -232,6 +278,11 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.conn.failed.get() {
+            return Err(blazedb_core::Error::Failed {
+                reason: "a statement of this transaction failed: it was rolled back".into(),
+            });
+        }
         if self.durability == Durability::Eventual {
             // As the embedded engine's eventual commits: durable with the next
             // durable one, lost at most with a crash of Postgres itself.
@@ -246,11 +297,8 @@ impl NodeTx for PgTx<'_> {
                 &[&CHANNEL, &name],
             )?;
         }
-        self.conn
-            .client
-            .borrow_mut()
-            .batch_execute("COMMIT")
-            .map_err(|e| pg_error("committing", e))?;
+        let r = self.conn.client.borrow_mut().batch_execute("COMMIT");
+        self.conn.check("committing", r)?;
         self.done = true;
         Ok(())
     }
@@ -353,7 +401,10 @@ impl NodeTx for PgTx<'_> {
                 "SELECT DISTINCT ON (coll) coll, id, value FROM blazedb_docs WHERE db = $1",
                 &[&self.conn.inner.name],
             )
-            .map_err(|e| pg_error("listing collections", e))?;
+            .map_err(|e| {
+                self.conn.fail();
+                pg_error("listing collections", e)
+            })?;
         let mut names = Vec::with_capacity(rows.len());
         for r in &rows {
             let plain = self.conn.inner.sealer.open_doc(
@@ -382,7 +433,10 @@ impl NodeTx for PgTx<'_> {
                 "SELECT id, value FROM blazedb_docs WHERE db = $1 AND coll = $2",
                 &[&self.conn.inner.name, &ct.as_slice()],
             )
-            .map_err(|e| pg_error("reading a collection", e))?;
+            .map_err(|e| {
+                self.conn.fail();
+                pg_error("reading a collection", e)
+            })?;
         let mut docs = rows
             .iter()
             .map(|r| {

@@ -132,25 +132,37 @@ impl ServeHandle {
         &self.describe
     }
 
-    /// The status of every open connection.
+    /// The status of every open connection. Each reads the node's state; the
+    /// registry's lock is held only to copy the sessions' own figures, so accepting
+    /// and ending sessions never wait on those reads.
     #[must_use]
     pub fn connections(&self) -> Vec<SyncStatus> {
-        let conns = self
+        let open: Vec<(String, ConnStatus)> = self
             .registry
             .conns
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        conns
+            .unwrap_or_else(PoisonError::into_inner)
             .open
             .values()
-            .map(|(addr, rx)| {
-                status_of(
-                    self.node.as_ref(),
-                    addr.clone(),
-                    &rx.borrow(),
-                    &SessionStats::default(),
-                )
-            })
+            .map(|(addr, rx)| (addr.clone(), rx.borrow().clone()))
+            .collect();
+        open.into_iter()
+            .map(|(addr, st)| status_of(self.node.as_ref(), addr, &st, &SessionStats::default()))
+            .collect()
+    }
+
+    /// Each open session's own figures (peer, cursor, acknowledged position,
+    /// counters), read without touching the node's state: cheap enough for every
+    /// metrics scrape of a server with many clients.
+    #[must_use]
+    pub fn sessions(&self) -> Vec<ConnStatus> {
+        self.registry
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open
+            .values()
+            .map(|(_, rx)| rx.borrow().clone())
             .collect()
     }
 

@@ -102,7 +102,8 @@ impl Collector for ServerMetrics {
                 c.send_budget_available() as u64,
             )?;
         }
-        let conns = server.connections();
+        // The sessions' own figures: no read of the node's state per client.
+        let conns = server.sessions();
         gauge(
             &mut e,
             "blazedb_sessions",

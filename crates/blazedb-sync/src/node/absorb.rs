@@ -157,7 +157,7 @@ impl SyncNode {
     /// # Errors
     /// Database errors.
     pub fn absorb(&self) -> Result<u64> {
-        if self.db.begin_read()?.last_seq()? <= self.absorbed()? {
+        if !self.has_local_writes() || self.db.begin_read()?.last_seq()? <= self.absorbed()? {
             return Ok(0);
         }
         let (mut tx, mut meta) = self.begin()?;
@@ -180,6 +180,9 @@ impl SyncNode {
     /// # Errors
     /// Database errors.
     pub fn unabsorbed(&self) -> Result<u64> {
+        if !self.has_local_writes() {
+            return Ok(0);
+        }
         Ok(self
             .db
             .begin_read()?
@@ -192,6 +195,13 @@ impl SyncNode {
     /// # Errors
     /// Database errors.
     pub fn has_unabsorbed(&self) -> Result<bool> {
-        Ok(self.db.begin_read()?.last_seq()? > self.absorbed()?)
+        Ok(self.has_local_writes() && self.db.begin_read()?.last_seq()? > self.absorbed()?)
+    }
+
+    /// Whether the node's store takes local writes at all (only an embedded database
+    /// does: a store shared by server processes has no change log, and asking would
+    /// cost it round trips on every send cycle).
+    fn has_local_writes(&self) -> bool {
+        self.db.engine().is_some()
     }
 }

@@ -136,15 +136,18 @@ impl Conn<'_> {
     }
 
     fn open_doc(&self, coll: &[u8], id: &[u8], sealed: &[u8]) -> Result<Document> {
-        let plain = self.inner.sealer.open_doc(coll, id, sealed)?;
-        let d: DocRecord =
-            postcard::from_bytes(&plain).map_err(|_| blazedb_core::Error::Corruption {
-                site: blazedb_core::CorruptionSite::Record { table: "postgres" },
-                detail: "a document's layout".into(),
-            })?;
+        let d = self.open_doc_record(coll, id, sealed)?;
         Ok(Document {
             id: DocId::from_bytes(d.id),
             fields: d.fields,
+        })
+    }
+
+    fn open_doc_record(&self, coll: &[u8], id: &[u8], sealed: &[u8]) -> Result<DocRecord> {
+        let plain = self.inner.sealer.open_doc(coll, id, sealed)?;
+        postcard::from_bytes(&plain).map_err(|_| blazedb_core::Error::Corruption {
+            site: blazedb_core::CorruptionSite::Record { table: "postgres" },
+            detail: "a document's layout".into(),
         })
     }
 
@@ -407,16 +410,11 @@ impl NodeTx for PgTx<'_> {
             })?;
         let mut names = Vec::with_capacity(rows.len());
         for r in &rows {
-            let plain = self.conn.inner.sealer.open_doc(
+            let d = self.conn.open_doc_record(
                 r.get::<_, &[u8]>(0),
                 r.get::<_, &[u8]>(1),
                 r.get::<_, &[u8]>(2),
             )?;
-            let d: DocRecord =
-                postcard::from_bytes(&plain).map_err(|_| blazedb_core::Error::Corruption {
-                    site: blazedb_core::CorruptionSite::Record { table: "postgres" },
-                    detail: "a document's layout".into(),
-                })?;
             names.push(d.collection);
         }
         names.sort();

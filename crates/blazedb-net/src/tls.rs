@@ -129,6 +129,42 @@ impl ServerIdentity {
         Ok(id)
     }
 
+    /// A fresh self-signed certificate for `localhost` and `127.0.0.1`, as PEM: the
+    /// certificate and the private key (to keep elsewhere, e.g. sealed in a shared
+    /// store, and load with [`ServerIdentity::from_pem`]).
+    ///
+    /// # Errors
+    /// [`NetError::Tls`] if generation fails.
+    pub fn self_signed_pem() -> Result<(String, zeroize::Zeroizing<String>), NetError> {
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .map_err(|e| NetError::Tls(format!("generating a certificate: {e}")))?;
+        Ok((
+            ck.cert.pem(),
+            zeroize::Zeroizing::new(ck.signing_key.serialize_pem()),
+        ))
+    }
+
+    /// Loads a PEM certificate chain and private key from memory.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] when either is malformed or they do not match.
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> Result<ServerIdentity, NetError> {
+        let certs = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| NetError::Config(format!("certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(NetError::Config("certificate: none in the PEM".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| NetError::Config(format!("private key: {e}")))?;
+        let id = ServerIdentity { certs, key };
+        id.server_config()?;
+        Ok(id)
+    }
+
     /// The identity kept in `dir` ([`CERT_FILE`], [`KEY_FILE`]), generated there on
     /// first use. Returns whether it was generated now.
     ///

@@ -119,6 +119,29 @@ impl PgStore {
         &self.inner.name
     }
 
+    /// What every server process of this database must share (the self-signed TLS
+    /// identity, so clients pin one fingerprint whichever process they reach): the
+    /// value kept as `name`, or the one `make` gives, kept now. Sealed like the node's
+    /// records; made once, under the writer lock, whichever process comes first.
+    ///
+    /// # Errors
+    /// Postgres errors; `make`'s error.
+    pub fn shared(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        const NS: &str = "server.shared";
+        let mut tx = self.begin_apply()?;
+        if let Some(v) = tx.aux_get(NS, name.as_bytes())? {
+            return Ok(zeroize::Zeroizing::new(v));
+        }
+        let v = zeroize::Zeroizing::new(make()?);
+        tx.aux_put(NS, name.as_bytes(), &v)?;
+        tx.commit()?;
+        Ok(v)
+    }
+
     /// Whether Postgres answers now (one round trip).
     #[must_use]
     pub fn healthy(&self) -> bool {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use blazedb::net::{ServerIdentity, TlsSetup, UserDirectory};
+use blazedb::net::UserDirectory;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The allocator returns freed memory to the operating system (glibc's keeps large
@@ -109,13 +109,7 @@ async fn run(settings: config::Settings) -> Result<()> {
              `blazedb-server user add NAME`"
         );
     }
-    let tls = match &settings.tls {
-        config::Tls::SelfSigned => TlsSetup::SelfSigned(settings.data_dir.join("tls")),
-        config::Tls::Files { cert, key } => {
-            TlsSetup::Identity(Arc::new(ServerIdentity::from_pem_files(cert, key)?))
-        }
-        config::Tls::PlainTcpInsecure => TlsSetup::PlainTcpInsecure,
-    };
+    let tls = served.tls(&settings).await?;
     let mut server = served
         .server(
             &settings,

@@ -1,19 +1,20 @@
 //! What the server serves: the database in its data directory (the default), or the
 //! served database's state in PostgreSQL (`--store`), shared with every server process
-//! given the same store, database name and password. Either way the data directory
-//! keeps what is this process's own: the self-signed certificate and the named users'
-//! file (processes that share a store share these by being given the same files).
+//! given the same store, database name and password. With a store, the self-signed
+//! TLS identity is shared through it (one fingerprint for all processes); the named
+//! users' file stays in each process's data directory (processes that share a store
+//! share it by being given the same file).
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use blazedb::net::Server;
+use blazedb::net::{Server, ServerIdentity, TlsSetup};
 use blazedb_pg::{PgStore, PoolOptions};
 use zeroize::Zeroizing;
 
-use crate::config::Settings;
+use crate::config::{Settings, Tls};
 use crate::metrics::Health;
 
 /// The served state, opened.
@@ -108,6 +109,50 @@ impl Served {
                 shared_secret,
             ),
         }
+    }
+
+    /// The TLS set-up: for a store, the self-signed identity is one for all processes,
+    /// kept sealed in the store (made by the first), so clients pin one fingerprint
+    /// and may reconnect to any process; certificate files given are used as given.
+    ///
+    /// # Errors
+    /// Unreadable or mismatched certificate files; the store's errors.
+    pub async fn tls(&self, settings: &Settings) -> Result<TlsSetup> {
+        Ok(match (&settings.tls, self) {
+            (Tls::SelfSigned, Served::Store(pg)) => {
+                let pg = pg.clone();
+                let pem = tokio::task::spawn_blocking(move || {
+                    pg.shared("tls-identity", || {
+                        let (cert, key) = ServerIdentity::self_signed_pem().map_err(|e| {
+                            blazedb::Error::InvalidValue {
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        postcard::to_allocvec(&(cert, key.as_str())).map_err(|e| {
+                            blazedb::Error::InvalidValue {
+                                reason: e.to_string(),
+                            }
+                        })
+                    })
+                })
+                .await??;
+                let (cert, key): (String, zeroize::Zeroizing<String>) =
+                    postcard::from_bytes::<(String, String)>(&pem)
+                        .map(|(c, k)| (c, zeroize::Zeroizing::new(k)))
+                        .context("the shared TLS identity is malformed")?;
+                TlsSetup::Identity(Arc::new(ServerIdentity::from_pem(
+                    cert.as_bytes(),
+                    key.as_bytes(),
+                )?))
+            }
+            (Tls::SelfSigned, Served::Database(_)) => {
+                TlsSetup::SelfSigned(settings.data_dir.join("tls"))
+            }
+            (Tls::Files { cert, key }, _) => {
+                TlsSetup::Identity(Arc::new(ServerIdentity::from_pem_files(cert, key)?))
+            }
+            (Tls::PlainTcpInsecure, _) => TlsSetup::PlainTcpInsecure,
+        })
     }
 
     /// Whether the served state answers (`/health`): the embedded database always

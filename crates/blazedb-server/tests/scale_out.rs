@@ -1,4 +1,5 @@
-//! Several `blazedb-server` processes over one real PostgreSQL (`--store`), over TLS:
+//! Several `blazedb-server` processes over one real PostgreSQL (`--store`), over TLS with
+//! one certificate shared through the store:
 //! a write through process 1 reaches a live client of process 2, a client whose
 //! process is SIGKILLed mid-push resumes on the other process with every write applied
 //! once, and a Postgres restart during a push loses no write while `/health` says when
@@ -67,6 +68,10 @@ async fn server_processes_sharing_postgres_serve_live_clients_and_survive_a_sigk
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p1 = store_server(dir.path(), "p1", &pg).await;
     let p2 = store_server(dir.path(), "p2", &pg).await;
+    assert_eq!(
+        p1.fingerprint, p2.fingerprint,
+        "one self-signed identity for all processes, kept in the store"
+    );
     let (a, b) = (open(dir.path(), "a"), open(dir.path(), "b"));
     let (ha, hb) = (client(&a, &p1).await, client(&b, &p2).await);
     let id = a

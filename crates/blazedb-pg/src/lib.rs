@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod notify;
+mod pending;
 mod pool;
 mod schema;
 mod seal;

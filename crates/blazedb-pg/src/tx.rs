@@ -12,6 +12,7 @@ use blazedb_engine::{Change, Durability, IndexNote};
 use blazedb_sync::backend::{NodeRead, NodeTx};
 use serde::{Deserialize, Serialize};
 
+use crate::pending::{self, Pending, Row};
 use crate::pool::Lent;
 use crate::{Inner, pg_error};
 
@@ -233,6 +234,8 @@ impl NodeRead for PgRead<'_> {
 /// The write transaction.
 pub(crate) struct PgTx<'a> {
     conn: Conn<'a>,
+    /// Writes not yet sent (see `pending.rs`).
+    pending: Pending,
     durability: Durability,
     signal: bool,
     done: bool,
@@ -253,6 +256,7 @@ impl<'a> PgTx<'a> {
                 client: RefCell::new(client),
                 failed: std::cell::Cell::new(false),
             },
+            pending: Pending::default(),
             durability: Durability::Immediate,
             signal: false,
             done: false,
@@ -275,12 +279,27 @@ impl Drop for PgTx<'_> {
     }
 }
 
+impl PgTx<'_> {
+    /// Sends the pending writes (before a read of a range, and at commit).
+    fn flush(&mut self) -> Result<()> {
+        let r = {
+            let mut c = self.conn.client.borrow_mut();
+            let client: &mut postgres::Client = &mut c;
+            self.pending.flush(client, &self.conn.inner.name)
+        };
+        self.conn.check("writing", r)
+    }
+}
+
 impl NodeTx for PgTx<'_> {
     fn set_durability(&mut self, durability: Durability) {
         self.durability = durability;
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        if !self.conn.failed.get() {
+            self.flush()?;
+        }
         if self.conn.failed.get() {
             return Err(blazedb_core::Error::Failed {
                 reason: "a statement of this transaction failed: it was rolled back".into(),
@@ -307,10 +326,14 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn aux_get(&mut self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.conn.record(ns, key)
+        match pending::lookup(&self.pending.records, &(ns.to_owned(), key.to_vec())) {
+            Some(decided) => Ok(decided),
+            None => self.conn.record(ns, key),
+        }
     }
 
     fn aux_scan(&mut self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.flush()?;
         self.conn.scan(ns)
     }
 
@@ -318,46 +341,52 @@ impl NodeTx for PgTx<'_> {
         let s = &self.conn.inner.sealer;
         let (nt, kt) = (s.name_tag(ns), s.key_tag(ns, key));
         let sealed = s.seal_record(&nt, &kt, key, value)?;
-        self.conn.exec(
-            "writing a record",
-            "INSERT INTO blazedb_records (db, ns, key, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (db, ns, key) DO UPDATE SET value = EXCLUDED.value",
-            &[
-                &self.conn.inner.name,
-                &nt.as_slice(),
-                &kt.as_slice(),
-                &sealed,
-            ],
-        )?;
+        self.pending.records.insert(
+            (ns.to_owned(), key.to_vec()),
+            Row {
+                tags: (nt, kt),
+                sealed: Some(sealed),
+                plain: Some(value.to_vec()),
+            },
+        );
         Ok(())
     }
 
     fn aux_remove(&mut self, ns: &str, key: &[u8]) -> Result<bool> {
+        let present = match pending::lookup(&self.pending.records, &(ns.to_owned(), key.to_vec())) {
+            Some(decided) => decided.is_some(),
+            None => self.conn.record(ns, key)?.is_some(),
+        };
         let s = &self.conn.inner.sealer;
-        let (nt, kt) = (s.name_tag(ns), s.key_tag(ns, key));
-        let n = self.conn.exec(
-            "removing a record",
-            "DELETE FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = $3",
-            &[&self.conn.inner.name, &nt.as_slice(), &kt.as_slice()],
-        )?;
-        Ok(n > 0)
+        let tags = (s.name_tag(ns), s.key_tag(ns, key));
+        self.pending.records.insert(
+            (ns.to_owned(), key.to_vec()),
+            Row {
+                tags,
+                sealed: None,
+                plain: None,
+            },
+        );
+        Ok(present)
     }
 
     fn aux_log_put(&mut self, ns: &str, seq: u64, value: &[u8]) -> Result<()> {
         let s = &self.conn.inner.sealer;
         let nt = s.name_tag(ns);
-        let seq = i64_of(seq);
-        let sealed = s.seal_log(&nt, seq, value);
-        self.conn.exec(
-            "appending to a log",
-            "INSERT INTO blazedb_logs (db, ns, seq, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (db, ns, seq) DO UPDATE SET value = EXCLUDED.value",
-            &[&self.conn.inner.name, &nt.as_slice(), &seq, &sealed],
-        )?;
+        let sealed = s.seal_log(&nt, i64_of(seq), value);
+        self.pending.logs.insert(
+            (ns.to_owned(), seq),
+            Row {
+                tags: (nt, [0; 16]),
+                sealed: Some(sealed),
+                plain: Some(value.to_vec()),
+            },
+        );
         Ok(())
     }
 
     fn aux_log_remove(&mut self, ns: &str, from: u64, upto: u64) -> Result<u64> {
+        self.flush()?;
         let nt = self.conn.inner.sealer.name_tag(ns);
         self.conn.exec(
             "pruning a log",
@@ -372,6 +401,7 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn aux_log_range(&mut self, ns: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.flush()?;
         self.conn.log_range(ns, after, limit)
     }
 
@@ -396,6 +426,7 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn collections(&mut self) -> Result<Vec<String>> {
+        self.flush()?;
         let rows = self
             .conn
             .client
@@ -422,6 +453,7 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn all(&mut self, collection: &str) -> Result<Vec<Document>> {
+        self.flush()?;
         let ct = self.conn.inner.sealer.name_tag(collection);
         let rows = self
             .conn
@@ -447,17 +479,23 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn get(&mut self, collection: &str, id: DocId) -> Result<Option<Document>> {
-        self.conn.doc(collection, id)
+        match pending::lookup(&self.pending.docs, &(collection.to_owned(), id)) {
+            Some(decided) => Ok(decided.map(|fields| Document { id, fields })),
+            None => self.conn.doc(collection, id),
+        }
     }
 
     fn delete(&mut self, collection: &str, id: DocId) -> Result<()> {
         let s = &self.conn.inner.sealer;
-        let (ct, it) = (s.name_tag(collection), s.key_tag(collection, id.as_bytes()));
-        self.conn.exec(
-            "deleting a document",
-            "DELETE FROM blazedb_docs WHERE db = $1 AND coll = $2 AND id = $3",
-            &[&self.conn.inner.name, &ct.as_slice(), &it.as_slice()],
-        )?;
+        let tags = (s.name_tag(collection), s.key_tag(collection, id.as_bytes()));
+        self.pending.docs.insert(
+            (collection.to_owned(), id),
+            Row {
+                tags,
+                sealed: None,
+                plain: None,
+            },
+        );
         Ok(())
     }
 
@@ -470,23 +508,20 @@ impl NodeTx for PgTx<'_> {
         let plain = postcard::to_allocvec(&DocRecord {
             collection: collection.to_owned(),
             id: *doc.id.as_bytes(),
-            fields: doc.fields,
+            fields: doc.fields.clone(),
         })
         .map_err(|e| blazedb_core::Error::InvalidValue {
             reason: format!("encoding a document: {e}"),
         })?;
         let sealed = s.seal_doc(&ct, &it, &plain);
-        self.conn.exec(
-            "writing a document",
-            "INSERT INTO blazedb_docs (db, coll, id, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (db, coll, id) DO UPDATE SET value = EXCLUDED.value",
-            &[
-                &self.conn.inner.name,
-                &ct.as_slice(),
-                &it.as_slice(),
-                &sealed,
-            ],
-        )?;
+        self.pending.docs.insert(
+            (collection.to_owned(), doc.id),
+            Row {
+                tags: (ct, it),
+                sealed: Some(sealed),
+                plain: Some(doc.fields),
+            },
+        );
         // No indexes here: a merged document never needs an index note.
         Ok(Vec::new())
     }

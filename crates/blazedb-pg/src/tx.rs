@@ -6,6 +6,7 @@
 //! Dropped without a commit, either rolls back.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use blazedb_core::{DocId, Document, Fields, Result};
 use blazedb_engine::{Change, Durability, IndexNote};
@@ -236,6 +237,10 @@ pub(crate) struct PgTx<'a> {
     conn: Conn<'a>,
     /// Writes not yet sent (see `pending.rs`).
     pending: Pending,
+    /// Records read in this transaction, present or not. Under the writer lock no
+    /// other transaction writes them, and this one's writes are in `pending`, looked at
+    /// first: so they stay what Postgres holds.
+    read: HashMap<(String, Vec<u8>), Option<Vec<u8>>>,
     durability: Durability,
     signal: bool,
     done: bool,
@@ -257,6 +262,7 @@ impl<'a> PgTx<'a> {
                 failed: std::cell::Cell::new(false),
             },
             pending: Pending::default(),
+            read: HashMap::new(),
             durability: Durability::Immediate,
             signal: false,
             done: false,
@@ -280,6 +286,20 @@ impl Drop for PgTx<'_> {
 }
 
 impl PgTx<'_> {
+    /// Record `key` of `ns` as this transaction sees it.
+    fn read_record(&mut self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let k = (ns.to_owned(), key.to_vec());
+        if let Some(decided) = pending::lookup(&self.pending.records, &k) {
+            return Ok(decided);
+        }
+        if let Some(known) = self.read.get(&k) {
+            return Ok(known.clone());
+        }
+        let v = self.conn.record(ns, key)?;
+        self.read.insert(k, v.clone());
+        Ok(v)
+    }
+
     /// Sends the pending writes (before a read of a range, and at commit).
     fn flush(&mut self) -> Result<()> {
         let r = {
@@ -326,10 +346,46 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn aux_get(&mut self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match pending::lookup(&self.pending.records, &(ns.to_owned(), key.to_vec())) {
-            Some(decided) => Ok(decided),
-            None => self.conn.record(ns, key),
+        self.read_record(ns, key)
+    }
+
+    fn prefetch(&mut self, ns: &str, keys: &[Vec<u8>]) -> Result<()> {
+        let s = &self.conn.inner.sealer;
+        let nt = s.name_tag(ns);
+        let mut wanted: HashMap<[u8; 16], &Vec<u8>> = HashMap::new();
+        for key in keys {
+            let k = (ns.to_owned(), key.clone());
+            if !self.pending.records.contains_key(&k) && !self.read.contains_key(&k) {
+                wanted.insert(s.key_tag(ns, key), key);
+            }
         }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<Vec<u8>> = wanted.keys().map(|t| t.to_vec()).collect();
+        let rows = self
+            .conn
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT key, value FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = ANY($3)",
+                &[&self.conn.inner.name, &nt.as_slice(), &tags],
+            )
+            .map_err(|e| {
+                self.conn.fail();
+                pg_error("reading records", e)
+            })?;
+        for r in &rows {
+            let tag: &[u8] = r.get(0);
+            let (key, value) = s.open_record(&nt, tag, r.get::<_, &[u8]>(1))?;
+            self.read.insert((ns.to_owned(), key), Some(value));
+        }
+        for key in wanted.into_values() {
+            self.read
+                .entry((ns.to_owned(), key.clone()))
+                .or_insert(None);
+        }
+        Ok(())
     }
 
     fn aux_scan(&mut self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -353,10 +409,7 @@ impl NodeTx for PgTx<'_> {
     }
 
     fn aux_remove(&mut self, ns: &str, key: &[u8]) -> Result<bool> {
-        let present = match pending::lookup(&self.pending.records, &(ns.to_owned(), key.to_vec())) {
-            Some(decided) => decided.is_some(),
-            None => self.conn.record(ns, key)?.is_some(),
-        };
+        let present = self.read_record(ns, key)?.is_some();
         let s = &self.conn.inner.sealer;
         let tags = (s.name_tag(ns), s.key_tag(ns, key));
         self.pending.records.insert(

@@ -23,7 +23,7 @@ use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
 use crate::merge::Loss;
 use crate::position::LogPos;
-use crate::record::{self, Item, Meta, NS_PEER, PeerRecord, SnapDoc};
+use crate::record::{self, Item, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc};
 use crate::write::Write;
 
 impl SyncNode {
@@ -93,6 +93,17 @@ impl SyncNode {
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
         self.absorb_in(&mut *tx, &mut meta, &mut states)?;
+        // Every merge state the writes touch, asked for at once (a store with a round
+        // trip per read fetches them together).
+        let keys: Vec<Vec<u8>> = batches
+            .iter()
+            .flat_map(|(items, _)| items.iter())
+            .filter_map(|item| match item {
+                Item::Write(w) => Some(record::doc_key(&w.collection, w.id)),
+                Item::State(_) => None,
+            })
+            .collect();
+        tx.prefetch(NS_DOC, &keys)?;
         let mut report = BatchReport::default();
         let from = Arrival { peer, now };
         let mut upto = LogPos::ZERO;

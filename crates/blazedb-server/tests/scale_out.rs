@@ -60,6 +60,22 @@ async fn holds(db: &Database, coll: &str, n: u64) {
     }
 }
 
+/// The `i` of every document of `coll`, sorted.
+fn numbers(db: &Database, coll: &str) -> Vec<i64> {
+    let mut seen: Vec<i64> = db
+        .collection(coll)
+        .all()
+        .expect("all")
+        .iter()
+        .filter_map(|d| match d.fields.get("i") {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    seen.sort_unstable();
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_processes_sharing_postgres_serve_live_clients_and_survive_a_sigkill() {
     let pg = tokio::task::spawn_blocking(|| Cluster::start().expect("a cluster"))
@@ -103,18 +119,11 @@ async fn server_processes_sharing_postgres_serve_live_clients_and_survive_a_sigk
     holds(&b, "bulk", 300).await;
     let st = ha.status();
     assert_eq!(st.pending_local_writes, 0, "{st:?}");
-    let mut seen: Vec<i64> = b
-        .collection("bulk")
-        .all()
-        .expect("all")
-        .iter()
-        .filter_map(|d| match d.fields.get("i") {
-            Some(Value::Int(i)) => Some(*i),
-            _ => None,
-        })
-        .collect();
-    seen.sort_unstable();
-    assert_eq!(seen, (0..300).collect::<Vec<_>>(), "every write once");
+    assert_eq!(
+        numbers(&b, "bulk"),
+        (0..300).collect::<Vec<_>>(),
+        "every write once"
+    );
 
     // Postgres restarts while a pushes (a is live: its writes go out as they commit):
     // /health says so meanwhile, and once it is back every write arrives once.
@@ -145,18 +154,11 @@ async fn server_processes_sharing_postgres_serve_live_clients_and_survive_a_sigk
     assert!(up.starts_with("HTTP/1.0 200"), "{up}");
     ha.sync_now(T).await.expect("a after Postgres restarted");
     holds(&b, "late", 200).await;
-    let mut late: Vec<i64> = b
-        .collection("late")
-        .all()
-        .expect("all")
-        .iter()
-        .filter_map(|d| match d.fields.get("i") {
-            Some(Value::Int(i)) => Some(*i),
-            _ => None,
-        })
-        .collect();
-    late.sort_unstable();
-    assert_eq!(late, (0..200).collect::<Vec<_>>(), "every write once");
+    assert_eq!(
+        numbers(&b, "late"),
+        (0..200).collect::<Vec<_>>(),
+        "every write once"
+    );
     ha.stop().await;
     hb.stop().await;
     p2.sigterm();

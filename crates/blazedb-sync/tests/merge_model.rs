@@ -632,3 +632,40 @@ proptest! {
         run(&s)?;
     }
 }
+
+/// A case the random search found: a stable delete collected while a concurrent server
+/// write it killed was not stable yet, so a later client delete concurrent with that
+/// write found nothing to lose against here and deleted the document, while replicas
+/// that still held the write kept it (rule 5: the server's write wins).
+#[test]
+fn a_stable_delete_stays_while_a_write_it_killed_can_still_defeat_a_later_delete() {
+    let write = |node, kind, advance_us| Action::Write {
+        node,
+        doc: 0,
+        kind,
+        vals: [0, 0, 0],
+        mask: 0,
+        advance_us,
+    };
+    let s = Scenario {
+        star: false,
+        roles: vec![Role::Server, Role::Client, Role::Server],
+        skews_us: vec![0, 0, 0],
+        docs: 1,
+        actions: vec![
+            write(2, 0, 0),
+            write(2, 0, 0),
+            write(0, 0, 0),
+            Action::Deliver { from: 0, to: 0 },
+            write(0, 2, 1),
+            write(0, 0, 0),
+            Action::Join { from: 0, to: 1, doc: 0 },
+            write(1, 2, 0),
+            Action::Deliver { from: 0, to: 2 },
+            Action::Join { from: 2, to: 0, doc: 0 },
+            Action::Deliver { from: 0, to: 2 },
+            Action::Collect { node: 0, doc: 0 },
+        ],
+    };
+    run(&s).expect("the merge agrees with the model and converges");
+}

@@ -28,8 +28,12 @@ impl DocState {
     /// Forgets what no future write can bring back, given the writes marked stable:
     /// every peer has them, and every write concurrent with them has arrived here, so
     /// any write still to come follows them.
-    /// - A stable effective delete can no longer be defeated: the writes it killed are
-    ///   dead for good and go, and so does the delete (every future write follows it).
+    /// - A stable effective delete can no longer be defeated: once every write it killed
+    ///   is stable too, they are dead for good and go, and so does the delete (every
+    ///   future write follows it). While a write it killed is not stable, both stay: a
+    ///   dead write is still a witness that defeats a later delete concurrent with it
+    ///   (rule 5 weighs every retained write, dead or not), and a peer may still send
+    ///   such a delete.
     /// - A stable ghost can defeat no future delete (those all follow it): it goes.
     /// - A stable losing assignment can never win again (a future write that removes
     ///   its winner follows it too): it goes.
@@ -49,11 +53,17 @@ impl DocState {
             .recs
             .iter()
             .filter(|d| d.is_delete() && d.stable)
+            // Not while a write it killed is not stable yet (see above).
+            .filter(|d| {
+                self.recs
+                    .iter()
+                    .all(|r| r.is_delete() || r.follows(d) || r.stable)
+            })
             .cloned()
             .collect();
         self.recs.retain(|r| {
             if r.is_delete() {
-                return !r.stable;
+                return !stable_deletes.iter().any(|d| d.dot() == r.dot());
             }
             stable_deletes.iter().all(|d| r.follows(d))
         });

@@ -22,9 +22,20 @@ impl StdinChild {
     /// Starts this binary with `args`, stdin and stdout piped (stdout is returned for
     /// the caller to read), stderr inherited.
     pub(crate) fn spawn(args: &[String], what: &'static str) -> Result<(StdinChild, ChildStdout)> {
+        Self::spawn_env(args, &[], what)
+    }
+
+    /// As [`StdinChild::spawn`], with `env` added to the child's environment (secrets
+    /// stay off its command line, which other users can read).
+    pub(crate) fn spawn_env(
+        args: &[String],
+        env: &[(&str, &str)],
+        what: &'static str,
+    ) -> Result<(StdinChild, ChildStdout)> {
         let exe = std::env::current_exe().context("locating this benchmark's binary")?;
         let mut child = Command::new(exe)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

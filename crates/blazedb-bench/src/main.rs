@@ -17,6 +17,7 @@ mod measure;
 mod net_bench;
 mod net_clients;
 mod net_fanout;
+mod net_store;
 mod query;
 mod report;
 mod run;
@@ -37,6 +38,7 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
        blazedb-bench query [--quick] [--dir DIR] [--only LIST]
        blazedb-bench sync [--quick] [--dir DIR]
        blazedb-bench net [--quick] [--dir DIR] [--only LIST] [--clients N]
+       blazedb-bench net --store postgres [--quick] [--dir DIR]
 
   engine        BlazeDB against SQLite: durable commits (1 and 8 writers), bulk insert,
                 point gets, cold open. Prints each figure and the ratio BlazeDB/SQLite.
@@ -51,6 +53,11 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
                 (bytes, time), 10 clients writing at once, 10,000 connected clients
                 (server RSS per client and threads in a separate server process, time
                 to fan one change out to all).
+                With --store postgres: servers over PostgreSQL (a throwaway cluster
+                this command starts; needs the `postgresql` package) against the
+                embedded store, each server in its own process: initial sync, 10
+                clients writing at once through 1 and 2 server processes, A -> B
+                with A and B on different processes.
   --quick       small sizes (a smoke check that finishes in well under 30 s)
   --dir DIR     where to create the databases (default: a temporary directory under
                 $TMPDIR or /tmp); it must be on the disk you want to measure, not tmpfs
@@ -58,7 +65,7 @@ usage: blazedb-bench engine [--quick] [--dir DIR] [--only LIST]
                 (gets and open also run bulk, which builds their database);
                 query: subset of: indexed, latency;
                 net: subset of: sync (figures 1-4), initial (figure 1 alone),
-                fanout (figure 5)
+                fanout (figure 5); with --store postgres: initial, ingest, live
   --clients N   net: connected clients of figure 5 (default 10,000; 100 with --quick)";
 
 /// The command to run.
@@ -76,10 +83,12 @@ struct Args {
     dir: Option<PathBuf>,
     only: Selection,
     query_only: query::QuerySelection,
-    /// `net --only`: (figures 1–4, figures 2–4 with them, figure 5).
-    net_only: (bool, bool, bool),
+    /// `net --only`, as given (its names depend on `--store`).
+    net_only: Option<String>,
     /// `net --clients`.
     net_clients: Option<usize>,
+    /// `net --store postgres`: the PostgreSQL store against the embedded one.
+    net_store_pg: bool,
 }
 
 fn parse_net_only(list: &str) -> Result<(bool, bool, bool)> {
@@ -163,6 +172,11 @@ fn parse_args() -> Result<Option<Args>> {
             net_fanout::server_child(&dir.context("net-server needs --dir")?, max)?;
             return Ok(None);
         }
+        Some("net-pg-server") => {
+            // Child of `net --store postgres`: a server over the PostgreSQL store.
+            net_store::pg_server_child(&args.collect::<Vec<_>>())?;
+            return Ok(None);
+        }
         Some("net-clients") => {
             // Child of `net`: figure 5's receiving clients (see `net_clients.rs`).
             net_clients::child(&args.collect::<Vec<_>>())?;
@@ -180,8 +194,9 @@ fn parse_args() -> Result<Option<Args>> {
         dir: None,
         only: parse_only("commit1,commit8,bulk,gets,open")?,
         query_only: parse_query_only("indexed,latency")?,
-        net_only: (true, true, true),
+        net_only: None,
         net_clients: None,
+        net_store_pg: false,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -193,7 +208,7 @@ fn parse_args() -> Result<Option<Args>> {
                     Command::Engine => out.only = parse_only(&list)?,
                     Command::Query => out.query_only = parse_query_only(&list)?,
                     Command::Sync => bail!("sync has no --only"),
-                    Command::Net => out.net_only = parse_net_only(&list)?,
+                    Command::Net => out.net_only = Some(list),
                 }
             }
             "--clients" if command == Command::Net => {
@@ -207,6 +222,11 @@ fn parse_args() -> Result<Option<Args>> {
                 }
                 out.net_clients = Some(n);
             }
+            "--store" if command == Command::Net => match args.next().as_deref() {
+                Some("postgres") => out.net_store_pg = true,
+                Some("embedded") => out.net_store_pg = false,
+                other => bail!("--store takes postgres or embedded, not {other:?}"),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -277,14 +297,24 @@ fn main() -> Result<()> {
         }
         Command::Net => {
             let mut sizes = net_bench::NetSizes::new(args.quick);
-            (sizes.sync_figures, sizes.later_figures, sizes.fanout_figure) = args.net_only;
+            if !args.net_store_pg {
+                (sizes.sync_figures, sizes.later_figures, sizes.fanout_figure) =
+                    parse_net_only(args.net_only.as_deref().unwrap_or("sync,fanout"))?;
+            }
             if let Some(n) = args.net_clients {
                 sizes.clients = n;
             }
             println!("{sizes:?}");
             println!("load average at start: {}", load_average());
             println!();
-            net_bench::run(dir, sizes)?;
+            if args.net_store_pg {
+                let only = net_store::Only::parse(
+                    args.net_only.as_deref().unwrap_or("initial,ingest,live"),
+                )?;
+                net_store::run(dir, sizes, only)?;
+            } else {
+                net_bench::run(dir, sizes)?;
+            }
         }
     }
     println!("load average at end: {}", load_average());

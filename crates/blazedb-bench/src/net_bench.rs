@@ -358,7 +358,7 @@ async fn initial_rounds(
 
 /// Figure 2: for each of `changes` inserts at `a`, the time until `b` has it.
 #[cfg(feature = "net")]
-async fn a_to_b(
+pub(crate) async fn a_to_b(
     a: &blazedb_engine::Database,
     b: &blazedb_engine::Database,
     changes: usize,
@@ -446,7 +446,7 @@ async fn burst(
     Ok(burst)
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// Database name, password and token shared by the server child and the clients.
-const DB_NAME: &str = "main";
+pub(crate) const DB_NAME: &str = "main";
 pub(crate) const PASSWORD: &str = "bench";
-const TOKEN: &str = "bench-token";
+pub(crate) const TOKEN: &str = "bench-token";
 
 /// Raises the file-descriptor limit to at least `needed`: the soft limit up to the
 /// hard one, and the hard one too where the process may (as root, up to the kernel's
@@ -138,14 +138,15 @@ pub(crate) fn server_child(_dir: &Path, _max_connections: usize) -> Result<()> {
     bail!("this build has no network layer: run it with the default features")
 }
 
-/// The server child process, seen from the parent (stopped by closing its stdin).
-struct ServerProcess {
-    process: crate::child::StdinChild,
-    addr: std::net::SocketAddr,
-    fingerprint: String,
+/// A server child process, seen from the parent (stopped by closing its stdin).
+pub(crate) struct ServerProcess {
+    pub process: crate::child::StdinChild,
+    pub addr: std::net::SocketAddr,
+    pub fingerprint: String,
 }
 
 impl ServerProcess {
+    /// The embedded server (`net-server`) over the database in `dir`.
     fn spawn(dir: &Path, max_connections: usize) -> Result<ServerProcess> {
         let args = [
             "net-server".to_owned(),
@@ -154,7 +155,17 @@ impl ServerProcess {
             "--max-connections".to_owned(),
             max_connections.to_string(),
         ];
-        let (process, stdout) = crate::child::StdinChild::spawn(&args, "the server process")?;
+        Self::spawn_with(&args, &[], "the server process")
+    }
+
+    /// A server child started with `args`, once it has said where it listens
+    /// (`ready listen=<addr> fingerprint=<hex>`), `env` added to its environment.
+    pub(crate) fn spawn_with(
+        args: &[String],
+        env: &[(&str, &str)],
+        what: &'static str,
+    ) -> Result<ServerProcess> {
+        let (process, stdout) = crate::child::StdinChild::spawn_env(args, env, what)?;
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
         let ready = line.trim();
@@ -166,7 +177,7 @@ impl ServerProcess {
         };
         let (Some(addr), Some(fingerprint)) = (field("listen"), field("fingerprint")) else {
             process.kill();
-            bail!("the server process did not say it was ready (said {ready:?})");
+            bail!("{what} did not say it was ready (said {ready:?})");
         };
         Ok(ServerProcess {
             process,

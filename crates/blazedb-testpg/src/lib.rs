@@ -264,6 +264,38 @@ impl Cluster {
         Ok(())
     }
 
+    /// `pg_dump` of database `db`, schema and data, as text: everything an
+    /// administrator (or a thief of the cluster's files) can read.
+    ///
+    /// # Errors
+    /// `pg_dump` failing.
+    pub fn dump(&self, db: &str) -> Result<String> {
+        let port = self.port.to_string();
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                USER,
+                "--no-password",
+                db,
+            ])
+            .env("PGPASSWORD", &self.password)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| err(format!("running pg_dump: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "pg_dump failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        String::from_utf8(out.stdout).map_err(|e| err(format!("pg_dump wrote non-UTF-8: {e}")))
+    }
+
     /// The port it listens on (127.0.0.1).
     #[must_use]
     pub fn port(&self) -> u16 {

@@ -1,6 +1,7 @@
 //! Named users of a sync server: each with its own token, permissions (read-write or
 //! read-only, all collections or some), revocable. Kept in one sealed file beside the
-//! database (`users.sealed` in its directory), so `blazedb-server user add` works while
+//! database (`users.sealed` in its directory) or in a store several server processes
+//! share (`users/place.rs`), so `blazedb-server user add` works while
 //! the server runs and the running server picks changes up.
 //!
 //! File format (docs/format.md, "Users file"):
@@ -22,7 +23,6 @@
 //!   the old record end too.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -36,6 +36,10 @@ use zeroize::Zeroizing;
 
 use crate::error::NetError;
 
+mod place;
+
+pub use place::{USERS_BYTES_MAX, UsersFile, UsersPlace};
+
 /// How often a running server checks the users file for changes.
 pub const USERS_POLL: Duration = Duration::from_secs(1);
 /// Most users one file holds.
@@ -47,8 +51,6 @@ pub const USERS_FILE: &str = "users.sealed";
 
 const MAGIC: [u8; 8] = *b"BLZUSRS\x01";
 const HEADER_LEN: usize = 8 + 12 + 16;
-/// Largest users file accepted (a damaged length cannot make us read without bound).
-const FILE_BYTES_MAX: u64 = 64 << 20;
 /// Prefix of generated tokens (recognisable in logs and secret scanners).
 const TOKEN_PREFIX: &str = "bdbu_";
 
@@ -107,8 +109,8 @@ struct UsersDoc {
 
 const DOC_VERSION: u32 = 1;
 
-fn bad(path: &Path, why: impl std::fmt::Display) -> NetError {
-    NetError::Config(format!("users file {}: {why}", path.display()))
+fn bad(at: &dyn UsersPlace, why: impl std::fmt::Display) -> NetError {
+    NetError::Config(format!("{}: {why}", at.describe()))
 }
 
 fn now_us() -> u64 {
@@ -131,7 +133,7 @@ pub fn users_path(db_dir: &Path) -> PathBuf {
 
 /// The users file, opened with the database password.
 pub struct UserFile {
-    path: PathBuf,
+    at: Arc<dyn UsersPlace>,
     kdf: KdfParams,
     salt: [u8; 16],
     key: Zeroizing<[u8; 32]>,
@@ -141,7 +143,7 @@ pub struct UserFile {
 impl std::fmt::Debug for UserFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserFile")
-            .field("path", &self.path)
+            .field("at", &self.at.describe())
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
@@ -155,15 +157,27 @@ impl UserFile {
     /// [`NetError::Config`]: a file that does not open with `password`, is damaged, or
     /// cannot be read.
     pub fn open_or_new(path: &Path, password: &[u8], kdf: KdfParams) -> Result<UserFile, NetError> {
-        match Self::open(path, password)? {
+        Self::open_or_new_at(Arc::new(UsersFile::new(path)), password, kdf)
+    }
+
+    /// As [`UserFile::open_or_new`], for the list kept at `at`.
+    ///
+    /// # Errors
+    /// As [`UserFile::open_or_new`].
+    pub fn open_or_new_at(
+        at: Arc<dyn UsersPlace>,
+        password: &[u8],
+        kdf: KdfParams,
+    ) -> Result<UserFile, NetError> {
+        match Self::open_at(Arc::clone(&at), password)? {
             Some(f) => Ok(f),
             None => {
                 let salt = random::<16>()?;
                 let key = kdf
                     .derive(password, &salt)
-                    .map_err(|e| bad(path, format!("key derivation: {e}")))?;
+                    .map_err(|e| bad(&*at, format!("key derivation: {e}")))?;
                 Ok(UserFile {
-                    path: path.to_owned(),
+                    at,
                     kdf,
                     salt,
                     key,
@@ -178,16 +192,24 @@ impl UserFile {
     /// # Errors
     /// As [`UserFile::open_or_new`].
     pub fn open(path: &Path, password: &[u8]) -> Result<Option<UserFile>, NetError> {
-        let Some(bytes) = read_file(path)? else {
+        Self::open_at(Arc::new(UsersFile::new(path)), password)
+    }
+
+    /// As [`UserFile::open`], for the list kept at `at`.
+    ///
+    /// # Errors
+    /// As [`UserFile::open_or_new`].
+    pub fn open_at(at: Arc<dyn UsersPlace>, password: &[u8]) -> Result<Option<UserFile>, NetError> {
+        let Some(bytes) = at.read().map_err(|e| bad(&*at, e))? else {
             return Ok(None);
         };
-        let (kdf, salt) = parse_header(path, &bytes)?;
+        let (kdf, salt) = parse_header(&*at, &bytes)?;
         let key = kdf
             .derive(password, &salt)
-            .map_err(|e| bad(path, format!("key derivation: {e}")))?;
-        let users = unseal(path, &key, &bytes)?;
+            .map_err(|e| bad(&*at, format!("key derivation: {e}")))?;
+        let users = unseal(&*at, &key, &bytes)?;
         Ok(Some(UserFile {
-            path: path.to_owned(),
+            at,
             kdf,
             salt,
             key,
@@ -198,15 +220,15 @@ impl UserFile {
     /// Rereads the file if it still opens with this file's key (same salt and cost);
     /// `Ok(false)` if it was replaced by one sealed under another salt.
     fn reload(&mut self) -> Result<bool, NetError> {
-        let Some(bytes) = read_file(&self.path)? else {
+        let Some(bytes) = self.at.read().map_err(|e| bad(&*self.at, e))? else {
             self.users.clear();
             return Ok(true);
         };
-        let (kdf, salt) = parse_header(&self.path, &bytes)?;
+        let (kdf, salt) = parse_header(&*self.at, &bytes)?;
         if kdf != self.kdf || salt != self.salt {
             return Ok(false);
         }
-        self.users = unseal(&self.path, &self.key, &bytes)?;
+        self.users = unseal(&*self.at, &self.key, &bytes)?;
         Ok(true)
     }
 
@@ -290,13 +312,13 @@ impl UserFile {
             users: self.users.clone(),
         };
         let plain = Zeroizing::new(
-            postcard::to_allocvec(&doc).map_err(|e| bad(&self.path, format!("encoding: {e}")))?,
+            postcard::to_allocvec(&doc).map_err(|e| bad(&*self.at, format!("encoding: {e}")))?,
         );
         let header = header(self.kdf, &self.salt);
         let sealed = SealKey::new(&self.key).seal(&header, &plain);
         let mut bytes = header.to_vec();
         bytes.extend_from_slice(&sealed);
-        write_atomic(&self.path, &bytes)
+        self.at.write(&bytes).map_err(|e| bad(&*self.at, e))
     }
 }
 
@@ -310,7 +332,7 @@ fn header(kdf: KdfParams, salt: &[u8; 16]) -> [u8; HEADER_LEN] {
     h
 }
 
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<(KdfParams, [u8; 16]), NetError> {
+fn parse_header(path: &dyn UsersPlace, bytes: &[u8]) -> Result<(KdfParams, [u8; 16]), NetError> {
     if bytes.len() < HEADER_LEN || bytes[..8] != MAGIC {
         return Err(bad(path, "not a BlazeDB users file (or damaged)"));
     }
@@ -328,7 +350,11 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(KdfParams, [u8; 16]), NetE
     Ok((kdf, salt))
 }
 
-fn unseal(path: &Path, key: &[u8; 32], bytes: &[u8]) -> Result<Vec<UserRecord>, NetError> {
+fn unseal(
+    path: &dyn UsersPlace,
+    key: &[u8; 32],
+    bytes: &[u8],
+) -> Result<Vec<UserRecord>, NetError> {
     let plain = Zeroizing::new(
         SealKey::new(key)
             .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
@@ -353,66 +379,6 @@ fn unseal(path: &Path, key: &[u8; 32], bytes: &[u8]) -> Result<Vec<UserRecord>, 
     Ok(doc.users)
 }
 
-fn read_file(path: &Path) -> Result<Option<Vec<u8>>, NetError> {
-    use std::io::Read as _;
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(bad(path, e)),
-    };
-    let mut bytes = Vec::new();
-    f.take(FILE_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| bad(path, e))?;
-    if bytes.len() as u64 > FILE_BYTES_MAX {
-        return Err(bad(path, "larger than any users file"));
-    }
-    Ok(Some(bytes))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{USERS_FILE}.tmp"));
-    let io = |e: std::io::Error| bad(path, e);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(())
-}
-
-/// What identifies the file's current contents without reading it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        len: m.len(),
-        modified: m.modified().ok(),
-        inode: m.ino(),
-    })
-}
-
 /// A user the server knows, for one handshake.
 pub(crate) struct KnownUser {
     pub key: CredentialKey,
@@ -423,7 +389,7 @@ pub(crate) struct KnownUser {
 /// The users a running server accepts, kept current with the file.
 pub struct UserDirectory {
     password: Zeroizing<Vec<u8>>,
-    state: Mutex<(UserFile, Option<Stamp>)>,
+    state: Mutex<(UserFile, Option<Vec<u8>>)>,
     changed: watch::Sender<u64>,
 }
 
@@ -440,8 +406,19 @@ impl UserDirectory {
     /// # Errors
     /// As [`UserFile::open_or_new`].
     pub fn open(path: &Path, password: &[u8]) -> Result<Arc<UserDirectory>, NetError> {
-        let st = stamp(path);
-        let file = UserFile::open_or_new(path, password, KdfParams::DEFAULT)?;
+        Self::open_at(Arc::new(UsersFile::new(path)), password)
+    }
+
+    /// The users of the list kept at `at`, as [`UserDirectory::open`].
+    ///
+    /// # Errors
+    /// As [`UserFile::open_or_new`].
+    pub fn open_at(
+        at: Arc<dyn UsersPlace>,
+        password: &[u8],
+    ) -> Result<Arc<UserDirectory>, NetError> {
+        let st = at.stamp();
+        let file = UserFile::open_or_new_at(at, password, KdfParams::DEFAULT)?;
         Ok(Arc::new(UserDirectory {
             password: Zeroizing::new(password.to_vec()),
             state: Mutex::new((file, st)),
@@ -456,13 +433,13 @@ impl UserDirectory {
     /// The file no longer opens; the users known before stay in force.
     pub fn refresh(&self) -> Result<bool, NetError> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = stamp(&st.0.path);
+        let now = st.0.at.stamp();
         if now == st.1 {
             return Ok(false);
         }
         if !st.0.reload()? {
-            let path = st.0.path.clone();
-            st.0 = UserFile::open_or_new(&path, &self.password, KdfParams::DEFAULT)?;
+            let at = Arc::clone(&st.0.at);
+            st.0 = UserFile::open_or_new_at(at, &self.password, KdfParams::DEFAULT)?;
         }
         st.1 = now;
         drop(st);

@@ -45,6 +45,10 @@ pub use pool::PoolOptions;
 use crate::pool::Pool;
 use crate::seal::Sealer;
 
+/// The namespace of values every server process of a database shares
+/// ([`PgStore::shared`]): the self-signed TLS identity, the named users.
+const SHARED_NS: &str = "server.shared";
+
 /// Longest database name (it is stored, and names the advisory lock).
 pub const NAME_BYTES_MAX: usize = 64;
 
@@ -132,15 +136,36 @@ impl PgStore {
         name: &str,
         make: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        const NS: &str = "server.shared";
         let mut tx = self.begin_apply()?;
-        if let Some(v) = tx.aux_get(NS, name.as_bytes())? {
+        if let Some(v) = tx.aux_get(SHARED_NS, name.as_bytes())? {
             return Ok(zeroize::Zeroizing::new(v));
         }
         let v = zeroize::Zeroizing::new(make()?);
-        tx.aux_put(NS, name.as_bytes(), &v)?;
+        tx.aux_put(SHARED_NS, name.as_bytes(), &v)?;
         tx.commit()?;
         Ok(v)
+    }
+
+    /// The shared value kept as `name` ([`PgStore::shared`]), if any; read from one
+    /// committed state, without the writer lock.
+    ///
+    /// # Errors
+    /// Postgres errors.
+    pub fn shared_get(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        let r = self.begin_read()?;
+        Ok(r.aux_get(SHARED_NS, name.as_bytes())?
+            .map(zeroize::Zeroizing::new))
+    }
+
+    /// Replaces the shared value kept as `name` (durable once this returns; every
+    /// process reads the new value from then on).
+    ///
+    /// # Errors
+    /// Postgres errors (the old value stays).
+    pub fn shared_set(&self, name: &str, value: &[u8]) -> Result<()> {
+        let mut tx = self.begin_apply()?;
+        tx.aux_put(SHARED_NS, name.as_bytes(), value)?;
+        tx.commit()
     }
 
     /// Whether Postgres answers now (one round trip).

@@ -93,9 +93,9 @@ async fn run(settings: config::Settings) -> Result<()> {
     create_data_dir(&settings.data_dir)?;
     let served = served::Served::open(&settings, password).await?;
     // Named users: always watched, so users added while the server runs get in.
-    let users_file = served.users_file(&settings);
+    let users_at = served.users();
     let users = tokio::task::spawn_blocking(move || {
-        UserDirectory::open(&users_file, users_password.as_bytes())
+        UserDirectory::open_at(users_at, users_password.as_bytes())
     })
     .await??;
     if settings.auth_token.is_none()

@@ -1,16 +1,13 @@
 //! What the server serves: the database in its data directory (the default), or the
 //! served database's state in PostgreSQL (`--store`), shared with every server process
 //! given the same store, database name and password. With a store, the self-signed
-//! TLS identity is shared through it (one fingerprint for all processes); the named
-//! users' file stays in each process's data directory (processes that share a store
-//! share it by being given the same file).
+//! TLS identity and the named users are kept in it too (one fingerprint and one users
+//! list for all processes: a user added or revoked through one holds for all).
 
-use std::os::unix::fs::DirBuilderExt as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use blazedb::net::{Server, ServerIdentity, TlsSetup};
+use blazedb::net::{Server, ServerIdentity, TlsSetup, UsersFile, UsersPlace};
 use blazedb_pg::{PgStore, PoolOptions};
 use zeroize::Zeroizing;
 
@@ -52,40 +49,21 @@ impl Served {
                 Ok(Served::Database(db))
             }
             Some(store) => {
-                let cfg = blazedb_pg::config_from_url(
-                    &store.url,
-                    store.password.as_deref().map(String::as_str),
-                )?;
+                let (url, store_password) = (store.url.clone(), store.password.clone());
                 let pg = tokio::task::spawn_blocking(move || {
-                    PgStore::open(
-                        cfg,
-                        &name,
-                        password.as_bytes(),
-                        blazedb::KdfParams::DEFAULT,
-                        PoolOptions::default(),
-                    )
+                    open_store(&url, store_password.as_deref(), &name, &password)
                 })
-                .await?
-                .with_context(|| {
-                    format!("opening database {:?} in the store", settings.database)
-                })?;
-                // This process's own files (the users file) live where the embedded
-                // database would.
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(self::local_dir(settings))
-                    .context("creating the database's local directory")?;
+                .await??;
                 Ok(Served::Store(pg))
             }
         }
     }
 
-    /// The named users' file.
-    pub fn users_file(&self, settings: &Settings) -> PathBuf {
+    /// Where the named users are kept.
+    pub fn users(&self) -> Arc<dyn UsersPlace> {
         match self {
-            Served::Database(db) => blazedb::net::users_path(db.path()),
-            Served::Store(_) => blazedb::net::users_path(&local_dir(settings)),
+            Served::Database(db) => Arc::new(UsersFile::new(&blazedb::net::users_path(db.path()))),
+            Served::Store(pg) => Arc::new(StoreUsers(pg.clone())),
         }
     }
 
@@ -168,7 +146,56 @@ impl Served {
     }
 }
 
-/// Where the embedded database would be: `DATA_DIR/NAME.blazedb`.
-fn local_dir(settings: &Settings) -> PathBuf {
-    blazedb::database_path(&settings.data_dir, &settings.database)
+/// Opens (creating the first time, migrating the schema) served database `name` in the
+/// store at `url` (its user's password apart) with the database `password`. Blocking.
+///
+/// # Errors
+/// A wrong password, an unreachable or refusing Postgres.
+pub fn open_store(
+    url: &str,
+    store_password: Option<&String>,
+    name: &str,
+    password: &str,
+) -> Result<PgStore> {
+    let cfg = blazedb_pg::config_from_url(url, store_password.map(String::as_str))?;
+    PgStore::open(
+        cfg,
+        name,
+        password.as_bytes(),
+        blazedb::KdfParams::DEFAULT,
+        PoolOptions::default(),
+    )
+    .with_context(|| format!("opening database {name:?} in the store"))
+}
+
+/// The named users of a database in a store: the sealed users list kept as one of the
+/// store's shared values, so every server process reads and changes the same list.
+pub struct StoreUsers(pub PgStore);
+
+/// The shared value's name.
+const USERS_SHARED: &str = "users";
+
+impl std::fmt::Debug for StoreUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreUsers({:?})", self.0.name())
+    }
+}
+
+impl UsersPlace for StoreUsers {
+    fn describe(&self) -> String {
+        format!("users of database {:?} in the store", self.0.name())
+    }
+
+    fn read(&self) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.0
+            .shared_get(USERS_SHARED)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| e.to_string())
+    }
+
+    fn write(&self, bytes: &[u8]) -> std::result::Result<(), String> {
+        self.0
+            .shared_set(USERS_SHARED, bytes)
+            .map_err(|e| e.to_string())
+    }
 }

@@ -1,15 +1,18 @@
 //! `blazedb-server user add|list|revoke`: the named users of a served database, kept in
-//! its sealed users file (see `blazedb_net::users`). Works whether or not the server
-//! runs: a running server rereads the file when it changes, so a new user can connect
-//! at once and a revoked one is disconnected within a second.
+//! its sealed users file, or with `--store` in the store, one list for every server
+//! process (see `blazedb_net::users`). Works whether or not the servers run: a running
+//! server rereads the list when it changes, so a new user can connect at once and a
+//! revoked one is disconnected within a second.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use blazedb::net::Permissions;
-use blazedb::net::{UserFile, users_path};
+use blazedb::net::{UserFile, UsersFile, UsersPlace, users_path};
 
 use crate::config::{Settings, UserAction};
+use crate::served::{StoreUsers, open_store};
 
 /// Runs one `user` subcommand.
 ///
@@ -19,17 +22,26 @@ pub fn run(settings: &Settings, action: UserAction) -> Result<()> {
     for w in &settings.warnings {
         eprintln!("warning: {w}");
     }
-    let db_dir = blazedb::database_path(&settings.data_dir, &settings.database);
-    if !db_dir.is_dir() {
-        bail!(
-            "no database {:?} in {}: start the server once to create it",
-            settings.database,
-            settings.data_dir.display()
-        );
-    }
     let password = settings.password()?;
-    let path = users_path(&db_dir);
-    let mut file = UserFile::open_or_new(&path, password.as_bytes(), blazedb::KdfParams::DEFAULT)?;
+    let at: Arc<dyn UsersPlace> = if let Some(store) = &settings.store {
+        Arc::new(StoreUsers(open_store(
+            &store.url,
+            store.password.as_deref(),
+            &settings.database,
+            &password,
+        )?))
+    } else {
+        let db_dir = blazedb::database_path(&settings.data_dir, &settings.database);
+        if !db_dir.is_dir() {
+            bail!(
+                "no database {:?} in {}: start the server once to create it",
+                settings.database,
+                settings.data_dir.display()
+            );
+        }
+        Arc::new(UsersFile::new(&users_path(&db_dir)))
+    };
+    let mut file = UserFile::open_or_new_at(at, password.as_bytes(), blazedb::KdfParams::DEFAULT)?;
     match action {
         UserAction::Add {
             name,

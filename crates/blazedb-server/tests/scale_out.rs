@@ -3,7 +3,8 @@
 //! a write through process 1 reaches a live client of process 2, a client whose
 //! process is SIGKILLed mid-push resumes on the other process with every write applied
 //! once, and a Postgres restart during a push loses no write while `/health` says when
-//! Postgres is away and when it is back.
+//! Postgres is away and when it is back; named users live in the store, so a user
+//! added or revoked once is known to, or shut out of, every process.
 
 mod common;
 
@@ -164,6 +165,100 @@ async fn server_processes_sharing_postgres_serve_live_clients_and_survive_a_sigk
     p2.sigterm();
     let mut p2 = p2;
     assert!(p2.child.wait().await.expect("wait").success());
+    tokio::task::spawn_blocking(move || drop(pg))
+        .await
+        .expect("joined");
+}
+
+/// Runs `blazedb-server --store … user ARGS` against the cluster's store.
+fn store_user_cmd(dir: &Path, pg: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let pwfile = dir.join("store-password");
+    std::fs::write(&pwfile, pg.password()).expect("write the store password");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
+        .args([
+            "--data-dir",
+            dir.join("admin").to_str().expect("utf-8"),
+            "--database",
+            "main",
+            "--store",
+            &pg.url("postgres"),
+            "--store-password-file",
+            pwfile.to_str().expect("utf-8"),
+            "user",
+        ])
+        .args(args)
+        .env("BLAZEDB_PASSWORD", "server-pw")
+        .env_remove("BLAZEDB_AUTH_TOKEN")
+        .output()
+        .expect("run blazedb-server user");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_added_in_the_store_is_known_to_every_process_and_revoked_from_all() {
+    let pg = tokio::task::spawn_blocking(|| Cluster::start().expect("a cluster"))
+        .await
+        .expect("joined");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p1 = store_server(dir.path(), "p1", &pg).await;
+    let p2 = store_server(dir.path(), "p2", &pg).await;
+    // Added while both run, by a third program: one list in the store, not a file.
+    let (ok, token, err) = store_user_cmd(dir.path(), &pg, &["add", "alice"]);
+    assert!(ok, "user add: {err}");
+    let token = token.trim().to_owned();
+    assert!(!dir.path().join("admin").exists(), "nothing kept locally");
+    let (ok, list, _) = store_user_cmd(dir.path(), &pg, &["list"]);
+    assert!(ok && list == "alice\tread-write\tcollections=*\n", "{list}");
+
+    let mut handles = Vec::new();
+    for (i, p) in [&p1, &p2].into_iter().enumerate() {
+        let db = open(dir.path(), &format!("alice{i}"));
+        db.collection("notes")
+            .insert(Document::new().with("i", i as i64))
+            .expect("insert");
+        let h = db
+            .enable_sync(
+                p.remote(Credentials::none().user("alice", &token)).relay(),
+                Role::Client,
+            )
+            .await
+            .expect("enable");
+        h.sync_now(T)
+            .await
+            .expect("alice syncs through either process");
+        handles.push(h);
+    }
+
+    // Revoked once: her sessions on both processes end, and neither lets her back in.
+    let (ok, _, err) = store_user_cmd(dir.path(), &pg, &["revoke", "alice"]);
+    assert!(ok, "user revoke: {err}");
+    let deadline = tokio::time::Instant::now() + T;
+    while handles.iter().any(|h| h.status().connected) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a session of a revoked user is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in [&p1, &p2] {
+        let e = p
+            .relay(Credentials::none().user("alice", &token))
+            .connect_frames()
+            .await
+            .expect_err("revoked");
+        assert_eq!(e.refused(), Some(blazedb_net::RefuseCode::Auth), "{e}");
+    }
+    for h in handles {
+        h.stop().await;
+    }
+    for mut p in [p1, p2] {
+        p.sigterm();
+        assert!(p.child.wait().await.expect("wait").success());
+    }
     tokio::task::spawn_blocking(move || drop(pg))
         .await
         .expect("joined");

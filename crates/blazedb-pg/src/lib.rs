@@ -31,6 +31,7 @@ mod pending;
 mod pool;
 mod schema;
 mod seal;
+mod tls;
 mod tx;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use blazedb_sync::backend::{NodeDb, NodeRead, NodeTx};
 use blazedb_sync::store::CommitSignal;
 
 pub use pool::PoolOptions;
+pub use tls::StoreTls;
 
 use crate::pool::Pool;
 use crate::seal::Sealer;
@@ -65,6 +67,7 @@ struct Inner {
     lock_key: i64,
     sealer: Sealer,
     config: postgres::Config,
+    tls: StoreTls,
 }
 
 /// A `postgres` error as a database error (what was being done, and Postgres's words).
@@ -85,7 +88,7 @@ impl PgStore {
     /// unreachable or refusing (`Error::Io`); `Error::UnsupportedFormat` for a schema
     /// a newer release wrote.
     pub fn open(
-        config: postgres::Config,
+        mut config: postgres::Config,
         name: &str,
         password: &[u8],
         kdf: KdfParams,
@@ -98,6 +101,8 @@ impl PgStore {
                 reason: "a served database name is 1 to 64 bytes, without NUL",
             });
         }
+        pool.tls.apply(&mut config)?;
+        let tls = pool.tls.clone();
         let pool = Pool::new(config.clone(), pool);
         {
             let mut c = pool.get()?;
@@ -114,6 +119,7 @@ impl PgStore {
                 name: name.to_owned(),
                 sealer,
                 config,
+                tls,
             }),
         })
     }
@@ -200,7 +206,11 @@ impl NodeDb for PgStore {
     }
 
     fn commit_signal(&self) -> Result<CommitSignal> {
-        notify::listen(self.inner.config.clone(), self.inner.name.clone())
+        notify::listen(
+            self.inner.config.clone(),
+            self.inner.tls.clone(),
+            self.inner.name.clone(),
+        )
     }
 
     fn engine(&self) -> Option<&blazedb_engine::Database> {

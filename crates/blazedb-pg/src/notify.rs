@@ -17,6 +17,7 @@ use blazedb_sync::store::CommitSignal;
 use postgres::fallible_iterator::FallibleIterator as _;
 use tokio::sync::watch;
 
+use crate::tls::StoreTls;
 use crate::tx::CHANNEL;
 
 /// How long one wait for a notification lasts before the thread checks whether the
@@ -36,13 +37,17 @@ impl Drop for Stop {
 }
 
 /// A signal moved by every notification for database `name`.
-pub(crate) fn listen(config: postgres::Config, name: String) -> Result<CommitSignal> {
+pub(crate) fn listen(
+    config: postgres::Config,
+    tls: StoreTls,
+    name: String,
+) -> Result<CommitSignal> {
     let (tx, rx) = watch::channel(0u64);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     std::thread::Builder::new()
         .name("blazedb-pg-listen".into())
-        .spawn(move || run(&config, &name, &tx, &flag))
+        .spawn(move || run(&config, &tls, &name, &tx, &flag))
         .map_err(|e| blazedb_core::Error::Io {
             context: "starting the PostgreSQL listener",
             source: e,
@@ -50,10 +55,16 @@ pub(crate) fn listen(config: postgres::Config, name: String) -> Result<CommitSig
     Ok(CommitSignal::new(rx, Box::new(Stop(stop))))
 }
 
-fn run(config: &postgres::Config, name: &str, tx: &watch::Sender<u64>, stop: &AtomicBool) {
+fn run(
+    config: &postgres::Config,
+    tls: &StoreTls,
+    name: &str,
+    tx: &watch::Sender<u64>,
+    stop: &AtomicBool,
+) {
     let mut retry = RETRY_MIN;
     while !stop.load(Ordering::Acquire) {
-        let mut client = match config.connect(postgres::NoTls) {
+        let mut client = match tls.connect(config) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, pause = ?retry, "PostgreSQL listener: connecting failed");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use blazedb_core::{Error, Result};
 
 use crate::pg_error;
+use crate::tls::StoreTls;
 
 /// Longest a connection may sit inside a transaction without a statement (the node's
 /// transactions run statement after statement; only a stalled process idles).
@@ -16,7 +17,7 @@ pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(120);
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// How many connections, and how long to wait for one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PoolOptions {
     /// Most connections open at once (each write transaction and each read snapshot
     /// holds one while it runs).
@@ -25,6 +26,8 @@ pub struct PoolOptions {
     pub wait: Duration,
     /// Longest time to establish a connection.
     pub connect_timeout: Duration,
+    /// TLS to Postgres (off by default).
+    pub tls: StoreTls,
 }
 
 impl Default for PoolOptions {
@@ -35,6 +38,7 @@ impl Default for PoolOptions {
             max: 40,
             wait: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            tls: StoreTls::Off,
         }
     }
 }
@@ -208,7 +212,7 @@ impl Pool {
             if st.open < self.opts.max {
                 st.open += 1;
                 drop(st);
-                return match self.config.connect(postgres::NoTls) {
+                return match self.opts.tls.connect(&self.config) {
                     Ok(c) => Ok(Lent {
                         pool: self,
                         client: Some(c),

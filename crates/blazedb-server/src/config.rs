@@ -9,6 +9,7 @@
 //! becomes a warning in [`Settings::warnings`]. Numeric settings outside their accepted
 //! range are refused, naming the setting as the user gave it.
 
+mod store;
 mod toml_file;
 
 use std::net::SocketAddr;
@@ -24,7 +25,10 @@ use blazedb_cmd::secret::{self, Sources};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 use zeroize::Zeroizing;
 
+pub use store::Store;
 pub use toml_file::File;
+
+use store::StoreArgs;
 #[cfg(test)]
 use toml_file::position;
 
@@ -94,6 +98,11 @@ pub struct Args {
     /// File holding the PostgreSQL user's password (its first line).
     #[arg(long, value_name = "FILE")]
     pub store_password_file: Option<PathBuf>,
+    /// Connect to PostgreSQL over TLS, its certificate verified against the
+    /// certificates in this PEM file and the host name of the store URL (without it,
+    /// plain TCP: for a Postgres on this host or a private network).
+    #[arg(long, env = "BLAZEDB_STORE_CA_FILE", value_name = "FILE")]
+    pub store_ca_file: Option<PathBuf>,
     /// Name of the database served (clients ask for it by name).
     #[arg(long, env = "BLAZEDB_DATABASE", default_value = DATABASE_DEFAULT)]
     pub database: String,
@@ -263,20 +272,6 @@ pub struct Settings {
     pub warnings: Vec<String>,
 }
 
-/// Where a PostgreSQL store is and how to log in (the password never in the URL).
-pub struct Store {
-    pub url: String,
-    pub password: Option<Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
 /// One secret setting: its value (command line or file) or its file's path, not both;
 /// else its environment variable.
 struct SecretSetting<'a> {
@@ -330,16 +325,12 @@ impl Resolver<'_> {
 
     /// The PostgreSQL store, if one is named, with its password (from its file or
     /// `BLAZEDB_STORE_PASSWORD`; never from the URL or a flag).
-    fn store(
-        &mut self,
-        url: Option<String>,
-        password_file: Option<PathBuf>,
-        file_url: Option<String>,
-        file_password_file: Option<PathBuf>,
-    ) -> Result<Option<Store>> {
-        let Some(url) = self.pick("store", url, file_url) else {
+    fn store(&mut self, args: StoreArgs, file: StoreArgs) -> Result<Option<Store>> {
+        let Some(url) = self.pick("store", args.url, file.url) else {
             return Ok(None);
         };
+        let (password_file, file_password_file) = (args.password_file, file.password_file);
+        let ca_file = self.pick("store_ca_file", args.ca_file, file.ca_file);
         let path = self.pick("store_password_file", password_file, file_password_file);
         if let Some(p) = &path {
             self.warn_exposed(p, "the store password file");
@@ -351,7 +342,11 @@ impl Resolver<'_> {
             env: "BLAZEDB_STORE_PASSWORD",
             prompt: None,
         })?;
-        Ok(Some(Store { url, password }))
+        Ok(Some(Store {
+            url,
+            password,
+            ca_file,
+        }))
     }
 
     fn warn_exposed(&mut self, path: &Path, what: &str) {
@@ -485,10 +480,8 @@ impl Settings {
             file_path: file.peer_token_file,
         })?;
         let store = r.store(
-            args.store,
-            args.store_password_file,
-            file.store,
-            file.store_password_file,
+            StoreArgs::new(args.store, args.store_password_file, args.store_ca_file),
+            StoreArgs::new(file.store, file.store_password_file, file.store_ca_file),
         )?;
         let password_file = r.pick("password_file", args.password_file, file.password_file);
         if let Some(f) = &password_file {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use blazedb::net::{Server, ServerIdentity, TlsSetup, UsersFile, UsersPlace};
-use blazedb_pg::{PgStore, PoolOptions};
+use blazedb_pg::{PgStore, PoolOptions, StoreTls};
 use zeroize::Zeroizing;
 
-use crate::config::{Settings, Tls};
+use crate::config::{Settings, Store, Tls};
 use crate::metrics::Health;
 
 /// The served state, opened.
@@ -49,11 +49,9 @@ impl Served {
                 Ok(Served::Database(db))
             }
             Some(store) => {
-                let (url, store_password) = (store.url.clone(), store.password.clone());
-                let pg = tokio::task::spawn_blocking(move || {
-                    open_store(&url, store_password.as_deref(), &name, &password)
-                })
-                .await??;
+                let store = store.clone();
+                let pg = tokio::task::spawn_blocking(move || open_store(&store, &name, &password))
+                    .await??;
                 Ok(Served::Store(pg))
             }
         }
@@ -146,24 +144,31 @@ impl Served {
     }
 }
 
-/// Opens (creating the first time, migrating the schema) served database `name` in the
-/// store at `url` (its user's password apart) with the database `password`. Blocking.
+/// Opens (creating the first time, migrating the schema) served database `name` in
+/// `store` with the database `password`. Blocking.
 ///
 /// # Errors
-/// A wrong password, an unreachable or refusing Postgres.
-pub fn open_store(
-    url: &str,
-    store_password: Option<&String>,
-    name: &str,
-    password: &str,
-) -> Result<PgStore> {
-    let cfg = blazedb_pg::config_from_url(url, store_password.map(String::as_str))?;
+/// A wrong password, an unreachable or refusing Postgres, an unreadable CA file.
+pub fn open_store(store: &Store, name: &str, password: &str) -> Result<PgStore> {
+    let cfg =
+        blazedb_pg::config_from_url(&store.url, store.password.as_deref().map(String::as_str))?;
+    let tls = match &store.ca_file {
+        None => StoreTls::Off,
+        Some(f) => {
+            let pem = std::fs::read(f)
+                .with_context(|| format!("reading the store's CA file {}", f.display()))?;
+            StoreTls::from_roots_pem(&pem)?
+        }
+    };
     PgStore::open(
         cfg,
         name,
         password.as_bytes(),
         blazedb::KdfParams::DEFAULT,
-        PoolOptions::default(),
+        PoolOptions {
+            tls,
+            ..PoolOptions::default()
+        },
     )
     .with_context(|| format!("opening database {name:?} in the store"))
 }

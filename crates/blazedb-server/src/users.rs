@@ -25,8 +25,7 @@ pub fn run(settings: &Settings, action: UserAction) -> Result<()> {
     let password = settings.password()?;
     let at: Arc<dyn UsersPlace> = if let Some(store) = &settings.store {
         Arc::new(StoreUsers(open_store(
-            &store.url,
-            store.password.as_deref(),
+            store,
             &settings.database,
             &password,
         )?))

@@ -263,3 +263,69 @@ async fn a_user_added_in_the_store_is_known_to_every_process_and_revoked_from_al
         .await
         .expect("joined");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_reaches_a_tls_only_postgres_with_store_ca_file() {
+    let (cert, key) = blazedb_net::ServerIdentity::self_signed_pem().expect("a certificate");
+    let pg_cert = cert.clone();
+    let pg = tokio::task::spawn_blocking(move || {
+        Cluster::start_tls_only(&pg_cert, &key).expect("a TLS-only cluster")
+    })
+    .await
+    .expect("joined");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("postgres-ca.pem");
+    std::fs::write(&ca, &cert).expect("write the CA file");
+    let pwfile = dir.path().join("store-password");
+    std::fs::write(&pwfile, pg.password()).expect("write the store password");
+    let url = pg.url("postgres");
+    let p = spawn_server(
+        &dir.path().join("p"),
+        &[
+            "--store",
+            &url,
+            "--store-password-file",
+            pwfile.to_str().expect("utf-8"),
+            "--store-ca-file",
+            ca.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    let health = http_get(&p.metrics, "/health").await;
+    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+    let a = open(dir.path(), "a");
+    a.collection("notes")
+        .insert(Document::new().with("i", 1))
+        .expect("insert");
+    let h = client(&a, &p).await;
+    h.sync_now(T)
+        .await
+        .expect("a syncs through a server on TLS to Postgres");
+    h.stop().await;
+    p.sigterm();
+    let mut p = p;
+    assert!(p.child.wait().await.expect("wait").success());
+
+    // Without the CA file the same server cannot reach this Postgres, and says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
+        .args([
+            "--data-dir",
+            dir.path().join("q").to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+            "--store-password-file",
+            pwfile.to_str().expect("utf-8"),
+        ])
+        .env("BLAZEDB_PASSWORD", "server-pw")
+        .env("BLAZEDB_AUTH_TOKEN", "tok")
+        .output()
+        .expect("run blazedb-server");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("PostgreSQL"), "{said}");
+    tokio::task::spawn_blocking(move || drop(pg))
+        .await
+        .expect("joined");
+}

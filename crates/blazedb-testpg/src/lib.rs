@@ -37,6 +37,8 @@ pub struct Cluster {
     password: String,
     as_root: bool,
     running: bool,
+    /// Serving TLS only ([`Cluster::start_tls_only`]).
+    tls: bool,
 }
 
 /// Why a cluster could not be made or driven: what ran, and what it said.
@@ -106,6 +108,20 @@ impl Cluster {
     /// # Errors
     /// PostgreSQL missing, `initdb` or `pg_ctl` failing (their output is in the error).
     pub fn start() -> Result<Cluster> {
+        Self::make(None)
+    }
+
+    /// Makes and starts a cluster that accepts TLS connections only (`hostssl` in
+    /// `pg_hba.conf`: a plain connection is refused), with this certificate chain and
+    /// key (PEM).
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_tls_only(cert_pem: &str, key_pem: &str) -> Result<Cluster> {
+        Self::make(Some((cert_pem, key_pem)))
+    }
+
+    fn make(tls: Option<(&str, &str)>) -> Result<Cluster> {
         let bin = find_bin()?;
         let as_root = running_as_root();
         let dir = tempfile::Builder::new()
@@ -120,8 +136,12 @@ impl Cluster {
             password,
             as_root,
             running: false,
+            tls: false,
         };
         c.init()?;
+        if let Some((cert, key)) = tls {
+            c.serve_tls_only(cert, key)?;
+        }
         let mut last = None;
         for _ in 0..PORT_TRIES {
             c.port = free_port()?;
@@ -169,6 +189,36 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Writes the certificate and key into the data directory (the server's user owns
+    /// them, mode 0600, as Postgres requires) and allows TLS connections only.
+    fn serve_tls_only(&mut self, cert: &str, key: &str) -> Result<()> {
+        let data = self.data();
+        for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).map_err(|e| err(format!("writing {name}: {e}")))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| err(format!("chmod {name}: {e}")))?;
+            if self.as_root {
+                let (uid, gid, _) = UNPRIVILEGED;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| err(format!("handing {name} to nobody: {e}")))?;
+            }
+        }
+        let hba = data.join("pg_hba.conf");
+        let text =
+            std::fs::read_to_string(&hba).map_err(|e| err(format!("reading pg_hba.conf: {e}")))?;
+        let tls_only: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, tls_only).map_err(|e| err(format!("writing pg_hba.conf: {e}")))?;
+        self.tls = true;
+        Ok(())
+    }
+
     fn init(&self) -> Result<()> {
         let pwfile = self.dir.path().join("pwfile");
         std::fs::write(&pwfile, &self.password).map_err(|e| err(format!("pwfile: {e}")))?;
@@ -207,11 +257,14 @@ impl Cluster {
     pub fn start_again(&mut self) -> Result<()> {
         let data = self.data();
         let log = self.dir.path().join("server.log");
-        let opts = format!(
+        let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='' \
              -c fsync=on -c max_connections=200",
             self.port
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let wait = WAIT.as_secs().to_string();
         let r = self.run(
             "pg_ctl",

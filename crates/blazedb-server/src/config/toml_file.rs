@@ -18,6 +18,7 @@ pub struct File {
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
     pub store_password_file: Option<PathBuf>,
+    pub store_ca_file: Option<PathBuf>,
     pub database: Option<String>,
     #[serde(default, deserialize_with = "crate::addr::resolve_addr_opt")]
     pub listen: Option<SocketAddr>,

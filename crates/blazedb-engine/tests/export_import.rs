@@ -51,6 +51,10 @@ fn export(db: &blazedb_engine::Database) -> Vec<u8> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(64),
+        // Failures are kept beside this file (`*.proptest-regressions`) and replayed first.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
     })]
 

@@ -477,6 +477,11 @@ fn chained_attack() -> impl Strategy<Value = Vec<GenMsg>> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
+        // Failures are kept beside this file (`hub_trust.proptest-regressions`) and
+        // replayed first.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         .. ProptestConfig::default()
     })]
 

@@ -624,8 +624,23 @@ fn check_recorded_losses(
     Ok(())
 }
 
+/// Cases per run: `PROPTEST_CASES` (the long mode), else 2,000. Failures found are kept
+/// in `merge_model.proptest-regressions` beside this file and replayed first.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn merge_equals_the_reference_model_and_converges_whatever_the_delivery_order(s in scenario()) {

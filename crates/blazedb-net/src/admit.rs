@@ -144,21 +144,34 @@ impl Drop for Open {
     }
 }
 
-/// Rereads the users file every [`USERS_POLL`], so a revocation ends live sessions.
+/// Rereads the named users (their file, or the store's list) every [`USERS_POLL`], so a
+/// revocation ends live sessions.
 pub(crate) fn watch_users(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     let users = shared.auth.users.clone()?;
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(USERS_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Logged when reading starts failing and when it works again, not every poll
+        // (a store that is down fails every second).
+        let mut failing = false;
         loop {
             tick.tick().await;
             let u = Arc::clone(&users);
             match tokio::task::spawn_blocking(move || u.refresh()).await {
-                Ok(Ok(true)) => tracing::info!("the users file changed: reloaded"),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "the users file no longer opens; the users read before stay in force");
+                Ok(Ok(changed)) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("the named users read again");
+                    }
+                    if changed {
+                        tracing::info!("the named users changed: reloaded");
+                    }
                 }
-                Ok(Ok(false)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %e, "the named users no longer read or open; the users read before stay in force");
+                    }
+                }
+                Err(_) => {}
             }
         }
     }))

@@ -355,10 +355,15 @@ async fn verify_identity(
             }),
         Identity::User { name, proof } => {
             let dir = auth.users.as_ref()?;
-            // A revocation takes effect at the next handshake: look at the file now.
+            // A revocation takes effect at the next handshake: look at the list now.
             let d = Arc::clone(dir);
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.refresh()).await {
-                tracing::warn!(error = %e, "the users file no longer opens; the users read before stay in force");
+                // Anyone may start a user handshake: at most one line a second.
+                static LOG_USERS: blazedb_sync::log_limit::LogLimit =
+                    blazedb_sync::log_limit::LogLimit::new();
+                if let Some(left_out) = LOG_USERS.allow() {
+                    tracing::warn!(error = %e, left_out, "the named users no longer read or open; the users read before stay in force");
+                }
             }
             let user = dir.lookup(&name);
             // An unknown name is checked against a key no token has, so it costs the

@@ -149,7 +149,10 @@ fn open(dir: &Path, name: &str) -> Result<blazedb_engine::Database> {
 
 /// Inserts `docs` into `db` in one transaction; returns how long it took.
 #[cfg(feature = "net")]
-fn bulk_load(db: &blazedb_engine::Database, docs: &[crate::docgen::DocSpec]) -> Result<Duration> {
+pub(crate) fn bulk_load(
+    db: &blazedb_engine::Database,
+    docs: &[crate::docgen::DocSpec],
+) -> Result<Duration> {
     let t = Instant::now();
     let mut tx = db.begin_write()?;
     for d in docs {
@@ -290,6 +293,29 @@ async fn sync_figures(dir: &Path, sizes: NetSizes) -> Result<Measured> {
     })
 }
 
+/// Writer `k`'s part of a burst: `n` documents into `burst`, in transactions of 100 (the
+/// figures are about sync, not local fsyncs).
+#[cfg(feature = "net")]
+pub(crate) fn write_burst(
+    db: &blazedb_engine::Database,
+    k: usize,
+    n: usize,
+) -> blazedb_engine::Result<()> {
+    for chunk in 0..n.div_ceil(100) {
+        let mut tx = db.begin_write()?;
+        for i in chunk * 100..((chunk + 1) * 100).min(n) {
+            tx.insert(
+                "burst",
+                blazedb_engine::Document::new()
+                    .with("k", k as i64)
+                    .with("i", i as i64),
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// The median of `d` (not empty).
 #[cfg(feature = "net")]
 fn median(mut d: Vec<Duration>) -> Duration {
@@ -412,22 +438,7 @@ async fn burst(
         tasks.push(tokio::spawn(async move {
             let db2 = db.clone();
             // Transactions of 100 writes: the figure is about sync, not local fsyncs.
-            tokio::task::spawn_blocking(move || -> blazedb_engine::Result<()> {
-                for chunk in 0..n.div_ceil(100) {
-                    let mut tx = db2.begin_write()?;
-                    for i in chunk * 100..((chunk + 1) * 100).min(n) {
-                        tx.insert(
-                            "burst",
-                            blazedb_engine::Document::new()
-                                .with("k", k as i64)
-                                .with("i", i as i64),
-                        )?;
-                    }
-                    tx.commit()?;
-                }
-                Ok(())
-            })
-            .await??;
+            tokio::task::spawn_blocking(move || write_burst(&db2, k, n)).await??;
             anyhow::Ok(h)
         }));
     }

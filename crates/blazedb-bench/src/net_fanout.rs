@@ -114,23 +114,29 @@ pub(crate) fn server_child(dir: &Path, max_connections: usize) -> Result<()> {
         let mut server = Server::new(0, &db, DB_NAME, Some(TOKEN), None)
             .tls(TlsSetup::SelfSigned(dir.join("tls")));
         server.max_connections = max_connections;
-        let addr = server.start().await?;
-        let fp = server.fingerprint().context("TLS is on")?;
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "ready listen={addr} fingerprint={fp}")?;
-            out.flush()?;
-        }
-        // Until the parent closes our stdin (or exits).
-        tokio::task::spawn_blocking(|| {
-            let mut sink = [0u8; 256];
-            let mut stdin = std::io::stdin().lock();
-            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        })
-        .await?;
-        server.stop().await?;
-        anyhow::Ok(())
+        serve_until_stdin_closes(server).await
     })
+}
+
+/// A server child's life: starts `server`, says `ready listen=<addr> fingerprint=<hex>`
+/// on stdout, serves until the parent closes our stdin (or exits), then stops cleanly.
+#[cfg(feature = "net")]
+pub(crate) async fn serve_until_stdin_closes(mut server: blazedb_net::Server) -> Result<()> {
+    let addr = server.start().await?;
+    let fp = server.fingerprint().context("TLS is on")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready listen={addr} fingerprint={fp}")?;
+        out.flush()?;
+    }
+    tokio::task::spawn_blocking(|| {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    })
+    .await?;
+    server.stop().await?;
+    Ok(())
 }
 
 #[cfg(not(feature = "net"))]

@@ -43,4 +43,4 @@ pub use listener::{ListenOptions, ListenerControl, NetListener};
 pub use pump::Liveness;
 pub use server::{ConnectRemote, RemoteNode, Server, ServerConfig, TlsSetup, start};
 pub use tls::{Fingerprint, ServerIdentity, ServerTrust};
-pub use users::{Permissions, UserDirectory, UserFile, UsersFile, UsersPlace};
+pub use users::{Permissions, UserDirectory, UserFile, UsersEdit, UsersFile, UsersPlace};

@@ -38,7 +38,7 @@ use crate::error::NetError;
 
 mod place;
 
-pub use place::{USERS_BYTES_MAX, UsersFile, UsersPlace};
+pub use place::{USERS_BYTES_MAX, UsersEdit, UsersFile, UsersPlace};
 
 /// How often a running server checks the users file for changes.
 pub const USERS_POLL: Duration = Duration::from_secs(1);
@@ -217,19 +217,58 @@ impl UserFile {
         }))
     }
 
-    /// Rereads the file if it still opens with this file's key (same salt and cost);
-    /// `Ok(false)` if it was replaced by one sealed under another salt.
-    fn reload(&mut self) -> Result<bool, NetError> {
-        let Some(bytes) = self.at.read().map_err(|e| bad(&*self.at, e))? else {
-            self.users.clear();
-            return Ok(true);
+    /// The users `bytes` (the list as read now) hold, if they are sealed under this
+    /// file's key (same salt and cost); `Ok(None)` if the list was re-created under
+    /// another salt. No list at all is no users.
+    fn users_in(&self, bytes: Option<&[u8]>) -> Result<Option<Vec<UserRecord>>, NetError> {
+        let Some(bytes) = bytes else {
+            return Ok(Some(Vec::new()));
         };
-        let (kdf, salt) = parse_header(&*self.at, &bytes)?;
+        let (kdf, salt) = parse_header(&*self.at, bytes)?;
         if kdf != self.kdf || salt != self.salt {
-            return Ok(false);
+            return Ok(None);
         }
-        self.users = unseal(&*self.at, &self.key, &bytes)?;
-        Ok(true)
+        unseal(&*self.at, &self.key, bytes).map(Some)
+    }
+
+    /// Runs `op` on the list as it is now where it is kept and writes the result, as
+    /// one update of that place: a concurrent change through another program or host is
+    /// never lost (each `op` sees the other's result). Returns what `op` returns;
+    /// writes nothing if it fails.
+    ///
+    /// # Errors
+    /// `op`'s error; the place's errors; the list re-created under another salt since
+    /// this file was opened (run the command again).
+    pub fn modify<T>(
+        &mut self,
+        mut op: impl FnMut(&mut UserFile) -> Result<T, NetError>,
+    ) -> Result<T, NetError> {
+        let at = Arc::clone(&self.at);
+        let mut out = None;
+        let mut failed = None;
+        let r = at.update(&mut |current| {
+            let step = (|| {
+                self.users = self.users_in(current)?.ok_or_else(|| {
+                    bad(
+                        &*self.at,
+                        "re-created by another program meanwhile: run the command again",
+                    )
+                })?;
+                out = Some(op(self)?);
+                self.sealed()
+            })();
+            step.map_err(|e| {
+                let text = e.to_string();
+                failed = Some(e);
+                text
+            })
+        });
+        match (r, failed, out) {
+            (Ok(()), _, Some(v)) => Ok(v),
+            (Err(_), Some(e), _) => Err(e),
+            (Err(e), None, _) => Err(bad(&*at, e)),
+            (Ok(()), _, None) => Err(bad(&*at, "the update did not run")),
+        }
     }
 
     /// Adds user `name` with `perms`; returns its token (shown once: only its key is
@@ -302,11 +341,18 @@ impl UserFile {
         out
     }
 
-    /// Writes the file atomically, mode 0600.
+    /// Writes the list as this file holds it, replacing what is kept (for a list that
+    /// one program changes; [`UserFile::modify`] when several may).
     ///
     /// # Errors
     /// I/O errors.
     pub fn save(&self) -> Result<(), NetError> {
+        let bytes = self.sealed()?;
+        self.at.write(&bytes).map_err(|e| bad(&*self.at, e))
+    }
+
+    /// The list sealed as it is kept (header, then the sealed document).
+    fn sealed(&self) -> Result<Vec<u8>, NetError> {
         let doc = UsersDoc {
             version: DOC_VERSION,
             users: self.users.clone(),
@@ -318,7 +364,7 @@ impl UserFile {
         let sealed = SealKey::new(&self.key).seal(&header, &plain);
         let mut bytes = header.to_vec();
         bytes.extend_from_slice(&sealed);
-        self.at.write(&bytes).map_err(|e| bad(&*self.at, e))
+        Ok(bytes)
     }
 }
 
@@ -426,20 +472,42 @@ impl UserDirectory {
         }))
     }
 
-    /// Rereads the file if it changed since the last look; whether it did. Blocking
-    /// (file I/O, and a key derivation if the file was re-created).
+    /// Rereads the list if it changed since the last look; whether it did. Blocking
+    /// (I/O, and a key derivation if the list was re-created), but never while holding
+    /// the lock that handshakes and sessions take on async threads: they go on with
+    /// the users known so far meanwhile.
     ///
     /// # Errors
-    /// The file no longer opens; the users known before stay in force.
+    /// The list no longer reads or opens; the users known before stay in force.
     pub fn refresh(&self) -> Result<bool, NetError> {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = st.0.at.stamp();
-        if now == st.1 {
+        let (at, seen) = {
+            let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            (Arc::clone(&st.0.at), st.1.clone())
+        };
+        let now = at.stamp();
+        if now == seen {
             return Ok(false);
         }
-        if !st.0.reload()? {
-            let at = Arc::clone(&st.0.at);
-            st.0 = UserFile::open_or_new_at(at, &self.password, KdfParams::DEFAULT)?;
+        // Read after the stamp: if the list changes in between, the stamp kept is older
+        // than the list and the next look reads it again.
+        let bytes = at.read().map_err(|e| bad(&*at, e))?;
+        let users = {
+            let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.0.users_in(bytes.as_deref())?
+        };
+        let reopened = match users {
+            Some(_) => None,
+            None => Some(UserFile::open_or_new_at(
+                Arc::clone(&at),
+                &self.password,
+                KdfParams::DEFAULT,
+            )?),
+        };
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match (users, reopened) {
+            (Some(users), _) => st.0.users = users,
+            (None, Some(file)) => st.0 = file,
+            (None, None) => {}
         }
         st.1 = now;
         drop(st);

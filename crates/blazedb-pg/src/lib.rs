@@ -51,6 +51,13 @@ use crate::seal::Sealer;
 /// ([`PgStore::shared`]): the self-signed TLS identity, the named users.
 const SHARED_NS: &str = "server.shared";
 
+/// The key of shared value `name`'s generation (a NUL cannot be in a value's name).
+fn generation_key(name: &str) -> Vec<u8> {
+    let mut k = name.as_bytes().to_vec();
+    k.extend_from_slice(b"\0generation");
+    k
+}
+
 /// Longest database name (it is stored, and names the advisory lock).
 pub const NAME_BYTES_MAX: usize = 64;
 
@@ -88,11 +95,36 @@ impl PgStore {
     /// unreachable or refusing (`Error::Io`); `Error::UnsupportedFormat` for a schema
     /// a newer release wrote.
     pub fn open(
+        config: postgres::Config,
+        name: &str,
+        password: &[u8],
+        kdf: KdfParams,
+        pool: PoolOptions,
+    ) -> Result<PgStore> {
+        Self::open_with(config, name, password, kdf, pool, true)
+    }
+
+    /// As [`PgStore::open`], for a served database that exists already (an
+    /// administration command must not create one by a mistyped name).
+    ///
+    /// # Errors
+    /// As [`PgStore::open`]; `Error::DatabaseNotFound` if no server made it yet.
+    pub fn open_existing(
+        config: postgres::Config,
+        name: &str,
+        password: &[u8],
+        pool: PoolOptions,
+    ) -> Result<PgStore> {
+        Self::open_with(config, name, password, KdfParams::DEFAULT, pool, false)
+    }
+
+    fn open_with(
         mut config: postgres::Config,
         name: &str,
         password: &[u8],
         kdf: KdfParams,
         pool: PoolOptions,
+        create: bool,
     ) -> Result<PgStore> {
         if name.is_empty() || name.len() > NAME_BYTES_MAX || name.contains('\0') {
             return Err(Error::InvalidName {
@@ -110,7 +142,7 @@ impl PgStore {
         }
         let sealer = {
             let mut c = pool.get()?;
-            seal::open_keys(&mut c, name, password, kdf)?
+            seal::open_keys(&mut c, name, password, kdf, create)?
         };
         Ok(PgStore {
             inner: Arc::new(Inner {
@@ -163,15 +195,49 @@ impl PgStore {
             .map(zeroize::Zeroizing::new))
     }
 
-    /// Replaces the shared value kept as `name` (durable once this returns; every
-    /// process reads the new value from then on).
+    /// Replaces the shared value kept as `name` with what `f` makes of the current one
+    /// (`None`: none yet), read and written in one write transaction under the
+    /// writer lock, so no concurrent update through any process is lost; durable once
+    /// this returns. Also moves the value's generation ([`PgStore::shared_generation`]).
+    /// `f` runs once; if it fails nothing is written and its error is returned inside.
     ///
     /// # Errors
     /// Postgres errors (the old value stays).
-    pub fn shared_set(&self, name: &str, value: &[u8]) -> Result<()> {
+    pub fn shared_update<E>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Option<&[u8]>) -> std::result::Result<Vec<u8>, E>,
+    ) -> Result<std::result::Result<(), E>> {
         let mut tx = self.begin_apply()?;
-        tx.aux_put(SHARED_NS, name.as_bytes(), value)?;
-        tx.commit()
+        let current = tx
+            .aux_get(SHARED_NS, name.as_bytes())?
+            .map(zeroize::Zeroizing::new);
+        let next = match f(current.as_deref().map(Vec::as_slice)) {
+            Ok(v) => zeroize::Zeroizing::new(v),
+            Err(e) => return Ok(Err(e)),
+        };
+        let gen_key = generation_key(name);
+        let generation = tx
+            .aux_get(SHARED_NS, &gen_key)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        tx.aux_put(SHARED_NS, name.as_bytes(), &next)?;
+        tx.aux_put(SHARED_NS, &gen_key, &(generation + 1).to_be_bytes())?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    /// How many times the shared value `name` was replaced through
+    /// [`PgStore::shared_update`] (`None`: never): a cheap way to see it changed
+    /// without reading it (one small record).
+    ///
+    /// # Errors
+    /// Postgres errors.
+    pub fn shared_generation(&self, name: &str) -> Result<Option<u64>> {
+        let r = self.begin_read()?;
+        Ok(r.aux_get(SHARED_NS, &generation_key(name))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes))
     }
 
     /// Whether Postgres answers now (one round trip).

@@ -44,6 +44,7 @@ pub(crate) fn open_keys(
     name: &str,
     password: &[u8],
     kdf: KdfParams,
+    create: bool,
 ) -> Result<Sealer> {
     let e = |what| move |err| pg_error(what, err);
     let read = |c: &mut postgres::Client| {
@@ -56,6 +57,11 @@ pub(crate) fn open_keys(
     };
     let row = match read(c)? {
         Some(r) => r,
+        None if !create => {
+            return Err(Error::DatabaseNotFound {
+                path: format!("{name:?} in the store").into(),
+            });
+        }
         None => {
             let mut salt = [0u8; 16];
             random_bytes(&mut salt).map_err(|err| Error::Random {

@@ -163,3 +163,53 @@ async fn two_server_processes_over_one_postgres_serve_and_converge_the_same_data
         .await
         .expect("joined");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_updates_through_two_processes_at_once_lose_none() {
+    let pg = tokio::task::spawn_blocking(|| Cluster::start().expect("a cluster"))
+        .await
+        .expect("joined");
+    let cfg = pg_config(&pg);
+    let (store1, _node1) = server_node(cfg.clone(), b"server-pw")
+        .await
+        .expect("process 1");
+    let (store2, _node2) = server_node(cfg.clone(), b"server-pw")
+        .await
+        .expect("process 2");
+    // Each "process" appends its mark 40 times to one shared value, both at once: a
+    // read-modify-write outside one transaction would lose some.
+    let writers: Vec<_> = [(store1.clone(), b'a'), (store2.clone(), b'b')]
+        .into_iter()
+        .map(|(store, mark)| {
+            std::thread::spawn(move || {
+                for _ in 0..40 {
+                    store
+                        .shared_update("list", |cur| {
+                            let mut v = cur.map(<[u8]>::to_vec).unwrap_or_default();
+                            v.push(mark);
+                            Ok::<_, std::convert::Infallible>(v)
+                        })
+                        .expect("update")
+                        .expect("no error from the edit");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let (v, generation) = tokio::task::spawn_blocking(move || {
+        (
+            store1.shared_get("list").expect("get").expect("kept"),
+            store2.shared_generation("list").expect("generation"),
+        )
+    })
+    .await
+    .expect("joined");
+    assert_eq!(v.iter().filter(|&&b| b == b'a').count(), 40);
+    assert_eq!(v.iter().filter(|&&b| b == b'b').count(), 40);
+    assert_eq!(generation, Some(80), "one generation per update");
+    tokio::task::spawn_blocking(move || drop(pg))
+        .await
+        .expect("joined");
+}

@@ -326,11 +326,14 @@ impl Resolver<'_> {
     /// The PostgreSQL store, if one is named, with its password (from its file or
     /// `BLAZEDB_STORE_PASSWORD`; never from the URL or a flag).
     fn store(&mut self, args: StoreArgs, file: StoreArgs) -> Result<Option<Store>> {
+        let ca_file = self.pick("store_ca_file", args.ca_file, file.ca_file);
         let Some(url) = self.pick("store", args.url, file.url) else {
+            if ca_file.is_some() {
+                bail!("--store-ca-file is for a PostgreSQL store: give --store too");
+            }
             return Ok(None);
         };
         let (password_file, file_password_file) = (args.password_file, file.password_file);
-        let ca_file = self.pick("store_ca_file", args.ca_file, file.ca_file);
         let path = self.pick("store_password_file", password_file, file_password_file);
         if let Some(p) = &path {
             self.warn_exposed(p, "the store password file");

@@ -93,6 +93,13 @@ async fn run(settings: config::Settings) -> Result<()> {
     create_data_dir(&settings.data_dir)?;
     let served = served::Served::open(&settings, password).await?;
     // Named users: always watched, so users added while the server runs get in.
+    if let Some(f) = served.ignored_users_file(&settings) {
+        tracing::warn!(
+            file = %f.display(),
+            "this users file is ignored: with --store, named users live in the store \
+             (add them again with `blazedb-server --store … user add NAME`)"
+        );
+    }
     let users_at = served.users();
     let users = tokio::task::spawn_blocking(move || {
         UserDirectory::open_at(users_at, users_password.as_bytes())

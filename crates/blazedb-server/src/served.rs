@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use blazedb::net::{Server, ServerIdentity, TlsSetup, UsersFile, UsersPlace};
+use blazedb::net::{Server, ServerIdentity, TlsSetup, UsersEdit, UsersFile, UsersPlace};
 use blazedb_pg::{PgStore, PoolOptions, StoreTls};
 use zeroize::Zeroizing;
 
@@ -50,11 +50,25 @@ impl Served {
             }
             Some(store) => {
                 let store = store.clone();
-                let pg = tokio::task::spawn_blocking(move || open_store(&store, &name, &password))
-                    .await??;
+                let pg =
+                    tokio::task::spawn_blocking(move || open_store(&store, &name, &password, true))
+                        .await??;
                 Ok(Served::Store(pg))
             }
         }
+    }
+
+    /// A users file left in the data directory by an earlier release of store mode,
+    /// which kept named users there: ignored now (they live in the store).
+    pub fn ignored_users_file(&self, settings: &Settings) -> Option<std::path::PathBuf> {
+        let Served::Store(_) = self else {
+            return None;
+        };
+        let f = blazedb::net::users_path(&blazedb::database_path(
+            &settings.data_dir,
+            &settings.database,
+        ));
+        f.exists().then_some(f)
     }
 
     /// Where the named users are kept.
@@ -144,12 +158,13 @@ impl Served {
     }
 }
 
-/// Opens (creating the first time, migrating the schema) served database `name` in
-/// `store` with the database `password`. Blocking.
+/// Opens (migrating the schema, and creating the database the first time when
+/// `create`) served database `name` in `store` with the database `password`. Blocking.
 ///
 /// # Errors
-/// A wrong password, an unreachable or refusing Postgres, an unreadable CA file.
-pub fn open_store(store: &Store, name: &str, password: &str) -> Result<PgStore> {
+/// A wrong password, an unreachable or refusing Postgres, an unreadable CA file; no
+/// such database without `create`.
+pub fn open_store(store: &Store, name: &str, password: &str, create: bool) -> Result<PgStore> {
     let cfg =
         blazedb_pg::config_from_url(&store.url, store.password.as_deref().map(String::as_str))?;
     let tls = match &store.ca_file {
@@ -160,16 +175,21 @@ pub fn open_store(store: &Store, name: &str, password: &str) -> Result<PgStore> 
             StoreTls::from_roots_pem(&pem)?
         }
     };
-    PgStore::open(
-        cfg,
-        name,
-        password.as_bytes(),
-        blazedb::KdfParams::DEFAULT,
-        PoolOptions {
-            tls,
-            ..PoolOptions::default()
-        },
-    )
+    let pool = PoolOptions {
+        tls,
+        ..PoolOptions::default()
+    };
+    if create {
+        PgStore::open(
+            cfg,
+            name,
+            password.as_bytes(),
+            blazedb::KdfParams::DEFAULT,
+            pool,
+        )
+    } else {
+        PgStore::open_existing(cfg, name, password.as_bytes(), pool)
+    }
     .with_context(|| format!("opening database {name:?} in the store"))
 }
 
@@ -199,8 +219,22 @@ impl UsersPlace for StoreUsers {
     }
 
     fn write(&self, bytes: &[u8]) -> std::result::Result<(), String> {
+        self.update(&mut |_| Ok(bytes.to_vec()))
+    }
+
+    fn update(&self, f: &mut UsersEdit<'_>) -> std::result::Result<(), String> {
         self.0
-            .shared_set(USERS_SHARED, bytes)
-            .map_err(|e| e.to_string())
+            .shared_update(USERS_SHARED, f)
+            .map_err(|e| e.to_string())?
+    }
+
+    /// The list's generation (one small record), not the list: every process looks
+    /// once a second and at every user handshake.
+    fn stamp(&self) -> Option<Vec<u8>> {
+        match self.0.shared_generation(USERS_SHARED) {
+            Ok(Some(g)) => Some(g.to_be_bytes().to_vec()),
+            Ok(None) => self.read().ok().flatten(),
+            Err(_) => None,
+        }
     }
 }

@@ -24,11 +24,20 @@ pub fn run(settings: &Settings, action: UserAction) -> Result<()> {
     }
     let password = settings.password()?;
     let at: Arc<dyn UsersPlace> = if let Some(store) = &settings.store {
-        Arc::new(StoreUsers(open_store(
-            store,
-            &settings.database,
-            &password,
-        )?))
+        let pg = open_store(store, &settings.database, &password, false).map_err(|e| {
+            if matches!(
+                e.downcast_ref::<blazedb::Error>(),
+                Some(blazedb::Error::DatabaseNotFound { .. })
+            ) {
+                anyhow::anyhow!(
+                    "no database {:?} in the store: start a server once to create it",
+                    settings.database
+                )
+            } else {
+                e
+            }
+        })?;
+        Arc::new(StoreUsers(pg))
     } else {
         let db_dir = blazedb::database_path(&settings.data_dir, &settings.database);
         if !db_dir.is_dir() {
@@ -51,8 +60,7 @@ pub fn run(settings: &Settings, action: UserAction) -> Result<()> {
                 write: !read_only,
                 collections,
             };
-            let token = file.add(&name, perms)?;
-            file.save()?;
+            let token = file.modify(|f| f.add(&name, perms.clone()))?;
             eprintln!(
                 "added user {name:?}; its token follows on stdout and is shown only this once \
                  (clients: blazedb sync --user {name} with the token in --token-file or \
@@ -81,10 +89,9 @@ pub fn run(settings: &Settings, action: UserAction) -> Result<()> {
             }
         }
         UserAction::Revoke { name } => {
-            if !file.revoke(&name) {
+            if !file.modify(|f| Ok(f.revoke(&name)))? {
                 bail!("no user {name:?}");
             }
-            file.save()?;
             eprintln!("revoked user {name:?}: its sessions end within a second");
         }
     }

@@ -18,22 +18,8 @@ use blazedb_sync::{EnableSync, Role, SyncHandle};
 use blazedb_testpg::Cluster;
 use common::{Proc, T, http_get, open, spawn_server};
 
-/// A server process over the cluster's store, with its own data directory (its own
-/// certificate) under `dir`.
 async fn store_server(dir: &Path, name: &str, pg: &Cluster) -> Proc {
-    let pwfile = dir.join("store-password");
-    std::fs::write(&pwfile, pg.password()).expect("write the store password");
-    let url = pg.url("postgres");
-    spawn_server(
-        &dir.join(name),
-        &[
-            "--store",
-            &url,
-            "--store-password-file",
-            pwfile.to_str().expect("utf-8"),
-        ],
-    )
-    .await
+    common::store_server(dir, name, pg, &[]).await
 }
 
 async fn client(db: &Database, p: &Proc) -> SyncHandle {
@@ -171,7 +157,12 @@ async fn server_processes_sharing_postgres_serve_live_clients_and_survive_a_sigk
 }
 
 /// Runs `blazedb-server --store … user ARGS` against the cluster's store.
-fn store_user_cmd(dir: &Path, pg: &Cluster, args: &[&str]) -> (bool, String, String) {
+fn store_user_cmd(
+    dir: &Path,
+    pg: &Cluster,
+    database: &str,
+    args: &[&str],
+) -> (bool, String, String) {
     let pwfile = dir.join("store-password");
     std::fs::write(&pwfile, pg.password()).expect("write the store password");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
@@ -179,7 +170,7 @@ fn store_user_cmd(dir: &Path, pg: &Cluster, args: &[&str]) -> (bool, String, Str
             "--data-dir",
             dir.join("admin").to_str().expect("utf-8"),
             "--database",
-            "main",
+            database,
             "--store",
             &pg.url("postgres"),
             "--store-password-file",
@@ -207,12 +198,18 @@ async fn a_user_added_in_the_store_is_known_to_every_process_and_revoked_from_al
     let p1 = store_server(dir.path(), "p1", &pg).await;
     let p2 = store_server(dir.path(), "p2", &pg).await;
     // Added while both run, by a third program: one list in the store, not a file.
-    let (ok, token, err) = store_user_cmd(dir.path(), &pg, &["add", "alice"]);
+    let (ok, token, err) = store_user_cmd(dir.path(), &pg, "main", &["add", "alice"]);
     assert!(ok, "user add: {err}");
     let token = token.trim().to_owned();
     assert!(!dir.path().join("admin").exists(), "nothing kept locally");
-    let (ok, list, _) = store_user_cmd(dir.path(), &pg, &["list"]);
+    let (ok, list, _) = store_user_cmd(dir.path(), &pg, "main", &["list"]);
     assert!(ok && list == "alice\tread-write\tcollections=*\n", "{list}");
+    // A mistyped database name is refused, not created.
+    let (ok, _, err) = store_user_cmd(dir.path(), &pg, "mian", &["add", "eve"]);
+    assert!(
+        !ok && err.contains("no database \"mian\" in the store"),
+        "{err}"
+    );
 
     let mut handles = Vec::new();
     for (i, p) in [&p1, &p2].into_iter().enumerate() {
@@ -234,7 +231,7 @@ async fn a_user_added_in_the_store_is_known_to_every_process_and_revoked_from_al
     }
 
     // Revoked once: her sessions on both processes end, and neither lets her back in.
-    let (ok, _, err) = store_user_cmd(dir.path(), &pg, &["revoke", "alice"]);
+    let (ok, _, err) = store_user_cmd(dir.path(), &pg, "main", &["revoke", "alice"]);
     assert!(ok, "user revoke: {err}");
     let deadline = tokio::time::Instant::now() + T;
     while handles.iter().any(|h| h.status().connected) {

@@ -1,12 +1,14 @@
-//! The conflict rules of docs/semantics.md hold when the server's state lives in
-//! PostgreSQL and the nodes reach it through different server processes: two real
-//! `blazedb-server` processes over one real Postgres, TLS with one certificate shared
-//! through the store. The writers: a server-role database that syncs as a peer of the
-//! mesh (`--peer-token`, its writes carry server priority), and three clients, alice
-//! on process 1, bob and carol on process 2, some moving to the other process between
-//! scenes. Every scene ends with what the rules say; at the end every replica exports
-//! the same bytes, and a `pg_dump` of the store holds no value, field name,
-//! collection name or id in plaintext.
+//! The conflict rules of docs/semantics.md (rules 1, 2, 3, 4 and 5 with the new life
+//! after a delete; 6 for every loss) hold when the server's state lives in PostgreSQL
+//! and the nodes reach it through different server processes: two real
+//! `blazedb-server` processes over one real Postgres, over TLS. The writers: a
+//! server-role database that syncs as a peer of the mesh (`--peer-token`, its writes
+//! carry server priority), and three clients, alice on process 1, bob and carol on
+//! process 2, some moving to the other process between scenes. Each scene is set up so
+//! that only its own rule gives the result it checks (e.g. the losing write has the
+//! later stamp, or arrives first), and each loss is checked in the loser's conflict log
+//! with its reason. At the end every replica exports the same bytes, and a `pg_dump`
+//! of the store holds no value, field name, collection name or id in plaintext.
 
 mod common;
 
@@ -16,9 +18,9 @@ use std::path::Path;
 use blazedb_core::{DocId, Document, Value};
 use blazedb_engine::{Database, Patch};
 use blazedb_net::Credentials;
-use blazedb_sync::{EnableSync, Role, SyncHandle};
+use blazedb_sync::{EnableSync, LossReason, Role, SyncHandle};
 use blazedb_testpg::Cluster;
-use common::{Proc, T, open, spawn_server};
+use common::{Proc, T, open};
 
 const BOARD: &str = "board";
 const PEER_TOKEN: &str = "peer-secret-token";
@@ -26,23 +28,14 @@ const PEER_TOKEN: &str = "peer-secret-token";
 /// A server process over the cluster's store, accepting server peers with
 /// [`PEER_TOKEN`].
 async fn store_server(dir: &Path, name: &str, pg: &Cluster) -> Proc {
-    let pwfile = dir.join("store-password");
     let peer = dir.join("peer-token");
-    for (file, secret) in [(&pwfile, pg.password()), (&peer, PEER_TOKEN)] {
-        std::fs::write(file, secret).expect("write a secret file");
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    let url = pg.url("postgres");
-    spawn_server(
-        &dir.join(name),
-        &[
-            "--store",
-            &url,
-            "--store-password-file",
-            pwfile.to_str().expect("utf-8"),
-            "--peer-token-file",
-            peer.to_str().expect("utf-8"),
-        ],
+    std::fs::write(&peer, PEER_TOKEN).expect("write the peer token");
+    std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    common::store_server(
+        dir,
+        name,
+        pg,
+        &["--peer-token-file", peer.to_str().expect("utf-8")],
     )
     .await
 }
@@ -98,12 +91,14 @@ impl Node {
             .map_or(0, |e| e.seq)
     }
 
-    /// Entries of this node's conflict log after `after`.
-    fn losses_after(&self, after: u64) -> usize {
+    /// The reasons of this node's conflict-log entries after `after`.
+    fn losses_after(&self, after: u64) -> Vec<LossReason> {
         self.handle()
             .conflicts(after, 100)
             .expect("conflicts")
-            .len()
+            .into_iter()
+            .map(|e| e.reason)
+            .collect()
     }
 
     fn handle(&self) -> &SyncHandle {
@@ -181,27 +176,32 @@ async fn fan_out(m: &Mesh) -> DocId {
     notice
 }
 
-/// 2. Server priority: alice, offline, sets price 12; the server peer sets 15
-///    concurrently. Alice comes back through the other process: 15 wins, her 12 is in
-///    her conflict log. 3. Causality first: alice, having seen 15, sets 16: it wins.
+/// 2. Server priority: the server peer sets price 15; then alice, offline (she has not
+///    seen it), sets 12 — a later stamp, which rule 3 would let win. Alice comes back
+///    through the other process: 15 wins, her 12 is in her log as `server-priority`.
+///    3. Causality first: alice, having seen 15, sets 16: it wins over the server's.
 async fn server_priority_then_causality(m: &mut Mesh, notice: DocId) {
     let before = m.alice.last_conflict();
     m.alice.offline().await;
-    m.alice
-        .board()
-        .patch(notice, &Patch::new().set("price", 12))
-        .expect("patch");
     m.server
         .board()
         .patch(notice, &Patch::new().set("price", 15))
         .expect("patch");
     settle(&[&m.server, &m.bob, &m.carol]).await;
+    m.alice
+        .board()
+        .patch(notice, &Patch::new().set("price", 12))
+        .expect("patch");
     m.alice.connect(&m.p2).await;
     m.settle().await;
     for n in m.all() {
         assert_eq!(n.field(notice, "price"), Some(15.into()), "{}", n.name);
     }
-    assert!(m.alice.losses_after(before) > 0, "alice's 12 is on record");
+    assert_eq!(
+        m.alice.losses_after(before),
+        [LossReason::ServerPriority],
+        "alice's later 12 lost to the server's 15, on record"
+    );
 
     m.alice
         .board()
@@ -213,8 +213,10 @@ async fn server_priority_then_causality(m: &mut Mesh, notice: DocId) {
     }
 }
 
-/// 4. Later timestamp: bob and carol, both offline, retitle; carol writes last. Bob
-///    comes back first (through process 1), then carol (process 2).
+/// 4. Later timestamp: bob and carol, both offline, retitle; bob writes first, carol
+///    last. Carol comes back first (through process 2) and bob after her (through
+///    process 1): the later write wins though it arrived first, and bob's is on record
+///    as `later-timestamp`.
 async fn later_timestamp(m: &mut Mesh, notice: DocId) {
     let before = m.bob.last_conflict();
     m.bob.offline().await;
@@ -227,9 +229,9 @@ async fn later_timestamp(m: &mut Mesh, notice: DocId) {
         .board()
         .patch(notice, &Patch::new().set("title", "Carol's title"))
         .expect("patch");
-    m.bob.connect(&m.p1).await;
-    m.bob.handle().sync_now(T).await.expect("bob syncs");
     m.carol.connect(&m.p2).await;
+    m.carol.handle().sync_now(T).await.expect("carol syncs");
+    m.bob.connect(&m.p1).await;
     m.settle().await;
     for n in m.all() {
         assert_eq!(
@@ -239,7 +241,11 @@ async fn later_timestamp(m: &mut Mesh, notice: DocId) {
             n.name
         );
     }
-    assert!(m.bob.losses_after(before) > 0, "bob's title is on record");
+    assert_eq!(
+        m.bob.losses_after(before),
+        [LossReason::LaterTimestamp],
+        "bob's title is on record"
+    );
 }
 
 /// 5. Offline client: carol, offline, adds two notes and closes the notice, then
@@ -249,7 +255,11 @@ async fn offline_client(m: &mut Mesh, notice: DocId) -> (DocId, DocId) {
     let n1 = m
         .carol
         .board()
-        .insert(Document::new().with("title", "Carol's note 1"))
+        .insert(
+            Document::new()
+                .with("title", "Carol's note 1")
+                .with("pinned", true),
+        )
         .expect("insert");
     let n2 = m
         .carol
@@ -275,26 +285,51 @@ async fn offline_client(m: &mut Mesh, notice: DocId) -> (DocId, DocId) {
     (n1, n2)
 }
 
-/// 6. Delete vs update: the server peer deletes carol's first note while alice,
-///    offline, edits it: the delete wins everywhere and alice's edit is on record.
-async fn delete_vs_update(m: &mut Mesh, n1: DocId) {
+/// 6. Delete vs update: the server peer deletes carol's first note; then alice,
+///    offline (she has not seen the delete), edits it — a later stamp. The delete wins
+///    everywhere (rules 5 and 2) and alice's edit is on record as `server-priority`.
+///    Then bob, who has seen the delete, writes the same id again: a new life, in
+///    which the old life's fields do not come back.
+async fn delete_vs_update_then_new_life(m: &mut Mesh, n1: DocId) {
     let before = m.alice.last_conflict();
     m.alice.offline().await;
+    m.server.board().delete(n1).expect("delete");
+    settle(&[&m.server, &m.bob, &m.carol]).await;
     m.alice
         .board()
         .patch(n1, &Patch::new().set("title", "alice was here"))
         .expect("patch");
-    m.server.board().delete(n1).expect("delete");
-    settle(&[&m.server, &m.bob, &m.carol]).await;
     m.alice.connect(&m.p1).await;
     m.settle().await;
     for n in m.all() {
         assert!(n.board().get(n1).expect("get").is_none(), "{}", n.name);
     }
-    assert!(
-        m.alice.losses_after(before) > 0,
-        "alice's edit is on record"
+    assert_eq!(
+        m.alice.losses_after(before),
+        [LossReason::ServerPriority],
+        "alice's edit lost to the server's delete, on record"
     );
+
+    m.bob
+        .board()
+        .put(Document::with_id(n1).with("title", "Bob's new note"))
+        .expect("put");
+    m.settle().await;
+    for n in m.all() {
+        let d = n.board().get(n1).expect("get").expect("the new life");
+        assert_eq!(
+            d.fields.get("title"),
+            Some(&"Bob's new note".into()),
+            "{}",
+            n.name
+        );
+        assert_eq!(
+            d.fields.get("pinned"),
+            None,
+            "{}: the old life came back",
+            n.name
+        );
+    }
 }
 
 /// What a Postgres administrator sees: no value, field name, collection name or id.
@@ -308,7 +343,9 @@ fn assert_dump_holds_no_plaintext(dump: &str, ids: &[DocId]) {
         "Carol's title",
         "Bob's title",
         "Carol's note",
+        "Bob's new note",
         "alice was here",
+        "pinned",
         "closed",
         "title",
         "price",
@@ -356,7 +393,7 @@ async fn conflict_rules_hold_across_server_processes_sharing_postgres() {
     server_priority_then_causality(&mut m, notice).await;
     later_timestamp(&mut m, notice).await;
     let (n1, n2) = offline_client(&mut m, notice).await;
-    delete_vs_update(&mut m, n1).await;
+    delete_vs_update_then_new_life(&mut m, n1).await;
 
     // Every replica, byte for byte.
     let reference = m.server.export();

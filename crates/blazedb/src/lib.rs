@@ -128,7 +128,7 @@ pub mod net {
     pub use blazedb_net::{ListenOptions, ListenerControl, ListenerStats, Liveness, NetListener};
     // Named users.
     pub use blazedb_net::users::users_path;
-    pub use blazedb_net::{Permissions, UserDirectory, UserFile, UsersFile, UsersPlace};
+    pub use blazedb_net::{Permissions, UserDirectory, UserFile, UsersEdit, UsersFile, UsersPlace};
     // Errors.
     pub use blazedb_net::{NetError, RefuseCode};
 }

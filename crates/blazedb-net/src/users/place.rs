@@ -11,6 +11,10 @@ use super::USERS_FILE;
 /// Largest users list accepted (a damaged length cannot make us read without bound).
 pub const USERS_BYTES_MAX: u64 = 64 << 20;
 
+/// What an update makes of the list as it is now (`None`: none yet): the list to write,
+/// or why not.
+pub type UsersEdit<'a> = dyn FnMut(Option<&[u8]>) -> Result<Vec<u8>, String> + 'a;
+
 /// A place that keeps one sealed users list.
 ///
 /// Invariant: [`UsersPlace::write`] replaces the list atomically (a reader sees the
@@ -28,6 +32,14 @@ pub trait UsersPlace: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Why it could not be written (the old list stays).
     fn write(&self, bytes: &[u8]) -> Result<(), String>;
+    /// Replaces the list with what `f` makes of the current one (`None`: none yet), so
+    /// that no concurrent update through this place is lost: in a store shared by
+    /// several hosts, read and write in one transaction under its writer lock. `f` may
+    /// run once; its error aborts the update. Blocking.
+    ///
+    /// # Errors
+    /// `f`'s error, or why the place could not be read or written (the old list stays).
+    fn update(&self, f: &mut UsersEdit<'_>) -> Result<(), String>;
     /// A value that differs whenever the list may have changed (equal: unchanged);
     /// the default is the list itself. Blocking.
     fn stamp(&self) -> Option<Vec<u8>> {
@@ -98,6 +110,14 @@ impl UsersPlace for UsersFile {
             .and_then(|d| d.sync_all())
             .map_err(io)?;
         Ok(())
+    }
+
+    /// Read, changed and written back (`user` commands on one host, one at a time:
+    /// concurrent ones on one file may lose one's change, as two editors would).
+    fn update(&self, f: &mut UsersEdit<'_>) -> Result<(), String> {
+        let current = self.read()?;
+        let next = f(current.as_deref())?;
+        self.write(&next)
     }
 
     /// Length, modification time and inode: a change without reading the file.

@@ -79,3 +79,33 @@ fn a_directory_sees_revocation_on_refresh() {
     assert!(!d.is_current("alice", id));
     assert!(d.lookup("alice").is_none());
 }
+
+#[test]
+fn a_change_made_through_a_file_opened_before_another_change_keeps_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(USERS_FILE);
+    UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST)
+        .expect("new")
+        .save()
+        .expect("save");
+    // Two administrators open the list, each before the other's change.
+    let mut a = UserFile::open(&path, b"pw").expect("open").expect("exists");
+    let mut b = UserFile::open(&path, b"pw").expect("open").expect("exists");
+    a.modify(|f| f.add("alice", Permissions::read_write()))
+        .expect("add alice");
+    b.modify(|f| f.add("bob", Permissions::read_write()))
+        .expect("add bob");
+    let names: Vec<String> = UserFile::open(&path, b"pw")
+        .expect("open")
+        .expect("exists")
+        .list()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"], "bob's change kept alice's");
+    // A change that fails writes nothing.
+    let e = b
+        .modify(|f| f.add("alice", Permissions::read_write()))
+        .expect_err("alice exists");
+    assert!(e.to_string().contains("exists"), "{e}");
+}

@@ -377,3 +377,38 @@ fn secrets_on_the_command_line_and_files_others_can_read_are_warned_about() {
         "{w:?}"
     );
 }
+
+#[test]
+fn the_store_ca_file_comes_from_the_file_unless_a_flag_names_one_and_needs_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("server.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"/srv/blazedb\"\n\
+         store = \"postgres://blazedb@db.internal:5432/blazedb\"\n\
+         store_ca_file = \"/etc/blazedb/pg-ca.pem\"\n\
+         auth_token = \"t\"\n",
+    )
+    .expect("write");
+    let c = cfg.to_str().expect("utf-8");
+    let s = Settings::resolve(args(&["--config", c])).expect("resolves");
+    let store = s.store.expect("a store");
+    assert_eq!(store.url, "postgres://blazedb@db.internal:5432/blazedb");
+    assert_eq!(store.ca_file, Some(PathBuf::from("/etc/blazedb/pg-ca.pem")));
+    let s = Settings::resolve(args(&["--config", c, "--store-ca-file", "/other.pem"]))
+        .expect("resolves");
+    assert_eq!(
+        s.store.expect("a store").ca_file,
+        Some(PathBuf::from("/other.pem"))
+    );
+    let e = Settings::resolve(args(&[
+        "--data-dir",
+        "/srv/blazedb",
+        "--store-ca-file",
+        "/x.pem",
+        "--auth-token",
+        "t",
+    ]))
+    .expect_err("a CA file without a store");
+    assert!(format!("{e:#}").contains("--store"), "{e:#}");
+}

@@ -23,6 +23,29 @@ pub struct Proc {
     pub stderr: Option<tokio::process::ChildStderr>,
 }
 
+/// A server process over the cluster's PostgreSQL store (its password in a 0600 file
+/// under `dir`), with the data directory `dir/name` and `extra` flags.
+pub async fn store_server(
+    dir: &Path,
+    name: &str,
+    pg: &blazedb_testpg::Cluster,
+    extra: &[&str],
+) -> Proc {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pwfile = dir.join("store-password");
+    std::fs::write(&pwfile, pg.password()).expect("write the store password");
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let url = pg.url("postgres");
+    let mut args = vec![
+        "--store",
+        &url,
+        "--store-password-file",
+        pwfile.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    spawn_server(&dir.join(name), &args).await
+}
+
 /// Starts `blazedb-server` on `data` (database `main`, password `server-pw`, auth
 /// token `tok`, metrics on, a free port) with `extra` flags; waits for its ready line.
 pub async fn spawn_server(data: &Path, extra: &[&str]) -> Proc {

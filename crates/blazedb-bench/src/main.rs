@@ -308,6 +308,11 @@ fn main() -> Result<()> {
             println!("load average at start: {}", load_average());
             println!();
             if args.net_store_pg {
+                if args.net_clients.is_some() {
+                    bail!(
+                        "--clients is for the fan-out figure, which --store postgres does not run"
+                    );
+                }
                 let only = net_store::Only::parse(
                     args.net_only.as_deref().unwrap_or("initial,ingest,live"),
                 )?;

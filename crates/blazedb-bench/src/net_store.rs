@@ -4,7 +4,7 @@
 //! re-executed as `net-server` for the embedded store, `net-pg-server` for
 //! PostgreSQL); the clients run in the bench process, each with its own embedded
 //! database, over TLS on loopback. PostgreSQL is a throwaway cluster on 127.0.0.1
-//! (`blazedb-testpg`) with its default settings: `fsync` and `synchronous_commit` on,
+//! (`blazedb-testpg`), its files in the run's data directory, with its default settings: `fsync` and `synchronous_commit` on,
 //! so a commit there is as durable as one of the embedded store.
 //!
 //! 1. **Initial sync** of N documents to a fresh client: the documents are loaded
@@ -71,6 +71,9 @@ impl Only {
                     bail!("--only with --store postgres takes initial, ingest, live; not '{other}'")
                 }
             }
+        }
+        if !(only.initial || only.ingest || only.live) {
+            bail!("--only with --store postgres needs one of initial, ingest, live");
         }
         Ok(only)
     }
@@ -211,9 +214,14 @@ struct Measured {
 #[cfg(feature = "net")]
 async fn run_async(dir: &Path, sizes: NetSizes, only: Only) -> Result<()> {
     println!("  starting a throwaway PostgreSQL cluster (initdb, 127.0.0.1, a free port)");
-    let cluster = tokio::task::spawn_blocking(blazedb_testpg::Cluster::start)
+    // Its files on the disk the run measures, beside the embedded databases.
+    let d = dir.to_owned();
+    let cluster = tokio::task::spawn_blocking(move || blazedb_testpg::Cluster::start_in(&d))
         .await?
-        .context("starting PostgreSQL (is the `postgresql` package installed?)")?;
+        .context(
+            "starting PostgreSQL in the data directory (is the `postgresql` package \
+             installed? as root, the user `nobody` must be able to reach the directory)",
+        )?;
     let (cert, key) = blazedb_net::ServerIdentity::self_signed_pem()?;
     let tls = dir.join("pg-tls");
     std::fs::create_dir_all(&tls)?;

@@ -1,8 +1,9 @@
 //! TLS to PostgreSQL: against a cluster that accepts TLS connections only, a store
 //! with the certificate's root connects, serves and is woken by notifications (the
 //! listener connects over TLS too); without TLS it is refused by Postgres; with
-//! another root it is refused by our verification; and a URL that asks for TLS
-//! while TLS is off is refused before any connection is tried.
+//! another root, or to a host name the certificate does not name, it is refused by
+//! our verification; and a URL that asks for TLS while TLS is off is refused before
+//! any connection is tried.
 
 mod common;
 

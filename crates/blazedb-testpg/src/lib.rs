@@ -108,7 +108,17 @@ impl Cluster {
     /// # Errors
     /// PostgreSQL missing, `initdb` or `pg_ctl` failing (their output is in the error).
     pub fn start() -> Result<Cluster> {
-        Self::make(None)
+        Self::make(None, None)
+    }
+
+    /// As [`Cluster::start`], with the cluster's files in a temporary directory inside
+    /// `parent` (a benchmark puts them on the disk it measures). As root, the server
+    /// runs as `nobody`, who must be able to reach `parent`.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_in(parent: &Path) -> Result<Cluster> {
+        Self::make(None, Some(parent))
     }
 
     /// Makes and starts a cluster that accepts TLS connections only (`hostssl` in
@@ -118,16 +128,19 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::start`].
     pub fn start_tls_only(cert_pem: &str, key_pem: &str) -> Result<Cluster> {
-        Self::make(Some((cert_pem, key_pem)))
+        Self::make(Some((cert_pem, key_pem)), None)
     }
 
-    fn make(tls: Option<(&str, &str)>) -> Result<Cluster> {
+    fn make(tls: Option<(&str, &str)>, parent: Option<&Path>) -> Result<Cluster> {
         let bin = find_bin()?;
         let as_root = running_as_root();
-        let dir = tempfile::Builder::new()
-            .prefix("blazedb-pg-")
-            .tempdir()
-            .map_err(|e| err(format!("making a temporary directory: {e}")))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("blazedb-pg-");
+        let dir = match parent {
+            Some(p) => builder.tempdir_in(p),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| err(format!("making a temporary directory: {e}")))?;
         let password = random_password()?;
         let mut c = Cluster {
             bin,

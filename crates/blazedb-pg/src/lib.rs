@@ -19,7 +19,7 @@
 //!   are stored): an administrator sees counts, sizes and log positions, never a
 //!   document, a field name or an id (`seal.rs`).
 //! - **Live across processes.** A commit that grows the log notifies the channel
-//!   `blazedb_log` (payload: the database name) in the same transaction; every process
+//!   `blazedb_log` (payload: the database's lock key) in the same transaction; every process
 //!   listens and wakes its sessions (`notify.rs`).
 //! - **Schema by the server itself**, versioned migrations in one transaction under an
 //!   advisory lock (`schema.rs`).
@@ -275,7 +275,7 @@ impl NodeDb for PgStore {
         notify::listen(
             self.inner.config.clone(),
             self.inner.tls.clone(),
-            self.inner.name.clone(),
+            self.inner.lock_key.to_string(),
         )
     }
 

@@ -1,5 +1,5 @@
 //! Live sync across processes: every commit that grows a database's log notifies
-//! channel [`crate::tx::CHANNEL`] with the database's name (in the committing
+//! channel [`crate::tx::CHANNEL`] with the database's lock key (in the committing
 //! transaction, so the notification is delivered exactly when the commit is visible);
 //! each process keeps one listening connection per signal, on a thread of its own, and
 //! counts notifications for its database into the signal sessions wait on.
@@ -36,7 +36,8 @@ impl Drop for Stop {
     }
 }
 
-/// A signal moved by every notification for database `name`.
+/// A signal moved by every notification whose payload is `name` (a database's lock key
+/// in decimal).
 pub(crate) fn listen(
     config: postgres::Config,
     tls: StoreTls,

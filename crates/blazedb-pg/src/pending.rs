@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use blazedb_core::{DocId, Fields};
 
+use crate::pool::Lent;
+
 /// A sealed row to write (`Some`) or delete (`None`), with what reads inside the
 /// transaction return for it.
 pub(crate) struct Row<T> {
@@ -50,7 +52,7 @@ impl Pending {
     /// Sends every pending write to Postgres (inside the open transaction).
     pub(crate) fn flush(
         &mut self,
-        c: &mut postgres::Client,
+        c: &mut Lent<'_>,
         db: &str,
     ) -> std::result::Result<(), postgres::Error> {
         if self.is_empty() {
@@ -104,11 +106,11 @@ enum Key {
 
 /// One bulk upsert and one bulk delete for `rows` of one table.
 fn write_table(
-    c: &mut postgres::Client,
+    c: &mut Lent<'_>,
     db: &str,
     rows: impl Iterator<Item = (Vec<u8>, Key, Option<Vec<u8>>)>,
-    upsert: &str,
-    delete: &str,
+    upsert: &'static str,
+    delete: &'static str,
 ) -> std::result::Result<(), postgres::Error> {
     let (mut put_a, mut put_b, mut put_s, mut put_v) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

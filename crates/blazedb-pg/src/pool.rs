@@ -2,6 +2,7 @@
 //! once (a caller past it waits for one to come back, at most
 //! [`PoolOptions::wait`]), idle ones kept for reuse, broken ones dropped.
 
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -51,15 +52,23 @@ pub(crate) struct Pool {
 }
 
 struct State {
-    idle: Vec<postgres::Client>,
+    idle: Vec<Pooled>,
     /// Connections lent out or idle.
     open: usize,
+}
+
+/// A connection and the statements prepared on it. Each statement the store runs is
+/// prepared once per connection and then only bound and executed: one round trip
+/// instead of two (a `&str` query parses and describes first, then executes).
+pub(crate) struct Pooled {
+    client: postgres::Client,
+    statements: HashMap<&'static str, postgres::Statement>,
 }
 
 /// A client lent by the pool; back to it when dropped (unless broken).
 pub(crate) struct Lent<'p> {
     pool: &'p Pool,
-    client: Option<postgres::Client>,
+    client: Option<Pooled>,
     /// It was idle in the pool (its connection may have broken since).
     reused: bool,
 }
@@ -67,19 +76,67 @@ pub(crate) struct Lent<'p> {
 impl std::ops::Deref for Lent<'_> {
     type Target = postgres::Client;
     fn deref(&self) -> &postgres::Client {
-        self.client
+        &self
+            .client
             .as_ref()
             .expect("present until dropped or discarded")
+            .client
     }
 }
 
 impl std::ops::DerefMut for Lent<'_> {
     fn deref_mut(&mut self) -> &mut postgres::Client {
-        self.client.as_mut().expect("present until dropped")
+        &mut self.client.as_mut().expect("present until dropped").client
     }
 }
 
+type Params<'a> = [&'a (dyn postgres::types::ToSql + Sync)];
+
 impl Lent<'_> {
+    /// `sql` prepared on this connection (once; then from its cache).
+    fn statement(
+        &mut self,
+        sql: &'static str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        let p = self.client.as_mut().expect("present until dropped");
+        if let Some(s) = p.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = p.client.prepare(sql)?;
+        p.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    /// The rows of `sql`, prepared once per connection.
+    pub(crate) fn query(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        std::ops::DerefMut::deref_mut(self).query(&s, params)
+    }
+
+    /// The row of `sql` if any, prepared once per connection.
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> std::result::Result<Option<postgres::Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        std::ops::DerefMut::deref_mut(self).query_opt(&s, params)
+    }
+
+    /// Runs `sql`, prepared once per connection; the rows it changed.
+    pub(crate) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> std::result::Result<u64, postgres::Error> {
+        let s = self.statement(sql)?;
+        std::ops::DerefMut::deref_mut(self).execute(&s, params)
+    }
+
     /// Closes this client instead of giving it back (its state is unknown).
     pub(crate) fn discard(&mut self) {
         if let Some(c) = self.client.take() {
@@ -104,7 +161,7 @@ impl Drop for Lent<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match self.client.take() {
-            Some(c) if !c.is_closed() => st.idle.push(c),
+            Some(c) if !c.client.is_closed() => st.idle.push(c),
             Some(broken) => {
                 st.open -= 1;
                 close_elsewhere(vec![broken]);
@@ -125,7 +182,7 @@ impl Drop for Pool {
 /// Closes `clients` on a thread of their own: closing a blocking client blocks on its
 /// connection, which must not happen on an async runtime's thread (the last handle on a
 /// store may well be dropped there, e.g. when a server stops).
-fn close_elsewhere(clients: Vec<postgres::Client>) {
+fn close_elsewhere(clients: Vec<Pooled>) {
     if clients.is_empty() {
         return;
     }
@@ -191,7 +248,14 @@ impl Pool {
                 Err(e) if was_idle && c.is_closed() => {
                     tracing::debug!(error = %e, "a pooled PostgreSQL connection broke: dropped");
                 }
-                Err(e) => return Err(pg_error(context, e)),
+                Err(e) => {
+                    // `first` may have begun a transaction before failing (a lock
+                    // wait that timed out): the connection goes back only outside one.
+                    if c.batch_execute("ROLLBACK").is_err() {
+                        c.discard();
+                    }
+                    return Err(pg_error(context, e));
+                }
             }
         }
     }
@@ -213,9 +277,12 @@ impl Pool {
                 st.open += 1;
                 drop(st);
                 return match self.opts.tls.connect(&self.config) {
-                    Ok(c) => Ok(Lent {
+                    Ok(client) => Ok(Lent {
                         pool: self,
-                        client: Some(c),
+                        client: Some(Pooled {
+                            client,
+                            statements: HashMap::new(),
+                        }),
                         reused: false,
                     }),
                     Err(e) => {

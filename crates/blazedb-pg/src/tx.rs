@@ -17,7 +17,7 @@ use crate::pending::{self, Pending, Row};
 use crate::pool::Lent;
 use crate::{Inner, pg_error};
 
-/// The channel commits that grow the log notify (payload: the database name).
+/// The channel commits that grow the log notify (payload: the database's lock key).
 pub(crate) const CHANNEL: &str = "blazedb_log";
 
 /// A merged document as sealed in `blazedb_docs`.
@@ -156,7 +156,7 @@ impl Conn<'_> {
     fn exec(
         &self,
         context: &'static str,
-        sql: &str,
+        sql: &'static str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
         let r = self.client.borrow_mut().execute(sql, params);
@@ -252,9 +252,15 @@ impl<'a> PgTx<'a> {
         // lock then sees every commit made before the lock was granted (under a
         // snapshot taken before the wait, the node would read a stale clock and log
         // end).
-        let client = inner
-            .pool
-            .get_with("beginning a write", "BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        // The writer lock, in the same round trip: every process's writes to this
+        // database, one at a time. (The key is our own number, not text from outside.)
+        let client = inner.pool.get_with(
+            "beginning a write (taking the writer lock)",
+            &format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({})",
+                inner.lock_key
+            ),
+        )?;
         let tx = PgTx {
             conn: Conn {
                 inner,
@@ -267,12 +273,6 @@ impl<'a> PgTx<'a> {
             signal: false,
             done: false,
         };
-        // The writer lock: every process's writes to this database, one at a time.
-        tx.conn.exec(
-            "taking the writer lock",
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&inner.lock_key],
-        )?;
         Ok(tx)
     }
 }
@@ -304,8 +304,7 @@ impl PgTx<'_> {
     fn flush(&mut self) -> Result<()> {
         let r = {
             let mut c = self.conn.client.borrow_mut();
-            let client: &mut postgres::Client = &mut c;
-            self.pending.flush(client, &self.conn.inner.name)
+            self.pending.flush(&mut c, &self.conn.inner.name)
         };
         self.conn.check("writing", r)
     }
@@ -325,21 +324,20 @@ impl NodeTx for PgTx<'_> {
                 reason: "a statement of this transaction failed: it was rolled back".into(),
             });
         }
+        // One round trip: what the commit needs, then the commit.
+        let mut end = String::new();
         if self.durability == Durability::Eventual {
             // As the embedded engine's eventual commits: durable with the next
             // durable one, lost at most with a crash of Postgres itself.
-            self.conn
-                .exec("committing", "SET LOCAL synchronous_commit = off", &[])?;
+            end.push_str("SET LOCAL synchronous_commit = off; ");
         }
         if self.signal {
-            let name = self.conn.inner.name.clone();
-            self.conn.exec(
-                "notifying other processes",
-                "SELECT pg_notify($1, $2)",
-                &[&CHANNEL, &name],
-            )?;
+            // Delivered to every listening process when the commit is visible; the
+            // payload is the database's lock key (our own number: nothing to quote).
+            end.push_str(&format!("NOTIFY {CHANNEL}, '{}'; ", self.conn.inner.lock_key));
         }
-        let r = self.conn.client.borrow_mut().batch_execute("COMMIT");
+        end.push_str("COMMIT");
+        let r = self.conn.client.borrow_mut().batch_execute(&end);
         self.conn.check("committing", r)?;
         self.done = true;
         Ok(())

@@ -134,6 +134,7 @@ impl PgStore {
             });
         }
         pool.tls.apply(&mut config)?;
+        pool::harden(&mut config, &pool);
         let tls = pool.tls.clone();
         let pool = Pool::new(config.clone(), pool);
         {

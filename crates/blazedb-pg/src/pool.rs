@@ -196,21 +196,29 @@ fn close_elsewhere(clients: Vec<Pooled>) {
     }
 }
 
+/// Bounds on a connection's life: the connect timeout, and keepalives with
+/// `tcp_user_timeout` so that a connection across a partition ends within about a
+/// minute instead of hanging (the pool's, and the listener's, which otherwise waits
+/// for notifications on a peer that is gone).
+pub(crate) fn harden(config: &mut postgres::Config, opts: &PoolOptions) {
+    config
+        .connect_timeout(opts.connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(20))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(4)
+        .tcp_user_timeout(Duration::from_secs(60));
+}
+
 impl Pool {
     pub(crate) fn new(mut config: postgres::Config, opts: PoolOptions) -> Pool {
-        config.connect_timeout(opts.connect_timeout);
         // A process that stops answering (a network partition, not a crash, which
         // Postgres notices at once) must not hold the writer lock for hours: the
         // connection's keepalives and `tcp_user_timeout` end it within about a
         // minute, a transaction left idle ends after `IDLE_IN_TRANSACTION`, and a
         // writer waits for the lock at most `LOCK_WAIT` before its work fails and is
         // retried by its session.
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(20))
-            .keepalives_interval(Duration::from_secs(5))
-            .keepalives_retries(4)
-            .tcp_user_timeout(Duration::from_secs(60));
+        harden(&mut config, &opts);
         let limits = format!(
             "-c idle_in_transaction_session_timeout={} -c lock_timeout={}",
             IDLE_IN_TRANSACTION.as_millis(),

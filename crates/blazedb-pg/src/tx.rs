@@ -334,7 +334,10 @@ impl NodeTx for PgTx<'_> {
         if self.signal {
             // Delivered to every listening process when the commit is visible; the
             // payload is the database's lock key (our own number: nothing to quote).
-            end.push_str(&format!("NOTIFY {CHANNEL}, '{}'; ", self.conn.inner.lock_key));
+            end.push_str(&format!(
+                "NOTIFY {CHANNEL}, '{}'; ",
+                self.conn.inner.lock_key
+            ));
         }
         end.push_str("COMMIT");
         let r = self.conn.client.borrow_mut().batch_execute(&end);

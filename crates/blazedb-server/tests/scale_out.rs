@@ -321,7 +321,10 @@ async fn a_server_reaches_a_tls_only_postgres_with_store_ca_file() {
         .expect("run blazedb-server");
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("no encryption"), "refused by Postgres for plain TCP: {said}");
+    assert!(
+        said.contains("no encryption"),
+        "refused by Postgres for plain TCP: {said}"
+    );
     tokio::task::spawn_blocking(move || drop(pg))
         .await
         .expect("joined");

@@ -165,28 +165,20 @@ fn store_user_cmd(
 ) -> (bool, String, String) {
     let pwfile = dir.join("store-password");
     std::fs::write(&pwfile, pg.password()).expect("write the store password");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
-        .args([
-            "--data-dir",
-            dir.join("admin").to_str().expect("utf-8"),
-            "--database",
-            database,
-            "--store",
-            &pg.url("postgres"),
-            "--store-password-file",
-            pwfile.to_str().expect("utf-8"),
-            "user",
-        ])
-        .args(args)
-        .env("BLAZEDB_PASSWORD", "server-pw")
-        .env_remove("BLAZEDB_AUTH_TOKEN")
-        .output()
-        .expect("run blazedb-server user");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (admin, url) = (dir.join("admin"), pg.url("postgres"));
+    let mut all = vec![
+        "--data-dir",
+        admin.to_str().expect("utf-8"),
+        "--database",
+        database,
+        "--store",
+        &url,
+        "--store-password-file",
+        pwfile.to_str().expect("utf-8"),
+        "user",
+    ];
+    all.extend_from_slice(args);
+    common::run_server_cmd(&all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

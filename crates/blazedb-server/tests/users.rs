@@ -15,24 +15,15 @@ use common::{Proc, T, open, spawn_server};
 
 /// Runs `blazedb-server user ARGS` on the server's data directory.
 fn user_cmd(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
-        .args([
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--database",
-            "main",
-            "user",
-        ])
-        .args(args)
-        .env("BLAZEDB_PASSWORD", "server-pw")
-        .env_remove("BLAZEDB_AUTH_TOKEN")
-        .output()
-        .expect("run blazedb-server user");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec![
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--database",
+        "main",
+        "user",
+    ];
+    all.extend_from_slice(args);
+    common::run_server_cmd(&all)
 }
 
 /// Adds a user; returns its token.

@@ -23,6 +23,22 @@ pub struct Proc {
     pub stderr: Option<tokio::process::ChildStderr>,
 }
 
+/// Runs `blazedb-server ARGS` to its end (database password `server-pw`, no auth token
+/// from the environment): whether it succeeded, its stdout, its stderr.
+pub fn run_server_cmd(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blazedb-server"))
+        .args(args)
+        .env("BLAZEDB_PASSWORD", "server-pw")
+        .env_remove("BLAZEDB_AUTH_TOKEN")
+        .output()
+        .expect("run blazedb-server");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A server process over the cluster's PostgreSQL store (its password in a 0600 file
 /// under `dir`), with the data directory `dir/name` and `extra` flags.
 pub async fn store_server(

@@ -147,6 +147,11 @@ async fn run(settings: config::Settings) -> Result<()> {
         ),
         None => None,
     };
+    tracing::info!(
+        database = %settings.database,
+        from = %served.describe(&settings),
+        "serving"
+    );
     println!(
         "ready listen={addr} fingerprint={} metrics={}",
         fingerprint.map_or_else(|| "none".to_owned(), |f| f.to_string()),

@@ -71,6 +71,24 @@ impl Served {
         f.exists().then_some(f)
     }
 
+    /// Where the served state lives, for the start-up log (never a secret: a store URL
+    /// holding a password is refused before this).
+    pub fn describe(&self, settings: &Settings) -> String {
+        match (self, &settings.store) {
+            (Served::Database(db), _) => format!("the database at {}", db.path().display()),
+            (Served::Store(_), Some(store)) => format!(
+                "PostgreSQL at {} ({})",
+                store.url,
+                if store.ca_file.is_some() {
+                    "TLS, certificate verified"
+                } else {
+                    "plain TCP"
+                }
+            ),
+            (Served::Store(_), None) => "PostgreSQL".into(),
+        }
+    }
+
     /// Where the named users are kept.
     pub fn users(&self) -> Arc<dyn UsersPlace> {
         match self {

@@ -85,6 +85,12 @@ async fn json_logs_name_refused_peers_at_warn_and_trace_the_sync_path_at_debug()
         field(refused, "peer").starts_with("127.0.0.1:"),
         "{refused}"
     );
+    let serving = find("INFO", "serving");
+    assert_eq!(field(serving, "database"), "main", "{serving}");
+    assert!(
+        field(serving, "from").starts_with("the database at "),
+        "{serving}"
+    );
     let listening = find("INFO", "sync server listening");
     assert_eq!(field(listening, "fingerprint"), p.fingerprint.to_string());
     let started = find("INFO", "sync session started");

@@ -112,11 +112,26 @@ impl UsersPlace for UsersFile {
         Ok(())
     }
 
-    /// Read, changed and written back (`user` commands on one host, one at a time:
-    /// concurrent ones on one file may lose one's change, as two editors would).
+    /// Read, changed and written back under an exclusive lock of `.users.sealed.lock`
+    /// beside the file, so two `user` commands at once never lose one's change.
     fn update(&self, f: &mut UsersEdit<'_>) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join(format!(".{USERS_FILE}.lock")))
+            .map_err(|e| format!("opening the lock file: {e}"))?;
+        lock.lock().map_err(|e| format!("locking: {e}"))?;
         let current = self.read()?;
         let next = f(current.as_deref())?;
+        // The lock ends when `lock` is closed, after the write.
         self.write(&next)
     }
 

@@ -109,3 +109,29 @@ fn a_change_made_through_a_file_opened_before_another_change_keeps_both() {
         .expect_err("alice exists");
     assert!(e.to_string().contains("exists"), "{e}");
 }
+
+#[test]
+fn changes_to_one_file_from_many_programs_at_once_are_all_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(USERS_FILE);
+    UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST)
+        .expect("new")
+        .save()
+        .expect("save");
+    // Each thread stands for a `user add` run: its own open of the file, then a change.
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut f = UserFile::open(&path, b"pw").expect("open").expect("exists");
+                f.modify(|f| f.add(&format!("user{i}"), Permissions::read_write()))
+                    .expect("add");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let f = UserFile::open(&path, b"pw").expect("open").expect("exists");
+    assert_eq!(f.list().len(), 8, "no change lost");
+}

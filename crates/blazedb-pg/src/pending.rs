@@ -1,6 +1,6 @@
 //! A write transaction's writes, kept until they are needed: sent to Postgres in bulk
-//! (one statement per table and kind, arrays `unnest`ed) before a read that could see
-//! them and at commit. A transaction applying a batch writes a merge state, a document
+//! (every upsert in one statement, arrays `unnest`ed; removals per table) before a read
+//! that could see them and at commit. A transaction applying a batch writes a merge state, a document
 //! and a log entry per write; one round trip each made the store ~40× slower than the
 //! embedded engine.
 //!
@@ -49,7 +49,9 @@ impl Pending {
         self.records.is_empty() && self.logs.is_empty() && self.docs.is_empty()
     }
 
-    /// Sends every pending write to Postgres (inside the open transaction).
+    /// Sends every pending write to Postgres (inside the open transaction): every
+    /// upsert of the three tables in one statement (one round trip), then the removals
+    /// of each table that has any (rare: garbage collection, log pruning).
     pub(crate) fn flush(
         &mut self,
         c: &mut Lent<'_>,
@@ -58,99 +60,106 @@ impl Pending {
         if self.is_empty() {
             return Ok(());
         }
-        let records = std::mem::take(&mut self.records);
-        write_table(
-            c,
-            db,
-            records
-                .into_values()
-                .map(|r| (r.tags.0.to_vec(), Key::Bytes(r.tags.1.to_vec()), r.sealed)),
-            "INSERT INTO blazedb_records (db, ns, key, value) \
-             SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) \
-             ON CONFLICT (db, ns, key) DO UPDATE SET value = EXCLUDED.value",
-            "DELETE FROM blazedb_records WHERE db = $1 AND (ns, key) IN \
-             (SELECT * FROM unnest($2::bytea[], $3::bytea[]))",
-        )?;
-        let logs = std::mem::take(&mut self.logs);
-        write_table(
-            c,
-            db,
-            logs.into_iter()
-                .map(|((_, seq), r)| (r.tags.0.to_vec(), Key::Seq(i64_of(seq)), r.sealed)),
-            "INSERT INTO blazedb_logs (db, ns, seq, value) \
-             SELECT $1, * FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) \
-             ON CONFLICT (db, ns, seq) DO UPDATE SET value = EXCLUDED.value",
-            "DELETE FROM blazedb_logs WHERE db = $1 AND (ns, seq) IN \
-             (SELECT * FROM unnest($2::bytea[], $3::bigint[]))",
-        )?;
-        let docs = std::mem::take(&mut self.docs);
-        write_table(
-            c,
-            db,
-            docs.into_values()
-                .map(|r| (r.tags.0.to_vec(), Key::Bytes(r.tags.1.to_vec()), r.sealed)),
-            "INSERT INTO blazedb_docs (db, coll, id, value) \
-             SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) \
-             ON CONFLICT (db, coll, id) DO UPDATE SET value = EXCLUDED.value",
-            "DELETE FROM blazedb_docs WHERE db = $1 AND (coll, id) IN \
-             (SELECT * FROM unnest($2::bytea[], $3::bytea[]))",
-        )
+        let mut records = Split::default();
+        for r in std::mem::take(&mut self.records).into_values() {
+            records.add(r.tags.0.to_vec(), r.tags.1.to_vec(), r.sealed);
+        }
+        let mut logs = Split::default();
+        for ((_, seq), r) in std::mem::take(&mut self.logs) {
+            logs.add(r.tags.0.to_vec(), i64_of(seq), r.sealed);
+        }
+        let mut docs = Split::default();
+        for r in std::mem::take(&mut self.docs).into_values() {
+            docs.add(r.tags.0.to_vec(), r.tags.1.to_vec(), r.sealed);
+        }
+        if !(records.put_a.is_empty() && logs.put_a.is_empty() && docs.put_a.is_empty()) {
+            c.execute(
+                // Data-modifying CTEs all run, whichever arrays are empty. A key appears
+                // once per table (the pending maps hold one row per key).
+                "WITH r AS (\
+                   INSERT INTO blazedb_records (db, ns, key, value) \
+                   SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) \
+                   ON CONFLICT (db, ns, key) DO UPDATE SET value = EXCLUDED.value), \
+                 l AS (\
+                   INSERT INTO blazedb_logs (db, ns, seq, value) \
+                   SELECT $1, * FROM unnest($5::bytea[], $6::bigint[], $7::bytea[]) \
+                   ON CONFLICT (db, ns, seq) DO UPDATE SET value = EXCLUDED.value) \
+                 INSERT INTO blazedb_docs (db, coll, id, value) \
+                 SELECT $1, * FROM unnest($8::bytea[], $9::bytea[], $10::bytea[]) \
+                 ON CONFLICT (db, coll, id) DO UPDATE SET value = EXCLUDED.value",
+                &[
+                    &db,
+                    &records.put_a,
+                    &records.put_b,
+                    &records.put_v,
+                    &logs.put_a,
+                    &logs.put_b,
+                    &logs.put_v,
+                    &docs.put_a,
+                    &docs.put_b,
+                    &docs.put_v,
+                ],
+            )?;
+        }
+        if !records.del_a.is_empty() {
+            c.execute(
+                "DELETE FROM blazedb_records WHERE db = $1 AND (ns, key) IN \
+                 (SELECT * FROM unnest($2::bytea[], $3::bytea[]))",
+                &[&db, &records.del_a, &records.del_b],
+            )?;
+        }
+        if !logs.del_a.is_empty() {
+            c.execute(
+                "DELETE FROM blazedb_logs WHERE db = $1 AND (ns, seq) IN \
+                 (SELECT * FROM unnest($2::bytea[], $3::bigint[]))",
+                &[&db, &logs.del_a, &logs.del_b],
+            )?;
+        }
+        if !docs.del_a.is_empty() {
+            c.execute(
+                "DELETE FROM blazedb_docs WHERE db = $1 AND (coll, id) IN \
+                 (SELECT * FROM unnest($2::bytea[], $3::bytea[]))",
+                &[&db, &docs.del_a, &docs.del_b],
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// A row's second key: a tag, or a log position.
-enum Key {
-    Bytes(Vec<u8>),
-    Seq(i64),
+/// One table's pending rows as the statements' arrays: the first key part, the second
+/// (a tag, or a log position), the sealed value; removals apart.
+struct Split<B> {
+    put_a: Vec<Vec<u8>>,
+    put_b: Vec<B>,
+    put_v: Vec<Vec<u8>>,
+    del_a: Vec<Vec<u8>>,
+    del_b: Vec<B>,
 }
 
-/// One bulk upsert and one bulk delete for `rows` of one table.
-fn write_table(
-    c: &mut Lent<'_>,
-    db: &str,
-    rows: impl Iterator<Item = (Vec<u8>, Key, Option<Vec<u8>>)>,
-    upsert: &'static str,
-    delete: &'static str,
-) -> std::result::Result<(), postgres::Error> {
-    let (mut put_a, mut put_b, mut put_s, mut put_v) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut del_a, mut del_b, mut del_s) = (Vec::new(), Vec::new(), Vec::new());
-    for (a, b, v) in rows {
-        match (v, b) {
-            (Some(v), Key::Bytes(b)) => {
-                put_a.push(a);
-                put_b.push(b);
-                put_v.push(v);
+impl<B> Default for Split<B> {
+    fn default() -> Self {
+        Split {
+            put_a: Vec::new(),
+            put_b: Vec::new(),
+            put_v: Vec::new(),
+            del_a: Vec::new(),
+            del_b: Vec::new(),
+        }
+    }
+}
+
+impl<B> Split<B> {
+    fn add(&mut self, a: Vec<u8>, b: B, sealed: Option<Vec<u8>>) {
+        match sealed {
+            Some(v) => {
+                self.put_a.push(a);
+                self.put_b.push(b);
+                self.put_v.push(v);
             }
-            (Some(v), Key::Seq(s)) => {
-                put_a.push(a);
-                put_s.push(s);
-                put_v.push(v);
-            }
-            (None, Key::Bytes(b)) => {
-                del_a.push(a);
-                del_b.push(b);
-            }
-            (None, Key::Seq(s)) => {
-                del_a.push(a);
-                del_s.push(s);
+            None => {
+                self.del_a.push(a);
+                self.del_b.push(b);
             }
         }
     }
-    let seq_keys = !put_s.is_empty() || !del_s.is_empty();
-    if !put_a.is_empty() {
-        if seq_keys {
-            c.execute(upsert, &[&db, &put_a, &put_s, &put_v])?;
-        } else {
-            c.execute(upsert, &[&db, &put_a, &put_b, &put_v])?;
-        }
-    }
-    if !del_a.is_empty() {
-        if seq_keys {
-            c.execute(delete, &[&db, &del_a, &del_s])?;
-        } else {
-            c.execute(delete, &[&db, &del_a, &del_b])?;
-        }
-    }
-    Ok(())
 }

@@ -232,6 +232,9 @@ impl NodeRead for PgRead<'_> {
     }
 }
 
+/// A record's namespace tag and key tag.
+type RowTags = ([u8; 16], [u8; 16]);
+
 /// The write transaction.
 pub(crate) struct PgTx<'a> {
     conn: Conn<'a>,
@@ -350,40 +353,56 @@ impl NodeTx for PgTx<'_> {
         self.read_record(ns, key)
     }
 
-    fn prefetch(&mut self, ns: &str, keys: &[Vec<u8>]) -> Result<()> {
+    fn prefetch(&mut self, wanted: &[(&str, Vec<u8>)]) -> Result<()> {
         let s = &self.conn.inner.sealer;
-        let nt = s.name_tag(ns);
-        let mut wanted: HashMap<[u8; 16], &Vec<u8>> = HashMap::new();
-        for key in keys {
-            let k = (ns.to_owned(), key.clone());
+        // (namespace tag, key tag) → the namespace asked for.
+        let mut asked: HashMap<RowTags, &str> = HashMap::new();
+        for (ns, key) in wanted {
+            let k = ((*ns).to_owned(), key.clone());
             if !self.pending.records.contains_key(&k) && !self.read.contains_key(&k) {
-                wanted.insert(s.key_tag(ns, key), key);
+                asked.insert((s.name_tag(ns), s.key_tag(ns, key)), ns);
             }
         }
-        if wanted.is_empty() {
+        if asked.is_empty() {
             return Ok(());
         }
-        let tags: Vec<Vec<u8>> = wanted.keys().map(|t| t.to_vec()).collect();
+        let (nss, keys): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            asked.keys().map(|(n, k)| (n.to_vec(), k.to_vec())).unzip();
         let rows = self
             .conn
             .client
             .borrow_mut()
             .query(
-                "SELECT key, value FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = ANY($3)",
-                &[&self.conn.inner.name, &nt.as_slice(), &tags],
+                // One index probe per record, whatever plan the prepared statement gets
+                // (a generic plan of `key = ANY(..)` scanned the namespace and compared
+                // every row with every key).
+                "SELECT r.ns, r.key, r.value FROM unnest($2::bytea[], $3::bytea[]) AS k(ns, key) \
+                 JOIN blazedb_records r ON r.db = $1 AND r.ns = k.ns AND r.key = k.key",
+                &[&self.conn.inner.name, &nss, &keys],
             )
             .map_err(|e| {
                 self.conn.fail();
                 pg_error("reading records", e)
             })?;
         for r in &rows {
-            let tag: &[u8] = r.get(0);
-            let (key, value) = s.open_record(&nt, tag, r.get::<_, &[u8]>(1))?;
+            let (nt, kt): (&[u8], &[u8]) = (r.get(0), r.get(1));
+            // The join matched the tags asked for, so they are the asked ones.
+            let found = <[u8; 16]>::try_from(nt)
+                .ok()
+                .zip(<[u8; 16]>::try_from(kt).ok())
+                .and_then(|tags| Some((tags.0, *asked.get(&tags)?)));
+            let Some((nt, ns)) = found else {
+                return Err(blazedb_core::Error::Corruption {
+                    site: blazedb_core::CorruptionSite::Record { table: "postgres" },
+                    detail: "a record's tags".into(),
+                });
+            };
+            let (key, value) = s.open_record(&nt, kt, r.get::<_, &[u8]>(2))?;
             self.read.insert((ns.to_owned(), key), Some(value));
         }
-        for key in wanted.into_values() {
+        for (ns, key) in wanted {
             self.read
-                .entry((ns.to_owned(), key.clone()))
+                .entry(((*ns).to_owned(), key.clone()))
                 .or_insert(None);
         }
         Ok(())

@@ -74,9 +74,9 @@ pub trait NodeTx {
     fn set_durability(&mut self, durability: Durability);
     fn commit(self: Box<Self>) -> Result<()>;
     fn aux_get(&mut self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Says that records `keys` of namespace `ns` are about to be read: a store with a
+    /// Says that records `wanted` (namespace, key) are about to be read: a store with a
     /// round trip per read fetches them together (the embedded database needs nothing).
-    fn prefetch(&mut self, _ns: &str, _keys: &[Vec<u8>]) -> Result<()> {
+    fn prefetch(&mut self, _wanted: &[(&str, Vec<u8>)]) -> Result<()> {
         Ok(())
     }
     fn aux_scan(&mut self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;

@@ -93,17 +93,18 @@ impl SyncNode {
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
         self.absorb_in(&mut *tx, &mut meta, &mut states)?;
-        // Every merge state the writes touch, asked for at once (a store with a round
-        // trip per read fetches them together).
-        let keys: Vec<Vec<u8>> = batches
+        // Every merge state the writes touch, and the peer's record (its cursor moves),
+        // asked for at once (a store with a round trip per read fetches them together).
+        let wanted: Vec<(&str, Vec<u8>)> = batches
             .iter()
             .flat_map(|(items, _)| items.iter())
             .filter_map(|item| match item {
-                Item::Write(w) => Some(record::doc_key(&w.collection, w.id)),
+                Item::Write(w) => Some((NS_DOC, record::doc_key(&w.collection, w.id))),
                 Item::State(_) => None,
             })
+            .chain(std::iter::once((NS_PEER, record::peer_key(peer).to_vec())))
             .collect();
-        tx.prefetch(NS_DOC, &keys)?;
+        tx.prefetch(&wanted)?;
         let mut report = BatchReport::default();
         let from = Arrival { peer, now };
         let mut upto = LogPos::ZERO;

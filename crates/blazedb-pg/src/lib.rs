@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+mod conn;
 mod notify;
 mod pending;
 mod pool;

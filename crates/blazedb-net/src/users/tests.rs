@@ -83,11 +83,7 @@ fn a_directory_sees_revocation_on_refresh() {
 #[test]
 fn a_change_made_through_a_file_opened_before_another_change_keeps_both() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(USERS_FILE);
-    UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST)
-        .expect("new")
-        .save()
-        .expect("save");
+    let path = saved_empty_list(dir.path());
     // Two administrators open the list, each before the other's change.
     let mut a = UserFile::open(&path, b"pw").expect("open").expect("exists");
     let mut b = UserFile::open(&path, b"pw").expect("open").expect("exists");
@@ -113,11 +109,7 @@ fn a_change_made_through_a_file_opened_before_another_change_keeps_both() {
 #[test]
 fn changes_to_one_file_from_many_programs_at_once_are_all_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(USERS_FILE);
-    UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST)
-        .expect("new")
-        .save()
-        .expect("save");
+    let path = saved_empty_list(dir.path());
     // Each thread stands for a `user add` run: its own open of the file, then a change.
     let threads: Vec<_> = (0..8)
         .map(|i| {
@@ -134,4 +126,14 @@ fn changes_to_one_file_from_many_programs_at_once_are_all_kept() {
     }
     let f = UserFile::open(&path, b"pw").expect("open").expect("exists");
     assert_eq!(f.list().len(), 8, "no change lost");
+}
+
+/// A users file with no user yet, in `dir`.
+fn saved_empty_list(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join(USERS_FILE);
+    UserFile::open_or_new(&path, b"pw", KdfParams::INSECURE_FAST)
+        .expect("new")
+        .save()
+        .expect("save");
+    path
 }

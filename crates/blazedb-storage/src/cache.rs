@@ -148,14 +148,19 @@ impl ValueCache {
     }
 
     /// Runs `begin` (which starts a redb snapshot) and returns the `seq` that snapshot
-    /// is at, or `None` if a commit was published meanwhile (or the cache is off).
+    /// is at, or `None` if a commit was published meanwhile. (With the cache off the
+    /// sequence still counts commits: `snapshot.rs` shares snapshots by it.)
     pub(crate) fn snapshot<T>(&self, begin: impl FnOnce() -> T) -> (T, Option<u64>) {
         let before = self.seq.load(Ordering::Acquire);
         let t = begin();
         let after = self.seq.load(Ordering::Acquire);
-        let at =
-            (self.maps.is_some() && before == after && before.is_multiple_of(2)).then_some(before);
+        let at = (before == after && before.is_multiple_of(2)).then_some(before);
         (t, at)
+    }
+
+    /// The commit sequence now (odd while a commit is being published).
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
     }
 
     /// The value cached for `key` of table `t`, if one is valid at snapshot `at`.

@@ -7,7 +7,8 @@
 //!
 //! Rooms, each importing only rooms below it (no circle of module imports): `error`,
 //! `table` (the [`Table`] set), `group`, `overlay`, `cache` (decoded values of committed
-//! records, see [`ReadTx::get_cached`]) at the bottom; `shared` (the open
+//! records, see [`ReadTx::get_cached`]), `snapshot` (the read snapshot readers share
+//! until the next commit) at the bottom; `shared` (the open
 //! file, group-commit state and writer mark that a store and its write transaction
 //! share); `tx` (transactions, over `shared`); `store` (opening, flushing, backups,
 //! over `tx` and `shared`). Rooms import each other's items from the defining room,
@@ -29,6 +30,7 @@ pub mod group;
 mod journal;
 mod overlay;
 mod shared;
+mod snapshot;
 mod store;
 mod table;
 mod tx;

@@ -12,6 +12,7 @@ use crate::cache::ValueCache;
 use crate::error::{StorageError, guard};
 use crate::group::GroupCommit;
 use crate::journal::{Frames, Journal, Op, decode_ops, path_for, random_id};
+use crate::snapshot::Latest;
 
 /// Where the data file keeps its journal state (see `journal.rs`): a redb table of its
 /// own, outside [`crate::table::Table`], so no layer above sees it. `epoch` → the epoch
@@ -181,6 +182,9 @@ pub(crate) struct Shared {
     checkpoint_bytes: u64,
     /// Decoded values of committed records; every commit is published through it.
     pub(crate) cache: Arc<ValueCache>,
+    /// The snapshot readers share until the next commit (`snapshot.rs`); every commit
+    /// that publishes clears it.
+    pub(crate) latest: Latest,
 }
 
 impl Shared {
@@ -201,6 +205,7 @@ impl Shared {
             writer: Mutex::new(None),
             checkpoint_bytes,
             cache: Arc::new(ValueCache::new(cache_bytes)),
+            latest: Latest::default(),
         }
     }
 
@@ -255,6 +260,7 @@ impl Shared {
                 })
             })
             .inspect_err(|e| self.fail_on_io(e))?;
+        self.latest.clear();
         if let Err(e) = j.append(payload) {
             self.group
                 .fail(format!("appending a commit to the journal failed: {e}"));
@@ -283,6 +289,7 @@ impl Shared {
                 })
             })
             .inspect_err(|e| self.fail_on_io(e))?;
+        self.latest.clear();
         j.restart(next);
         self.group.note_checkpoint(true);
         Ok(())
@@ -342,6 +349,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // A reader's snapshot outliving the store keeps its own handle on the file;
+        // the shared one goes before the file closes.
+        self.latest.clear();
         let db = self.db.take();
         let _ = guard(|| {
             drop(db);

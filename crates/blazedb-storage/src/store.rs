@@ -11,6 +11,7 @@ use crate::group::GroupStats;
 use crate::journal::{DEFAULT_CHECKPOINT_BYTES, path_for, sync_parent};
 use crate::overlay::Overlay;
 use crate::shared::{Shared, has_pending, replay};
+use crate::snapshot::Snapshot;
 use crate::table::Table;
 use crate::tx::{ReadTx, WriteTx};
 
@@ -255,8 +256,22 @@ impl Store {
     /// [`StorageError`] from the engine.
     pub fn read(&self) -> Result<ReadTx, StorageError> {
         let cache = &self.shared.cache;
+        let latest = &self.shared.latest;
+        if let Some(snap) = latest.get(cache) {
+            return Ok(ReadTx::new(snap));
+        }
         let (txn, at) = cache.snapshot(|| guard(|| Ok(self.db().begin_read()?)));
-        Ok(ReadTx::new(txn?, at.map(|at| (Arc::clone(cache), at))))
+        let snap = Arc::new(Snapshot::new(txn?, at.map(|at| (Arc::clone(cache), at))));
+        if let Some(at) = at {
+            latest.offer(cache, at, &snap);
+        }
+        Ok(ReadTx::new(snap))
+    }
+
+    /// Whether a snapshot is kept for readers to share (unit tests of `snapshot.rs`).
+    #[cfg(test)]
+    pub(crate) fn holds_shared_snapshot(&self) -> bool {
+        self.shared.latest.holds_any()
     }
 
     /// Begins the (single) write transaction, waiting for the current one to finish.

@@ -1,16 +1,15 @@
 //! Read and write transactions over the byte tables.
 
 use std::any::Any;
-use std::cell::OnceCell;
 use std::ops::{Bound, ControlFlow};
 use std::sync::{Arc, PoisonError};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::cache::ValueCache;
 use crate::error::{StorageError, guard};
 use crate::journal::OpLog;
 use crate::shared::Shared;
+use crate::snapshot::{RoTable, Snapshot};
 use crate::table::Table;
 
 /// An owned key-value pair.
@@ -20,7 +19,6 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 pub type Bounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
 type RawTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
-type RoTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 /// Reads `key` from any readable table.
 fn get_in(
@@ -82,40 +80,19 @@ fn shielded<E: From<StorageError>>(
     result
 }
 
-/// A consistent snapshot of the store. Tables open lazily, once each.
+/// A consistent snapshot of the store: a handle on a [`Snapshot`] that readers
+/// beginning before the next commit share (see `snapshot.rs`).
 pub struct ReadTx {
-    /// `Some` until drop (see [`ReadTx`]'s `Drop`).
-    txn: Option<redb::ReadTransaction>,
-    tables: [OnceCell<RoTable>; 6],
-    /// The store's value cache and the commit sequence this snapshot is at; `None` if a
-    /// commit was published while the snapshot began (see `cache.rs`): no cache then.
-    cache: Option<(Arc<ValueCache>, u64)>,
+    snap: Arc<Snapshot>,
 }
 
 impl ReadTx {
-    pub(crate) fn new(txn: redb::ReadTransaction, cache: Option<(Arc<ValueCache>, u64)>) -> Self {
-        Self {
-            txn: Some(txn),
-            tables: Default::default(),
-            cache,
-        }
+    pub(crate) fn new(snap: Arc<Snapshot>) -> Self {
+        Self { snap }
     }
 
     fn table(&self, t: Table) -> Result<&RoTable, StorageError> {
-        let cell = &self.tables[t.index()];
-        if let Some(table) = cell.get() {
-            return Ok(table);
-        }
-        let txn = self.txn.as_ref().ok_or(StorageError::Other(
-            "read transaction already closed".into(),
-        ))?;
-        let opened = txn.open_table(t.def()).map_err(|e| match e {
-            redb::TableError::TableDoesNotExist(name) => {
-                StorageError::Corrupted(format!("table '{name}' is missing"))
-            }
-            other => StorageError::from(other),
-        })?;
-        Ok(cell.get_or_init(|| opened))
+        self.snap.table(t)
     }
 
     /// The value stored under `key`.
@@ -170,7 +147,7 @@ impl ReadTx {
         T: Any + Send + Sync,
         E: From<StorageError>,
     {
-        if let Some((cache, at)) = &self.cache
+        if let Some((cache, at)) = &self.snap.cache
             && let Some(hit) = cache.get(t, key, *at)
             && let Ok(value) = hit.downcast::<T>()
         {
@@ -181,7 +158,7 @@ impl ReadTx {
         };
         let (value, weight) = decoded?;
         let value = Arc::new(value);
-        if let Some((cache, at)) = &self.cache {
+        if let Some((cache, at)) = &self.snap.cache {
             cache.insert(
                 t,
                 key,
@@ -270,18 +247,6 @@ pub struct TableSpace {
     pub metadata_bytes: u64,
     /// Bytes of pages not filled by either.
     pub fragmented_bytes: u64,
-}
-
-impl Drop for ReadTx {
-    fn drop(&mut self) {
-        // redb's handles run engine code when dropped; on a damaged file it may panic.
-        let (tables, txn) = (std::mem::take(&mut self.tables), self.txn.take());
-        let _ = guard(|| {
-            drop(tables);
-            drop(txn);
-            Ok(())
-        });
-    }
 }
 
 self_cell::self_cell!(

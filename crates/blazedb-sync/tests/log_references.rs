@@ -21,6 +21,17 @@ fn node(dir: &tempfile::TempDir, name: &str, role: Role, config: &SyncConfig) ->
     Node { db, sync }
 }
 
+impl Node {
+    /// Puts `{f: value}` as document `id` and takes it over into the sync log.
+    fn put(&self, id: DocId, value: &str) {
+        self.db
+            .collection("docs")
+            .put(doc(id, "f", value))
+            .expect("put");
+        self.sync.absorb().expect("absorb");
+    }
+}
+
 fn doc(id: DocId, field: &str, value: &str) -> Document {
     let mut fields = Fields::new();
     fields.insert(field.into(), Value::String(value.into()));
@@ -57,16 +68,8 @@ fn a_client_logs_received_writes_by_reference_and_a_server_logs_them_whole() {
     let server = node(&dir, "s", Role::Server, &config);
     let client = node(&dir, "c", Role::Client, &config);
     let (x, y) = (DocId::new(), DocId::new());
-    server
-        .db
-        .collection("docs")
-        .put(doc(x, "f", &"s".repeat(4096)))
-        .expect("put");
-    client
-        .db
-        .collection("docs")
-        .put(doc(y, "f", "c"))
-        .expect("put");
+    server.put(x, &"s".repeat(4096));
+    client.put(y, "c");
     deliver(&server, &client, LogPos::ZERO);
     deliver(&client, &server, LogPos::ZERO);
 
@@ -119,11 +122,7 @@ fn a_client_that_collects_tombstones_logs_received_writes_whole() {
         Role::Client,
         &SyncConfig::default().tombstone_gc(true),
     );
-    server
-        .db
-        .collection("docs")
-        .put(doc(DocId::new(), "f", "s"))
-        .expect("put");
+    server.put(DocId::new(), "s");
     deliver(&server, &client, LogPos::ZERO);
     let log = client.sync.log_writes().expect("log");
     assert_eq!(log.len(), 1);
@@ -142,23 +141,9 @@ fn a_relay_from_a_client_sends_the_merge_state_and_the_receiver_records_its_loss
     let client = node(&dir, "c", Role::Client, &config);
     let other = node(&dir, "d", Role::Client, &config);
     let x = DocId::new();
-    other
-        .db
-        .collection("docs")
-        .put(doc(x, "f", "other"))
-        .expect("put");
-    other.sync.absorb().expect("absorb");
-    server
-        .db
-        .collection("docs")
-        .put(doc(x, "f", "first"))
-        .expect("put");
-    server.sync.absorb().expect("absorb");
-    server
-        .db
-        .collection("docs")
-        .put(doc(x, "f", "server"))
-        .expect("put");
+    other.put(x, "other");
+    server.put(x, "first");
+    server.put(x, "server");
     deliver(&server, &client, LogPos::ZERO);
     assert_eq!(
         client.sync.log_writes().expect("log").len(),

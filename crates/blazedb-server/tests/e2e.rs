@@ -182,7 +182,7 @@ async fn an_offline_client_and_a_restarted_server_converge_without_losing_writes
             .expect("enable");
     let mut dots = std::collections::BTreeSet::new();
     for e in node.log_writes().expect("log") {
-        if let blazedb_sync::Logged::Write(w) = e.item {
+        if let blazedb_sync::Item::Write(w) = e.item {
             assert!(
                 dots.insert(w.stamp.dot),
                 "write {} twice in the server's log",

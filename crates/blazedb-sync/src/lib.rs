@@ -51,7 +51,7 @@ pub use merge::{DocState, Loss, MergeError};
 pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode};
 pub use position::LogPos;
 pub use proto::Msg;
-pub use record::{Applied, ConflictEntry, Item, LogEntry, Logged, SnapDoc, SnapshotProgress};
+pub use record::{ConflictEntry, Item, LogEntry, SnapDoc, SnapshotProgress};
 pub use relay::{
     Budget, Delivery, Listener, MemoryListener, MemoryRelay, Relay, RelayTarget, Wire, memory,
 };

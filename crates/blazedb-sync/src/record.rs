@@ -48,10 +48,8 @@ pub(crate) const INDEX_RUNS: &str = "sync.index-runs";
 
 /// The sync metadata version this build writes. 2: new document-index slots go to
 /// [`INDEX_RUNS`]; a build that reads only version 1 would not see them (its snapshots
-/// would leave those documents out), so it refuses the database instead. 3: the sync
-/// log may hold [`Logged::Applied`] entries, which a build that reads up to version 2
-/// cannot decode.
-pub(crate) const META_VERSION: u32 = 3;
+/// would leave those documents out), so it refuses the database instead.
+pub(crate) const META_VERSION: u32 = 2;
 /// The oldest version this build reads (and upgrades at its next sync transaction).
 pub(crate) const META_VERSION_MIN: u32 = 1;
 
@@ -109,59 +107,12 @@ impl Item {
     }
 }
 
-/// What a sync-log entry holds: an [`Item`] as peers receive it, or a reference to
-/// what a peer sent, whose content is in the document's merge state (docs/format.md,
-/// *Sync log entries*). Variants 0 and 1 are [`Item`]'s, byte for byte, so entries
-/// written before references existed read unchanged.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Logged {
-    Write(Write),
-    State(SnapDoc),
-    /// A write or merge state received from a peer and applied here, logged by
-    /// reference (`SyncNode::logs_references`): when the log is read for another peer,
-    /// the document's merge state goes in its place (it holds the write, or a state
-    /// that supersedes it).
-    Applied(Applied),
-}
-
-/// A received write or merge state, by reference (see [`Logged::Applied`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Applied {
-    pub collection: String,
-    #[serde(with = "crate::write::doc_id")]
-    pub id: DocId,
-    /// The write, or `None` for a merge state joined (from a snapshot or a relay).
-    pub dot: Option<crate::vv::Dot>,
-}
-
-impl Logged {
-    /// The collection of the document it concerns.
-    #[must_use]
-    pub fn collection(&self) -> &str {
-        match self {
-            Logged::Write(w) => &w.collection,
-            Logged::State(d) => &d.collection,
-            Logged::Applied(a) => &a.collection,
-        }
-    }
-
-    /// The write it stands for, if it is one (not a merge state).
-    #[must_use]
-    pub fn dot(&self) -> Option<crate::vv::Dot> {
-        match self {
-            Logged::Write(w) => Some(w.stamp.dot),
-            Logged::State(_) => None,
-            Logged::Applied(a) => a.dot,
-        }
-    }
-}
-
 /// One sync-log entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// The peer it came from; `None` for this node's own writes.
     pub via: Option<NodeId>,
-    pub item: Logged,
+    pub item: Item,
 }
 
 /// What this node knows of a peer.

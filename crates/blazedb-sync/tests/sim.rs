@@ -135,9 +135,6 @@ struct Stats {
     refused_too_large: u64,
     /// Conflict-log entries of values the size rule left out (at their origins).
     too_large: u64,
-    /// Log entries of received writes and states kept by reference, at the end of
-    /// the runs (clients that do not collect tombstones write them).
-    logged_by_reference: u64,
 }
 
 /// Whether seeds write large values: in an optimised build (the long mode), or when
@@ -1025,22 +1022,15 @@ impl World {
         // Each write at most once in each node's log (applied once, never echoed);
         // with nothing collected, every write made is there.
         let log = sync.log_writes().map_err(|e| e.to_string())?;
-        // Writes logged by reference (a client's received ones) count like writes.
         let mut seen = BTreeSet::new();
         for e in &log {
-            let Some(dot) = e.item.dot() else {
+            let blazedb_sync::Item::Write(w) = &e.item else {
                 continue;
             };
-            if !seen.insert(dot) {
-                return Err(format!("node {i}: write {dot} twice in its log"));
+            if !seen.insert(w.stamp.dot) {
+                return Err(format!("node {i}: write {} twice in its log", w.stamp.dot));
             }
         }
-        REFERENCES_SEEN.fetch_add(
-            log.iter()
-                .filter(|e| matches!(e.item, blazedb_sync::Logged::Applied(_)))
-                .count() as u64,
-            Ordering::Relaxed,
-        );
         self.stats_conflicts_add(&recorded);
         let too_large = sync
             .conflicts(0, usize::MAX)
@@ -1054,7 +1044,9 @@ impl World {
                 .bootstrapped_from()
                 .map_err(|e| e.to_string())?
                 .is_some()
-            || log.iter().any(|e| e.item.dot().is_none());
+            || log
+                .iter()
+                .any(|e| matches!(e.item, blazedb_sync::Item::State(_)));
         if !collected && seen.len() != self.registry.len() {
             return Err(format!(
                 "node {i}: log holds {} writes, {} were made",
@@ -1069,7 +1061,6 @@ impl World {
 static CONFLICTS_SEEN: AtomicU64 = AtomicU64::new(0);
 static EXPIRED_SEEN: AtomicU64 = AtomicU64::new(0);
 static TOO_LARGE_SEEN: AtomicU64 = AtomicU64::new(0);
-static REFERENCES_SEEN: AtomicU64 = AtomicU64::new(0);
 
 fn run_seed(seed: u64) -> Result<Stats, String> {
     let mut w = World::new(seed);
@@ -1094,9 +1085,7 @@ fn run_seed(seed: u64) -> Result<Stats, String> {
     let before = CONFLICTS_SEEN.load(Ordering::Relaxed);
     let expired_before = EXPIRED_SEEN.load(Ordering::Relaxed);
     let too_large_before = TOO_LARGE_SEEN.load(Ordering::Relaxed);
-    let references_before = REFERENCES_SEEN.load(Ordering::Relaxed);
     w.check()?;
-    w.stats.logged_by_reference = REFERENCES_SEEN.load(Ordering::Relaxed) - references_before;
     w.stats.conflicts = CONFLICTS_SEEN.load(Ordering::Relaxed) - before;
     w.stats.expired = EXPIRED_SEEN.load(Ordering::Relaxed) - expired_before;
     w.stats.too_large = TOO_LARGE_SEEN.load(Ordering::Relaxed) - too_large_before;
@@ -1140,7 +1129,6 @@ fn simulated_networks_converge_to_the_reference_model_under_faults() {
                 total.large_values += s.large_values;
                 total.refused_too_large += s.refused_too_large;
                 total.too_large += s.too_large;
-                total.logged_by_reference += s.logged_by_reference;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}");

@@ -17,7 +17,7 @@ use super::{States, SyncNode};
 use crate::backend::Tx;
 use crate::error::Result;
 use crate::record;
-use crate::record::{Logged, Meta};
+use crate::record::{Item, Meta};
 use crate::vv::Dot;
 use crate::write::{Op, Stamp, Write};
 
@@ -111,7 +111,7 @@ impl SyncNode {
         };
         // A local write follows everything this node holds: it always applies.
         state.apply(&write)?;
-        self.append_log(tx, meta, None, Logged::Write(write))
+        self.append_log(tx, meta, None, Item::Write(write))
     }
 
     /// Takes over the local writes committed since the last time.

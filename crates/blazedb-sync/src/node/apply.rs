@@ -8,10 +8,6 @@
 //!   equals the merge state's visible document ([`DocState::eval`](crate::merge::DocState::eval)).
 //! - A write enters the sync log once, when first applied here; re-deliveries change
 //!   nothing and are not logged, so nothing ping-pongs.
-//! - A client that does not collect tombstones logs what it applies by reference
-//!   ([`Logged::Applied`]): its only peer is usually the server it came from, which
-//!   never reads it back, and on a relay the document's merge state is sent in its
-//!   place (`log.rs`). Everyone else logs the write itself.
 //! - Applying a valid batch never fails for good: not for a document's size nor for
 //!   this database's own indexes (`write_document`). Only transient causes (clock
 //!   skew, I/O) make a peer send a batch again.
@@ -27,7 +23,7 @@ use crate::clock::{Clock, NodeId, Role};
 use crate::error::{Result, SyncError};
 use crate::merge::Loss;
 use crate::position::LogPos;
-use crate::record::{self, Applied, Item, Logged, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc};
+use crate::record::{self, Item, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc};
 use crate::write::Write;
 
 impl SyncNode {
@@ -120,8 +116,7 @@ impl SyncNode {
                     }
                     Item::State(d) => {
                         if self.join_doc(&mut *tx, &mut meta, &mut states, d, now, &mut report)? {
-                            let logged = self.received_state(d);
-                            self.append_log(&mut *tx, &mut meta, Some(peer), logged)?;
+                            self.append_log(&mut *tx, &mut meta, Some(peer), item.clone())?;
                         }
                     }
                 }
@@ -218,7 +213,7 @@ impl SyncNode {
             );
             report.conflicts +=
                 self.record_losses(tx, meta, &w.collection, w.id, vec![loss], from.now)?;
-            self.append_log(tx, meta, Some(from.peer), Logged::State(snap))?;
+            self.append_log(tx, meta, Some(from.peer), Item::State(snap))?;
             report.expired += 1;
             return Ok(());
         }
@@ -242,38 +237,9 @@ impl SyncNode {
             write_document(tx, &w.collection, w.id, after, &self.opts.local_fields)?;
         }
         report.conflicts += self.record_losses(tx, meta, &w.collection, w.id, losses, from.now)?;
-        let logged = if self.logs_references() {
-            Logged::Applied(Applied {
-                collection: w.collection.clone(),
-                id: w.id,
-                dot: Some(w.stamp.dot),
-            })
-        } else {
-            Logged::Write(w.clone())
-        };
-        self.append_log(tx, meta, Some(from.peer), logged)?;
+        self.append_log(tx, meta, Some(from.peer), Item::Write(w.clone()))?;
         report.applied += 1;
         Ok(())
-    }
-
-    /// Whether this node logs what it applies by reference (see the module's
-    /// invariants). A node that collects tombstones does not: its garbage collection
-    /// marks the log's writes stable by what each entry holds (`gc.rs`).
-    pub(super) fn logs_references(&self) -> bool {
-        self.role == Role::Client && !self.opts.tombstone_gc
-    }
-
-    /// The log entry for merge state `d`, joined here with a change.
-    pub(super) fn received_state(&self, d: &SnapDoc) -> Logged {
-        if self.logs_references() {
-            Logged::Applied(Applied {
-                collection: d.collection.clone(),
-                id: d.id,
-                dot: None,
-            })
-        } else {
-            Logged::State(d.clone())
-        }
     }
 
     /// Records in `tx` that `peer`'s log is applied here up to `upto`.

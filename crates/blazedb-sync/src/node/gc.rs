@@ -12,7 +12,7 @@ use super::{GC_CHUNK, GcReport, States, SyncNode};
 use crate::clock::NodeId;
 use crate::error::Result;
 use crate::position::LogPos;
-use crate::record::{self, LOG, LogEntry, Logged, NS_PEER, PeerRecord};
+use crate::record::{self, Item, LOG, LogEntry, NS_PEER, PeerRecord};
 
 impl SyncNode {
     /// Collects what every known peer has (docs/semantics.md, "Garbage collection"): the sync log below the lowest
@@ -64,18 +64,8 @@ impl SyncNode {
                 for (_, bytes) in tx.aux_log_range(LOG, meta.log_floor.get(), n)? {
                     let e: LogEntry = record::decode("log entry", &bytes)?;
                     let (key, dots) = match &e.item {
-                        Logged::Write(w) => {
-                            (record::doc_key(&w.collection, w.id), vec![w.stamp.dot])
-                        }
-                        Logged::Applied(a) => (
-                            record::doc_key(&a.collection, a.id),
-                            // A state joined by reference does not say which writes it
-                            // brought: none is marked stable for it (they stay, which
-                            // is safe). Only a node without tombstone collection writes
-                            // these, so only one that turned it on later gets here.
-                            a.dot.into_iter().collect(),
-                        ),
-                        Logged::State(d) => (
+                        Item::Write(w) => (record::doc_key(&w.collection, w.id), vec![w.stamp.dot]),
+                        Item::State(d) => (
                             record::doc_key(&d.collection, d.id),
                             d.state
                                 .recs

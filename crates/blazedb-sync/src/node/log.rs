@@ -6,19 +6,13 @@
 //!   floor bootstraps from a snapshot, except the peer this node bootstrapped from.
 //! - An entry records the peer it came from (`via`): it is never sent back there, nor
 //!   is a write sent to the node that made it.
-//! - A reference entry ([`Logged::Applied`], written by a node that logs received
-//!   writes by reference) is read out as the document's merge state in this read's
-//!   snapshot, which holds the write or a state that supersedes it; a read sends each
-//!   document's state at most once.
-
-use std::collections::HashSet;
 
 use super::{BATCH_BYTES_MAX, SyncNode};
 use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::position::LogPos;
-use crate::record::{self, Item, LOG, LogEntry, Logged, Meta, SnapDoc};
+use crate::record::{self, Item, LOG, LogEntry, Meta};
 
 impl SyncNode {
     pub(super) fn append_log(
@@ -26,7 +20,7 @@ impl SyncNode {
         tx: &mut Tx<'_>,
         meta: &mut Meta,
         via: Option<NodeId>,
-        item: Logged,
+        item: Item,
     ) -> Result<()> {
         meta.log_last = meta.log_last.next();
         // Sessions wake on this commit to send the entry (`conn.rs`, `CommitSignal`).
@@ -43,9 +37,8 @@ impl SyncNode {
     /// Up to `limit` entries (and about [`BATCH_BYTES_MAX`]) of this node's log after
     /// position `after`, for `peer`:
     /// entries that came from the peer, or that it made, are left out (it has them),
-    /// as are collections `keep` refuses. An entry logged by reference is read out as
-    /// the document's merge state (once per document in one read). Returns the items
-    /// and the position the read reached (a cursor past the filtered entries too).
+    /// as are collections `keep` refuses. Returns the writes and the position the
+    /// read reached (a cursor past the filtered entries too).
     ///
     /// # Errors
     /// [`SyncError::LogPruned`] if entries after `after` were garbage-collected;
@@ -79,40 +72,18 @@ impl SyncNode {
         let mut upto = after;
         let mut out = Vec::new();
         let mut bytes_out = 0usize;
-        let mut states_out: HashSet<Vec<u8>> = HashSet::new();
         for (seq, bytes) in r.aux_log_range(LOG, after.get(), limit)? {
             upto = LogPos::new(seq);
             let e: LogEntry = record::decode("log entry", &bytes)?;
-            let theirs = e.item.dot().is_some_and(|d| d.node == peer);
+            let theirs = match &e.item {
+                Item::Write(w) => w.stamp.node() == peer,
+                Item::State(_) => false,
+            };
             if e.via == Some(peer) || theirs || !keep(e.item.collection()) {
                 continue;
             }
-            let item = match e.item {
-                Logged::Write(w) => Item::Write(w),
-                Logged::State(d) => Item::State(d),
-                Logged::Applied(a) => {
-                    let key = record::doc_key(&a.collection, a.id);
-                    if states_out.contains(&key) {
-                        continue; // this read already sends the state
-                    }
-                    let Some(state) = Self::state_for_peer(&*r, &key)? else {
-                        continue; // collected away entirely: every known peer has it
-                    };
-                    bytes_out += postcard::experimental::serialized_size(&state).unwrap_or(0);
-                    states_out.insert(key);
-                    out.push(Item::State(SnapDoc {
-                        collection: a.collection,
-                        id: a.id,
-                        state,
-                    }));
-                    if bytes_out >= BATCH_BYTES_MAX {
-                        break;
-                    }
-                    continue;
-                }
-            };
             bytes_out += bytes.len();
-            out.push(item);
+            out.push(e.item);
             if bytes_out >= BATCH_BYTES_MAX {
                 break;
             }

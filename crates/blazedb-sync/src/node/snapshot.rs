@@ -14,13 +14,13 @@
 use super::BatchReport;
 use super::index;
 use super::{GC_CHUNK, SNAPSHOT_PAGE_BYTES, SnapshotPage, States, SyncNode};
-use crate::backend::{Snap, Tx};
+use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
 use crate::position::LogPos;
 use crate::record::{
-    self, LOG, LogEntry, Logged, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
+    self, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
 };
 use crate::write::{Held, LossReason, Op};
 
@@ -49,9 +49,16 @@ impl SyncNode {
             if !keep(&collection) {
                 continue;
             }
-            let Some(state) = Self::state_for_peer(&*r, &key)? else {
+            let Some(mut state) = record::load::<DocState>(&mut &*r, "doc state", NS_DOC, &key)?
+            else {
                 continue; // collected away entirely
             };
+            for rec in &mut state.recs {
+                rec.stable = false;
+            }
+            for d in &mut state.defeated {
+                d.stable = (false, false);
+            }
             bytes += postcard::experimental::serialized_size(&state).unwrap_or(0);
             docs.push(SnapDoc {
                 collection,
@@ -63,26 +70,6 @@ impl SyncNode {
             }
         }
         Ok((docs, upto, upto >= meta.index_last))
-    }
-
-    /// The merge state of the document under `key` as a peer receives it (in a
-    /// snapshot, or in place of a log entry kept by reference): without this node's
-    /// stability marks, which say what *its* peers have. `None` if it was collected
-    /// away entirely.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub(super) fn state_for_peer(r: &Snap<'_>, key: &[u8]) -> Result<Option<DocState>> {
-        let Some(mut state) = record::load::<DocState>(&mut &*r, "doc state", NS_DOC, key)? else {
-            return Ok(None);
-        };
-        for rec in &mut state.recs {
-            rec.stable = false;
-        }
-        for d in &mut state.defeated {
-            d.stable = (false, false);
-        }
-        Ok(Some(state))
     }
 
     /// Whether this node collects tombstones (snapshots it sends say so).
@@ -155,8 +142,7 @@ impl SyncNode {
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
                 .map_err(SyncError::BadName)?;
             if self.join_doc(&mut *tx, &mut meta, &mut states, d, now, &mut report)? {
-                let logged = self.received_state(d);
-                self.append_log(&mut *tx, &mut meta, Some(peer), logged)?;
+                self.append_log(&mut *tx, &mut meta, Some(peer), Item::State(d.clone()))?;
             }
         }
         p.snapshot = Some(SnapshotProgress {
@@ -196,7 +182,7 @@ impl SyncNode {
             };
             for (_, bytes) in page {
                 let e: LogEntry = record::decode("log entry", &bytes)?;
-                let Logged::Write(w) = &e.item else { continue };
+                let Item::Write(w) = &e.item else { continue };
                 if e.via.is_some() || !keep(&w.collection) {
                     continue;
                 }

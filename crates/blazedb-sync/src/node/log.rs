@@ -12,7 +12,7 @@ use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::position::LogPos;
-use crate::record::{self, Item, LOG, LogEntry, Meta};
+use crate::record::{self, Item, LOG, LogEntry, Meta, NodesNamed};
 
 impl SyncNode {
     pub(super) fn append_log(
@@ -37,8 +37,10 @@ impl SyncNode {
     /// Up to `limit` entries (and about [`BATCH_BYTES_MAX`]) of this node's log after
     /// position `after`, for `peer`:
     /// entries that came from the peer, or that it made, are left out (it has them),
-    /// as are collections `keep` refuses. Returns the writes and the position the
-    /// read reached (a cursor past the filtered entries too).
+    /// as are collections `keep` refuses. A read stops before an entry that would make
+    /// the batch name more writer nodes than a receiver takes (`NODES_PER_MESSAGE_MAX`).
+    /// Returns the writes and the position the read reached (a cursor past the
+    /// filtered entries too).
     ///
     /// # Errors
     /// [`SyncError::LogPruned`] if entries after `after` were garbage-collected;
@@ -72,16 +74,25 @@ impl SyncNode {
         let mut upto = after;
         let mut out = Vec::new();
         let mut bytes_out = 0usize;
+        let mut named = NodesNamed::default();
         for (seq, bytes) in r.aux_log_range(LOG, after.get(), limit)? {
-            upto = LogPos::new(seq);
             let e: LogEntry = record::decode("log entry", &bytes)?;
             let theirs = match &e.item {
                 Item::Write(w) => w.stamp.node() == peer,
                 Item::State(_) => false,
             };
             if e.via == Some(peer) || theirs || !keep(e.item.collection()) {
+                upto = LogPos::new(seq);
                 continue;
             }
+            let admitted = match &e.item {
+                Item::Write(w) => named.admit([w.stamp.node()]),
+                Item::State(d) => named.admit(record::state_nodes(&d.state)),
+            };
+            if !admitted {
+                break; // the next batch starts with it
+            }
+            upto = LogPos::new(seq);
             bytes_out += bytes.len();
             out.push(e.item);
             if bytes_out >= BATCH_BYTES_MAX {

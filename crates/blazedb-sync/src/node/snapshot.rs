@@ -20,15 +20,16 @@ use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
 use crate::position::LogPos;
 use crate::record::{
-    self, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
+    self, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, NodesNamed, PeerRecord, SnapDoc,
+    SnapshotProgress,
 };
 use crate::write::{Held, LossReason, Op};
 
 impl SyncNode {
     /// Up to `limit` document states after index slot `after_slot` (at most about
-    /// [`SNAPSHOT_PAGE_BYTES`] of them), for a peer bootstrapping from this node, with
-    /// the slot reached and whether it is the last page. Collections `keep` refuses
-    /// are left out.
+    /// [`SNAPSHOT_PAGE_BYTES`] of them, naming no more writer nodes than a receiver
+    /// takes), for a peer bootstrapping from this node, with the slot reached and
+    /// whether it is the last page. Collections `keep` refuses are left out.
     ///
     /// # Errors
     /// Database errors.
@@ -43,16 +44,22 @@ impl SyncNode {
         let mut docs = Vec::new();
         let mut upto = after_slot;
         let mut bytes = 0usize;
+        let mut named = NodesNamed::default();
         for (slot, key) in index::index_range(&mut &*r, after_slot, limit)? {
-            upto = slot;
             let (collection, id) = record::split_doc_key(&key)?;
             if !keep(&collection) {
+                upto = slot;
                 continue;
             }
             let Some(mut state) = record::load::<DocState>(&mut &*r, "doc state", NS_DOC, &key)?
             else {
+                upto = slot;
                 continue; // collected away entirely
             };
+            if !named.admit(record::state_nodes(&state)) {
+                break; // the next page starts with it
+            }
+            upto = slot;
             for rec in &mut state.recs {
                 rec.stable = false;
             }

@@ -44,13 +44,7 @@ impl Session {
         let mut nodes: BTreeSet<NodeId> = writes.collect();
         nodes.insert(peer);
         for state in items {
-            nodes.extend(state.recs.iter().map(|r| r.stamp.node()));
-            nodes.extend(
-                state
-                    .defeated
-                    .iter()
-                    .flat_map(|d| [d.loser.node(), d.winner.node()]),
-            );
+            nodes.extend(crate::record::state_nodes(state));
         }
         self.node.principals_of(&nodes)
     }

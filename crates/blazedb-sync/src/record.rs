@@ -114,15 +114,20 @@ impl Item {
 /// ([`NodesNamed`]).
 pub(crate) const NODES_PER_MESSAGE_MAX: usize = crate::proto::BATCH_WRITES_MAX - 1;
 
+/// The stamps `state` carries: those of its records and both sides of its recorded
+/// defeats.
+pub(crate) fn state_stamps(state: &crate::merge::DocState) -> impl Iterator<Item = &Stamp> + '_ {
+    state
+        .recs
+        .iter()
+        .map(|r| &r.stamp)
+        .chain(state.defeated.iter().flat_map(|d| [&d.loser, &d.winner]))
+}
+
 /// The nodes a message carrying `state` names: the writers of its records and both
 /// sides of its recorded defeats.
 pub(crate) fn state_nodes(state: &crate::merge::DocState) -> impl Iterator<Item = NodeId> + '_ {
-    state.recs.iter().map(|r| r.stamp.node()).chain(
-        state
-            .defeated
-            .iter()
-            .flat_map(|d| [d.loser.node(), d.winner.node()]),
-    )
+    state_stamps(state).map(Stamp::node)
 }
 
 /// The nodes the items of one message name so far (see [`NODES_PER_MESSAGE_MAX`]).

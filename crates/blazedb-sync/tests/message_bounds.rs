@@ -144,5 +144,8 @@ fn snapshot_pages_name_no_more_writer_nodes_than_a_receiver_takes() {
         }
     }
     assert_eq!(seen, ids.iter().copied().collect(), "every document, once");
-    assert!(largest < 256, "the bound cut the pages ({largest} documents)");
+    assert!(
+        largest < 256,
+        "the bound cut the pages ({largest} documents)"
+    );
 }

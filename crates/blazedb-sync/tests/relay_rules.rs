@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use blazedb_core::{DocId, Document, Fields, Value};
 use blazedb_engine::{Database, KdfParams};
-use blazedb_sync::{Item, LogPos, LossReason, Role, SyncAdvanced, SyncConfig, SyncError, SyncNode};
+use blazedb_sync::{
+    Item, LogPos, LossReason, Role, SnapshotPage, SyncAdvanced, SyncConfig, SyncError, SyncNode,
+};
 
 struct Node {
     db: Database,
@@ -88,21 +90,69 @@ fn a_writer_learns_of_a_loss_its_relay_saw_even_after_the_value_was_overwritten(
     );
 }
 
+/// A node whose clock runs ten minutes ahead of real time (the drift bound is five).
+fn fast_config() -> SyncConfig {
+    SyncConfig {
+        advanced: SyncAdvanced {
+            clock: Arc::new(|| blazedb_sync::clock::wall_now_us() + 600_000_000),
+            stamp_with_write_time: false,
+            ..SyncAdvanced::default()
+        },
+        ..SyncConfig::default()
+    }
+}
+
+/// A merge state is refused for a stamp beyond the drift bound as the write itself
+/// would be, in a batch and in a snapshot page, and nothing of it is applied.
+#[test]
+fn a_merge_state_with_a_stamp_beyond_the_drift_bound_is_refused_like_the_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fast = node(&dir, "f", Role::Server, &fast_config());
+    let peer = node(&dir, "r", Role::Client, &SyncConfig::default());
+    let x = DocId::new();
+    fast.put(x, "fast");
+    fast.sync.absorb().expect("absorb");
+    let (docs, upto_slot, done) = fast.sync.snapshot_page(0, 100, &|_| true).expect("page");
+    assert_eq!(docs.len(), 1);
+    let page = SnapshotPage {
+        at: fast.sync.log_last().expect("log_last"),
+        after_slot: 0,
+        upto_slot,
+        docs: &docs,
+        done,
+        collected: false,
+    };
+    let refused = peer
+        .sync
+        .apply_snapshot(fast.sync.node_id(), page, &|_| true);
+    assert!(
+        matches!(refused, Err(SyncError::ClockSkew(_))),
+        "{refused:?}"
+    );
+    let batch = [Item::State(docs[0].clone())];
+    let refused = peer
+        .sync
+        .apply_batch(fast.sync.node_id(), Role::Server, &batch, LogPos::new(1));
+    assert!(
+        matches!(refused, Err(SyncError::ClockSkew(_))),
+        "{refused:?}"
+    );
+    assert_eq!(peer.field(x), None, "nothing of it applied");
+    assert_eq!(
+        peer.sync
+            .snapshot_progress(fast.sync.node_id())
+            .expect("progress"),
+        None
+    );
+}
+
 /// A relay whose clock runs ten minutes ahead (the bound is five) edits a document it
 /// received; its peer reads the log one entry per batch. The received write passes,
 /// the fast one is refused, and the peer's clock is not dragged ahead.
 #[test]
 fn no_write_stamped_beyond_the_drift_bound_gets_through_a_relay() {
-    const AHEAD_US: u64 = 600_000_000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let fast = SyncConfig {
-        advanced: SyncAdvanced {
-            clock: Arc::new(|| blazedb_sync::clock::wall_now_us() + AHEAD_US),
-            stamp_with_write_time: false,
-            ..SyncAdvanced::default()
-        },
-        ..SyncConfig::default()
-    };
+    let fast = fast_config();
     let server = node(&dir, "a", Role::Server, &SyncConfig::default());
     let relay = node(&dir, "c", Role::Client, &fast);
     let peer = node(&dir, "r", Role::Client, &SyncConfig::default());

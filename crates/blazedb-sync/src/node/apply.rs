@@ -129,18 +129,14 @@ impl SyncNode {
     }
 
     /// Refuses a batch before anything of it is applied: a collection name the engine
-    /// would refuse, a stamp too far ahead of our clock, a peer's own write under a role
-    /// it does not hold.
+    /// would refuse, a stamp too far ahead of our clock (a write's, or any a merge
+    /// state carries), a peer's own write under a role it does not hold.
     fn check_batch(&self, peer: NodeId, peer_role: Role, items: &[Item], now: u64) -> Result<()> {
         for item in items {
             let w = match item {
                 Item::Write(w) => w,
                 Item::State(d) => {
-                    blazedb_core::name::check_name(
-                        blazedb_core::NameKind::Collection,
-                        &d.collection,
-                    )
-                    .map_err(SyncError::BadName)?;
+                    self.check_state(d, now)?;
                     continue;
                 }
             };
@@ -156,6 +152,19 @@ impl SyncNode {
             }
             blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &w.collection)
                 .map_err(SyncError::BadName)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a merge state (in a batch or a snapshot page) whose collection name the
+    /// engine would refuse, or that carries a stamp too far ahead of our clock
+    /// (docs/semantics.md, "Clock hygiene": a state must not bring in what the same
+    /// write, sent as a write, could not).
+    pub(super) fn check_state(&self, d: &SnapDoc, now: u64) -> Result<()> {
+        blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
+            .map_err(SyncError::BadName)?;
+        for stamp in record::state_stamps(&d.state) {
+            Clock::check_drift(stamp.hlc, now, self.opts.advanced.drift_max_us)?;
         }
         Ok(())
     }

@@ -146,8 +146,7 @@ impl SyncNode {
             )));
         }
         for d in docs {
-            blazedb_core::name::check_name(blazedb_core::NameKind::Collection, &d.collection)
-                .map_err(SyncError::BadName)?;
+            self.check_state(d, now)?;
             if self.join_doc(&mut *tx, &mut meta, &mut states, d, now, &mut report)? {
                 self.append_log(&mut *tx, &mut meta, Some(peer), Item::State(d.clone()))?;
             }

@@ -218,8 +218,10 @@ impl Shared {
     }
 
     /// The engine handle, exclusively (for operations that need no other user of the
-    /// file, such as redb's own compaction).
+    /// file, such as redb's own compaction): the snapshot readers share goes first, so
+    /// no read transaction of the store's own is open (readers' handles are theirs).
     pub(crate) fn db_mut(&mut self) -> &mut redb::Database {
+        self.latest.clear();
         match &mut self.db {
             Some(db) => db,
             None => unreachable!("the redb handle is taken only when the store drops"),
@@ -248,19 +250,19 @@ impl Shared {
             Op::Insert(t, key, _) | Op::Remove(t, key) => (t, key),
         });
         let written: Option<&mut dyn Iterator<Item = _>> = ops.is_some().then_some(&mut written);
-        self.cache
-            .publish(written, || {
-                guard(move || {
-                    let txn = txn();
-                    // In the same transaction: whatever redb persists of it says which
-                    // frame it is.
-                    write_position(&txn, position)?;
-                    txn.commit()?;
-                    Ok(())
-                })
+        let published = self.cache.publish(written, || {
+            guard(move || {
+                let txn = txn();
+                // In the same transaction: whatever redb persists of it says which
+                // frame it is.
+                write_position(&txn, position)?;
+                txn.commit()?;
+                Ok(())
             })
-            .inspect_err(|e| self.fail_on_io(e))?;
+        });
+        // Failed or not, the publish moved the sequence: the shared snapshot is stale.
         self.latest.clear();
+        published.inspect_err(|e| self.fail_on_io(e))?;
         if let Err(e) = j.append(payload) {
             self.group
                 .fail(format!("appending a commit to the journal failed: {e}"));
@@ -278,18 +280,18 @@ impl Shared {
         let mut j = self.journal();
         let next = random_id();
         // Its writes outgrew the frame that would list them: every cached value goes.
-        self.cache
-            .publish(None, || {
-                guard(move || {
-                    let mut txn = txn();
-                    write_epoch(&txn, next)?;
-                    txn.set_durability(redb::Durability::Immediate)?;
-                    txn.commit()?;
-                    Ok(())
-                })
+        let published = self.cache.publish(None, || {
+            guard(move || {
+                let mut txn = txn();
+                write_epoch(&txn, next)?;
+                txn.set_durability(redb::Durability::Immediate)?;
+                txn.commit()?;
+                Ok(())
             })
-            .inspect_err(|e| self.fail_on_io(e))?;
+        });
+        // Failed or not, the publish moved the sequence: the shared snapshot is stale.
         self.latest.clear();
+        published.inspect_err(|e| self.fail_on_io(e))?;
         j.restart(next);
         self.group.note_checkpoint(true);
         Ok(())
@@ -349,8 +351,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // A reader's snapshot outliving the store keeps its own handle on the file;
-        // the shared one goes before the file closes.
+        // The shared snapshot goes before the file closes. (A reader's handle that
+        // outlives the store still reads the tables it had opened; opening another
+        // fails as closed. The engine's read transactions keep the store alive.)
         self.latest.clear();
         let db = self.db.take();
         let _ = guard(|| {

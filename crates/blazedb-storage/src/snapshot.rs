@@ -131,31 +131,106 @@ impl Latest {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use redb::ReadableDatabase;
+
+    use super::Snapshot;
     use crate::{Store, StoreOptions, Table};
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        Store::create(&dir.path().join("d.redb"), &StoreOptions::default()).expect("create")
+    }
+
+    fn put(store: &Store, v: &[u8], durable: bool) {
+        let mut w = store.write().expect("write");
+        w.insert(Table::Docs, b"k", v).expect("insert");
+        w.commit(durable).expect("commit");
+    }
 
     #[test]
     fn every_commit_releases_the_shared_snapshot() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            Store::create(&dir.path().join("d.redb"), &StoreOptions::default()).expect("create");
-        assert!(!store.holds_shared_snapshot());
+        let mut store = store(&dir);
+        assert!(!store.shared().latest.holds_any());
         drop(store.read().expect("read"));
-        assert!(store.holds_shared_snapshot(), "a read offers its snapshot");
-        let mut w = store.write().expect("write");
-        w.insert(Table::Docs, b"k", b"v").expect("insert");
-        w.commit(false).expect("commit");
         assert!(
-            !store.holds_shared_snapshot(),
+            store.shared().latest.holds_any(),
+            "a read offers its snapshot"
+        );
+        put(&store, b"v", false);
+        assert!(
+            !store.shared().latest.holds_any(),
             "a commit must not leave an older snapshot pinned"
         );
         let held = store.read().expect("read");
-        let mut w = store.write().expect("write");
-        w.insert(Table::Docs, b"k", b"w").expect("insert");
-        w.commit(true).expect("commit");
-        assert!(!store.holds_shared_snapshot());
+        put(&store, b"w", true);
+        assert!(!store.shared().latest.holds_any());
         assert_eq!(
             held.get(Table::Docs, b"k").expect("get").as_deref(),
             Some(&b"v"[..])
+        );
+        // A transaction too large for a journal frame commits as a checkpoint.
+        drop(store.read().expect("read"));
+        let mut w = store.write().expect("write");
+        w.insert(Table::Docs, b"big", &vec![7u8; 8 << 20])
+            .expect("insert");
+        w.commit(false).expect("commit");
+        assert!(
+            !store.shared().latest.holds_any(),
+            "after a checkpoint commit"
+        );
+    }
+
+    /// The two checks on the commit sequence, each on its own: a snapshot begun before
+    /// a commit and offered after it (a reader slow between beginning and offering) is
+    /// not kept, and a kept snapshot is not handed out once a commit has published
+    /// (even one that failed before it could clear the slot).
+    #[test]
+    fn a_snapshot_older_than_a_commit_is_neither_kept_nor_handed_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(&dir);
+        put(&store, b"1", false);
+        let txn = store.shared().db().begin_read().expect("begin");
+        let at = store.shared().cache.seq();
+        let stale = Arc::new(Snapshot::new(txn, None));
+        put(&store, b"2", false);
+        let shared = store.shared();
+        shared.latest.offer(&shared.cache, at, &stale);
+        assert!(
+            !shared.latest.holds_any(),
+            "kept a snapshot older than a commit"
+        );
+
+        drop(store.read().expect("read"));
+        let shared = store.shared();
+        assert!(shared.latest.holds_any());
+        // A publish that does not reach `latest.clear()`.
+        shared.cache.publish(None, || ());
+        assert!(
+            shared.latest.get(&shared.cache).is_none(),
+            "handed out a snapshot older than a commit"
+        );
+    }
+
+    /// `&mut` access to the engine handle still means no read transaction of the
+    /// store's own is open: redb's compaction runs after readers shared a snapshot.
+    #[test]
+    fn exclusive_access_to_the_file_drops_the_shared_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(&dir);
+        put(&store, b"1", true);
+        drop(store.read().expect("read"));
+        let compacted = crate::error::guard(|| Ok(store.shared().db_mut().compact()?));
+        assert!(compacted.is_ok(), "{compacted:?}");
+        assert_eq!(
+            store
+                .read()
+                .expect("read")
+                .get(Table::Docs, b"k")
+                .expect("get")
+                .as_deref(),
+            Some(&b"1"[..])
         );
     }
 }

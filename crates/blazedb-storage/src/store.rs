@@ -268,10 +268,10 @@ impl Store {
         Ok(ReadTx::new(snap))
     }
 
-    /// Whether a snapshot is kept for readers to share (unit tests of `snapshot.rs`).
+    /// What the store and its transactions share (unit tests of `snapshot.rs`).
     #[cfg(test)]
-    pub(crate) fn holds_shared_snapshot(&self) -> bool {
-        self.shared.latest.holds_any()
+    pub(crate) fn shared(&mut self) -> &mut Shared {
+        &mut self.shared
     }
 
     /// Begins the (single) write transaction, waiting for the current one to finish.

@@ -80,8 +80,8 @@ fn shielded<E: From<StorageError>>(
     result
 }
 
-/// A consistent snapshot of the store: a handle on a [`Snapshot`] that readers
-/// beginning before the next commit share (see `snapshot.rs`).
+/// A consistent snapshot of the store: a handle on the redb snapshot that every reader
+/// beginning before the next commit shares (see `snapshot.rs`).
 pub struct ReadTx {
     snap: Arc<Snapshot>,
 }

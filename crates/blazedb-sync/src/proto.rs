@@ -2,6 +2,8 @@
 //! (in-memory, TCP, TLS, Unix socket) carries these; `docs/protocol.md` specifies them.
 //! Encoded with postcard; append variants and fields, never reorder.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{NodeId, Role};
@@ -13,6 +15,33 @@ use crate::record::{Item, SnapDoc, SnapshotProgress};
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Most writes in one batch.
 pub const BATCH_WRITES_MAX: usize = 1_000;
+
+/// Most writer nodes one batch or snapshot page names besides its receiver: a message
+/// carries the principal of every node it names (`users`), and a receiver refuses
+/// one that names more than [`BATCH_WRITES_MAX`] (the receiver itself is the one more).
+/// Senders cut their messages to stay within it ([`NodesNamed`]).
+pub(crate) const NODES_PER_MESSAGE_MAX: usize = BATCH_WRITES_MAX - 1;
+
+/// The nodes the items of one message name so far (see [`NODES_PER_MESSAGE_MAX`]).
+#[derive(Default)]
+pub(crate) struct NodesNamed(BTreeSet<NodeId>);
+
+impl NodesNamed {
+    /// Adds the nodes an item names, unless the message already names some and would
+    /// then name more than [`NODES_PER_MESSAGE_MAX`]: the item waits for the next
+    /// message. The first item is always taken (so a reader always moves on); only a
+    /// single document with more writers than the bound, all retained, could still
+    /// overflow a message alone.
+    pub(crate) fn admit(&mut self, nodes: impl IntoIterator<Item = NodeId>) -> bool {
+        let new: BTreeSet<NodeId> = nodes.into_iter().filter(|n| !self.0.contains(n)).collect();
+        if !self.0.is_empty() && self.0.len() + new.len() > NODES_PER_MESSAGE_MAX {
+            return false;
+        }
+        self.0.extend(new);
+        true
+    }
+}
+
 /// Default batches a sender keeps in flight before it waits for an ack.
 pub const WINDOW_DEFAULT: usize = 4;
 

@@ -107,13 +107,6 @@ impl Item {
     }
 }
 
-/// Most writer nodes one batch or snapshot page names besides its receiver: a message
-/// carries the principal of every node it names (`users`), and a receiver refuses
-/// one that names more than [`BATCH_WRITES_MAX`](crate::proto::BATCH_WRITES_MAX) (the
-/// receiver itself is the one more). Senders cut their messages to stay within it
-/// ([`NodesNamed`]).
-pub(crate) const NODES_PER_MESSAGE_MAX: usize = crate::proto::BATCH_WRITES_MAX - 1;
-
 /// The stamps `state` carries: those of its records and both sides of its recorded
 /// defeats.
 pub(crate) fn state_stamps(state: &crate::merge::DocState) -> impl Iterator<Item = &Stamp> + '_ {
@@ -128,27 +121,6 @@ pub(crate) fn state_stamps(state: &crate::merge::DocState) -> impl Iterator<Item
 /// sides of its recorded defeats.
 pub(crate) fn state_nodes(state: &crate::merge::DocState) -> impl Iterator<Item = NodeId> + '_ {
     state_stamps(state).map(Stamp::node)
-}
-
-/// The nodes the items of one message name so far (see [`NODES_PER_MESSAGE_MAX`]).
-#[derive(Default)]
-pub(crate) struct NodesNamed(std::collections::BTreeSet<NodeId>);
-
-impl NodesNamed {
-    /// Adds the nodes an item names, unless the message already names some and would
-    /// then name more than [`NODES_PER_MESSAGE_MAX`]: the item waits for the next
-    /// message. The first item is always taken (so a reader always moves on); only a
-    /// single document with more writers than the bound, all retained, could still
-    /// overflow a message alone.
-    pub(crate) fn admit(&mut self, nodes: impl IntoIterator<Item = NodeId>) -> bool {
-        let new: std::collections::BTreeSet<NodeId> =
-            nodes.into_iter().filter(|n| !self.0.contains(n)).collect();
-        if !self.0.is_empty() && self.0.len() + new.len() > NODES_PER_MESSAGE_MAX {
-            return false;
-        }
-        self.0.extend(new);
-        true
-    }
 }
 
 /// One sync-log entry.

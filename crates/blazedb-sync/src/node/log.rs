@@ -12,7 +12,8 @@ use crate::backend::Tx;
 use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::position::LogPos;
-use crate::record::{self, Item, LOG, LogEntry, Meta, NodesNamed};
+use crate::proto::NodesNamed;
+use crate::record::{self, Item, LOG, LogEntry, Meta};
 
 impl SyncNode {
     pub(super) fn append_log(

@@ -19,9 +19,9 @@ use crate::clock::NodeId;
 use crate::error::{Result, SyncError};
 use crate::merge::{DocState, Loss};
 use crate::position::LogPos;
+use crate::proto::NodesNamed;
 use crate::record::{
-    self, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, NodesNamed, PeerRecord, SnapDoc,
-    SnapshotProgress,
+    self, Item, LOG, LogEntry, Meta, NS_DOC, NS_PEER, PeerRecord, SnapDoc, SnapshotProgress,
 };
 use crate::write::{Held, LossReason, Op};
 

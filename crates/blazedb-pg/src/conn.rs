@@ -41,17 +41,11 @@ impl Conn<'_> {
     pub(crate) fn record(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let s = &self.inner.sealer;
         let (nt, kt) = (s.name_tag(ns), s.key_tag(ns, key));
-        let row = self
-            .client
-            .borrow_mut()
-            .query_opt(
-                "SELECT value FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = $3",
-                &[&self.inner.name, &nt.as_slice(), &kt.as_slice()],
-            )
-            .map_err(|e| {
-                self.fail();
-                pg_error("reading a record", e)
-            })?;
+        let row = self.row(
+            "reading a record",
+            "SELECT value FROM blazedb_records WHERE db = $1 AND ns = $2 AND key = $3",
+            &[&self.inner.name, &nt.as_slice(), &kt.as_slice()],
+        )?;
         row.map(|r| {
             s.open_record(&nt, &kt, r.get::<_, &[u8]>(0))
                 .map(|(_, v)| v)
@@ -62,17 +56,11 @@ impl Conn<'_> {
     pub(crate) fn scan(&self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let s = &self.inner.sealer;
         let nt = s.name_tag(ns);
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT key, value FROM blazedb_records WHERE db = $1 AND ns = $2",
-                &[&self.inner.name, &nt.as_slice()],
-            )
-            .map_err(|e| {
-                self.fail();
-                pg_error("scanning records", e)
-            })?;
+        let rows = self.rows(
+            "scanning records",
+            "SELECT key, value FROM blazedb_records WHERE db = $1 AND ns = $2",
+            &[&self.inner.name, &nt.as_slice()],
+        )?;
         let mut out = rows
             .iter()
             .map(|r| s.open_record(&nt, r.get::<_, &[u8]>(0), r.get::<_, &[u8]>(1)))
@@ -89,23 +77,17 @@ impl Conn<'_> {
     ) -> Result<Vec<(u64, Vec<u8>)>> {
         let s = &self.inner.sealer;
         let nt = s.name_tag(ns);
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT seq, value FROM blazedb_logs WHERE db = $1 AND ns = $2 AND seq > $3 \
+        let rows = self.rows(
+            "reading a log",
+            "SELECT seq, value FROM blazedb_logs WHERE db = $1 AND ns = $2 AND seq > $3 \
                  ORDER BY seq LIMIT $4",
-                &[
-                    &self.inner.name,
-                    &nt.as_slice(),
-                    &i64_of(after),
-                    &i64_of(limit as u64),
-                ],
-            )
-            .map_err(|e| {
-                self.fail();
-                pg_error("reading a log", e)
-            })?;
+            &[
+                &self.inner.name,
+                &nt.as_slice(),
+                &i64_of(after),
+                &i64_of(limit as u64),
+            ],
+        )?;
         rows.iter()
             .map(|r| {
                 let seq: i64 = r.get(0);
@@ -117,17 +99,11 @@ impl Conn<'_> {
     pub(crate) fn doc(&self, collection: &str, id: DocId) -> Result<Option<Document>> {
         let s = &self.inner.sealer;
         let (ct, it) = (s.name_tag(collection), s.key_tag(collection, id.as_bytes()));
-        let row = self
-            .client
-            .borrow_mut()
-            .query_opt(
-                "SELECT value FROM blazedb_docs WHERE db = $1 AND coll = $2 AND id = $3",
-                &[&self.inner.name, &ct.as_slice(), &it.as_slice()],
-            )
-            .map_err(|e| {
-                self.fail();
-                pg_error("reading a document", e)
-            })?;
+        let row = self.row(
+            "reading a document",
+            "SELECT value FROM blazedb_docs WHERE db = $1 AND coll = $2 AND id = $3",
+            &[&self.inner.name, &ct.as_slice(), &it.as_slice()],
+        )?;
         row.map(|r| self.open_doc(&ct, &it, r.get::<_, &[u8]>(0)))
             .transpose()
     }
@@ -163,6 +139,28 @@ impl Conn<'_> {
         self.check(context, r)
     }
 
+    /// The rows of a query, recording a failure (see [`Conn::failed`]).
+    pub(crate) fn rows(
+        &self,
+        context: &'static str,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
+        let r = self.client.borrow_mut().query(sql, params);
+        self.check(context, r)
+    }
+
+    /// The row of a query that returns at most one, recording a failure.
+    pub(crate) fn row(
+        &self,
+        context: &'static str,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<postgres::Row>> {
+        let r = self.client.borrow_mut().query_opt(sql, params);
+        self.check(context, r)
+    }
+
     /// `r`, recording a failure (see [`Conn::failed`]).
     pub(crate) fn check<T>(
         &self,
@@ -173,10 +171,6 @@ impl Conn<'_> {
             self.failed.set(true);
             pg_error(context, e)
         })
-    }
-
-    pub(crate) fn fail(&self) {
-        self.failed.set(true);
     }
 
     /// Ends the transaction without committing; a connection whose rollback failed

@@ -12,9 +12,9 @@ use blazedb_core::{DocId, Document, Result};
 use blazedb_engine::{Change, Durability, IndexNote};
 use blazedb_sync::backend::{NodeRead, NodeTx};
 
+use crate::Inner;
 use crate::conn::{Conn, DocRecord, i64_of};
 use crate::pending::{self, Pending, Row};
-use crate::{Inner, pg_error};
 
 /// The channel commits that grow the log notify (payload: the database's lock key).
 pub(crate) const CHANNEL: &str = "blazedb_log";
@@ -198,22 +198,15 @@ impl NodeTx for PgTx<'_> {
         }
         let (nss, keys): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
             asked.keys().map(|(n, k)| (n.to_vec(), k.to_vec())).unzip();
-        let rows = self
-            .conn
-            .client
-            .borrow_mut()
-            .query(
-                // One index probe per record, whatever plan the prepared statement gets
-                // (a generic plan of `key = ANY(..)` scanned the namespace and compared
-                // every row with every key).
-                "SELECT r.ns, r.key, r.value FROM unnest($2::bytea[], $3::bytea[]) AS k(ns, key) \
+        let rows = self.conn.rows(
+            "reading records",
+            // One index probe per record, whatever plan the prepared statement gets
+            // (a generic plan of `key = ANY(..)` scanned the namespace and compared
+            // every row with every key).
+            "SELECT r.ns, r.key, r.value FROM unnest($2::bytea[], $3::bytea[]) AS k(ns, key) \
                  JOIN blazedb_records r ON r.db = $1 AND r.ns = k.ns AND r.key = k.key",
-                &[&self.conn.inner.name, &nss, &keys],
-            )
-            .map_err(|e| {
-                self.conn.fail();
-                pg_error("reading records", e)
-            })?;
+            &[&self.conn.inner.name, &nss, &keys],
+        )?;
         for r in &rows {
             let (nt, kt): (&[u8], &[u8]) = (r.get(0), r.get(1));
             // The join matched the tags asked for, so they are the asked ones.
@@ -330,18 +323,11 @@ impl NodeTx for PgTx<'_> {
 
     fn collections(&mut self) -> Result<Vec<String>> {
         self.flush()?;
-        let rows = self
-            .conn
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT DISTINCT ON (coll) coll, id, value FROM blazedb_docs WHERE db = $1",
-                &[&self.conn.inner.name],
-            )
-            .map_err(|e| {
-                self.conn.fail();
-                pg_error("listing collections", e)
-            })?;
+        let rows = self.conn.rows(
+            "listing collections",
+            "SELECT DISTINCT ON (coll) coll, id, value FROM blazedb_docs WHERE db = $1",
+            &[&self.conn.inner.name],
+        )?;
         let mut names = Vec::with_capacity(rows.len());
         for r in &rows {
             let d = self.conn.open_doc_record(
@@ -358,18 +344,11 @@ impl NodeTx for PgTx<'_> {
     fn all(&mut self, collection: &str) -> Result<Vec<Document>> {
         self.flush()?;
         let ct = self.conn.inner.sealer.name_tag(collection);
-        let rows = self
-            .conn
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT id, value FROM blazedb_docs WHERE db = $1 AND coll = $2",
-                &[&self.conn.inner.name, &ct.as_slice()],
-            )
-            .map_err(|e| {
-                self.conn.fail();
-                pg_error("reading a collection", e)
-            })?;
+        let rows = self.conn.rows(
+            "reading a collection",
+            "SELECT id, value FROM blazedb_docs WHERE db = $1 AND coll = $2",
+            &[&self.conn.inner.name, &ct.as_slice()],
+        )?;
         let mut docs = rows
             .iter()
             .map(|r| {

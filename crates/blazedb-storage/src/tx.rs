@@ -293,6 +293,48 @@ pub struct WriteTx<'s> {
     mark: Option<WriterMark<'s>>,
     /// The writes so far, as the journal frame's payload.
     log: OpLog,
+    /// Per table, once [`WriteTx::contains`] asked about it: a key no present key
+    /// exceeds (see [`Ceiling`]).
+    ceilings: [Ceiling; 6],
+}
+
+/// What a write transaction knows of a table's largest key, so that [`WriteTx::contains`]
+/// can answer "absent" for a key above it without a lookup: keys that grow with
+/// insertion order (documents of time-ordered ids) are always above it.
+///
+/// Invariant: every key present in the table is at most the ceiling (`Empty`: no key
+/// is present). Inserts raise it; removes leave it (it stays an upper bound).
+#[derive(Default)]
+enum Ceiling {
+    /// Not asked for yet: nothing is known, nothing is kept up to date.
+    #[default]
+    Unknown,
+    Empty,
+    Key(Vec<u8>),
+}
+
+impl Ceiling {
+    /// Whether `key` is certainly absent: above every present key.
+    fn above(&self, key: &[u8]) -> bool {
+        match self {
+            Ceiling::Unknown => false,
+            Ceiling::Empty => true,
+            Ceiling::Key(c) => key > c.as_slice(),
+        }
+    }
+
+    /// Keeps the invariant after `key` was inserted.
+    fn inserted(&mut self, key: &[u8]) {
+        match self {
+            Ceiling::Unknown => {}
+            Ceiling::Key(c) if key <= c.as_slice() => {}
+            Ceiling::Key(c) => {
+                c.clear();
+                c.extend_from_slice(key);
+            }
+            Ceiling::Empty => *self = Ceiling::Key(key.to_vec()),
+        }
+    }
 }
 
 impl Drop for WriteTx<'_> {
@@ -313,6 +355,7 @@ impl<'s> WriteTx<'s> {
             cell: Some(WriteCell::new(txn, |_| Default::default())),
             mark: Some(WriterMark::new(store)),
             log: OpLog::default(),
+            ceilings: Default::default(),
         }
     }
 
@@ -373,6 +416,7 @@ impl<'s> WriteTx<'s> {
             Ok(())
         })?;
         self.log.insert(t, key, value);
+        self.ceilings[t.index()].inserted(key);
         Ok(())
     }
 
@@ -480,6 +524,15 @@ impl<'s> WriteTx<'s> {
     /// # Errors
     /// Engine errors.
     pub fn contains(&mut self, t: Table, key: &[u8]) -> Result<bool, StorageError> {
+        if matches!(self.ceilings[t.index()], Ceiling::Unknown) {
+            self.ceilings[t.index()] = match self.last(t)? {
+                Some((k, _)) => Ceiling::Key(k),
+                None => Ceiling::Empty,
+            };
+        }
+        if self.ceilings[t.index()].above(key) {
+            return Ok(false);
+        }
         self.with(t, |table| Ok(table.get(key)?.is_some()))
     }
 }

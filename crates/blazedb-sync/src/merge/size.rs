@@ -138,6 +138,12 @@ impl DocState {
     #[must_use]
     pub fn losses_of_within(&self, me: NodeId, max_bytes: usize) -> Vec<Loss> {
         let mut out = Vec::new();
+        // Every loss below is of one of `me`'s retained writes: with none retained there
+        // is nothing to report, and the layout (the costly part) need not be built. This
+        // is the common case of a node applying writes made elsewhere.
+        if !self.recs.iter().any(|r| r.stamp.node() == me) {
+            return out;
+        }
         if let Some(layout) = self.layout(max_bytes) {
             for (name, (r, slot)) in &layout.winners {
                 if let Slot::Set(v) = slot

@@ -86,6 +86,15 @@ pub(crate) fn child(n: usize, dir: &Path, seed: u64) -> Result<()> {
 #[cfg(feature = "sync")]
 fn run_child(n: usize, dir: &Path, seed: u64) -> Result<Duration> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Its own target directory: built into the shared one, the no-sync binary would
+    // replace `target/release/blazedb-bench`, and running that file directly would then
+    // run the build without sync.
+    let exe = std::env::current_exe().context("finding this benchmark's binary")?;
+    let target_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("this benchmark's binary is not in a cargo target directory")?
+        .join("no-sync");
     let out = Command::new(cargo)
         .args([
             "run",
@@ -94,9 +103,13 @@ fn run_child(n: usize, dir: &Path, seed: u64) -> Result<Duration> {
             "-p",
             "blazedb-bench",
             "--no-default-features",
-            "--",
-            "local-writes",
         ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // From any working directory: the workspace is where this binary was built.
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .args(["--", "local-writes"])
         .arg(n.to_string())
         .arg(dir)
         .arg(seed.to_string())

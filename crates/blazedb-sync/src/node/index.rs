@@ -2,11 +2,14 @@
 //! order, and snapshots (`snapshot.rs`) page over the slots, so a page boundary is a
 //! number that survives new documents being created meanwhile.
 //!
-//! Stored as runs (log [`INDEX_RUNS`]): a transaction that creates states appends one
-//! record, keyed by the last slot it assigns, holding its `(slot, document key)` pairs
-//! in slot order. One record per transaction instead of one per document: a first sync
-//! creates thousands of states per transaction, and a sealed, inserted record per
-//! state cost ~10 % of applying a write (`blazedb-bench sync`, docs/net-performance.md).
+//! Stored as runs (log [`INDEX_RUNS`]): a transaction that creates states appends
+//! records of at most [`RUN_SLOTS_MAX`] slots, each keyed by the last slot it assigns,
+//! holding its `(slot, document key)` pairs in slot order. Few records per transaction
+//! instead of one per document: a first sync creates thousands of states per
+//! transaction, and a sealed, inserted record per state cost ~10 % of applying a write
+//! (`blazedb-bench sync`, docs/net-performance.md). Bounded, because a page of a
+//! snapshot opens every run it reads whole: enabling sync on 100,000 documents made one
+//! run of 100,000 slots (~4 MB), opened again for each page of 256 documents.
 //! Databases from before sync metadata version 2 hold one record per slot in log
 //! [`INDEX`]; slots only grow, so all of those are below every run's, and a walk reads
 //! that log first.
@@ -24,8 +27,12 @@ use crate::backend::Tx;
 use crate::error::Result;
 use crate::record::{self, Aux, INDEX, INDEX_RUNS, Meta};
 
-/// Runs read at once while walking the index.
-const RUNS_PER_READ: usize = 16;
+/// Runs read at once while walking the index (a page of a snapshot takes up to
+/// `BATCH_WRITES_MAX` slots, so two runs usually cover it).
+const RUNS_PER_READ: usize = 2;
+
+/// Most slots in one run record (~40 KB of document keys).
+pub(super) const RUN_SLOTS_MAX: usize = 1_024;
 
 /// One transaction's new slots (see the module docs).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -34,23 +41,23 @@ struct IndexRun {
 }
 
 /// Gives each of `keys` (document keys of states created in `tx`, in the order given)
-/// the next slot, in one run record.
+/// the next slot, in run records of at most [`RUN_SLOTS_MAX`] slots.
 pub(super) fn append_run(tx: &mut Tx<'_>, meta: &mut Meta, keys: Vec<Vec<u8>>) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
+    let mut keys = keys.into_iter().peekable();
+    while keys.peek().is_some() {
+        let mut run = IndexRun {
+            slots: Vec::with_capacity(keys.len().min(RUN_SLOTS_MAX)),
+        };
+        for key in keys.by_ref().take(RUN_SLOTS_MAX) {
+            meta.index_last += 1;
+            run.slots.push((meta.index_last, key));
+        }
+        tx.aux_log_put(
+            INDEX_RUNS,
+            meta.index_last,
+            &record::encode("index run", &run)?,
+        )?;
     }
-    let mut run = IndexRun {
-        slots: Vec::with_capacity(keys.len()),
-    };
-    for key in keys {
-        meta.index_last += 1;
-        run.slots.push((meta.index_last, key));
-    }
-    tx.aux_log_put(
-        INDEX_RUNS,
-        meta.index_last,
-        &record::encode("index run", &run)?,
-    )?;
     Ok(())
 }
 
@@ -87,6 +94,22 @@ pub(super) fn index_range(
         at = last;
     }
     Ok(out)
+}
+
+/// The number of slots in each run record, in slot order (introspection and tests).
+pub(super) fn run_lengths(tx: &mut (impl Aux + ?Sized)) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let runs = tx.log_range(INDEX_RUNS, at, RUNS_PER_READ)?;
+        let Some(last) = runs.last().map(|r| r.0) else {
+            return Ok(out);
+        };
+        for (_, bytes) in runs {
+            out.push(record::decode::<IndexRun>("index run", &bytes)?.slots.len());
+        }
+        at = last;
+    }
 }
 
 /// Removes `slots` (in increasing order) from the index.

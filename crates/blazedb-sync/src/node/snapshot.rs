@@ -26,6 +26,16 @@ use crate::record::{
 use crate::write::{Held, LossReason, Op};
 
 impl SyncNode {
+    /// How many document slots each record of the document index holds, in slot
+    /// order (introspection and tests; runs are bounded so a snapshot page opens little).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn index_run_lengths(&self) -> Result<Vec<usize>> {
+        let r = self.db.begin_read()?;
+        index::run_lengths(&mut &*r)
+    }
+
     /// Up to `limit` document states after index slot `after_slot` (at most about
     /// [`SNAPSHOT_PAGE_BYTES`] of them, naming no more writer nodes than a receiver
     /// takes), for a peer bootstrapping from this node, with the slot reached and

@@ -15,6 +15,7 @@ mod docgen;
 mod indexed;
 mod measure;
 mod net_bench;
+mod net_burst;
 mod net_clients;
 mod net_fanout;
 mod net_store;

@@ -380,7 +380,7 @@ async fn ingest(
     for (k, (db, h)) in clients.iter().enumerate() {
         let (db, h) = (db.clone(), std::sync::Arc::clone(h));
         tasks.push(tokio::task::spawn_blocking(move || -> Result<()> {
-            crate::net_bench::write_burst(&db, k, per_client)?;
+            crate::net_burst::write_burst(&db, k, per_client)?;
             let deadline = Instant::now() + T;
             while h.status().pending_local_writes > 0 {
                 if Instant::now() > deadline {

@@ -1,0 +1,96 @@
+//! Figure 4 of `blazedb-bench net`: 10 clients writing at once, until the server holds
+//! every write (`burst`), and one writer's part of such a burst (`write_burst`, also
+//! used by the PostgreSQL store's figure).
+
+#![cfg_attr(not(feature = "net"), allow(unused_imports, dead_code))]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+#[cfg(feature = "net")]
+use crate::net_bench::T;
+
+/// Writer `k`'s part of a burst: `n` documents into `burst`, in transactions of 100 (the
+/// figures are about sync, not local fsyncs).
+#[cfg(feature = "net")]
+pub(crate) fn write_burst(
+    db: &blazedb_engine::Database,
+    k: usize,
+    n: usize,
+) -> blazedb_engine::Result<()> {
+    for chunk in 0..n.div_ceil(100) {
+        let mut tx = db.begin_write()?;
+        for i in chunk * 100..((chunk + 1) * 100).min(n) {
+            tx.insert(
+                "burst",
+                blazedb_engine::Document::new()
+                    .with("k", k as i64)
+                    .with("i", i as i64),
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Figure 4: 10 clients each write `per_client` documents at once; the time until the
+/// server holds every write. With `mode` [`ConnectionMode::Bidirectional`] the writers
+/// also pull each other's writes meanwhile, as live clients do (on the same two cores
+/// as the server); with `PushOnly` they only send, so the figure is the server's
+/// ingest beside the writers' own local work.
+///
+/// [`ConnectionMode::Bidirectional`]: blazedb_sync::ConnectionMode::Bidirectional
+#[cfg(feature = "net")]
+pub(crate) async fn burst(
+    remote: &blazedb_net::RemoteNode,
+    dir: &Path,
+    server_db: &blazedb_engine::Database,
+    per_client: usize,
+    mode: blazedb_sync::ConnectionMode,
+) -> Result<Duration> {
+    use blazedb_sync::{EnableSync, Role, SyncConfig};
+    let mut clients = Vec::new();
+    for k in 0..10 {
+        let db = crate::net_bench::open(dir, &format!("w{k}-{mode:?}"))?;
+        let h = db
+            .enable_sync_with(
+                remote.relay(),
+                Role::Client,
+                SyncConfig::default().mode(mode),
+            )
+            .await?;
+        h.sync_now(T).await?;
+        clients.push((db, h));
+    }
+    // The clock stops when the server holds every write (each commit at the server
+    // signals; pulling writers are not waited for).
+    let (signal, mut committed) = tokio::sync::watch::channel(0u64);
+    let hook = server_db.on_commit(move |_| signal.send_modify(|n| *n += 1))?;
+    let total = 10 * per_client + server_db.collection("burst").count()? as usize;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, (db, h)) in clients.into_iter().enumerate() {
+        let n = per_client;
+        tasks.push(tokio::spawn(async move {
+            let db2 = db.clone();
+            // Transactions of 100 writes: the figure is about sync, not local fsyncs.
+            tokio::task::spawn_blocking(move || write_burst(&db2, k, n)).await??;
+            anyhow::Ok(h)
+        }));
+    }
+    let deadline = Instant::now() + T;
+    while server_db.collection("burst").count()? < total as u64 {
+        if Instant::now() > deadline {
+            bail!("the server does not have every write of the burst after {T:?}");
+        }
+        tokio::time::timeout(T, committed.changed()).await??;
+    }
+    let burst = t.elapsed();
+    drop(hook);
+    for t in tasks {
+        t.await??.stop().await;
+    }
+    Ok(burst)
+}

@@ -81,7 +81,15 @@ pub(crate) fn check_inbound(
             within_log("the position asked for", *want_after)
         }
         Msg::Batch { items, users, .. } => {
-            if items.len() > BATCH_WRITES_MAX || users.len() > BATCH_WRITES_MAX {
+            let named = named_nodes(items.iter().flat_map(
+                |item| -> Box<dyn Iterator<Item = NodeId> + '_> {
+                    match item {
+                        Item::Write(w) => Box::new(std::iter::once(w.stamp.node())),
+                        Item::State(d) => Box::new(crate::record::state_nodes(&d.state)),
+                    }
+                },
+            ));
+            if items.len() > BATCH_WRITES_MAX || users.len() > users_max(named) {
                 return refuse(ErrorCode::Protocol, true, "oversized batch".into());
             }
             check_items(grant, peer.map(|p| (p.node, p.role)), items)
@@ -92,7 +100,11 @@ pub(crate) fn check_inbound(
             format!("{who} may not send a snapshot: a client never bootstraps this server"),
         ),
         Msg::Snapshot { docs, users, .. } => {
-            if docs.len() > BATCH_WRITES_MAX || users.len() > BATCH_WRITES_MAX {
+            let named = named_nodes(
+                docs.iter()
+                    .flat_map(|d| crate::record::state_nodes(&d.state)),
+            );
+            if docs.len() > BATCH_WRITES_MAX || users.len() > users_max(named) {
                 return refuse(ErrorCode::Protocol, true, "oversized snapshot page".into());
             }
             Ok(())
@@ -101,6 +113,22 @@ pub(crate) fn check_inbound(
         Msg::Want { after } => within_log("the position asked for", *after),
         Msg::SnapshotAck { .. } | Msg::Ping { .. } | Msg::Pong { .. } | Msg::Error { .. } => Ok(()),
     }
+}
+
+/// How many distinct writer nodes `nodes` holds.
+fn named_nodes(nodes: impl Iterator<Item = NodeId>) -> usize {
+    nodes.collect::<std::collections::BTreeSet<_>>().len()
+}
+
+/// Most principals a message whose items name `named` distinct writer nodes may carry:
+/// [`BATCH_WRITES_MAX`], or one per node named plus the receiver's own when that is
+/// more. Senders keep a message within [`BATCH_WRITES_MAX`] by ending it early
+/// (`proto::NodesNamed`), but one document whose state retains more writers than that
+/// (a thousand users each setting their own field of it) cannot be split; refusing it
+/// would stop every snapshot or relay of that document for good. The list stays bounded
+/// by what the items carry, which the frame bounds.
+fn users_max(named: usize) -> usize {
+    BATCH_WRITES_MAX.max(named.saturating_add(1))
 }
 
 /// The items of a batch from `peer` (node, role), if its hello arrived.

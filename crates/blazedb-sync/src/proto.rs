@@ -29,9 +29,9 @@ pub(crate) struct NodesNamed(BTreeSet<NodeId>);
 impl NodesNamed {
     /// Adds the nodes an item names, unless the message already names some and would
     /// then name more than [`NODES_PER_MESSAGE_MAX`]: the item waits for the next
-    /// message. The first item is always taken (so a reader always moves on); only a
-    /// single document with more writers than the bound, all retained, could still
-    /// overflow a message alone.
+    /// message. The first item is always taken (so a reader always moves on): a single
+    /// document with more writers than the bound, all retained, travels alone, and a
+    /// receiver takes the principals of all its writers (`authz.rs`, `users_max`).
     pub(crate) fn admit(&mut self, nodes: impl IntoIterator<Item = NodeId>) -> bool {
         let new: BTreeSet<NodeId> = nodes.into_iter().filter(|n| !self.0.contains(n)).collect();
         if !self.0.is_empty() && self.0.len() + new.len() > NODES_PER_MESSAGE_MAX {

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use blazedb_core::{DocId, Fields, Value};
 use blazedb_engine::{Database, KdfParams};
 use blazedb_sync::{
-    Dot, Hlc, Item, LogPos, NodeId, Op, Role, Stamp, SyncConfig, SyncNode, Vv, Write,
+    Dot, Grant, Hlc, Item, LogPos, NodeId, Op, Role, Session, SessionConfig, SnapDoc, Stamp,
+    SyncConfig, SyncNode, SyncStore, Vv, Write,
 };
 
 const RECEIVER_TAKES: usize = 1_000;
@@ -148,4 +149,84 @@ fn snapshot_pages_name_no_more_writer_nodes_than_a_receiver_takes() {
         largest < 256,
         "the bound cut the pages ({largest} documents)"
     );
+}
+
+/// Delivers messages between two sessions until neither has anything more to say.
+fn converse(a: &mut Session, b: &mut Session, now: u64) {
+    let mut to_b = vec![a.hello(None, now).expect("hello a")];
+    let mut to_a = vec![b.hello(None, now).expect("hello b")];
+    for round in 0..1_000 {
+        let mut next_a = Vec::new();
+        for m in to_b.drain(..) {
+            next_a.extend(b.on_message(m, now).expect("b takes every message"));
+        }
+        next_a.extend(b.poll(now).expect("b polls"));
+        let mut next_b = Vec::new();
+        for m in to_a.drain(..) {
+            next_b.extend(a.on_message(m, now).expect("a takes every message"));
+        }
+        next_b.extend(a.poll(now).expect("a polls"));
+        if next_a.is_empty() && next_b.is_empty() {
+            return;
+        }
+        assert!(round < 999, "the sessions never went quiet");
+        (to_a, to_b) = (next_a, next_b);
+    }
+}
+
+#[test]
+fn one_document_retaining_more_writers_than_a_message_may_name_still_reaches_a_new_client() {
+    // 1,200 users each set their own field of one document: all 1,200 writes stay in its
+    // merge state, so a state of it names 1,200 writer nodes and cannot be split.
+    let id = DocId::new();
+    let scratch_dir = tempfile::tempdir().expect("tempdir");
+    let scratch = server(&scratch_dir);
+    let writes: Vec<Item> = (0..1_200u64)
+        .map(|k| write(10_000 + k, id, &format!("f{k}")))
+        .collect();
+    relay(&scratch, &writes);
+    let state = scratch.doc_state("docs", id).expect("state");
+    assert_eq!(state.recs.len(), 1_200);
+    // The server got that document as a state (from another server's snapshot) and
+    // knows every writer's user, so what it relays names all of them.
+    let server_dir = tempfile::tempdir().expect("tempdir");
+    let hub = server(&server_dir);
+    let doc = SnapDoc {
+        collection: "docs".into(),
+        id,
+        state,
+    };
+    hub.apply_batch(NodeId(7), Role::Server, &[Item::State(doc)], LogPos::new(1))
+        .expect("apply the state");
+    let users: Vec<(NodeId, String)> = (0..1_200u64)
+        .map(|k| (NodeId(10_000 + k), format!("user{k}")))
+        .collect();
+    SyncStore::learn_principals(&hub, &users).expect("learn");
+
+    let client_dir = tempfile::tempdir().expect("tempdir");
+    let client_db = Database::builder()
+        .kdf(KdfParams::INSECURE_FAST)
+        .open(client_dir.path(), "c", "pw")
+        .expect("open");
+    let client =
+        SyncNode::enable(&client_db, Role::Client, &SyncConfig::default()).expect("enable");
+    let mut at_hub = Session::new(
+        hub.clone(),
+        SessionConfig {
+            grant: Grant::client("reader"),
+            ..SessionConfig::default()
+        },
+    );
+    let mut at_client = Session::new(client.clone(), SessionConfig::default());
+    converse(
+        &mut at_hub,
+        &mut at_client,
+        blazedb_sync::clock::wall_now_us(),
+    );
+    let got = client_db
+        .collection("docs")
+        .get(id)
+        .expect("get")
+        .expect("the document reached the client");
+    assert_eq!(got.fields.len(), 1_200, "every user's field");
 }

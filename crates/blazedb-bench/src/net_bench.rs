@@ -276,30 +276,21 @@ async fn sync_figures(dir: &Path, sizes: NetSizes) -> Result<Measured> {
             .join(", ")
     );
 
-    println!(
-        "  running: 4. 10 clients writing {} documents each",
-        sizes.per_client
-    );
-    let burst_both = crate::net_burst::burst(
-        &rig.remote,
-        rig.dir,
-        &server_db,
-        sizes.per_client,
-        blazedb_sync::ConnectionMode::Bidirectional,
-    )
-    .await?;
-    println!(
-        "  running: 4b. 10 push-only clients writing {} documents each",
-        sizes.per_client
-    );
-    let burst_push = crate::net_burst::burst(
-        &rig.remote,
-        rig.dir,
-        &server_db,
-        sizes.per_client,
-        blazedb_sync::ConnectionMode::PushOnly,
-    )
-    .await?;
+    let mut bursts = Vec::new();
+    for (figure, mode) in [
+        ("4.", blazedb_sync::ConnectionMode::Bidirectional),
+        ("4b. push-only:", blazedb_sync::ConnectionMode::PushOnly),
+    ] {
+        println!(
+            "  running: {figure} 10 clients writing {} documents each",
+            sizes.per_client
+        );
+        bursts.push(
+            crate::net_burst::burst(&rig.remote, rig.dir, &server_db, sizes.per_client, mode)
+                .await?,
+        );
+    }
+    let (burst_both, burst_push) = (bursts[0], bursts[1]);
     ha.stop().await;
     hb.stop().await;
     server.stop().await?;

@@ -122,7 +122,7 @@ const INITIAL_ROUNDS: usize = 3;
 
 /// Longest wait for any one sync in the run.
 #[cfg(feature = "net")]
-pub(crate) const T: Duration = Duration::from_secs(1_200);
+const T: Duration = Duration::from_secs(1_200);
 
 /// The run's databases (in one directory) and the server they sync with.
 #[cfg(feature = "net")]
@@ -145,7 +145,7 @@ impl Rig<'_> {
 
 /// Opens (creating) the database `name` of the run.
 #[cfg(feature = "net")]
-pub(crate) fn open(dir: &Path, name: &str) -> Result<blazedb_engine::Database> {
+fn open(dir: &Path, name: &str) -> Result<blazedb_engine::Database> {
     Ok(blazedb_engine::Database::builder()
         .kdf(blazedb_engine::KdfParams::INSECURE_FAST)
         .open(dir, name, "bench")?)
@@ -286,8 +286,15 @@ async fn sync_figures(dir: &Path, sizes: NetSizes) -> Result<Measured> {
             sizes.per_client
         );
         bursts.push(
-            crate::net_burst::burst(&rig.remote, rig.dir, &server_db, sizes.per_client, mode)
-                .await?,
+            crate::net_burst::burst(
+                &rig.remote,
+                |name| rig.open(name),
+                &server_db,
+                sizes.per_client,
+                mode,
+                T,
+            )
+            .await?,
         );
     }
     let (burst_both, burst_push) = (bursts[0], bursts[1]);

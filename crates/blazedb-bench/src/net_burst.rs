@@ -4,13 +4,9 @@
 
 #![cfg_attr(not(feature = "net"), allow(unused_imports, dead_code))]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-
-#[cfg(feature = "net")]
-use crate::net_bench::T;
 
 /// Writer `k`'s part of a burst: `n` documents into `burst`, in transactions of 100 (the
 /// figures are about sync, not local fsyncs).
@@ -45,15 +41,16 @@ pub(crate) fn write_burst(
 #[cfg(feature = "net")]
 pub(crate) async fn burst(
     remote: &blazedb_net::RemoteNode,
-    dir: &Path,
+    open: impl Fn(&str) -> Result<blazedb_engine::Database>,
     server_db: &blazedb_engine::Database,
     per_client: usize,
     mode: blazedb_sync::ConnectionMode,
+    timeout: Duration,
 ) -> Result<Duration> {
     use blazedb_sync::{EnableSync, Role, SyncConfig};
     let mut clients = Vec::new();
     for k in 0..10 {
-        let db = crate::net_bench::open(dir, &format!("w{k}-{mode:?}"))?;
+        let db = open(&format!("w{k}-{mode:?}"))?;
         let h = db
             .enable_sync_with(
                 remote.relay(),
@@ -61,7 +58,7 @@ pub(crate) async fn burst(
                 SyncConfig::default().mode(mode),
             )
             .await?;
-        h.sync_now(T).await?;
+        h.sync_now(timeout).await?;
         clients.push((db, h));
     }
     // The clock stops when the server holds every write (each commit at the server
@@ -80,12 +77,12 @@ pub(crate) async fn burst(
             anyhow::Ok(h)
         }));
     }
-    let deadline = Instant::now() + T;
+    let deadline = Instant::now() + timeout;
     while server_db.collection("burst").count()? < total as u64 {
         if Instant::now() > deadline {
-            bail!("the server does not have every write of the burst after {T:?}");
+            bail!("the server does not have every write of the burst after {timeout:?}");
         }
-        tokio::time::timeout(T, committed.changed()).await??;
+        tokio::time::timeout(timeout, committed.changed()).await??;
     }
     let burst = t.elapsed();
     drop(hook);

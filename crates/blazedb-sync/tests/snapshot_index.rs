@@ -76,3 +76,41 @@ fn snapshot_pages_across_run_boundaries_return_every_document_once() {
         );
     }
 }
+
+#[test]
+fn a_snapshot_ends_even_when_the_highest_slots_were_removed() {
+    use blazedb_sync::{LogPos, NodeId, SnapshotPage};
+    // Three documents of its own give this node slots 1..=3.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, _) = adopted(&dir, 3);
+    // It synced with a hub before, and the hub, which collects tombstones, now sends
+    // it a snapshot (an empty one): it was forgotten, so it drops its replicated state
+    // first, and with it every slot of its index. Nothing new gets a slot.
+    let hub = NodeId(7);
+    node.apply_batch(hub, Role::Server, &[], LogPos::new(1))
+        .expect("a first sync with the hub");
+    node.apply_snapshot(
+        hub,
+        SnapshotPage {
+            at: LogPos::new(5),
+            after_slot: 0,
+            upto_slot: 0,
+            docs: &[],
+            done: true,
+            collected: true,
+        },
+        &|_| true,
+    )
+    .expect("the hub's snapshot");
+    assert_eq!(
+        node.index_run_lengths()
+            .expect("runs")
+            .iter()
+            .sum::<usize>(),
+        0
+    );
+    // A snapshot this node sends now must still end.
+    let (docs, _, done) = node.snapshot_page(0, 256, &|_| true).expect("page");
+    assert!(docs.is_empty());
+    assert!(done, "the first page of an empty index is the last");
+}

@@ -55,7 +55,13 @@ impl SyncNode {
         let mut upto = after_slot;
         let mut bytes = 0usize;
         let mut named = NodesNamed::default();
-        for (slot, key) in index::index_range(&mut &*r, after_slot, limit)? {
+        let slots = index::index_range(&mut &*r, after_slot, limit)?;
+        // Fewer slots than asked for: the index holds none after the last of them, so a
+        // page that takes them all reaches the end even when the highest slots ever
+        // assigned were removed since (`wipe`) and `index_last` is above every slot left.
+        let exhausted = slots.len() < limit.max(1);
+        let mut took_all = true;
+        for (slot, key) in slots {
             let (collection, id) = record::split_doc_key(&key)?;
             if !keep(&collection) {
                 upto = slot;
@@ -67,6 +73,7 @@ impl SyncNode {
                 continue; // collected away entirely
             };
             if !named.admit(record::state_nodes(&state)) {
+                took_all = false;
                 break; // the next page starts with it
             }
             upto = slot;
@@ -83,8 +90,12 @@ impl SyncNode {
                 state,
             });
             if bytes >= SNAPSHOT_PAGE_BYTES {
+                took_all = false;
                 break;
             }
+        }
+        if exhausted && took_all {
+            upto = upto.max(meta.index_last);
         }
         Ok((docs, upto, upto >= meta.index_last))
     }

@@ -161,3 +161,182 @@ mod tests {
         assert_eq!(back.slots, run.slots);
     }
 }
+
+/// The index against a map of slot → key, over appends (several runs each), removes,
+/// commits and range reads, on top of both older layouts (per-slot records, and one run
+/// larger than today's bound).
+#[cfg(test)]
+mod model {
+    use std::collections::BTreeMap;
+
+    use blazedb_engine::{Database, KdfParams};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::backend::{EngineDb, NodeDb};
+    use crate::clock::{Clock, NodeId, Role};
+    use crate::position::LogPos;
+    use crate::record::META_VERSION;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Append(usize),
+        /// Remove each present slot whose (index * 7919 + seed) % 100 < pct.
+        Remove(u64, u8),
+        Check(u64, usize),
+        Commit,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0usize..2_600).prop_map(Op::Append),
+            2 => (any::<u64>(), 0u8..101).prop_map(|(s, p)| Op::Remove(s, p)),
+            4 => (any::<u64>(), 1usize..2_100).prop_map(|(a, l)| Op::Check(a, l)),
+            1 => Just(Op::Commit),
+        ]
+    }
+
+    fn key(n: u64) -> Vec<u8> {
+        format!("k{n}").into_bytes()
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            version: META_VERSION,
+            node: NodeId(1),
+            role: Role::Server,
+            counter: 0,
+            clock: Clock::default(),
+            absorbed: 0,
+            log_last: LogPos::ZERO,
+            log_floor: LogPos::ZERO,
+            conflicts_last: 0,
+            seen: crate::vv::Vv::new(),
+            index_last: 0,
+            bootstrapped: None,
+        }
+    }
+
+    fn check(
+        tx: &mut Tx<'_>,
+        model: &BTreeMap<u64, Vec<u8>>,
+        after: u64,
+        limit: usize,
+    ) -> std::result::Result<(), TestCaseError> {
+        // One call from `after`.
+        let got = index_range(tx, after, limit).expect("range");
+        let want: Vec<_> = model
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(s, k)| (*s, k.clone()))
+            .collect();
+        prop_assert_eq!(&got, &want, "index_range({}, {})", after, limit);
+        // A full walk in pages of `limit`.
+        let mut at = 0;
+        let mut all = Vec::new();
+        loop {
+            let page = index_range(tx, at, limit).expect("range");
+            prop_assert!(page.len() <= limit);
+            let Some(last) = page.last().map(|e| e.0) else {
+                break;
+            };
+            all.extend(page);
+            at = last;
+        }
+        let want: Vec<_> = model.iter().map(|(s, k)| (*s, k.clone())).collect();
+        prop_assert_eq!(all, want, "walk with limit {}", limit);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(48),
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn index_ranges_and_walks_agree_with_a_model_over_appends_removes_and_old_layouts(
+            legacy in 0u64..40,
+            big_run in prop_oneof![Just(0u64), 1u64..3_000],
+            ops in proptest::collection::vec(op(), 1..25),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Database::builder()
+                .kdf(KdfParams::INSECURE_FAST)
+                .open(dir.path(), "db", "pw")
+                .expect("open");
+            let edb = EngineDb(db);
+            let mut model = BTreeMap::new();
+            let mut meta = meta();
+            let mut tx = edb.begin_apply().expect("tx");
+            // A version-1 database: one INDEX record per slot.
+            for _ in 0..legacy {
+                meta.index_last += 1;
+                let s = meta.index_last;
+                tx.aux_log_put(INDEX, s, &key(s)).expect("put");
+                model.insert(s, key(s));
+            }
+            // A database from before the bound: one large run.
+            if big_run > 0 {
+                let mut run = IndexRun::default();
+                for _ in 0..big_run {
+                    meta.index_last += 1;
+                    let s = meta.index_last;
+                    run.slots.push((s, key(s)));
+                    model.insert(s, key(s));
+                }
+                tx.aux_log_put(INDEX_RUNS, meta.index_last, &record::encode("index run", &run).expect("enc")).expect("put");
+            }
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        let keys: Vec<_> = (1..=n as u64).map(|i| key(meta.index_last + i)).collect();
+                        append_run(&mut *tx, &mut meta, keys).expect("append");
+                        let first = meta.index_last + 1 - n as u64;
+                        for s in first..=meta.index_last {
+                            model.insert(s, key(s));
+                        }
+                    }
+                    Op::Remove(seed, pct) => {
+                        let slots: Vec<u64> = model
+                            .keys()
+                            .copied()
+                            .filter(|s| (s.wrapping_mul(7919).wrapping_add(seed)) % 100 < u64::from(pct))
+                            .collect();
+                        remove_slots(&mut *tx, &slots).expect("remove");
+                        for s in &slots {
+                            model.remove(s);
+                        }
+                    }
+                    Op::Check(after, limit) => {
+                        let after = if meta.index_last == 0 { after % 3 } else { after % (meta.index_last + 2) };
+                        check(&mut *tx, &model, after, limit)?;
+                    }
+                    Op::Commit => {
+                        tx.commit().expect("commit");
+                        tx = edb.begin_apply().expect("tx");
+                    }
+                }
+            }
+            for limit in [1, 2, 999, 1_024, 1_025, 5_000] {
+                check(&mut *tx, &model, 0, limit)?;
+            }
+            // The run invariants: keys increasing, each run non-empty, its slots ascending
+            // and in (the previous run's key, its key].
+            let mut prev = 0;
+            let mut at = 0;
+            loop {
+                let runs = tx.aux_log_range(INDEX_RUNS, at, 16).expect("runs");
+                let Some(last) = runs.last().map(|r| r.0) else { break };
+                for (k, bytes) in runs {
+                    let run: IndexRun = record::decode("index run", &bytes).expect("dec");
+                    prop_assert!(!run.slots.is_empty(), "empty run {}", k);
+                    prop_assert!(run.slots.windows(2).all(|w| w[0].0 < w[1].0));
+                    prop_assert!(run.slots.iter().all(|(s, _)| *s > prev && *s <= k), "run {} after {}", k, prev);
+                    prev = k;
+                }
+                at = last;
+            }
+            drop(tx);
+        }
+    }
+}

@@ -85,6 +85,27 @@ pub(crate) struct Meta {
     pub bootstrapped: Option<NodeId>,
 }
 
+impl Meta {
+    /// The metadata of a node that has just enabled sync: nothing logged, stamped or
+    /// indexed yet, the engine's change log taken over up to `absorbed`.
+    pub(crate) fn fresh(node: NodeId, role: Role, absorbed: u64) -> Meta {
+        Meta {
+            version: META_VERSION,
+            node,
+            role,
+            counter: 0,
+            clock: Clock::default(),
+            absorbed,
+            log_last: LogPos::ZERO,
+            log_floor: LogPos::ZERO,
+            conflicts_last: 0,
+            seen: Vv::new(),
+            index_last: 0,
+            bootstrapped: None,
+        }
+    }
+}
+
 /// What a sync-log entry (and a batch) carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Item {

@@ -174,9 +174,7 @@ mod model {
 
     use super::*;
     use crate::backend::{EngineDb, NodeDb};
-    use crate::clock::{Clock, NodeId, Role};
-    use crate::position::LogPos;
-    use crate::record::META_VERSION;
+    use crate::clock::{NodeId, Role};
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -201,20 +199,7 @@ mod model {
     }
 
     fn meta() -> Meta {
-        Meta {
-            version: META_VERSION,
-            node: NodeId(1),
-            role: Role::Server,
-            counter: 0,
-            clock: Clock::default(),
-            absorbed: 0,
-            log_last: LogPos::ZERO,
-            log_floor: LogPos::ZERO,
-            conflicts_last: 0,
-            seen: crate::vv::Vv::new(),
-            index_last: 0,
-            bootstrapped: None,
-        }
+        Meta::fresh(NodeId(1), Role::Server, 0)
     }
 
     fn check(

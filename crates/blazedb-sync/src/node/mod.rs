@@ -28,7 +28,7 @@ use blazedb_core::DocId;
 use blazedb_engine::Database;
 
 use crate::backend::{EngineDb, NodeDb, Snap, Tx};
-use crate::clock::{Clock, NodeId, Role};
+use crate::clock::{NodeId, Role};
 use crate::config::SyncConfig;
 use crate::error::{Result, SyncError};
 use crate::merge::DocState;
@@ -209,20 +209,7 @@ impl SyncNode {
                         reason: format!("no random source for the node id: {e}"),
                     })
                 })?;
-                let mut meta = Meta {
-                    version: META_VERSION,
-                    node,
-                    role,
-                    counter: 0,
-                    clock: Clock::default(),
-                    absorbed: tx.last_seq(),
-                    log_last: LogPos::ZERO,
-                    log_floor: LogPos::ZERO,
-                    conflicts_last: 0,
-                    seen: crate::vv::Vv::new(),
-                    index_last: 0,
-                    bootstrapped: None,
-                };
+                let mut meta = Meta::fresh(node, role, tx.last_seq());
                 let this = SyncNode {
                     db: Arc::clone(&db),
                     opts,

@@ -81,15 +81,19 @@ pub(crate) fn check_inbound(
             within_log("the position asked for", *want_after)
         }
         Msg::Batch { items, users, .. } => {
-            let named = named_nodes(items.iter().flat_map(
-                |item| -> Box<dyn Iterator<Item = NodeId> + '_> {
-                    match item {
-                        Item::Write(w) => Box::new(std::iter::once(w.stamp.node())),
-                        Item::State(d) => Box::new(crate::record::state_nodes(&d.state)),
-                    }
-                },
-            ));
-            if items.len() > BATCH_WRITES_MAX || users.len() > users_max(named) {
+            // Counting the nodes named costs a set per batch: only a list over the usual
+            // bound needs it.
+            let too_many_users = users.len() > BATCH_WRITES_MAX
+                && users.len()
+                    > users_max(named_nodes(items.iter().flat_map(
+                        |item| -> Box<dyn Iterator<Item = NodeId> + '_> {
+                            match item {
+                                Item::Write(w) => Box::new(std::iter::once(w.stamp.node())),
+                                Item::State(d) => Box::new(crate::record::state_nodes(&d.state)),
+                            }
+                        },
+                    )));
+            if items.len() > BATCH_WRITES_MAX || too_many_users {
                 return refuse(ErrorCode::Protocol, true, "oversized batch".into());
             }
             check_items(grant, peer.map(|p| (p.node, p.role)), items)
@@ -100,11 +104,13 @@ pub(crate) fn check_inbound(
             format!("{who} may not send a snapshot: a client never bootstraps this server"),
         ),
         Msg::Snapshot { docs, users, .. } => {
-            let named = named_nodes(
-                docs.iter()
-                    .flat_map(|d| crate::record::state_nodes(&d.state)),
-            );
-            if docs.len() > BATCH_WRITES_MAX || users.len() > users_max(named) {
+            let too_many_users = users.len() > BATCH_WRITES_MAX
+                && users.len()
+                    > users_max(named_nodes(
+                        docs.iter()
+                            .flat_map(|d| crate::record::state_nodes(&d.state)),
+                    ));
+            if docs.len() > BATCH_WRITES_MAX || too_many_users {
                 return refuse(ErrorCode::Protocol, true, "oversized snapshot page".into());
             }
             Ok(())

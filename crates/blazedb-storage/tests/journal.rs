@@ -131,6 +131,57 @@ fn a_torn_or_damaged_journal_loses_only_the_commits_from_the_damage_on() {
     assert!(cuts > 50 && flips > 50);
 }
 
+/// `journal` (a run of `n` frames of `frame` bytes each, then zeros) with every frame
+/// relabelled as written by the versions before XXH3 checks: magic `BZJ1` and the
+/// first 16 bytes of SHA-256 over header and payload as the check.
+fn as_sha_frames(journal: &[u8], frame: usize, n: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut old = journal.to_vec();
+    for f in old.chunks_exact_mut(frame).take(n) {
+        assert_eq!(&f[..4], b"BZJ2");
+        f[..4].copy_from_slice(b"BZJ1");
+        let (body, check) = f.split_at_mut(frame - 16);
+        check.copy_from_slice(&Sha256::digest(&*body)[..16]);
+    }
+    old
+}
+
+#[test]
+fn a_journal_written_by_the_sha_256_versions_still_replays_and_a_relabelled_frame_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("data.redb");
+    let store = Store::create(&path, &StoreOptions::default()).expect("create");
+    const N: u32 = 6;
+    commit_each(&store, N);
+    let crashed = dir.path().join("crashed.redb");
+    crash_image(&path, &crashed);
+    drop(store);
+    let journal = std::fs::read(journal_of(&crashed)).expect("read the journal");
+    let frame = insert_frame_len(4, value(0, 0).len());
+    // What an older version's crash left: every frame in the old form replays.
+    let old = as_sha_frames(&journal, frame, N as usize);
+    std::fs::write(journal_of(&crashed), &old).expect("old journal");
+    assert_eq!(rows(&read_only(&crashed)), first(N));
+    // A frame whose magic names the other hash fails its check: the replay ends there.
+    let mut mixed = journal.clone();
+    mixed[2 * frame + 3] = b'1';
+    std::fs::write(journal_of(&crashed), &mixed).expect("relabelled journal");
+    assert_eq!(rows(&read_only(&crashed)), first(2));
+    // And an old frame damaged in its payload fails the SHA-256 check.
+    let mut damaged = old;
+    damaged[3 * frame + 40] ^= 0x01;
+    std::fs::write(journal_of(&crashed), &damaged).expect("damaged old journal");
+    assert_eq!(rows(&read_only(&crashed)), first(3));
+    // The read-write open writes the old frames into the data file too.
+    std::fs::write(
+        journal_of(&crashed),
+        as_sha_frames(&journal, frame, N as usize),
+    )
+    .expect("old journal");
+    let opened = Store::open(&crashed, &StoreOptions::default()).expect("open");
+    assert_eq!(rows(&opened), first(N));
+}
+
 /// Bytes of a journal frame holding one insert of a `key_len`-byte key and a
 /// `value_len`-byte value (docs/format.md: a 32-byte header, the operation, a 16-byte
 /// check).
@@ -167,7 +218,7 @@ fn frames_left_from_before_a_checkpoint_are_never_replayed() {
     let end = insert_frame_len(4, 100);
     assert_eq!(
         &journal[end..end + 4],
-        b"BZJ1",
+        b"BZJ2",
         "the old frame 1 follows whole"
     );
     let want = vec![
@@ -344,7 +395,7 @@ fn frames_of_a_session_a_crash_tore_are_never_replayed_after_the_next_sessions_f
     let end = insert_frame_len(4, 100);
     assert_eq!(
         &journal[end..end + 4],
-        b"BZJ1",
+        b"BZJ2",
         "the old frame 1 follows whole"
     );
     // Only the new session's commit: the old frame 1 was never acknowledged.

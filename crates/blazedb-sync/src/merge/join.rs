@@ -34,7 +34,11 @@ impl DocState {
     /// to the document (a bootstrap: a new node's writes are sent only after it has
     /// taken the snapshot). Otherwise that replica may have pruned the evidence that
     /// one of them lost (a field overwritten after it lost), and only the losses the
-    /// remaining evidence shows are reported.
+    /// remaining evidence shows are reported. One bootstrap does break it: a node
+    /// forgotten by a sender that keeps tombstones joins that sender's states over its
+    /// own synced writes (`node/snapshot.rs`). Without collection the sender drops only
+    /// what a later write overwrote, so every loss of the final history is still shown;
+    /// a loss later overwritten is not (`tests/forgotten_return.rs`).
     pub fn join(&mut self, other: &DocState, me: NodeId) -> Vec<Loss> {
         // Writes one side holds that come from beyond the other's horizon expire.
         let mut losses = Vec::new();

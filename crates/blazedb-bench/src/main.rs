@@ -27,6 +27,7 @@ mod sizes;
 mod sqlite;
 mod sqlite_idx;
 mod sync_bench;
+mod sync_peers;
 
 use std::path::PathBuf;
 

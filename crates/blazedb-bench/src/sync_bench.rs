@@ -7,7 +7,8 @@
 //!    rounds alternating in the same run. Goal: no measurable difference.
 //! 2. Local writes on a database with sync enabled, taken over into the sync log.
 //! 3. Applying remote writes: a node takes another node's log in batches, one durable
-//!    transaction per batch (the receiving side of a sync).
+//!    transaction per batch (the receiving side of a sync); 3b/3c: several peers' logs
+//!    at once (`sync_peers.rs`).
 
 // Without the `sync` feature only the child side (`local-writes`) is used.
 #![cfg_attr(not(feature = "sync"), allow(unused_imports, dead_code))]
@@ -205,6 +206,15 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
     let applied = dst_db.collection("docs").count()? as usize;
     crate::measure::check_found("the receiving node", applied, sizes.apply)?;
 
+    let per_peer = sizes.apply / crate::sync_peers::PEERS;
+    println!(
+        "  running: 3b. {} peers' logs ({per_peer} writes each) applied at once",
+        crate::sync_peers::PEERS
+    );
+    let (each, combined) = crate::sync_peers::run(|name| open(dir, name), per_peer)?;
+    let peers_total = 2 * per_peer * crate::sync_peers::PEERS;
+    let (each, combined) = (rate(peers_total, each), rate(peers_total, combined));
+
     println!();
     println!("Figure                                                  | writes/s   | ratio | goal");
     println!(
@@ -230,6 +240,17 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
         sizes.batch,
         rate(sizes.apply, apply)
     );
+    let label = format!(
+        "3b. {} peers at once, a transaction per batch of {}",
+        crate::sync_peers::PEERS,
+        crate::sync_peers::BATCH
+    );
+    println!("{label:<57} | {each:>10.0} |  1.00 | (baseline, same run)");
+    println!(
+        "{:<57} | {combined:>10.0} | {:>5.2} | -",
+        "3c. the same, batches that meet applied together",
+        combined / each
+    );
     println!();
     println!("Notes:");
     println!(
@@ -238,6 +259,9 @@ pub(crate) fn run(dir: &Path, sizes: SyncSizes) -> Result<()> {
     );
     println!(
         "- 3: each batch is one durable transaction on the receiving node (merge state read and written, document written, sync-log entry, cursor), as a session applies it; the batches were read from the sending node's log beforehand."
+    );
+    println!(
+        "- 3b/3c: a thread per peer applies its batches in order, as a server's sessions do; 3c hands them to SyncNode::apply_combined (the server's sessions' path), which applies the batches handed in while a transaction runs in the next one. Two rounds of each, alternating, into fresh nodes."
     );
     Ok(())
 }

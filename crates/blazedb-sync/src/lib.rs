@@ -48,7 +48,7 @@ pub use grant::Grant;
 pub use handle::{SyncHandle, SyncProgress, SyncStatus};
 pub use hub::ServeHandle;
 pub use merge::{DocState, Loss, MergeError};
-pub use node::{BatchReport, GcReport, SnapshotPage, SyncNode};
+pub use node::{BatchReport, GcReport, Part, SnapshotPage, SyncNode};
 pub use position::LogPos;
 pub use proto::Msg;
 pub use record::{ConflictEntry, Item, LogEntry, SnapDoc, SnapshotProgress};

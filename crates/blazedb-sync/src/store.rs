@@ -4,7 +4,7 @@
 //! scales out keeps the same state elsewhere (PostgreSQL) and implements this trait.
 //!
 //! The interface is what a session really does, one call per step of the protocol:
-//! take local writes over (`absorb`), apply a peer's batches (`apply_batches`: merges,
+//! take local writes over (`absorb`), apply a peer's batches (`apply_combined`: merges,
 //! the log, the cursor, conflicts, in one transaction), read the log for a peer
 //! (`read_log`), page through a snapshot (`snapshot_page` / `apply_snapshot`), record
 //! acknowledgments and collect garbage. Every method that touches storage is one
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::clock::{NodeId, Role};
 use crate::config::SyncConfig;
 use crate::error::Result;
-use crate::node::{BatchReport, GcReport, SnapshotPage, SyncNode};
+use crate::node::{BatchReport, GcReport, Part, SnapshotPage, SyncNode};
 use crate::position::LogPos;
 use crate::record::{Item, SnapDoc, SnapshotProgress};
 use crate::relay::RelayTarget;
@@ -88,13 +88,10 @@ pub trait SyncStore: Send + Sync + 'static {
         items: &[Item],
         upto: LogPos,
     ) -> Result<BatchReport>;
-    /// Applies consecutive batches of `peer`'s log in one transaction.
-    fn apply_batches(
-        &self,
-        peer: NodeId,
-        peer_role: Role,
-        batches: &[(&[Item], LogPos)],
-    ) -> Result<BatchReport>;
+    /// Applies consecutive batches of a peer's log in one transaction, possibly with
+    /// other sessions' batches; gives them back, with the report if they were applied
+    /// (see [`SyncNode::apply_combined`]).
+    fn apply_combined(&self, part: Part) -> (Part, Option<BatchReport>);
     /// A page of document states after `after_slot`, for a peer bootstrapping.
     fn snapshot_page(
         &self,
@@ -182,13 +179,8 @@ impl SyncStore for SyncNode {
     ) -> Result<BatchReport> {
         SyncNode::apply_batch(self, peer, peer_role, items, upto)
     }
-    fn apply_batches(
-        &self,
-        peer: NodeId,
-        peer_role: Role,
-        batches: &[(&[Item], LogPos)],
-    ) -> Result<BatchReport> {
-        SyncNode::apply_batches(self, peer, peer_role, batches)
+    fn apply_combined(&self, part: Part) -> (Part, Option<BatchReport>) {
+        SyncNode::apply_combined(self, part)
     }
     fn snapshot_page(
         &self,

@@ -15,8 +15,10 @@
 //! - Jobs run first come, first served. The queue holds at most one job per session
 //!   (a session waits for its job before it asks for another), so it is bounded by the
 //!   connections a server admits.
-//! - No job waits for another job (each is one session's own transactions; a durable
-//!   commit waits for the disk, not for a worker), so a full pool cannot deadlock.
+//! - No job waits for a job that is not running (each is one session's own
+//!   transactions; a durable commit waits for the disk, not for a worker; a job whose
+//!   batches wait in `node/combine.rs` waits for the running job that leads the
+//!   round, which waits only for the database), so a full pool cannot deadlock.
 //! - A job that panics is reported to its waiter as a failure; the worker goes on.
 //!
 //! The price of a fixed pool: a job waiting for its database's writer lock holds its

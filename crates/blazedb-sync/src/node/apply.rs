@@ -17,6 +17,7 @@ use blazedb_core::{DocId, Document};
 use blazedb_engine::Durability;
 use blazedb_engine::internal::serde_fields::{document_bytes_of, field_bytes};
 
+use super::combine::PartRef;
 use super::{Arrival, BatchReport, States, SyncNode};
 use crate::backend::Tx;
 use crate::clock::{Clock, NodeId, Role};
@@ -58,7 +59,13 @@ impl SyncNode {
             tx.commit()?;
             return Ok(BatchReport::default());
         }
-        self.apply_in_one(peer, peer_role, &[(items, upto)], now)
+        let batches = [(items, upto)];
+        let part = PartRef {
+            peer,
+            role: peer_role,
+            batches: &batches,
+        };
+        Ok(self.apply_parts(&[part], now)?.pop().unwrap_or_default())
     }
 
     /// Applies consecutive batches received from `peer` (each `(items, upto)`, in the
@@ -76,56 +83,102 @@ impl SyncNode {
         batches: &[(&[Item], LogPos)],
     ) -> Result<BatchReport> {
         let now = self.now_us();
-        for (items, _) in batches {
-            self.check_batch(peer, peer_role, items, now)?;
-        }
-        self.apply_in_one(peer, peer_role, batches, now)
+        self.check_part(peer, peer_role, batches, now)?;
+        let part = PartRef {
+            peer,
+            role: peer_role,
+            batches,
+        };
+        Ok(self.apply_parts(&[part], now)?.pop().unwrap_or_default())
     }
 
-    /// The transaction of [`SyncNode::apply_batches`], once every batch is checked.
-    fn apply_in_one(
+    /// [`SyncNode::check_batch`] for each of one peer's batches.
+    pub(super) fn check_part(
         &self,
         peer: NodeId,
         peer_role: Role,
         batches: &[(&[Item], LogPos)],
         now: u64,
-    ) -> Result<BatchReport> {
+    ) -> Result<()> {
+        for (items, _) in batches {
+            self.check_batch(peer, peer_role, items, now)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `parts` (each one peer's consecutive batches, already checked, no two of
+    /// one peer) in one durable transaction, in order: the same as one transaction per
+    /// part, one after the other. Returns a report per part; on any error nothing of
+    /// any part was applied.
+    pub(super) fn apply_parts(&self, parts: &[PartRef<'_>], now: u64) -> Result<Vec<BatchReport>> {
         let (mut tx, mut meta) = self.begin()?;
         let mut states = States::default();
         self.absorb_in(&mut *tx, &mut meta, &mut states)?;
-        // Every merge state the writes touch, and the peer's record (its cursor moves),
-        // asked for at once (a store with a round trip per read fetches them together).
-        let wanted: Vec<(&str, Vec<u8>)> = batches
+        // Every merge state the writes touch, and the peers' records (their cursors
+        // move), asked for at once (a store with a round trip per read fetches them
+        // together).
+        let wanted: Vec<(&str, Vec<u8>)> = parts
             .iter()
+            .flat_map(|p| p.batches.iter())
             .flat_map(|(items, _)| items.iter())
             .filter_map(|item| match item {
                 Item::Write(w) => Some((NS_DOC, record::doc_key(&w.collection, w.id))),
                 Item::State(_) => None,
             })
-            .chain(std::iter::once((NS_PEER, record::peer_key(peer).to_vec())))
+            .chain(
+                parts
+                    .iter()
+                    .map(|p| (NS_PEER, record::peer_key(p.peer).to_vec())),
+            )
             .collect();
         tx.prefetch(&wanted)?;
-        let mut report = BatchReport::default();
-        let from = Arrival { peer, now };
-        let mut upto = LogPos::ZERO;
-        for (items, batch_upto) in batches {
-            for item in *items {
-                match item {
-                    Item::Write(w) => {
-                        self.apply_write(&mut *tx, &mut meta, &mut states, from, w, &mut report)?;
-                    }
-                    Item::State(d) => {
-                        if self.join_doc(&mut *tx, &mut meta, &mut states, d, now, &mut report)? {
-                            self.append_log(&mut *tx, &mut meta, Some(peer), item.clone())?;
+        let mut reports = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut report = BatchReport::default();
+            let from = Arrival {
+                peer: part.peer,
+                now,
+            };
+            let mut upto = LogPos::ZERO;
+            for (items, batch_upto) in part.batches {
+                for item in *items {
+                    match item {
+                        Item::Write(w) => {
+                            self.apply_write(
+                                &mut *tx,
+                                &mut meta,
+                                &mut states,
+                                from,
+                                w,
+                                &mut report,
+                            )?;
+                        }
+                        Item::State(d) => {
+                            if self.join_doc(
+                                &mut *tx,
+                                &mut meta,
+                                &mut states,
+                                d,
+                                now,
+                                &mut report,
+                            )? {
+                                self.append_log(
+                                    &mut *tx,
+                                    &mut meta,
+                                    Some(part.peer),
+                                    item.clone(),
+                                )?;
+                            }
                         }
                     }
                 }
+                upto = upto.max(*batch_upto);
             }
-            upto = upto.max(*batch_upto);
+            self.note_received(&mut *tx, part.peer, part.role, upto, now)?;
+            reports.push(report);
         }
-        self.note_received(&mut *tx, peer, peer_role, upto, now)?;
         self.finish(tx, &mut meta, states)?;
-        Ok(report)
+        Ok(reports)
     }
 
     /// Refuses a batch before anything of it is applied: a collection name the engine

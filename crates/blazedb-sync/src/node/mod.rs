@@ -5,6 +5,7 @@
 //! The node's work is split into rooms, each stating the invariants it keeps:
 //! - `absorb.rs`: local writes taken over from the engine's change log and stamped;
 //! - `apply.rs`: remote batches merged, with the peer's cursor;
+//! - `combine.rs`: several sessions' batches applied in one transaction;
 //! - `log.rs`: the sync log peers read;
 //! - `conflicts.rs`: the conflict log of this node's lost writes;
 //! - `gc.rs`: garbage collection of the log and of stable history;
@@ -38,12 +39,15 @@ use crate::write::Stamp;
 
 mod absorb;
 mod apply;
+mod combine;
 mod conflicts;
 mod gc;
 mod index;
 mod log;
 mod peers;
 mod snapshot;
+
+pub use combine::Part;
 
 /// Target size of one batch of log entries.
 pub const BATCH_BYTES_MAX: usize = 1 << 20;
@@ -163,6 +167,8 @@ pub struct SyncNode {
     connected: Arc<std::sync::Mutex<BTreeMap<NodeId, usize>>>,
     /// Wall time of the last garbage collection (sessions share the rate limit).
     last_gc_us: Arc<std::sync::atomic::AtomicU64>,
+    /// Sessions' batches waiting to be applied together (`combine.rs`).
+    combiner: Arc<combine::Combiner>,
 }
 
 impl std::fmt::Debug for SyncNode {
@@ -217,6 +223,7 @@ impl SyncNode {
                     role,
                     connected: Arc::default(),
                     last_gc_us: Arc::default(),
+                    combiner: Arc::default(),
                 };
                 // From this transaction on, local writes are captured; what was
                 // written before (in no change log) is taken over by the scan below.
@@ -250,6 +257,7 @@ impl SyncNode {
             role: meta.role,
             connected: Arc::default(),
             last_gc_us: Arc::default(),
+            combiner: Arc::default(),
         })
     }
 

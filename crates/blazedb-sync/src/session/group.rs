@@ -1,6 +1,7 @@
 //! Messages that arrived together, handled together: a run of batches that continue
-//! one another is applied in one transaction ([`SyncNode::apply_batches`]) and
-//! acknowledged once, instead of one durable commit per batch.
+//! one another is applied in one transaction (with other sessions' runs:
+//! [`SyncNode::apply_combined`]) and acknowledged once, instead of one durable commit
+//! per batch.
 //!
 //! Invariants:
 //! - The outcome equals handling the messages one by one with
@@ -10,15 +11,15 @@
 //!   well formed) and applied (it starts at or before the run's cursor and ends
 //!   beyond it). Everything else is handled alone, in arrival order, after the run
 //!   before it.
-//! - If the run's transaction fails, nothing of it was applied, and its batches are
-//!   handled one by one, so every good batch before the bad one is still applied and
+//! - If the run was not applied (its transaction failed), nothing of it was, and its
+//!   batches are handled one by one, so every good batch before the bad one is still applied and
 //!   the failure is answered for the batch that caused it.
 //! - The acknowledgment covers the run's last position (acks are cumulative), and is
 //!   sent only after the transaction is durable.
 
 use crate::authz;
+use crate::node::Part;
 use crate::proto::{BATCH_WRITES_MAX, Msg};
-use crate::record::Item;
 
 use super::{Closed, Session};
 
@@ -81,54 +82,72 @@ impl Session {
         authz::check_inbound(&self.cfg.grant, self.peer, msg, &mut log_last).is_ok()
     }
 
-    /// Applies `run` (batches [`Session::continues_run`] accepted): alone as
-    /// [`Session::on_message`] would, or together in one transaction.
+    /// Applies `run` (batches [`Session::continues_run`] accepted) in one transaction,
+    /// possibly with other sessions' batches (`node/combine.rs`); if that did not
+    /// apply them, handles them one by one as [`Session::on_message`].
     fn flush_run(&mut self, run: Vec<Msg>, now_us: u64, out: &mut Vec<Msg>) -> Result<(), Closed> {
-        if run.len() <= 1 {
-            for msg in run {
-                out.extend(self.on_message(msg, now_us)?);
-            }
-            return Ok(());
-        }
-        let Some(peer) = self.peer else {
-            return Ok(());
+        let Some(peer) = self.peer.filter(|_| !run.is_empty()) else {
+            return self.one_by_one(run, now_us, out);
         };
-        let mut batches: Vec<(&[Item], crate::position::LogPos)> = Vec::with_capacity(run.len());
-        let mut learned = true;
+        let mut bytes = 0;
         for msg in &run {
+            let Msg::Batch { users, .. } = msg else {
+                unreachable!("continues_run takes batches only");
+            };
+            if self.cfg.grant.relay && self.node.learn_principals(users).is_err() {
+                // Handled alone, which answers the refusal for this batch.
+                return self.one_by_one(run, now_us, out);
+            }
+            let len = msg.encoded_len();
+            bytes += len as u64;
+            tracing::debug!(peer = %peer.node, msg = %msg.summary(), bytes = len, "received");
+        }
+        let mut rest = Vec::with_capacity(run.len());
+        let mut batches = Vec::with_capacity(run.len());
+        for msg in run {
             let Msg::Batch {
-                upto, items, users, ..
+                after,
+                upto,
+                items,
+                users,
             } = msg
             else {
                 unreachable!("continues_run takes batches only");
             };
-            if self.cfg.grant.relay && self.node.learn_principals(users).is_err() {
-                // Handled alone below, which answers the refusal for this batch.
-                learned = false;
-                break;
-            }
-            batches.push((items, *upto));
+            rest.push((after, users));
+            batches.push((items, upto));
         }
-        let applied = if learned {
-            self.node.apply_batches(peer.node, peer.role, &batches).ok()
-        } else {
-            None
+        let (part, report) = self.node.apply_combined(Part {
+            peer: peer.node,
+            role: peer.role,
+            batches,
+        });
+        let Some(report) = report else {
+            let run = part
+                .batches
+                .into_iter()
+                .zip(rest)
+                .map(|((items, upto), (after, users))| Msg::Batch {
+                    after,
+                    upto,
+                    items,
+                    users,
+                })
+                .collect();
+            return self.one_by_one(run, now_us, out);
         };
-        let Some(report) = applied else {
-            drop(batches);
-            for msg in run {
-                out.extend(self.on_message(msg, now_us)?);
-            }
-            return Ok(());
-        };
-        let upto = batches.last().map_or(self.cursor, |b| b.1);
-        drop(batches);
-        for msg in &run {
-            self.stats.bytes_received += msg.encoded_len() as u64;
-        }
+        let upto = part.batches.last().map_or(self.cursor, |b| b.1);
+        self.stats.bytes_received += bytes;
         let ack = self.applied(&report, upto, now_us)?;
         self.stats.bytes_sent += ack.encoded_len() as u64;
         out.push(ack);
+        Ok(())
+    }
+
+    fn one_by_one(&mut self, run: Vec<Msg>, now_us: u64, out: &mut Vec<Msg>) -> Result<(), Closed> {
+        for msg in run {
+            out.extend(self.on_message(msg, now_us)?);
+        }
         Ok(())
     }
 }

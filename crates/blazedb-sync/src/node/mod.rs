@@ -135,23 +135,28 @@ impl States {
     /// Writes back every state that changed (a state can hold several documents'
     /// worth of concurrent values: resealing it unchanged, for every duplicate write
     /// delivered, would cost as much); new ones get a slot in the document index.
+    ///
+    /// In key order: the states are stored in their documents' order, so writing them
+    /// sorted appends to the B-tree's pages instead of inserting into the middle of
+    /// them (the map's order is random: ~14 % of an absorb went to moving bytes
+    /// within pages, perf). It is also the deterministic order of the new slots.
     fn save(self, tx: &mut Tx<'_>, meta: &mut Meta) -> Result<()> {
+        let mut entries: Vec<_> = self.map.into_iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut created: Vec<Vec<u8>> = Vec::new();
-        for (key, (state, loaded)) in &self.map {
+        for (key, (state, loaded)) in entries {
             if loaded.is_none() && state.is_empty() {
                 continue; // looked up, never written
             }
-            let bytes = record::encode("doc state", state)?;
+            let bytes = record::encode("doc state", &state)?;
             if loaded.as_ref() == Some(&bytes) {
                 continue;
             }
-            tx.aux_put(NS_DOC, key, &bytes)?;
+            tx.aux_put(NS_DOC, &key, &bytes)?;
             if loaded.is_none() {
-                created.push(key.clone());
+                created.push(key);
             }
         }
-        // Deterministic slot order (the map's is not).
-        created.sort();
         index::append_run(tx, meta, created)
     }
 }

@@ -108,6 +108,14 @@ impl World {
         self.dbs[n].collection("docs")
     }
 
+    fn put(&self, n: usize, doc: Document) {
+        self.db(n).put(doc).expect("put");
+    }
+
+    fn patch(&self, n: usize, id: DocId, patch: &Patch) {
+        self.db(n).patch(id, patch).expect("patch");
+    }
+
     fn get(&self, n: usize, id: DocId) -> Option<Document> {
         self.db(n).get(id).expect("get")
     }
@@ -147,71 +155,48 @@ async fn story(w: &mut World, forget: bool) -> Ids {
     let (d, e, k, p) = (DocId::new(), DocId::new(), DocId::new(), DocId::new());
     w.link(C);
     w.link(B);
-    w.db(S)
-        .put(
-            Document::with_id(d)
-                .with("f", 0i64)
-                .with("g", 0i64)
-                .with("h", 0i64),
-        )
-        .expect("put");
-    w.db(S)
-        .put(Document::with_id(e).with("x", 0i64))
-        .expect("put");
-    w.db(S)
-        .put(Document::with_id(k).with("y", 0i64))
-        .expect("put");
-    w.db(S)
-        .put(Document::with_id(p).with("z", 0i64))
-        .expect("put");
+    w.put(
+        S,
+        Document::with_id(d)
+            .with("f", 0i64)
+            .with("g", 0i64)
+            .with("h", 0i64),
+    );
+    w.put(S, Document::with_id(e).with("x", 0i64));
+    w.put(S, Document::with_id(k).with("y", 0i64));
+    w.put(S, Document::with_id(p).with("z", 0i64));
     w.sync().await;
 
     // The away client's writes reach the server while the other client is offline.
     w.unlink(B).await;
     w.tick(1_000);
-    w.db(C)
-        .patch(d, &Patch::new().set("f", "away").set("g", "away"))
-        .expect("patch");
+    w.patch(C, d, &Patch::new().set("f", "away").set("g", "away"));
     w.db(C).delete(e).expect("delete");
-    w.db(C)
-        .patch(k, &Patch::new().set("y", "away"))
-        .expect("patch");
-    w.db(C)
-        .patch(p, &Patch::new().set("z", "away"))
-        .expect("patch");
+    w.patch(C, k, &Patch::new().set("y", "away"));
+    w.patch(C, p, &Patch::new().set("z", "away"));
     w.sync().await;
     w.unlink(C).await;
 
     // The other client, not having seen them, writes later; then it syncs.
     w.tick(1_000);
-    w.db(B)
-        .patch(d, &Patch::new().set("f", "stays").set("g", "stays"))
-        .expect("patch");
-    w.db(B)
-        .patch(e, &Patch::new().set("x", "stays"))
-        .expect("patch");
+    w.patch(B, d, &Patch::new().set("f", "stays").set("g", "stays"));
+    w.patch(B, e, &Patch::new().set("x", "stays"));
     w.db(B).delete(k).expect("delete");
     w.link(B);
     w.sync().await;
     w.tick(1_000);
-    w.db(B)
-        .put(Document::with_id(p).with("z", "stays"))
-        .expect("put");
+    w.put(B, Document::with_id(p).with("z", "stays"));
     w.sync().await;
 
     // The server, having seen both, sets `f`: the evidence that the away client's `f`
     // lost is overwritten.
     w.tick(1_000);
-    w.db(S)
-        .patch(d, &Patch::new().set("f", "server"))
-        .expect("patch");
+    w.patch(S, d, &Patch::new().set("f", "server"));
     w.sync().await;
 
     // Offline, the away client writes again.
     w.tick(1_000);
-    w.db(C)
-        .patch(d, &Patch::new().set("h", "offline"))
-        .expect("patch");
+    w.patch(C, d, &Patch::new().set("h", "offline"));
     let u = w
         .db(C)
         .insert(Document::new().with("offline", true))

@@ -227,6 +227,18 @@ fn has_loss(log: &[ConflictEntry], id: DocId, field: Option<&str>, won: Held) ->
     })
 }
 
+/// The losses the story's final history holds for the away client's writes: `g` of
+/// `d` to the other client's later patch, its defeated delete of `e`, its patch of `k`
+/// killed by the other client's delete.
+fn assert_final_losses(log: &[ConflictEntry], d: DocId, e: DocId, k: DocId) {
+    assert!(
+        has_loss(log, d, Some("g"), Held::Value(Value::from("stays"))),
+        "{log:#?}"
+    );
+    assert!(has_loss(log, e, None, Held::Updated), "{log:#?}");
+    assert!(has_loss(log, k, None, Held::Deleted), "{log:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_forgotten_by_a_server_that_keeps_tombstones_converges_and_logs_every_final_loss()
 {
@@ -285,12 +297,7 @@ async fn a_client_forgotten_by_a_server_that_keeps_tombstones_converges_and_logs
     // Every loss of the away client's writes in the final history is on its record,
     // and nothing of it expired (the server collected nothing).
     let log = w.conflicts(C);
-    assert!(
-        has_loss(&log, d, Some("g"), Held::Value(Value::from("stays"))),
-        "{log:#?}"
-    );
-    assert!(has_loss(&log, e, None, Held::Updated), "{log:#?}");
-    assert!(has_loss(&log, k, None, Held::Deleted), "{log:#?}");
+    assert_final_losses(&log, d, e, k);
     assert!(
         log.iter().all(|c| c.reason != LossReason::RetentionExpired),
         "{log:#?}"
@@ -314,12 +321,6 @@ async fn a_client_forgotten_by_a_server_that_keeps_tombstones_converges_and_logs
 async fn a_client_forgotten_by_a_collecting_server_logs_the_final_losses_of_its_synced_writes() {
     let mut w = World::new(true);
     let Ids { d, e, k, .. } = story(&mut w, true).await;
-    let log = w.conflicts(C);
-    assert!(
-        has_loss(&log, d, Some("g"), Held::Value(Value::from("stays"))),
-        "{log:#?}"
-    );
-    assert!(has_loss(&log, e, None, Held::Updated), "{log:#?}");
-    assert!(has_loss(&log, k, None, Held::Deleted), "{log:#?}");
+    assert_final_losses(&w.conflicts(C), d, e, k);
     w.topo.shutdown().await;
 }

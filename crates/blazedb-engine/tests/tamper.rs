@@ -573,7 +573,7 @@ fn every_flip_of_the_commit_slot_flags_is_refused_untouched_or_reads_exactly() -
 
 /// A database killed with commits only in its journal (the files copied while it is
 /// open), then its journal damaged: a byte flipped at seeded positions across the
-/// journal's frames, or the journal cut short. Frames are checked (SHA-256), so damage
+/// journal's frames, or the journal cut short. Frames are checked (XXH3-128), so damage
 /// ends the replay at the damaged frame: the database opens and holds exactly the
 /// commits before it — a prefix of what was acknowledged, never other data, never a
 /// panic. (A damaged journal tail cannot be told from a torn write; docs/security.md.)

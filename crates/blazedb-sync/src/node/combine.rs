@@ -4,17 +4,23 @@
 //! one commit and its sync, instead of one per session).
 //!
 //! Invariants:
-//! - A round is one transaction over parts of distinct peers, in the order they were
-//!   handed in: the same as one transaction per part, one after the other (each part's
-//!   batches continue its own session's cursor, which only its session moves).
-//! - A part is applied at most once: in the round that took it, or not at all. If the
-//!   round's transaction fails (or panics), nothing of it was applied and every part
-//!   goes back to its session unapplied, which then handles its batches one by one, so
-//!   the failure is answered for the batch that caused it and the others still apply.
+//! - A round is one transaction over parts of distinct peers (the leader's first, then
+//!   the others in the order they were handed in): the same as one transaction per
+//!   part, one after the other (each part's batches continue its own session's cursor,
+//!   which only its session moves; parts of distinct peers commute).
+//! - A part is reported applied only once its round's transaction committed durably,
+//!   and only that round applies it. If the round fails (an error, or a panic anywhere
+//!   in it), every part goes back to its session unapplied, which then handles its
+//!   batches one by one, so the failure is answered for the batch that caused it and
+//!   the others still apply. Nothing was applied then, except in one case: a panic
+//!   after the commit (a commit hook's). That round's writes are committed, and the
+//!   sessions' second attempt finds them as duplicates: nothing is applied twice, and
+//!   a batch is still acknowledged only after a durable commit.
 //! - One thread leads at a time; the others wait for their part's outcome. The leader
 //!   only ever waits for the database, never for a waiting thread, and it hands its
-//!   role on when its round is done (the queue of parts is bounded by the sessions,
-//!   each of which hands in one part at a time), so no part waits forever.
+//!   role on when its round is done: nothing unwinds out of a round. The queue is
+//!   bounded by the sessions (each hands in one part at a time) and taken oldest
+//!   first, so no part waits forever.
 //! - A round holds at most [`ROUND_BATCHES_MAX`] batches, beyond the leader's own part,
 //!   which it always takes.
 
@@ -125,7 +131,26 @@ impl SyncNode {
     }
 
     /// One round's transaction; every part comes back, with its report if applied.
+    /// Nothing unwinds out of it (a panic is a failed round), so the leader always
+    /// hands its role on.
     fn apply_round(&self, round: Vec<(u64, Part)>) -> Vec<(u64, Part, Option<BatchReport>)> {
+        let reports =
+            catch_unwind(AssertUnwindSafe(|| self.try_round(&round))).unwrap_or_else(|_| {
+                tracing::error!(
+                    parts = round.len(),
+                    "a combined apply panicked; its parts apply alone"
+                );
+                vec![None; round.len()]
+            });
+        round
+            .into_iter()
+            .zip(reports)
+            .map(|((t, p), r)| (t, p, r))
+            .collect()
+    }
+
+    /// The reports of [`SyncNode::apply_round`], one per part.
+    fn try_round(&self, round: &[(u64, Part)]) -> Vec<Option<BatchReport>> {
         let now = self.now_us();
         let borrowed: Vec<Vec<(&[Item], LogPos)>> = round
             .iter()
@@ -148,38 +173,22 @@ impl SyncNode {
                 batches: b,
             })
             .collect();
-        let reports = if parts.is_empty() {
-            Vec::new()
-        } else {
-            // A panic in the transaction is a failed round: the parts go back to
-            // their sessions, whose own attempt then fails as it would alone.
-            match catch_unwind(AssertUnwindSafe(|| self.apply_parts(&parts, now))) {
-                Ok(Ok(reports)) => reports,
-                Ok(Err(e)) => {
-                    tracing::debug!(parts = parts.len(), error = %e, "a combined apply failed; its parts apply alone");
-                    Vec::new()
-                }
-                Err(_) => {
-                    tracing::error!(
-                        parts = parts.len(),
-                        "a combined apply panicked; its parts apply alone"
-                    );
-                    Vec::new()
-                }
+        if parts.is_empty() {
+            return vec![None; round.len()];
+        }
+        match self.apply_parts(&parts, now) {
+            Ok(reports) => {
+                let mut reports = reports.into_iter();
+                checked
+                    .iter()
+                    .map(|ok| if *ok { reports.next() } else { None })
+                    .collect()
             }
-        };
-        drop(parts);
-        drop(borrowed);
-        let applied = !reports.is_empty();
-        let mut reports = reports.into_iter();
-        round
-            .into_iter()
-            .zip(checked)
-            .map(|((t, p), ok)| {
-                let report = if ok && applied { reports.next() } else { None };
-                (t, p, report)
-            })
-            .collect()
+            Err(e) => {
+                tracing::debug!(parts = parts.len(), error = %e, "a combined apply failed; its parts apply alone");
+                vec![None; round.len()]
+            }
+        }
     }
 }
 

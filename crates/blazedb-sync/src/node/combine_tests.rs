@@ -1,7 +1,9 @@
 //! Tests of `combine.rs` against real nodes: parts handed in while a round runs are
-//! applied together, each exactly once, with the outcome of applying them one by one;
-//! a part that fails its check stays out; a round that fails gives every part back
-//! with nothing applied.
+//! applied together, each exactly once, with the outcome (documents, reports, conflict
+//! log) of applying them one by one; a part that fails its check stays out; a round
+//! that fails gives every part back with nothing applied; a round that panics, before
+//! its commit or after it (a commit hook), hands the leader's role on and applies
+//! nothing twice.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -221,4 +223,178 @@ fn a_part_that_fails_its_check_stays_out_and_a_failed_round_applies_nothing() {
             .iter()
             .all(|d| d.fields.get("k") == Some(&Value::Int(1)))
     );
+}
+
+/// A server whose injected clock panics while `panicking` is set.
+fn node_with_clock(
+    dir: &tempfile::TempDir,
+    name: &str,
+    panicking: &Arc<std::sync::atomic::AtomicBool>,
+) -> Node {
+    let db = Database::builder()
+        .kdf(KdfParams::INSECURE_FAST)
+        .open(dir.path(), name, "pw")
+        .expect("open");
+    let mut config = SyncConfig::default();
+    let flag = Arc::clone(panicking);
+    config.advanced.clock = Arc::new(move || {
+        assert!(!flag.load(Ordering::SeqCst), "the injected clock failed");
+        crate::clock::wall_now_us()
+    });
+    let sync = SyncNode::enable(&db, Role::Server, &config).expect("enable");
+    Node { db, sync }
+}
+
+/// The leader reads the clock (`apply_round`'s `now_us`) outside the `catch_unwind`
+/// that guards the transaction: a panic there unwinds out of `apply_combined` with
+/// `leading` still set, so every later part waits for a round nobody runs.
+#[test]
+fn a_leader_whose_clock_panics_hands_its_role_on_and_later_parts_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let panicking = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = node_with_clock(&dir, "server", &panicking);
+    let (a, a_batches) = client_batches(&dir, 0, &[], &server);
+    let (b, b_batches) = client_batches(&dir, 1, &[], &server);
+    panicking.store(true, Ordering::SeqCst);
+    // The clock panics in the leader's round, before its transaction: the part comes
+    // back unapplied, and the call returns instead of unwinding.
+    let (_, report) = server.sync.apply_combined(Part {
+        peer: a.sync.node_id(),
+        role: Role::Client,
+        batches: a_batches.clone(),
+    });
+    assert!(report.is_none());
+    panicking.store(false, Ordering::SeqCst);
+    assert!(
+        !server.sync.combiner.lock().leading,
+        "a leader whose round panicked still leads: every later apply_combined waits forever"
+    );
+    // (With the role left taken, this would block forever.)
+    let (_, report) = server.sync.apply_combined(Part {
+        peer: b.sync.node_id(),
+        role: Role::Client,
+        batches: b_batches,
+    });
+    assert!(report.is_some());
+}
+
+/// A commit hook that panics after the round's commit: the part comes back unapplied
+/// (its batches were not acknowledged), and handing it in again applies nothing twice:
+/// every write is found as a duplicate, the documents are there once, and the cursor
+/// is at the part's end.
+#[test]
+fn a_part_committed_before_a_hook_panicked_comes_back_unapplied_and_reapplies_as_duplicates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = node(&dir, "server", Role::Server);
+    let (a, a_batches) = client_batches(&dir, 0, &[], &server);
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = Arc::clone(&fired);
+    let _hook = server
+        .db
+        .on_commit(move |_| {
+            if !once.swap(true, Ordering::SeqCst) {
+                panic!("a commit hook failed");
+            }
+        })
+        .expect("hook");
+    let part = Part {
+        peer: a.sync.node_id(),
+        role: Role::Client,
+        batches: a_batches.clone(),
+    };
+    let (part, report) = server.sync.apply_combined(part);
+    assert!(fired.load(Ordering::SeqCst));
+    assert!(
+        report.is_none(),
+        "a round that panicked is reported unapplied"
+    );
+    assert!(!server.sync.combiner.lock().leading);
+    let (_, again) = server.sync.apply_combined(part);
+    let again = again.expect("applied the second time");
+    let writes: usize = a_batches.iter().map(|(items, _)| items.len()).sum();
+    assert_eq!((again.applied, again.duplicates), (0, writes as u64));
+    assert_eq!(docs_of(&server, "docs").len(), 40);
+    assert_eq!(
+        server.sync.recv_cursor(a.sync.node_id()).expect("cursor"),
+        a_batches.last().expect("batches").1
+    );
+}
+
+/// Two parts whose writes touch the same documents, where the server has concurrent
+/// writes of its own (so losses are recorded): one round gives the same documents,
+/// the same report per part and the same conflict log as one transaction per part in
+/// the round's order.
+#[test]
+fn a_round_over_shared_documents_reports_and_logs_as_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = node(&dir, "server", Role::Server);
+    let serial = node(&dir, "serial", Role::Server);
+    let shared: Vec<DocId> = (0..6).map(|_| DocId::new()).collect();
+    // The servers' own writes to the shared documents concurrent with the clients':
+    // half before them (they lose: losses recorded), half after (the clients' lose on
+    // arrival: rejected).
+    let local = |from: usize| {
+        for n in [&server, &serial] {
+            for id in shared.iter().skip(from).step_by(2) {
+                n.db.collection("shared")
+                    .put(Document::with_id(*id).with("by", 99i64))
+                    .expect("put");
+            }
+        }
+    };
+    local(0);
+    let clients: Vec<_> = (0..2)
+        .map(|k| client_batches(&dir, k, &shared, &server))
+        .collect();
+    local(1);
+    let mut want = Vec::new();
+    for (c, batches) in &clients {
+        let refs: Vec<(&[Item], LogPos)> =
+            batches.iter().map(|(i, u)| (i.as_slice(), *u)).collect();
+        want.push(
+            serial
+                .sync
+                .apply_batches(c.sync.node_id(), Role::Client, &refs)
+                .expect("serial apply"),
+        );
+    }
+    let round: Vec<(u64, Part)> = clients
+        .iter()
+        .enumerate()
+        .map(|(t, (c, batches))| {
+            (
+                t as u64,
+                Part {
+                    peer: c.sync.node_id(),
+                    role: Role::Client,
+                    batches: batches.clone(),
+                },
+            )
+        })
+        .collect();
+    let got: Vec<_> = server
+        .sync
+        .apply_round(round)
+        .into_iter()
+        .map(|(_, _, r)| r.expect("applied"))
+        .collect();
+    assert_eq!(got, want);
+    for collection in ["docs", "shared"] {
+        assert_eq!(docs_of(&server, collection), docs_of(&serial, collection));
+    }
+    let strip = |n: &Node| {
+        n.sync
+            .conflicts(0, 1000)
+            .expect("conflicts")
+            .into_iter()
+            .map(|e| {
+                let own = e.loser.node() == n.sync.node_id();
+                format!(
+                    "{:?}",
+                    (e.collection, e.id, e.field, own, e.winner, e.reason)
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&server), strip(&serial));
 }

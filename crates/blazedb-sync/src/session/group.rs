@@ -23,8 +23,9 @@ use crate::proto::{BATCH_WRITES_MAX, Msg};
 
 use super::{Closed, Session};
 
-/// Most batches applied in one transaction (with `BATCH_BYTES_MAX` per batch, a
-/// transaction of at most ~8 MiB of writes).
+/// Most batches of one session's run (with `BATCH_BYTES_MAX` per batch, at most ~8 MiB
+/// of writes; a transaction that combines several sessions' runs holds at most
+/// `node::combine::ROUND_BATCHES_MAX` batches beyond its leader's run).
 pub const GROUP_BATCHES_MAX: usize = 8;
 
 impl Session {

@@ -49,6 +49,9 @@ struct SizeResult {
 struct Totals {
     /// Files' lengths after load, index and puts.
     files: (u64, u64),
+    /// The same files' lengths, then allocated blocks, once both databases are closed
+    /// (`None` until then).
+    closed: Option<((u64, u64), (u64, u64))>,
     /// The same files' allocated blocks.
     disk: (u64, u64),
     load: (Duration, Duration),
@@ -72,6 +75,15 @@ pub(crate) fn run(dir: &Path, sizes: &QuerySizes) -> Result<()> {
         let l = indexed::load(dir, &name, n, groups, 20 + i as u64)?;
         let mut result = measure_size(dir, &name, &l, sizes, 100 * (i as u64 + 1))?;
         drop(l);
+        // Closed, redb gives back the unused tail it grew ahead of need, and SQLite
+        // checkpoints its WAL into the database and removes it.
+        result.totals.closed = Some((
+            (blaze_idx::size(dir, &name)?, sqlite_idx::size(dir, &name)?),
+            (
+                crate::measure::dir_disk_bytes(&blazedb_engine::database_path(dir, &name))?,
+                crate::sqlite::db_disk_bytes(dir, &name)?,
+            ),
+        ));
         progress(&format!("2. {n} docs: compaction (BlazeDB)"));
         result.note = format!(
             "{}; {}",
@@ -221,6 +233,7 @@ fn measure_size(
 
     let totals = Totals {
         files: (blaze_idx::size(dir, name)?, sqlite_idx::size(dir, name)?),
+        closed: None,
         disk: (
             crate::measure::dir_disk_bytes(&blazedb_engine::database_path(dir, name))?,
             crate::sqlite::db_disk_bytes(dir, name)?,
@@ -308,6 +321,20 @@ fn print_totals(results: &[SizeResult]) {
             t.disk.1,
             Goal::None,
         ));
+        if let Some((length, disk)) = t.closed {
+            rows.push(Row::size(
+                format!("3. the same files once closed (length) ({n})"),
+                length.0,
+                length.1,
+                Goal::None,
+            ));
+            rows.push(Row::size(
+                format!("3. the same files once closed, on disk ({n})"),
+                disk.0,
+                disk.1,
+                Goal::None,
+            ));
+        }
         rows.push(Row::time(
             format!("3. load {n} docs"),
             t.load.0,

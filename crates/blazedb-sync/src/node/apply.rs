@@ -59,13 +59,7 @@ impl SyncNode {
             tx.commit()?;
             return Ok(BatchReport::default());
         }
-        let batches = [(items, upto)];
-        let part = PartRef {
-            peer,
-            role: peer_role,
-            batches: &batches,
-        };
-        Ok(self.apply_parts(&[part], now)?.pop().unwrap_or_default())
+        self.apply_part(peer, peer_role, &[(items, upto)], now)
     }
 
     /// Applies consecutive batches received from `peer` (each `(items, upto)`, in the
@@ -84,9 +78,20 @@ impl SyncNode {
     ) -> Result<BatchReport> {
         let now = self.now_us();
         self.check_part(peer, peer_role, batches, now)?;
+        self.apply_part(peer, peer_role, batches, now)
+    }
+
+    /// [`SyncNode::apply_parts`] of one peer's checked batches.
+    fn apply_part(
+        &self,
+        peer: NodeId,
+        role: Role,
+        batches: &[(&[Item], LogPos)],
+        now: u64,
+    ) -> Result<BatchReport> {
         let part = PartRef {
             peer,
-            role: peer_role,
+            role,
             batches,
         };
         Ok(self.apply_parts(&[part], now)?.pop().unwrap_or_default())

@@ -23,6 +23,12 @@
 //!   first, so no part waits forever.
 //! - A round holds at most [`ROUND_BATCHES_MAX`] batches, beyond the leader's own part,
 //!   which it always takes.
+//!
+//! What a hostile peer with valid credentials gains: a batch that passes its check and
+//! fails in the transaction (a write whose past is missing here) fails its round, so the
+//! other parts of that round are applied again alone. That costs them one transaction
+//! each, once; the failure is fatal to the hostile session (a protocol error), so every
+//! further attempt costs it a new connection and its authentication.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
